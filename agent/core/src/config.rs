@@ -1,0 +1,85 @@
+//! Capacities and timeouts of the core. Every table is sized from here at start-up and never
+//! grows; the defaults suit a home gateway serving one line with a few dozen devices.
+
+use serde::Deserialize;
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CoreConfig {
+    /// The subscriber key for every measurement (CPE mode). Without it, the client's IP address
+    /// is the key.
+    pub subscriber_id: Option<String>,
+    /// Flows tracked at once. When full, the least recently active flow is ended ("evicted").
+    pub flow_capacity: usize,
+    /// DNS queries awaiting an answer at once. When full, the oldest is dropped and counted.
+    pub dns_capacity: usize,
+    /// Datagrams being reassembled at once, and the largest accepted.
+    pub fragment_slots: usize,
+    pub fragment_max_bytes: usize,
+    pub fragment_timeout_secs: f64,
+    /// A query with no answer after this long is a `TIMEOUT`.
+    pub dns_timeout_secs: f64,
+    /// A SYN with no answer after this long is a connect `timeout`.
+    pub tcp_connect_timeout_secs: f64,
+    /// A flow with no packet for this long ends as `idle` (Zeek's defaults).
+    pub tcp_idle_timeout_secs: f64,
+    pub udp_idle_timeout_secs: f64,
+    /// After FIN in both directions or a RST, stray packets still count for this long.
+    pub tcp_close_linger_secs: f64,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        CoreConfig {
+            subscriber_id: None,
+            flow_capacity: 65_536,
+            dns_capacity: 4096,
+            fragment_slots: 64,
+            fragment_max_bytes: 65_535,
+            fragment_timeout_secs: 30.0,
+            dns_timeout_secs: 5.0,
+            tcp_connect_timeout_secs: 30.0,
+            tcp_idle_timeout_secs: 300.0,
+            udp_idle_timeout_secs: 60.0,
+            tcp_close_linger_secs: 2.0,
+        }
+    }
+}
+
+/// A configuration value outside what the core accepts.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct ConfigError {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl CoreConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive = |field: &'static str, n: usize| {
+            if n == 0 { Err(ConfigError { field, reason: "must be at least 1".into() }) } else { Ok(()) }
+        };
+        positive("flow_capacity", self.flow_capacity)?;
+        positive("dns_capacity", self.dns_capacity)?;
+        if self.flow_capacity > u32::MAX as usize / 2 {
+            return Err(ConfigError { field: "flow_capacity", reason: "must be below 2^31".into() });
+        }
+        for (field, secs) in [
+            ("fragment_timeout_secs", self.fragment_timeout_secs),
+            ("dns_timeout_secs", self.dns_timeout_secs),
+            ("tcp_connect_timeout_secs", self.tcp_connect_timeout_secs),
+            ("tcp_idle_timeout_secs", self.tcp_idle_timeout_secs),
+            ("udp_idle_timeout_secs", self.udp_idle_timeout_secs),
+            ("tcp_close_linger_secs", self.tcp_close_linger_secs),
+        ] {
+            if !(secs.is_finite() && secs > 0.0 && secs < 86_400.0 * 365.0) {
+                return Err(ConfigError { field, reason: format!("must be a positive number of seconds, got {secs}") });
+            }
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn secs_to_nanos(secs: f64) -> u64 {
+    (secs * 1e9) as u64
+}

@@ -1,0 +1,44 @@
+//! Counters for everything the core saw but could not (or chose not to) measure, and for every
+//! eviction or refusal of a bounded table. Each is a plain `u64` so a report can copy them out.
+
+use serde::Serialize;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    /// Frames handed to the core, and their wire lengths.
+    pub packets: u64,
+    pub bytes: u64,
+    /// Frames that carried no IP packet the core could follow; the sum of the kinds below.
+    pub unparsed: u64,
+    pub unknown_linktype: u64,
+    pub unknown_ethertype: u64,
+    /// ARP, PPPoE discovery, PPP control protocols: understood, not measured.
+    pub non_ip: u64,
+    pub truncated_link: u64,
+    pub malformed_ip: u64,
+    pub truncated_ip: u64,
+    pub malformed_transport: u64,
+    /// IP packets of other protocols than TCP and UDP (ICMP, GRE, ESP, ...).
+    pub other_ip_protocol: u64,
+    pub ip_fragments: u64,
+    pub ip_reassembled: u64,
+    pub ip_fragments_dropped: u64,
+    pub ip_reassembly_evicted: u64,
+    pub ip_reassembly_timeout: u64,
+    pub flows_created: u64,
+    pub flow_evictions: u64,
+    pub dns_queries: u64,
+    pub dns_responses: u64,
+    pub dns_malformed: u64,
+    /// Responses with no matching query: unsolicited, duplicate or with a question that differs.
+    pub dns_unmatched_responses: u64,
+    pub dns_evictions: u64,
+    pub dns_tcp_untracked: u64,
+}
+
+impl Counters {
+    pub(crate) fn unparsed(&mut self, kind: fn(&mut Counters) -> &mut u64) {
+        self.unparsed += 1;
+        *kind(self) += 1;
+    }
+}

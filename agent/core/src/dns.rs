@@ -1,0 +1,274 @@
+//! DNS transaction matching over UDP and TCP.
+//!
+//! A transaction is keyed by client, server, transport, id *and question*: a response is matched
+//! only to a query that asked the same thing, so a reused id or a response whose question was cut
+//! by the snap length never yields a false latency. A query repeated with the same key while
+//! pending is a retry: latency runs from the last one (tshark's `dns.time`), and `retries` counts
+//! the earlier ones. Unanswered queries become `TIMEOUT` after the configured time.
+//!
+//! The pending table holds at most `capacity` queries; when full, the oldest is dropped and
+//! counted. The expiry queue holds at most twice that, stale entries included.
+
+use crate::{
+    counters::Counters,
+    event::{DnsEvent, Transport},
+    time::Timestamp,
+    wire::dns::{DnsMessage, qtype_name},
+};
+use hashbrown::HashMap;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct TxKey {
+    client: SocketAddr,
+    server: SocketAddr,
+    transport: Transport,
+    id: u16,
+    qtype: u16,
+    qname: Box<str>,
+}
+
+struct Pending {
+    last: Timestamp,
+    retries: u32,
+    serial: u64,
+}
+
+/// A finished transaction: the event's fields and the endpoints it belongs to.
+pub struct DnsOutcome {
+    pub ts: Timestamp,
+    pub client: SocketAddr,
+    pub server: SocketAddr,
+    pub event: DnsEvent,
+}
+
+pub struct DnsTracker {
+    pending: HashMap<TxKey, Pending>,
+    expiry: VecDeque<(Timestamp, TxKey, u64)>,
+    capacity: usize,
+    timeout_ns: u64,
+    serial: u64,
+    name: String,
+}
+
+impl DnsTracker {
+    pub fn new(capacity: usize, timeout_ns: u64) -> Self {
+        DnsTracker {
+            pending: HashMap::with_capacity(capacity),
+            expiry: VecDeque::with_capacity(capacity * 2),
+            capacity,
+            timeout_ns,
+            serial: 0,
+            name: String::with_capacity(256),
+        }
+    }
+
+    /// One DNS message seen from `src` to `dst`. Returns the finished transaction when it is a
+    /// response to a pending query.
+    pub fn on_message(
+        &mut self,
+        now: Timestamp,
+        src: SocketAddr,
+        dst: SocketAddr,
+        transport: Transport,
+        payload: &[u8],
+        counters: &mut Counters,
+    ) -> Option<DnsOutcome> {
+        let Ok(msg) = DnsMessage::new_checked(payload) else {
+            counters.dns_malformed += 1;
+            return None;
+        };
+        // Only standard queries (opcode 0) are transactions a user waits on.
+        if msg.opcode() != 0 {
+            return None;
+        }
+        let question = msg.first_question(&mut self.name);
+        let response = msg.is_response();
+        if response {
+            counters.dns_responses += 1;
+        } else {
+            counters.dns_queries += 1;
+        }
+        let Ok(q) = question else {
+            if response {
+                counters.dns_unmatched_responses += 1;
+            } else {
+                counters.dns_malformed += 1;
+            }
+            return None;
+        };
+        let (client, server) = if response { (dst, src) } else { (src, dst) };
+        let key = TxKey { client, server, transport, id: msg.id(), qtype: q.qtype, qname: self.name.as_str().into() };
+        if response {
+            let Some(p) = self.pending.remove(&key) else {
+                counters.dns_unmatched_responses += 1;
+                return None;
+            };
+            return Some(DnsOutcome {
+                ts: now,
+                client,
+                server,
+                event: DnsEvent {
+                    query: key.qname.into(),
+                    qtype: qtype_name(key.qtype).into_owned(),
+                    rcode: msg.rcode().name().into_owned(),
+                    latency_us: Some(now.micros_since(p.last)),
+                    retries: p.retries,
+                    transport,
+                },
+            });
+        }
+        if let Some(p) = self.pending.get_mut(&key) {
+            p.retries += 1;
+            p.last = now;
+            return None;
+        }
+        self.make_room(counters);
+        self.serial += 1;
+        let deadline = now.add_nanos(self.timeout_ns);
+        self.expiry.push_back((deadline, key.clone(), self.serial));
+        self.pending.insert(key, Pending { last: now, retries: 0, serial: self.serial });
+        None
+    }
+
+    /// Queries unanswered at `now`, as `TIMEOUT` outcomes; call until it returns `None`.
+    pub fn poll_timeout(&mut self, now: Timestamp) -> Option<DnsOutcome> {
+        while let Some((deadline, _, _)) = self.expiry.front() {
+            if *deadline > now {
+                return None;
+            }
+            let (_, key, serial) = self.expiry.pop_front()?;
+            let Some(p) = self.pending.get(&key) else { continue };
+            if p.serial != serial {
+                continue;
+            }
+            let due = p.last.add_nanos(self.timeout_ns);
+            if due > now {
+                // Retried since: wait for the retry's own deadline.
+                self.expiry.push_back((due, key, serial));
+                continue;
+            }
+            return self.timed_out(key, due);
+        }
+        None
+    }
+
+    /// Every query still pending, as `TIMEOUT` at `now`: the end of a capture.
+    pub fn drain(&mut self, now: Timestamp) -> Vec<DnsOutcome> {
+        let mut keys: Vec<(Timestamp, TxKey)> = self.pending.iter().map(|(k, p)| (p.last, k.clone())).collect();
+        keys.sort_by_key(|k| k.0);
+        self.expiry.clear();
+        keys.into_iter().filter_map(|(_, k)| self.timed_out(k, now)).collect()
+    }
+
+    fn timed_out(&mut self, key: TxKey, ts: Timestamp) -> Option<DnsOutcome> {
+        let p = self.pending.remove(&key)?;
+        Some(DnsOutcome {
+            ts,
+            client: key.client,
+            server: key.server,
+            event: DnsEvent {
+                query: key.qname.into(),
+                qtype: qtype_name(key.qtype).into_owned(),
+                rcode: "TIMEOUT".into(),
+                latency_us: None,
+                retries: p.retries,
+                transport: key.transport,
+            },
+        })
+    }
+
+    /// Keeps both tables within bounds: drops stale queue entries, then the oldest live query.
+    fn make_room(&mut self, counters: &mut Counters) {
+        while self.pending.len() >= self.capacity || self.expiry.len() >= self.capacity * 2 {
+            let Some((_, key, serial)) = self.expiry.pop_front() else { break };
+            if self.pending.get(&key).is_some_and(|p| p.serial == serial) {
+                self.pending.remove(&key);
+                counters.dns_evictions += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(id: u16, response: bool, rcode: u8, name: &[u8]) -> Vec<u8> {
+        let mut m = id.to_be_bytes().to_vec();
+        m.push(if response { 0x81 } else { 0x01 });
+        m.push(if response { 0x80 | rcode } else { 0 });
+        m.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
+        m.extend_from_slice(name);
+        m.extend_from_slice(&[0, 1, 0, 1]);
+        m
+    }
+
+    const NAME: &[u8] = b"\x07example\x03com\x00";
+    const OTHER: &[u8] = b"\x05other\x03com\x00";
+
+    fn ep(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn ms(n: u64) -> Timestamp {
+        Timestamp(n * 1_000_000)
+    }
+
+    #[test]
+    fn retry_times_from_last_query() {
+        let mut t = DnsTracker::new(8, 5_000_000_000);
+        let mut c = Counters::default();
+        let (cl, sv) = (ep("192.0.2.1:40000"), ep("192.0.2.53:53"));
+        assert!(t.on_message(ms(0), cl, sv, Transport::Udp, &msg(7, false, 0, NAME), &mut c).is_none());
+        assert!(t.on_message(ms(1000), cl, sv, Transport::Udp, &msg(7, false, 0, NAME), &mut c).is_none());
+        let out = t.on_message(ms(1012), sv, cl, Transport::Udp, &msg(7, true, 3, NAME), &mut c).unwrap();
+        assert_eq!(out.event.latency_us, Some(12_000));
+        assert_eq!(out.event.retries, 1);
+        assert_eq!(out.event.rcode, "NXDOMAIN");
+        assert_eq!(out.event.query, "example.com");
+        assert_eq!(out.client, cl);
+    }
+
+    #[test]
+    fn response_to_other_question_does_not_match() {
+        let mut t = DnsTracker::new(8, 5_000_000_000);
+        let mut c = Counters::default();
+        let (cl, sv) = (ep("192.0.2.1:40000"), ep("192.0.2.53:53"));
+        t.on_message(ms(0), cl, sv, Transport::Udp, &msg(7, false, 0, NAME), &mut c);
+        assert!(t.on_message(ms(5), sv, cl, Transport::Udp, &msg(7, true, 0, OTHER), &mut c).is_none());
+        assert_eq!(c.dns_unmatched_responses, 1);
+        // Cut inside the question: cannot be matched either.
+        let cut = &msg(7, true, 0, NAME)[..16];
+        assert!(t.on_message(ms(6), sv, cl, Transport::Udp, cut, &mut c).is_none());
+        assert_eq!(c.dns_unmatched_responses, 2);
+    }
+
+    #[test]
+    fn unanswered_query_times_out_after_its_last_retry() {
+        let mut t = DnsTracker::new(8, 5_000_000_000);
+        let mut c = Counters::default();
+        let (cl, sv) = (ep("192.0.2.1:40000"), ep("192.0.2.53:53"));
+        t.on_message(ms(0), cl, sv, Transport::Udp, &msg(9, false, 0, NAME), &mut c);
+        t.on_message(ms(2000), cl, sv, Transport::Udp, &msg(9, false, 0, NAME), &mut c);
+        assert!(t.poll_timeout(ms(5000)).is_none());
+        let out = t.poll_timeout(ms(7000)).unwrap();
+        assert_eq!(out.event.rcode, "TIMEOUT");
+        assert_eq!(out.event.retries, 1);
+        assert_eq!(out.ts, ms(7000));
+    }
+
+    #[test]
+    fn full_table_evicts_oldest() {
+        let mut t = DnsTracker::new(2, 5_000_000_000);
+        let mut c = Counters::default();
+        let sv = ep("192.0.2.53:53");
+        for port in 1..=5u16 {
+            let cl = SocketAddr::new("192.0.2.1".parse().unwrap(), port);
+            t.on_message(ms(u64::from(port)), cl, sv, Transport::Udp, &msg(1, false, 0, NAME), &mut c);
+        }
+        assert_eq!(c.dns_evictions, 3);
+        assert_eq!(t.drain(ms(10)).len(), 2);
+    }
+}

@@ -1,0 +1,137 @@
+//! Measurement events, one per transaction or flow end, in the JSON shape of the event contract:
+//! `kind`, `ts` (Unix seconds, microsecond precision, packet time), `subscriber`, `client`,
+//! `server`, then the kind's fields. Durations are integer microseconds from packet timestamps.
+
+use crate::time::Timestamp;
+use serde::{Serialize, Serializer};
+use std::net::SocketAddr;
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Event {
+    #[serde(flatten)]
+    pub detail: Detail,
+    #[serde(serialize_with = "unix_secs")]
+    pub ts: Timestamp,
+    pub subscriber: String,
+    /// The side that opened the transaction. `SocketAddr` prints IPv6 as `[v6]:port`.
+    pub client: SocketAddr,
+    pub server: SocketAddr,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Detail {
+    Dns(DnsEvent),
+    TcpConnect(TcpConnectEvent),
+    FlowEnd(FlowEndEvent),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DnsEvent {
+    pub query: String,
+    pub qtype: String,
+    pub rcode: String,
+    /// From the last query with this id to the response; `None` on timeout.
+    pub latency_us: Option<u64>,
+    /// Earlier queries with the same id and question.
+    pub retries: u32,
+    pub transport: Transport,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnectOutcome {
+    Established,
+    Refused,
+    Timeout,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TcpConnectEvent {
+    pub outcome: ConnectOutcome,
+    /// Last SYN to the SYN/ACK: the network side as seen from the probe.
+    pub syn_to_synack_us: Option<u64>,
+    /// SYN/ACK to the client's ACK: the subscriber side.
+    pub synack_to_ack_us: Option<u64>,
+    /// From the last SYN to the ACK, as tshark's `tcp.analysis.initial_rtt`.
+    pub rtt_us: Option<u64>,
+    /// First SYN to the ACK (or the RST): what the user waited, SYN retries included.
+    pub connect_us: Option<u64>,
+    pub syn_retries: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlowEndReason {
+    Fin,
+    Rst,
+    Idle,
+    Evicted,
+    EndOfCapture,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlowProto {
+    Tcp,
+    Udp,
+}
+
+/// Byte counters are transport payload bytes (TCP segment data, UDP payload), retransmitted
+/// bytes included: the same figure as the sum of tshark's `tcp.len`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FlowEndEvent {
+    pub proto: FlowProto,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+    pub packets_up: u64,
+    pub packets_down: u64,
+    pub retrans_up: u64,
+    pub retrans_down: u64,
+    pub zero_window_up: u64,
+    pub zero_window_down: u64,
+    pub rst_up: u64,
+    pub rst_down: u64,
+    pub duration_us: u64,
+    pub reason: FlowEndReason,
+}
+
+fn unix_secs<S: Serializer>(ts: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(ts.as_unix_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_event_json_shape() {
+        let e = Event {
+            detail: Detail::Dns(DnsEvent {
+                query: "example.com".into(),
+                qtype: "AAAA".into(),
+                rcode: "TIMEOUT".into(),
+                latency_us: None,
+                retries: 2,
+                transport: Transport::Udp,
+            }),
+            ts: Timestamp::from_secs_nanos(1_700_000_000, 123_456_000),
+            subscriber: "sub-1".into(),
+            client: "[2001:db8::1]:5353".parse().unwrap(),
+            server: "192.0.2.53:53".parse().unwrap(),
+        };
+        let v: serde_json::Value = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["kind"], "dns");
+        assert_eq!(v["ts"].as_f64(), Some(1_700_000_000.123456));
+        assert_eq!(v["client"], "[2001:db8::1]:5353");
+        assert_eq!(v["latency_us"], serde_json::Value::Null);
+        assert_eq!(v["transport"], "udp");
+    }
+}

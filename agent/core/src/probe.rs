@@ -1,0 +1,450 @@
+//! The probe: the sans-IO measurement core. Feed it frames with their capture timestamps
+//! (`handle_frame`), advance time when no frame comes (`handle_timeout`), end a capture with
+//! `finish`, and drain `poll_event` after each call. It reads no clock and does no I/O.
+//!
+//! Time only moves forward for timers: a frame stamped earlier than one already seen (a clock
+//! step, concatenated captures) is measured with its own timestamp, and durations saturate at zero.
+
+use crate::{
+    config::{CoreConfig, secs_to_nanos},
+    counters::Counters,
+    dissect::{IpLayer, LinkType, Skip, dissect},
+    dns::{DnsOutcome, DnsTracker},
+    dns_stream::DnsStream,
+    event::{Detail, Event, FlowEndEvent, FlowEndReason, FlowProto, Transport},
+    flow::{Endpoint, FlowKey, FlowTable, LIST_OTHER, LIST_TCP},
+    frag::{FragKey, Reassembler},
+    tcp::Segment,
+    time::Timestamp,
+    wire::{IpProtocol, Layer, tcp::TcpPacket, tcp::flags, udp::UdpPacket},
+};
+use hashbrown::HashMap;
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+
+const DNS_PORT: u16 = 53;
+
+/// A timer on a flow slot; `generation` tells whether the slot still holds the same flow.
+type FlowTimer = (Timestamp, u32, u32);
+
+pub struct Probe {
+    config: CoreConfig,
+    flows: FlowTable,
+    frags: Reassembler,
+    dns: DnsTracker,
+    /// DNS-over-TCP stream state, by flow slot; at most one per flow slot.
+    dns_streams: HashMap<u32, DnsStream>,
+    connect_timers: VecDeque<FlowTimer>,
+    close_timers: VecDeque<FlowTimer>,
+    events: VecDeque<Event>,
+    counters: Counters,
+    now: Timestamp,
+    scratch: Vec<u8>,
+    dns_done: Vec<Vec<u8>>,
+    timeouts: Timeouts,
+}
+
+struct Timeouts {
+    connect: u64,
+    idle: [u64; 2],
+    linger: u64,
+}
+
+impl Probe {
+    /// Builds every table at its configured size. The config must have passed `validate`.
+    pub fn new(config: CoreConfig) -> Self {
+        let cap = config.flow_capacity;
+        Probe {
+            flows: FlowTable::new(cap),
+            frags: Reassembler::new(
+                config.fragment_slots,
+                config.fragment_max_bytes,
+                secs_to_nanos(config.fragment_timeout_secs),
+            ),
+            dns: DnsTracker::new(config.dns_capacity, secs_to_nanos(config.dns_timeout_secs)),
+            dns_streams: HashMap::new(),
+            connect_timers: VecDeque::with_capacity(cap.min(1 << 16)),
+            close_timers: VecDeque::with_capacity(cap.min(1 << 16)),
+            events: VecDeque::new(),
+            counters: Counters::default(),
+            now: Timestamp::ZERO,
+            scratch: Vec::with_capacity(config.fragment_max_bytes.min(65_535)),
+            dns_done: Vec::new(),
+            timeouts: Timeouts {
+                connect: secs_to_nanos(config.tcp_connect_timeout_secs),
+                idle: [secs_to_nanos(config.tcp_idle_timeout_secs), secs_to_nanos(config.udp_idle_timeout_secs)],
+                linger: secs_to_nanos(config.tcp_close_linger_secs),
+            },
+            config,
+        }
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    pub fn active_flows(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// The next measurement event, oldest first.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// One captured frame. `wire_len` is its length on the wire, which may exceed `frame.len()`
+    /// when the capture had a snap length.
+    pub fn handle_frame(&mut self, ts: Timestamp, link: LinkType, frame: &[u8], wire_len: u32) {
+        self.counters.packets += 1;
+        self.counters.bytes += u64::from(wire_len.max(frame.len() as u32));
+        self.handle_timeout(ts);
+        match dissect(link, frame) {
+            Ok(ip) => self.handle_ip(ts, &ip),
+            Err(skip) => self.count_skip(skip),
+        }
+    }
+
+    /// Runs every timer due at `now`: DNS and connect timeouts, idle flows, closed flows.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        if now <= self.now {
+            return;
+        }
+        self.now = now;
+        while let Some(out) = self.dns.poll_timeout(now) {
+            self.emit_dns(out);
+        }
+        while let Some(&(due, slot, generation)) = self.connect_timers.front() {
+            if due > now {
+                break;
+            }
+            self.connect_timers.pop_front();
+            self.connect_timer(slot, generation, now);
+        }
+        while let Some(&(due, slot, generation)) = self.close_timers.front() {
+            if due > now {
+                break;
+            }
+            self.close_timers.pop_front();
+            if self.flows.flow(slot).generation == generation && self.flows.flow(slot).tcp.closing.is_some() {
+                let reason = self.flows.flow(slot).tcp.closing.unwrap_or(FlowEndReason::Fin);
+                let ts = self.flows.flow(slot).last;
+                self.end_flow(slot, reason, ts);
+            }
+        }
+        for list in [LIST_TCP, LIST_OTHER] {
+            let idle = self.timeouts.idle[usize::from(list)];
+            while let Some(slot) = self.flows.tail(list) {
+                let last = self.flows.flow(slot).last;
+                if now.nanos_since(last) < idle {
+                    break;
+                }
+                self.end_flow(slot, FlowEndReason::Idle, last.add_nanos(idle));
+            }
+        }
+    }
+
+    /// The end of a capture: every pending query and connect times out, every flow ends.
+    pub fn finish(&mut self, now: Timestamp) {
+        self.handle_timeout(now);
+        let now = now.max(self.now);
+        for out in self.dns.drain(now) {
+            self.emit_dns(out);
+        }
+        for slot in self.flows.live() {
+            self.end_flow(slot, FlowEndReason::EndOfCapture, now);
+        }
+        self.connect_timers.clear();
+        self.close_timers.clear();
+    }
+
+    fn count_skip(&mut self, skip: Skip) {
+        match skip {
+            Skip::UnknownLinkType(_) => self.counters.unparsed(|c| &mut c.unknown_linktype),
+            Skip::UnknownEtherType(_) => self.counters.unparsed(|c| &mut c.unknown_ethertype),
+            Skip::NotIp => self.counters.non_ip += 1,
+            Skip::Bad(e) => match e.layer() {
+                Layer::Ethernet | Layer::Vlan | Layer::Mpls | Layer::Pppoe | Layer::Sll => {
+                    self.counters.unparsed(|c| &mut c.truncated_link)
+                }
+                _ => self.counters.unparsed(|c| &mut c.malformed_ip),
+            },
+        }
+    }
+
+    fn handle_ip(&mut self, ts: Timestamp, ip: &IpLayer<'_>) {
+        if let Some(frag) = ip.fragment {
+            let key = FragKey { src: ip.src, dst: ip.dst, protocol: u8::from(ip.protocol), ident: frag.ident };
+            let mut datagram = std::mem::take(&mut self.scratch);
+            if self.frags.add(ts, key, frag, ip.payload, &mut datagram, &mut self.counters) {
+                let len = datagram.len();
+                self.transport(ts, ip.src, ip.dst, ip.protocol, &datagram, len);
+            }
+            self.scratch = datagram;
+            return;
+        }
+        if ip.truncated {
+            self.counters.truncated_ip += 1;
+        }
+        self.transport(ts, ip.src, ip.dst, ip.protocol, ip.payload, ip.declared_len);
+    }
+
+    fn transport(
+        &mut self,
+        ts: Timestamp,
+        src: IpAddr,
+        dst: IpAddr,
+        proto: IpProtocol,
+        payload: &[u8],
+        declared: usize,
+    ) {
+        match proto {
+            IpProtocol::Tcp => match TcpPacket::new_checked(payload) {
+                Ok(tcp) => self.tcp(ts, src, dst, &tcp, declared),
+                Err(_) => self.counters.unparsed(|c| &mut c.malformed_transport),
+            },
+            IpProtocol::Udp => match UdpPacket::new_checked(payload) {
+                Ok(udp) => self.udp(ts, src, dst, &udp),
+                Err(_) => self.counters.unparsed(|c| &mut c.malformed_transport),
+            },
+            _ => self.counters.other_ip_protocol += 1,
+        }
+    }
+
+    fn udp(&mut self, ts: Timestamp, src: IpAddr, dst: IpAddr, udp: &UdpPacket<'_>) {
+        let (sp, dp) = (udp.src_port(), udp.dst_port());
+        let (slot, dir) =
+            self.flow_for(ts, SocketAddr::new(src, sp), SocketAddr::new(dst, dp), 17, client_by_port(sp, dp));
+        let f = self.flows.flow_mut(slot);
+        f.dirs[dir].packets += 1;
+        f.dirs[dir].bytes += udp.declared_payload_len() as u64;
+        self.flows.touch(slot, ts);
+        if sp == DNS_PORT || dp == DNS_PORT {
+            let out = self.dns.on_message(
+                ts,
+                SocketAddr::new(src, sp),
+                SocketAddr::new(dst, dp),
+                Transport::Udp,
+                udp.payload(),
+                &mut self.counters,
+            );
+            if let Some(out) = out {
+                self.emit_dns(out);
+            }
+        }
+    }
+
+    fn tcp(&mut self, ts: Timestamp, src: IpAddr, dst: IpAddr, tcp: &TcpPacket<'_>, declared: usize) {
+        let (sp, dp) = (tcp.src_port(), tcp.dst_port());
+        let fl = tcp.flags();
+        let seg = Segment {
+            seq: tcp.seq(),
+            ack: tcp.ack(),
+            flags: fl,
+            window: tcp.window(),
+            len: declared.saturating_sub(tcp.header_len()) as u32,
+        };
+        let syn_only = fl & (flags::SYN | flags::ACK) == flags::SYN;
+        let src_is_client = if syn_only {
+            true
+        } else if fl & (flags::SYN | flags::ACK) == flags::SYN | flags::ACK {
+            false
+        } else {
+            client_by_port(sp, dp)
+        };
+        let (mut slot, mut dir) =
+            self.flow_for(ts, SocketAddr::new(src, sp), SocketAddr::new(dst, dp), 6, src_is_client);
+        if syn_only && self.is_new_connection(slot, seg.seq) {
+            let reason = self.flows.flow(slot).tcp.closing.unwrap_or(FlowEndReason::Idle);
+            let last = self.flows.flow(slot).last;
+            self.end_flow(slot, reason, last);
+            (slot, dir) = self.flow_for(ts, SocketAddr::new(src, sp), SocketAddr::new(dst, dp), 6, true);
+        }
+        let timers_before = (self.flows.flow(slot).tcp.closing.is_some(), self.flows.flow(slot).tcp.connect_pending());
+        let f = self.flows.flow_mut(slot);
+        if syn_only && f.dirs[0].packets == 0 && f.dirs[1].packets == 0 {
+            f.tcp.on_open_syn(ts, seg.seq);
+        }
+        f.dirs[dir].packets += 1;
+        f.dirs[dir].bytes += u64::from(seg.len);
+        let connect = f.tcp.on_segment(ts, dir, seg, &mut f.dirs);
+        let (client, server, generation) = (f.client(), f.server(), f.generation);
+        let (closing, pending) = (f.tcp.closing.is_some(), f.tcp.connect_pending());
+        self.flows.touch(slot, ts);
+        if pending && !timers_before.1 {
+            self.push_timer(true, (ts.add_nanos(self.timeouts.connect), slot, generation));
+        }
+        if closing && !timers_before.0 {
+            self.push_timer(false, (ts.add_nanos(self.timeouts.linger), slot, generation));
+        }
+        if let Some(c) = connect {
+            self.emit(ts, client, server, Detail::TcpConnect(c));
+        }
+        if sp == DNS_PORT || dp == DNS_PORT {
+            self.dns_over_tcp(ts, slot, dir, &seg, tcp.payload(), client, server);
+        }
+    }
+
+    /// A SYN on a flow that already carried a different connection: a reused port pair.
+    fn is_new_connection(&self, slot: u32, isn: u32) -> bool {
+        let f = self.flows.flow(slot);
+        let seen = f.dirs[0].packets + f.dirs[1].packets > 0;
+        seen && (f.tcp.closing.is_some() || !f.tcp.connect_pending()) && f.tcp.client_isn != isn
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn dns_over_tcp(
+        &mut self,
+        ts: Timestamp,
+        slot: u32,
+        dir: usize,
+        seg: &Segment,
+        captured: &[u8],
+        client: SocketAddr,
+        server: SocketAddr,
+    ) {
+        if seg.len == 0 {
+            return;
+        }
+        if !self.dns_streams.contains_key(&slot) && self.dns_streams.len() >= self.config.dns_capacity {
+            self.counters.dns_tcp_untracked += 1;
+            return;
+        }
+        let stream = self.dns_streams.entry(slot).or_default();
+        let mut done = std::mem::take(&mut self.dns_done);
+        if !stream.feed(dir, seg, captured, &mut done) {
+            self.counters.dns_tcp_untracked += 1;
+        }
+        let (src, dst) = if dir == 0 { (client, server) } else { (server, client) };
+        for msg in done.drain(..) {
+            if let Some(out) = self.dns.on_message(ts, src, dst, Transport::Tcp, &msg, &mut self.counters) {
+                self.emit_dns(out);
+            }
+        }
+        self.dns_done = done;
+    }
+
+    fn push_timer(&mut self, connect: bool, timer: FlowTimer) {
+        let cap = self.flows.capacity() * 2;
+        let queue = if connect { &mut self.connect_timers } else { &mut self.close_timers };
+        // Bounded: a full queue fires its oldest timer early rather than grow.
+        if queue.len() >= cap {
+            if let Some((_, slot, generation)) = queue.pop_front() {
+                if connect {
+                    let now = self.now;
+                    self.connect_timer(slot, generation, now);
+                } else if self.flows.flow(slot).generation == generation {
+                    let f = self.flows.flow(slot);
+                    let (reason, ts) = (f.tcp.closing.unwrap_or(FlowEndReason::Fin), f.last);
+                    self.end_flow(slot, reason, ts);
+                }
+            }
+        }
+        let queue = if connect { &mut self.connect_timers } else { &mut self.close_timers };
+        queue.push_back(timer);
+    }
+
+    fn connect_timer(&mut self, slot: u32, generation: u32, now: Timestamp) {
+        let f = self.flows.flow(slot);
+        if f.generation != generation || !f.tcp.connect_pending() {
+            return;
+        }
+        let due = f.tcp.last_syn.add_nanos(self.timeouts.connect);
+        if due > now {
+            // A retried SYN restarted the wait.
+            self.connect_timers.push_back((due, slot, generation));
+            return;
+        }
+        let (client, server) = (f.client(), f.server());
+        if let Some(c) = self.flows.flow_mut(slot).tcp.connect_timeout() {
+            self.emit(due, client, server, Detail::TcpConnect(c));
+        }
+    }
+
+    /// The flow for this packet, created if new (evicting the coldest flow when full), and the
+    /// packet's direction in it.
+    fn flow_for(
+        &mut self,
+        ts: Timestamp,
+        src: SocketAddr,
+        dst: SocketAddr,
+        proto: u8,
+        src_is_client: bool,
+    ) -> (u32, usize) {
+        let (key, src_is_lo) = FlowKey::new(
+            Endpoint::new(src.ip(), src.port()),
+            Endpoint::new(dst.ip(), dst.port()),
+            proto,
+            src.is_ipv6(),
+        );
+        if let Some(slot) = self.flows.get(&key) {
+            return (slot, self.flows.flow(slot).dir_of(src_is_lo));
+        }
+        if self.flows.is_full() {
+            if let Some(victim) = self.flows.coldest() {
+                self.counters.flow_evictions += 1;
+                self.end_flow(victim, FlowEndReason::Evicted, ts);
+            }
+        }
+        self.counters.flows_created += 1;
+        let list = if proto == 6 { LIST_TCP } else { LIST_OTHER };
+        let client_is_lo = src_is_lo == src_is_client;
+        let slot = self.flows.insert(key, client_is_lo, ts, list);
+        (slot, self.flows.flow(slot).dir_of(src_is_lo))
+    }
+
+    fn end_flow(&mut self, slot: u32, reason: FlowEndReason, ts: Timestamp) {
+        self.dns_streams.remove(&slot);
+        let mut f = self.flows.remove(slot);
+        let (client, server) = (f.client(), f.server());
+        if let Some(c) = f.tcp.connect_timeout() {
+            let due = f.tcp.last_syn.add_nanos(self.timeouts.connect).min(ts);
+            self.emit(due, client, server, Detail::TcpConnect(c));
+        }
+        let [up, down] = f.dirs;
+        let event = FlowEndEvent {
+            proto: if f.key.proto == 6 { FlowProto::Tcp } else { FlowProto::Udp },
+            bytes_up: up.bytes,
+            bytes_down: down.bytes,
+            packets_up: u64::from(up.packets),
+            packets_down: u64::from(down.packets),
+            retrans_up: u64::from(up.retrans),
+            retrans_down: u64::from(down.retrans),
+            zero_window_up: u64::from(up.zero_window),
+            zero_window_down: u64::from(down.zero_window),
+            rst_up: u64::from(up.rst),
+            rst_down: u64::from(down.rst),
+            duration_us: f.last.micros_since(f.first),
+            reason,
+        };
+        self.emit(ts, client, server, Detail::FlowEnd(event));
+    }
+
+    fn emit_dns(&mut self, out: DnsOutcome) {
+        self.emit(out.ts, out.client, out.server, Detail::Dns(out.event));
+    }
+
+    fn emit(&mut self, ts: Timestamp, client: SocketAddr, server: SocketAddr, detail: Detail) {
+        let subscriber = match &self.config.subscriber_id {
+            Some(id) => id.clone(),
+            None => client.ip().to_string(),
+        };
+        self.events.push_back(Event { detail, ts, subscriber, client, server });
+    }
+}
+
+/// Without a handshake to go by, the side on a well-known port is the server; otherwise the
+/// sender of the first packet is the client.
+fn client_by_port(src_port: u16, dst_port: u16) -> bool {
+    !(src_port < 1024 && dst_port >= 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcp_connect_timeout_config_is_honoured() {
+        let p = Probe::new(CoreConfig { tcp_connect_timeout_secs: 3.0, ..CoreConfig::default() });
+        assert_eq!(p.timeouts.connect, 3_000_000_000);
+    }
+}

@@ -1,0 +1,3 @@
+//! Capture sources: shells that hand frames and their timestamps to the core.
+
+pub mod file;

@@ -1,0 +1,83 @@
+//! Helpers shared by the end-to-end tests: finding the real binaries, skipping (or, in CI,
+//! failing) when a prerequisite is missing, and checking events against tshark's answers.
+
+pub mod reference;
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Once;
+
+/// Set by CI: every test that would skip for lack of a prerequisite fails instead.
+pub const REQUIRE_ALL: &str = "EDGEPROBE_REQUIRE_ALL";
+
+/// Returns true when the test may go on. When `available` is false it prints why the test is
+/// skipped and returns false, or panics when `EDGEPROBE_REQUIRE_ALL` is set.
+pub fn prerequisite(available: bool, what: &str) -> bool {
+    if available {
+        return true;
+    }
+    if std::env::var_os(REQUIRE_ALL).is_some_and(|v| !v.is_empty() && v != "0") {
+        panic!("{REQUIRE_ALL} is set but {what} is missing");
+    }
+    eprintln!("SKIPPED: {what} is missing (set {REQUIRE_ALL}=1 to make this a failure)");
+    false
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// The shared public captures, beside the checkout, when present.
+pub fn shared_captures() -> PathBuf {
+    std::env::var_os("EDGEPROBE_SHARED_CAPTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("../shared/captures"))
+}
+
+pub fn fixtures() -> PathBuf {
+    workspace_root().join("tests/fixtures")
+}
+
+/// The `edgeprobe` binary of this build, built on first use.
+pub fn edgeprobe_bin() -> PathBuf {
+    static BUILD: Once = Once::new();
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/edgeprobe
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target dir").to_path_buf();
+    let bin = profile_dir.join("edgeprobe");
+    BUILD.call_once(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--quiet", "-p", "edgeprobe-agent", "--bin", "edgeprobe"]);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.current_dir(workspace_root()).status().expect("run cargo build");
+        assert!(status.success(), "building edgeprobe failed");
+    });
+    bin
+}
+
+/// Output of one `edgeprobe replay --events` run.
+pub struct Replay {
+    pub events: Vec<Value>,
+    pub success: bool,
+    pub stderr: String,
+}
+
+pub fn replay(capture: &Path, extra: &[&str]) -> Replay {
+    let out = Command::new(edgeprobe_bin())
+        .arg("replay")
+        .arg(capture)
+        .arg("--events")
+        .args(extra)
+        .output()
+        .expect("run edgeprobe replay");
+    let stdout = String::from_utf8(out.stdout).expect("events are UTF-8");
+    let events = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad event line {l:?}: {e}")))
+        .collect();
+    Replay { events, success: out.status.success(), stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
+}
