@@ -1,10 +1,11 @@
 //! DNS transaction matching over UDP and TCP.
 //!
-//! A transaction is keyed by client, server, transport, id *and question*: a response is matched
-//! only to a query that asked the same thing, so a reused id or a response whose question was cut
-//! by the snap length never yields a false latency. A query repeated with the same key while
-//! pending is a retry: latency runs from the last one (tshark's `dns.time`), and `retries` counts
-//! the earlier ones. Unanswered queries become `TIMEOUT` after the configured time.
+//! A transaction is keyed by client address, server, transport, id *and question*: a response is
+//! matched only to a query that asked the same thing, so a reused id or a response whose question
+//! was cut by the snap length never yields a false latency. A query repeated with the same key
+//! while pending is a retry, even from a new source port (as dig and many stub resolvers do):
+//! latency runs from the last try (tshark's `dns.time`), and `retries` counts the earlier ones.
+//! Unanswered queries become `TIMEOUT` after the configured time.
 //!
 //! The pending table holds at most `capacity` queries; when full, the oldest is dropped and
 //! counted. The expiry queue holds at most twice that, stale entries included.
@@ -17,11 +18,11 @@ use crate::{
 };
 use hashbrown::HashMap;
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct TxKey {
-    client: SocketAddr,
+    client: IpAddr,
     server: SocketAddr,
     transport: Transport,
     id: u16,
@@ -30,6 +31,8 @@ struct TxKey {
 }
 
 struct Pending {
+    /// The source port of the last try; events name the client by it.
+    client_port: u16,
     last: Timestamp,
     retries: u32,
     serial: u64,
@@ -99,7 +102,14 @@ impl DnsTracker {
             return None;
         };
         let (client, server) = if response { (dst, src) } else { (src, dst) };
-        let key = TxKey { client, server, transport, id: msg.id(), qtype: q.qtype, qname: self.name.as_str().into() };
+        let key = TxKey {
+            client: client.ip(),
+            server,
+            transport,
+            id: msg.id(),
+            qtype: q.qtype,
+            qname: self.name.as_str().into(),
+        };
         if response {
             let Some(p) = self.pending.remove(&key) else {
                 counters.dns_unmatched_responses += 1;
@@ -107,7 +117,7 @@ impl DnsTracker {
             };
             return Some(DnsOutcome {
                 ts: now,
-                client,
+                client: SocketAddr::new(key.client, p.client_port),
                 server,
                 event: DnsEvent {
                     query: key.qname.into(),
@@ -122,13 +132,14 @@ impl DnsTracker {
         if let Some(p) = self.pending.get_mut(&key) {
             p.retries += 1;
             p.last = now;
+            p.client_port = client.port();
             return None;
         }
         self.make_room(counters);
         self.serial += 1;
         let deadline = now.add_nanos(self.timeout_ns);
         self.expiry.push_back((deadline, key.clone(), self.serial));
-        self.pending.insert(key, Pending { last: now, retries: 0, serial: self.serial });
+        self.pending.insert(key, Pending { client_port: client.port(), last: now, retries: 0, serial: self.serial });
         None
     }
 
@@ -166,7 +177,7 @@ impl DnsTracker {
         let p = self.pending.remove(&key)?;
         Some(DnsOutcome {
             ts,
-            client: key.client,
+            client: SocketAddr::new(key.client, p.client_port),
             server: key.server,
             event: DnsEvent {
                 query: key.qname.into(),
@@ -232,6 +243,19 @@ mod tests {
     }
 
     #[test]
+    fn retry_from_new_port_is_the_same_lookup() {
+        let mut t = DnsTracker::new(8, 5_000_000_000);
+        let mut c = Counters::default();
+        let sv = ep("192.0.2.53:53");
+        t.on_message(ms(0), ep("192.0.2.1:40000"), sv, Transport::Udp, &msg(7, false, 0, NAME), &mut c);
+        t.on_message(ms(900), ep("192.0.2.1:40001"), sv, Transport::Udp, &msg(7, false, 0, NAME), &mut c);
+        let out = t.on_message(ms(910), sv, ep("192.0.2.1:40001"), Transport::Udp, &msg(7, true, 0, NAME), &mut c);
+        let out = out.unwrap();
+        assert_eq!((out.event.latency_us, out.event.retries), (Some(10_000), 1));
+        assert_eq!(out.client, ep("192.0.2.1:40001"));
+    }
+
+    #[test]
     fn response_to_other_question_does_not_match() {
         let mut t = DnsTracker::new(8, 5_000_000_000);
         let mut c = Counters::default();
@@ -264,9 +288,9 @@ mod tests {
         let mut t = DnsTracker::new(2, 5_000_000_000);
         let mut c = Counters::default();
         let sv = ep("192.0.2.53:53");
-        for port in 1..=5u16 {
-            let cl = SocketAddr::new("192.0.2.1".parse().unwrap(), port);
-            t.on_message(ms(u64::from(port)), cl, sv, Transport::Udp, &msg(1, false, 0, NAME), &mut c);
+        let cl = ep("192.0.2.1:40000");
+        for id in 1..=5u16 {
+            t.on_message(ms(u64::from(id)), cl, sv, Transport::Udp, &msg(id, false, 0, NAME), &mut c);
         }
         assert_eq!(c.dns_evictions, 3);
         assert_eq!(t.drain(ms(10)).len(), 2);
