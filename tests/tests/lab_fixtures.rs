@@ -103,3 +103,29 @@ fn lab_tcp_matches_tshark_and_splits_the_delay_correctly() {
     let reasons: Vec<&str> = flows.iter().filter_map(|e| e["reason"].as_str()).collect();
     assert!(reasons.contains(&"fin") && reasons.contains(&"rst"), "{reasons:?}");
 }
+
+#[test]
+fn a_full_flow_table_evicts_and_counts() {
+    let dir = std::env::temp_dir().join(format!("edgeprobe-evict-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("tiny.toml");
+    std::fs::write(&config, "[measure]\nflow_capacity = 1\n").unwrap();
+    let out = replay(&fixtures().join("lab_tcp.pcap"), &["--config", config.to_str().unwrap()]);
+    assert!(out.success, "{}", out.stderr);
+    let evicted = of_kind(&out.events, "flow_end").iter().filter(|e| e["reason"] == "evicted").count();
+    assert!(evicted >= 1, "no eviction with room for one flow");
+    let summary = out.stderr.lines().find(|l| l.starts_with("replay:")).unwrap();
+    assert!(summary.contains(&format!("{evicted} flow evictions")), "{summary}");
+    // Losing track of a connect is not a timeout: every timeout here is one without the limit.
+    let timeouts = |events: &[Value]| -> Vec<String> {
+        of_kind(events, "tcp_connect")
+            .iter()
+            .filter(|e| e["outcome"] == "timeout")
+            .map(|e| e["client"].to_string())
+            .collect()
+    };
+    let unconstrained = replay_fixture("lab_tcp.pcap");
+    for t in timeouts(&out.events) {
+        assert!(timeouts(&unconstrained).contains(&t), "eviction reported as a connect timeout: {t}");
+    }
+}

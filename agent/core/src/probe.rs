@@ -266,7 +266,7 @@ impl Probe {
         }
         f.dirs[dir].packets += 1;
         f.dirs[dir].bytes += u64::from(seg.len);
-        let connect = f.tcp.on_segment(ts, dir, seg, &mut f.dirs);
+        let connect = f.tcp.on_segment(ts, f.first, dir, seg, &mut f.dirs);
         let (client, server, generation) = (f.client(), f.server(), f.generation);
         let (closing, pending) = (f.tcp.closing.is_some(), f.tcp.connect_pending());
         self.flows.touch(slot, ts);
@@ -396,9 +396,12 @@ impl Probe {
         self.dns_streams.remove(&slot);
         let mut f = self.flows.remove(slot);
         let (client, server) = (f.client(), f.server());
-        if let Some(c) = f.tcp.connect_timeout() {
-            let due = f.tcp.last_syn.add_nanos(self.timeouts.connect).min(ts);
-            self.emit(due, client, server, Detail::TcpConnect(c));
+        // An evicted connect was not answered *yet*: calling it a timeout would be a guess.
+        if reason != FlowEndReason::Evicted {
+            if let Some(c) = f.tcp.connect_timeout() {
+                let due = f.tcp.last_syn.add_nanos(self.timeouts.connect).min(ts);
+                self.emit(due, client, server, Detail::TcpConnect(c));
+            }
         }
         let [up, down] = f.dirs;
         let event = FlowEndEvent {

@@ -15,8 +15,23 @@ use crate::{
     wire::tcp::flags,
 };
 
-const DEFAULT_OOO_THRESHOLD_NS: u64 = 3_000_000;
-const FAST_RETRANSMIT_WINDOW_NS: u64 = 20_000_000;
+const DEFAULT_OOO_THRESHOLD_US: u32 = 3_000;
+const FAST_RETRANSMIT_WINDOW_US: u32 = 20_000;
+
+/// Packet time in microseconds, modulo 2^32: enough to compare the short intervals the sequence
+/// analysis needs (up to 71 minutes) in half the bytes of a `Timestamp`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct ShortTime(u32);
+
+impl ShortTime {
+    fn of(ts: Timestamp) -> Self {
+        ShortTime((ts.as_nanos() / 1000) as u32)
+    }
+
+    fn micros_until(self, later: ShortTime) -> u32 {
+        later.0.wrapping_sub(self.0)
+    }
+}
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Handshake {
@@ -33,13 +48,13 @@ pub enum Handshake {
 #[derive(Clone, Copy, Debug, Default)]
 struct SeqTrack {
     next: u32,
-    next_ts: Timestamp,
+    next_ts: ShortTime,
     known: bool,
     fin: bool,
     /// The ACKs this direction sends: the last value, when it was sent, the window it
     /// advertised, and how many pure ACKs repeated it.
     last_ack: u32,
-    last_ack_ts: Timestamp,
+    last_ack_ts: ShortTime,
     last_window: u16,
     dup_acks: u16,
 }
@@ -47,14 +62,14 @@ struct SeqTrack {
 #[derive(Clone, Debug, Default)]
 pub struct TcpState {
     pub handshake: Handshake,
-    pub first_syn: Timestamp,
+    /// The first SYN is the flow's first packet; the flow keeps that time.
     pub last_syn: Timestamp,
     pub synack: Timestamp,
     /// SYNs seen from the client, the first included.
     pub syns: u32,
     pub client_isn: u32,
-    /// Last SYN to ACK, once known: the out-of-order threshold.
-    pub initial_rtt_ns: u64,
+    /// Last SYN to ACK in microseconds, once known: the out-of-order threshold.
+    pub initial_rtt_us: u32,
     seq: [SeqTrack; 2],
     pub closing: Option<FlowEndReason>,
 }
@@ -83,17 +98,18 @@ impl TcpState {
     /// A flow opened by this SYN.
     pub fn on_open_syn(&mut self, now: Timestamp, isn: u32) {
         self.handshake = Handshake::SynSent;
-        self.first_syn = now;
         self.last_syn = now;
         self.syns = 0;
         self.client_isn = isn;
     }
 
-    /// Feeds one segment travelling in direction `dir` (0: client to server). Returns a connect
-    /// measurement when this segment completes or refuses the handshake.
+    /// Feeds one segment travelling in direction `dir` (0: client to server). `first_syn` is the
+    /// flow's first packet time. Returns a connect measurement when this segment completes or
+    /// refuses the handshake.
     pub fn on_segment(
         &mut self,
         now: Timestamp,
+        first_syn: Timestamp,
         dir: usize,
         seg: Segment,
         stats: &mut [DirStats; 2],
@@ -112,10 +128,10 @@ impl TcpState {
                 self.closing = Some(FlowEndReason::Fin);
             }
         }
-        self.handshake(now, dir, seg)
+        self.handshake(now, first_syn, dir, seg)
     }
 
-    fn handshake(&mut self, now: Timestamp, dir: usize, seg: Segment) -> Option<TcpConnectEvent> {
+    fn handshake(&mut self, now: Timestamp, first_syn: Timestamp, dir: usize, seg: Segment) -> Option<TcpConnectEvent> {
         let syn = seg.has(flags::SYN);
         let ack = seg.has(flags::ACK);
         match (self.handshake, dir) {
@@ -136,19 +152,19 @@ impl TcpState {
                     syn_to_synack_us: None,
                     synack_to_ack_us: None,
                     rtt_us: None,
-                    connect_us: Some(now.micros_since(self.first_syn)),
+                    connect_us: Some(now.micros_since(first_syn)),
                     syn_retries: self.syns.saturating_sub(1),
                 })
             }
             (Handshake::SynAckSeen, 0) if ack && !syn && !seg.has(flags::RST) => {
                 self.handshake = Handshake::Established;
-                self.initial_rtt_ns = now.nanos_since(self.last_syn);
+                self.initial_rtt_us = now.micros_since(self.last_syn).min(u64::from(u32::MAX)) as u32;
                 Some(TcpConnectEvent {
                     outcome: ConnectOutcome::Established,
                     syn_to_synack_us: Some(self.synack.micros_since(self.last_syn)),
                     synack_to_ack_us: Some(now.micros_since(self.synack)),
                     rtt_us: Some(now.micros_since(self.last_syn)),
-                    connect_us: Some(now.micros_since(self.first_syn)),
+                    connect_us: Some(now.micros_since(first_syn)),
                     syn_retries: self.syns.saturating_sub(1),
                 })
             }
@@ -183,15 +199,16 @@ impl TcpState {
         let syn_fin = u32::from(seg.has(flags::SYN)) + u32::from(seg.has(flags::FIN));
         let end = seg.seq.wrapping_add(seg.len).wrapping_add(syn_fin);
         let rst = seg.has(flags::RST);
-        let ooo_threshold = if self.initial_rtt_ns > 0 { self.initial_rtt_ns } else { DEFAULT_OOO_THRESHOLD_NS };
+        let ooo_threshold = if self.initial_rtt_us > 0 { self.initial_rtt_us } else { DEFAULT_OOO_THRESHOLD_US };
+        let now = ShortTime::of(now);
         let rev = self.seq[1 - dir];
         let fast_retransmit = rev.dup_acks >= 2
             && rev.last_ack == seg.seq
-            && now.nanos_since(rev.last_ack_ts) < FAST_RETRANSMIT_WINDOW_NS;
+            && rev.last_ack_ts.micros_until(now) < FAST_RETRANSMIT_WINDOW_US;
         let t = &mut self.seq[dir];
         if t.known && !rst && (seg.len > 0 || syn_fin > 0) && seq_lt(seg.seq, t.next) {
             let keep_alive = seg.len <= 1 && syn_fin == 0 && seg.seq == t.next.wrapping_sub(1);
-            let out_of_order = now.nanos_since(t.next_ts) < ooo_threshold && t.next != end;
+            let out_of_order = t.next_ts.micros_until(now) < ooo_threshold && t.next != end;
             if !keep_alive && (fast_retransmit || !out_of_order) {
                 stats.retrans += 1;
             }
@@ -233,10 +250,10 @@ mod tests {
         let mut s = TcpState::default();
         let mut d = [DirStats::default(); 2];
         s.on_open_syn(ms(0), 100);
-        assert!(s.on_segment(ms(0), 0, seg(100, flags::SYN, 0), &mut d).is_none());
-        assert!(s.on_segment(ms(1000), 0, seg(100, flags::SYN, 0), &mut d).is_none());
-        assert!(s.on_segment(ms(1030), 1, seg(900, flags::SYN | flags::ACK, 0), &mut d).is_none());
-        let e = s.on_segment(ms(1035), 0, seg(101, flags::ACK, 0), &mut d).unwrap();
+        assert!(s.on_segment(ms(0), ms(0), 0, seg(100, flags::SYN, 0), &mut d).is_none());
+        assert!(s.on_segment(ms(1000), ms(0), 0, seg(100, flags::SYN, 0), &mut d).is_none());
+        assert!(s.on_segment(ms(1030), ms(0), 1, seg(900, flags::SYN | flags::ACK, 0), &mut d).is_none());
+        let e = s.on_segment(ms(1035), ms(0), 0, seg(101, flags::ACK, 0), &mut d).unwrap();
         assert_eq!(e.outcome, ConnectOutcome::Established);
         assert_eq!(e.syn_to_synack_us, Some(30_000));
         assert_eq!(e.synack_to_ack_us, Some(5_000));
@@ -252,8 +269,8 @@ mod tests {
         let mut s = TcpState::default();
         let mut d = [DirStats::default(); 2];
         s.on_open_syn(ms(0), 1);
-        s.on_segment(ms(0), 0, seg(1, flags::SYN, 0), &mut d);
-        let e = s.on_segment(ms(2), 1, seg(0, flags::RST | flags::ACK, 0), &mut d).unwrap();
+        s.on_segment(ms(0), ms(0), 0, seg(1, flags::SYN, 0), &mut d);
+        let e = s.on_segment(ms(2), ms(0), 1, seg(0, flags::RST | flags::ACK, 0), &mut d).unwrap();
         assert_eq!(e.outcome, ConnectOutcome::Refused);
         assert_eq!(e.connect_us, Some(2000));
         assert_eq!(s.closing, Some(FlowEndReason::Rst));
@@ -263,11 +280,11 @@ mod tests {
     fn repeated_data_is_retransmission_keepalive_is_not() {
         let mut s = TcpState::default();
         let mut d = [DirStats::default(); 2];
-        s.on_segment(ms(0), 0, seg(1000, flags::ACK, 100), &mut d);
-        s.on_segment(ms(1), 0, seg(1100, flags::ACK, 100), &mut d);
-        s.on_segment(ms(200), 0, seg(1100, flags::ACK, 100), &mut d);
+        s.on_segment(ms(0), ms(0), 0, seg(1000, flags::ACK, 100), &mut d);
+        s.on_segment(ms(1), ms(0), 0, seg(1100, flags::ACK, 100), &mut d);
+        s.on_segment(ms(200), ms(0), 0, seg(1100, flags::ACK, 100), &mut d);
         assert_eq!(d[0].retrans, 1);
-        s.on_segment(ms(400), 0, seg(1199, flags::ACK, 1), &mut d);
+        s.on_segment(ms(400), ms(0), 0, seg(1199, flags::ACK, 1), &mut d);
         assert_eq!(d[0].retrans, 1);
     }
 

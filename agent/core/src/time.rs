@@ -30,7 +30,7 @@ impl Timestamp {
 
     /// Whole microseconds from `earlier` to `self`, rounded to the nearest microsecond.
     pub fn micros_since(self, earlier: Timestamp) -> u64 {
-        (self.nanos_since(earlier) + 500) / 1000
+        self.nanos_since(earlier).saturating_add(500) / 1000
     }
 
     pub fn add_nanos(self, nanos: u64) -> Timestamp {
@@ -39,7 +39,7 @@ impl Timestamp {
 
     /// Unix seconds with microsecond precision, as events carry them.
     pub fn as_unix_secs_f64(self) -> f64 {
-        let us = (self.0 + 500) / 1000;
+        let us = self.0.saturating_add(500) / 1000;
         (us / 1_000_000) as f64 + (us % 1_000_000) as f64 / 1e6
     }
 }

@@ -1,0 +1,128 @@
+//! Replay throughput and memory per flow. Prints its figures; asserts nothing about speed.
+//!
+//! - Whole-process packets per second of `edgeprobe replay` on the shared benchmark capture,
+//!   beside `ndpiReader -i FILE -q` (Debian's libndpi-bin) on the same file, and their ratio.
+//! - Resident memory per tracked flow: a probe sized for N flows is filled with N distinct
+//!   connections, and the growth of VmRSS is divided by N.
+//!
+//! Run: cargo bench -p edgeprobe-agent --bench replay
+
+use edgeprobe_core::{CoreConfig, LinkType, Probe, Timestamp};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const RUNS: usize = 5;
+
+fn bench_capture() -> Option<PathBuf> {
+    let path = std::env::var_os("EDGEPROBE_BENCH_CAPTURE").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/captures/bench/ndpi_default_ether_concat.pcap")
+    });
+    path.exists().then_some(path)
+}
+
+/// Best wall time of `RUNS` runs of a command.
+fn best_time(mut make: impl FnMut() -> Command) -> Option<Duration> {
+    let mut best: Option<Duration> = None;
+    for _ in 0..RUNS {
+        let started = Instant::now();
+        let status = make().stdout(Stdio::null()).stderr(Stdio::null()).status().ok()?;
+        let elapsed = started.elapsed();
+        if !status.success() {
+            return None;
+        }
+        best = Some(best.map_or(elapsed, |b| b.min(elapsed)));
+    }
+    best
+}
+
+fn packets_in(path: &PathBuf) -> u64 {
+    let out = Command::new(env!("CARGO_BIN_EXE_edgeprobe")).arg("replay").arg(path).output().expect("edgeprobe");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    stderr.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("summary line")
+}
+
+fn throughput() {
+    let Some(capture) = bench_capture() else {
+        println!("throughput: SKIPPED, benchmark capture not found (../shared/captures/bench)");
+        return;
+    };
+    let packets = packets_in(&capture);
+    let ours = best_time(|| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_edgeprobe"));
+        c.arg("replay").arg(&capture);
+        c
+    })
+    .expect("edgeprobe replay runs");
+    let ours_pps = packets as f64 / ours.as_secs_f64();
+    println!("edgeprobe replay: {packets} packets in {:.1} ms (best of {RUNS}), {ours_pps:.0} packets/s", ms(ours));
+    let ndpi = best_time(|| {
+        let mut c = Command::new("ndpiReader");
+        c.arg("-i").arg(&capture).arg("-q");
+        c
+    });
+    match ndpi {
+        Some(t) => {
+            let pps = packets as f64 / t.as_secs_f64();
+            println!("ndpiReader -q:    {packets} packets in {:.1} ms (best of {RUNS}), {pps:.0} packets/s", ms(t));
+            println!("ratio: {:.2}x ndpiReader's whole-process packets per second (goal: at least 3x)", ours_pps / pps);
+        }
+        None => println!("ndpiReader: SKIPPED, not installed (apt-get install libndpi-bin)"),
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn vm_rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// An Ethernet/IPv4/TCP SYN from a distinct client address and port for each `n`.
+fn syn(n: u32) -> Vec<u8> {
+    let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+    let src = [10, (n >> 16) as u8, (n >> 8) as u8, n as u8];
+    f.extend_from_slice(&[0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0]);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&[198, 51, 100, 1]);
+    f.extend_from_slice(&(1024 + (n % 60000) as u16).to_be_bytes());
+    f.extend_from_slice(&443u16.to_be_bytes());
+    f.extend_from_slice(&n.to_be_bytes());
+    f.extend_from_slice(&[0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+    f
+}
+
+fn memory_per_flow() {
+    const FLOWS: usize = 1 << 20;
+    let before = vm_rss_bytes();
+    let mut probe = Probe::new(CoreConfig { flow_capacity: FLOWS, ..CoreConfig::default() });
+    let start = Timestamp::from_secs_nanos(1_700_000_000, 0);
+    for n in 0..FLOWS as u32 {
+        probe.handle_frame(start.add_nanos(u64::from(n) * 1000), LinkType::Ethernet, &syn(n), 54);
+        while probe.poll_event().is_some() {}
+    }
+    let after = vm_rss_bytes();
+    assert_eq!(probe.active_flows(), FLOWS, "every synthetic connection is tracked");
+    assert_eq!(probe.counters().flow_evictions, 0);
+    println!(
+        "memory: {} flows tracked, resident memory grew {:.1} MiB: {:.0} bytes per flow (goal: at most 256)",
+        FLOWS,
+        (after - before) as f64 / (1 << 20) as f64,
+        (after - before) as f64 / FLOWS as f64
+    );
+}
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --benches` does not and only checks it builds.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    throughput();
+    memory_per_flow();
+}

@@ -1,0 +1,67 @@
+#!/usr/bin/env python3
+"""Seeds the fuzz corpora from the project's own lab captures: every frame for `dissect` (in the
+target's framing: link byte, time step, length), every DNS payload for `dns`."""
+import os
+import struct
+import sys
+
+here = os.path.dirname(os.path.abspath(__file__))
+fixtures = os.path.join(here, "..", "tests", "fixtures")
+
+
+def frames(path):
+    """(linktype, frame) for each packet of a pcap or pcapng file."""
+    data = open(path, "rb").read()
+    if data[:4] == b"\x0a\x0d\x0d\x0a":
+        at, links = 0, []
+        while at + 12 <= len(data):
+            btype, blen = struct.unpack_from("<II", data, at)
+            body = data[at + 8:at + blen - 4]
+            if btype == 1:
+                links.append(struct.unpack_from("<H", body)[0])
+            elif btype == 6:
+                iface, _, _, caplen = struct.unpack_from("<IIII", body)
+                yield links[iface], body[20:20 + caplen]
+            at += blen
+    else:
+        endian = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+        link = struct.unpack_from(endian + "I", data, 20)[0]
+        at = 24
+        while at + 16 <= len(data):
+            caplen = struct.unpack_from(endian + "I", data, at + 8)[0]
+            yield link, data[at + 16:at + 16 + caplen]
+            at += 16 + caplen
+
+
+def dns_payload(link, frame):
+    if link != 1 or len(frame) < 14:
+        return None
+    ethertype, ip = struct.unpack_from(">H", frame, 12)[0], frame[14:]
+    if ethertype == 0x0800 and len(ip) >= 28 and ip[9] == 17:
+        udp = ip[(ip[0] & 15) * 4:]
+    elif ethertype == 0x86DD and len(ip) >= 48 and ip[6] == 17:
+        udp = ip[40:]
+    else:
+        return None
+    ports = struct.unpack_from(">HH", udp)
+    return udp[8:] if 53 in ports else None
+
+
+def main():
+    link_index = {1: 0, 101: 1, 113: 2, 276: 3}
+    for target in ("dissect", "dns"):
+        os.makedirs(os.path.join(here, "corpus", target), exist_ok=True)
+    for name in sorted(os.listdir(fixtures)):
+        if not name.startswith("lab_"):
+            continue
+        for i, (link, frame) in enumerate(frames(os.path.join(fixtures, name))):
+            framed = bytes([link_index.get(link, 0), 1, len(frame) // 8, len(frame) % 8]) + frame
+            open(os.path.join(here, "corpus", "dissect", "seed-%s-%03d" % (name, i)), "wb").write(framed)
+            payload = dns_payload(link, frame)
+            if payload:
+                open(os.path.join(here, "corpus", "dns", "seed-%s-%03d" % (name, i)), "wb").write(payload)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
