@@ -20,8 +20,11 @@ impl ReplaySummary {
     pub fn line(&self) -> String {
         let secs = self.elapsed.as_secs_f64();
         let pps = if secs > 0.0 { self.counters.packets as f64 / secs } else { 0.0 };
+        let kinds: Vec<String> =
+            self.counters.unparsed_kinds().iter().filter(|(_, n)| *n > 0).map(|(k, n)| format!("{k} {n}")).collect();
+        let kinds = if kinds.is_empty() { String::new() } else { format!(" ({})", kinds.join(", ")) };
         format!(
-            "replay: {} packets, {} bytes, {:.3} s, {:.0} packets/s, {} events, {} unparsed, {} flow evictions",
+            "replay: {} packets, {} bytes, {:.3} s, {:.0} packets/s, {} events, {} unparsed{kinds}, {} flow evictions",
             self.counters.packets,
             self.counters.bytes,
             secs,

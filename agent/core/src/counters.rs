@@ -37,6 +37,17 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// The kinds that make up `unparsed`, with their counts, for summaries.
+    pub fn unparsed_kinds(&self) -> [(&'static str, u64); 5] {
+        [
+            ("unknown_linktype", self.unknown_linktype),
+            ("unknown_ethertype", self.unknown_ethertype),
+            ("truncated_link", self.truncated_link),
+            ("malformed_ip", self.malformed_ip),
+            ("malformed_transport", self.malformed_transport),
+        ]
+    }
+
     pub(crate) fn unparsed(&mut self, kind: fn(&mut Counters) -> &mut u64) {
         self.unparsed += 1;
         *kind(self) += 1;
