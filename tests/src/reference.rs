@@ -286,3 +286,90 @@ pub fn compare_tcp_flows(table: &Table, events: &[Value]) -> Report {
     }
     report
 }
+
+/// TLS: SNI, offered ALPN, version, outcome and `hello_us` against tshark's handshake table.
+/// `handshake_us` is held to tshark's client-Finished time for TLS 1.3, where the client's first
+/// application_data record *is* its Finished. For TLS 1.2 the client's first application data
+/// follows the server's Finished, so it can only come later than tshark's client Finished.
+pub fn compare_tls(table: &Table, events: &[Value]) -> Report {
+    let mut report = Report::default();
+    let ours: Vec<&Value> = events.iter().filter(|e| e["kind"] == "tls").collect();
+    let mut used = vec![false; ours.len()];
+    for row in &table.rows {
+        let Some(client) = endpoint(&row["client"]) else { continue };
+        let what = format!("tls stream {} {} {}", row["stream"], row["client"], row["sni"]);
+        let found = ours.iter().enumerate().position(|(i, e)| !used[i] && ev_addr(e, "client") == Some(client));
+        let mut diffs = Vec::new();
+        let Some(i) = found else {
+            report.check(&what, vec!["no tls event".into()]);
+            continue;
+        };
+        used[i] = true;
+        let e = ours[i];
+        let sni = (!row["sni"].is_empty()).then(|| row["sni"].to_ascii_lowercase());
+        diff(&mut diffs, "sni", e["sni"].as_str().map(str::to_string), sni);
+        let alpn: Vec<String> =
+            e["alpn"].as_array().into_iter().flatten().filter_map(|a| a.as_str()).map(String::from).collect();
+        diff(&mut diffs, "alpn", alpn.join(","), row["alpn_offered"].clone());
+        let version = row["negotiated_version"].strip_prefix("TLS").map(str::to_string);
+        diff(&mut diffs, "version", e["version"].as_str().map(str::to_string), version.clone());
+        let outcome = if !row["alerts"].is_empty() {
+            "alert"
+        } else if row["t_client_finished_approx"].is_empty() {
+            "incomplete"
+        } else {
+            "ok"
+        };
+        diff(&mut diffs, "outcome", e["outcome"].as_str().unwrap_or(""), outcome);
+        diff(&mut diffs, "hello_us", ev_u64(e, "hello_us"), ms_to_us(&row["ch_to_sh_ms"]));
+        let finished = ms_to_us(&row["ch_to_client_finished_ms"]);
+        match (version.as_deref(), ev_u64(e, "handshake_us"), finished) {
+            (Some("1.3"), ours, theirs) => diff(&mut diffs, "handshake_us", ours, theirs),
+            (_, Some(ours), Some(theirs)) if ours < theirs => {
+                diffs.push(format!("handshake_us ours {ours} before tshark's client Finished {theirs}"))
+            }
+            _ => {}
+        }
+        report.check(&what, diffs);
+    }
+    report
+}
+
+/// HTTP: method, Host, status and TTFB against tshark's `http.time` with body reassembly off
+/// (request frame to the frame with the response's status line).
+pub fn compare_http(table: &Table, events: &[Value]) -> Report {
+    let mut report = Report::default();
+    let ours: Vec<&Value> = events.iter().filter(|e| e["kind"] == "http").collect();
+    let mut used = vec![false; ours.len()];
+    for row in &table.rows {
+        let what = format!("http request frame {} {} {}", row["req_frame"], row["method"], row["host"]);
+        if row["status"] == "NO_RESPONSE" {
+            continue;
+        }
+        let host = (!row["host"].is_empty()).then(|| row["host"].to_ascii_lowercase());
+        let ttfb = ms_to_us(&row["http.time_ms(no body reassembly)"]);
+        // Parallel connections to one host are told apart by their timing, as the table does
+        // not name the client port.
+        let candidates: Vec<usize> = (0..ours.len())
+            .filter(|&i| {
+                !used[i]
+                    && ours[i]["method"] == row["method"].as_str()
+                    && ours[i]["host"].as_str().map(str::to_string) == host
+            })
+            .collect();
+        let found =
+            candidates.iter().copied().find(|&i| ev_u64(ours[i], "ttfb_us") == ttfb).or(candidates.first().copied());
+        let mut diffs = Vec::new();
+        match found {
+            None => diffs.push("no http event".into()),
+            Some(i) => {
+                used[i] = true;
+                let e = ours[i];
+                diff(&mut diffs, "status", ev_u64(e, "status"), row["status"].parse().ok());
+                diff(&mut diffs, "ttfb_us", ev_u64(e, "ttfb_us"), ms_to_us(&row["http.time_ms(no body reassembly)"]));
+            }
+        }
+        report.check(&what, diffs);
+    }
+    report
+}

@@ -13,6 +13,10 @@ pub struct CoreConfig {
     pub flow_capacity: usize,
     /// DNS queries awaiting an answer at once. When full, the oldest is dropped and counted.
     pub dns_capacity: usize,
+    /// TCP connections whose application protocol (DNS, TLS, HTTP) is followed at once.
+    pub stream_capacity: usize,
+    /// The largest ClientHello reassembled; hellos with post-quantum key shares pass 1500 bytes.
+    pub tls_hello_max_bytes: usize,
     /// Datagrams being reassembled at once, and the largest accepted.
     pub fragment_slots: usize,
     pub fragment_max_bytes: usize,
@@ -34,6 +38,8 @@ impl Default for CoreConfig {
             subscriber_id: None,
             flow_capacity: 65_536,
             dns_capacity: 4096,
+            stream_capacity: 1024,
+            tls_hello_max_bytes: 16_384,
             fragment_slots: 64,
             fragment_max_bytes: 65_535,
             fragment_timeout_secs: 30.0,
@@ -61,6 +67,10 @@ impl CoreConfig {
         };
         positive("flow_capacity", self.flow_capacity)?;
         positive("dns_capacity", self.dns_capacity)?;
+        positive("stream_capacity", self.stream_capacity)?;
+        if !(512..=65_536).contains(&self.tls_hello_max_bytes) {
+            return Err(ConfigError { field: "tls_hello_max_bytes", reason: "must be between 512 and 65536".into() });
+        }
         if self.flow_capacity > u32::MAX as usize / 2 {
             return Err(ConfigError { field: "flow_capacity", reason: "must be below 2^31".into() });
         }

@@ -33,7 +33,10 @@ pub struct Counters {
     /// Responses with no matching query: unsolicited, duplicate or with a question that differs.
     pub dns_unmatched_responses: u64,
     pub dns_evictions: u64,
-    pub dns_tcp_untracked: u64,
+    /// TCP connections whose application protocol was not followed: the stream table was full
+    /// (`streams_refused`), or the stream lost its place to a gap or overflowed a buffer.
+    pub streams_refused: u64,
+    pub streams_lost: u64,
 }
 
 impl Counters {

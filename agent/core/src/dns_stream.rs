@@ -1,20 +1,19 @@
 //! DNS over TCP: splits each direction's in-order byte stream into length-prefixed messages
 //! (RFC 7766). Only the first `HEAD_BYTES` of a message are kept, enough for the header and
 //! question; a message is handed on when its last byte arrives, the moment tshark times it.
-//! A gap in the stream (a segment lost before the probe) stops tracking that direction.
 
+use crate::stream::{Gap, InOrder};
 use crate::tcp::Segment;
 
 const HEAD_BYTES: usize = 512;
 
 #[derive(Clone, Debug, Default)]
 struct Direction {
-    expect: Option<u32>,
+    stream: InOrder,
     len_bytes: heapless::Vec<u8, 2>,
     msg_len: usize,
     got: usize,
     head: Vec<u8>,
-    broken: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -22,30 +21,11 @@ pub struct DnsStream {
     dirs: [Direction; 2],
 }
 
-fn seq_lt(a: u32, b: u32) -> bool {
-    (a.wrapping_sub(b) as i32) < 0
-}
-
 impl DnsStream {
     /// Feeds a segment's captured payload; complete messages (their heads) go to `done`.
-    /// Returns false when the direction can no longer be followed.
-    pub fn feed(&mut self, dir: usize, seg: &Segment, captured: &[u8], done: &mut Vec<Vec<u8>>) -> bool {
+    pub fn feed(&mut self, dir: usize, seg: &Segment, captured: &[u8], done: &mut Vec<Vec<u8>>) -> Result<(), Gap> {
         let d = &mut self.dirs[dir];
-        if d.broken || seg.len == 0 {
-            return !d.broken;
-        }
-        let expect = *d.expect.get_or_insert(seg.seq);
-        let end = seg.seq.wrapping_add(seg.len);
-        if !seq_lt(expect, end) {
-            return true; // all seen before
-        }
-        if seq_lt(expect, seg.seq) || (captured.len() as u32) < seg.len {
-            d.broken = true;
-            return false;
-        }
-        let skip = expect.wrapping_sub(seg.seq) as usize;
-        d.expect = Some(end);
-        let mut bytes = &captured[skip..seg.len as usize];
+        let mut bytes = d.stream.take(seg, captured)?;
         while !bytes.is_empty() {
             if d.len_bytes.len() < 2 {
                 let _ = d.len_bytes.push(bytes[0]);
@@ -69,7 +49,7 @@ impl DnsStream {
                 d.len_bytes.clear();
             }
         }
-        true
+        Ok(())
     }
 }
 
@@ -86,11 +66,11 @@ mod tests {
         let mut s = DnsStream::default();
         let mut done = Vec::new();
         let msg: Vec<u8> = [&[0u8, 6][..], b"abcdef"].concat();
-        assert!(s.feed(0, &seg(100, 4), &msg[..4], &mut done));
+        s.feed(0, &seg(100, 4), &msg[..4], &mut done).unwrap();
         assert!(done.is_empty());
         // A retransmission of the first part changes nothing.
-        assert!(s.feed(0, &seg(100, 4), &msg[..4], &mut done));
-        assert!(s.feed(0, &seg(104, 4), &msg[4..], &mut done));
+        s.feed(0, &seg(100, 4), &msg[..4], &mut done).unwrap();
+        s.feed(0, &seg(104, 4), &msg[4..], &mut done).unwrap();
         assert_eq!(done, vec![b"abcdef".to_vec()]);
     }
 
@@ -99,7 +79,7 @@ mod tests {
         let mut s = DnsStream::default();
         let mut done = Vec::new();
         let bytes = [0u8, 1, b'x', 0, 2, b'y', b'z'];
-        s.feed(1, &seg(1, bytes.len()), &bytes, &mut done);
+        s.feed(1, &seg(1, bytes.len()), &bytes, &mut done).unwrap();
         assert_eq!(done, vec![b"x".to_vec(), b"yz".to_vec()]);
     }
 
@@ -107,7 +87,7 @@ mod tests {
     fn gap_stops_tracking() {
         let mut s = DnsStream::default();
         let mut done = Vec::new();
-        s.feed(0, &seg(1, 2), &[0, 9], &mut done);
-        assert!(!s.feed(0, &seg(10, 2), &[1, 2], &mut done));
+        s.feed(0, &seg(1, 2), &[0, 9], &mut done).unwrap();
+        assert_eq!(s.feed(0, &seg(10, 2), &[1, 2], &mut done), Err(Gap));
     }
 }

@@ -23,7 +23,41 @@ pub struct Event {
 pub enum Detail {
     Dns(DnsEvent),
     TcpConnect(TcpConnectEvent),
+    Tls(TlsEvent),
+    Http(HttpEvent),
     FlowEnd(FlowEndEvent),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsOutcome {
+    Ok,
+    Alert,
+    Incomplete,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TlsEvent {
+    pub outcome: TlsOutcome,
+    pub sni: Option<String>,
+    /// Protocols the client offered (ALPN), in its order.
+    pub alpn: Vec<String>,
+    /// The negotiated version ("1.2", "1.3"), when a ServerHello was seen.
+    pub version: Option<String>,
+    /// ClientHello to ServerHello (a HelloRetryRequest is not the ServerHello).
+    pub hello_us: Option<u64>,
+    /// ClientHello to the client's first application_data record: when it can send data.
+    pub handshake_us: Option<u64>,
+}
+
+/// One plaintext HTTP/1.x request and its final response. No path, query or body.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HttpEvent {
+    pub method: String,
+    pub host: Option<String>,
+    pub status: u16,
+    /// First byte of the request to the first byte of its final (non-1xx) response.
+    pub ttfb_us: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -75,6 +75,8 @@ pub struct Flow {
     pub key: FlowKey,
     /// The client is the `lo` endpoint of the key.
     pub client_is_lo: bool,
+    /// The first payload was looked at to choose an application analyzer.
+    pub classified: bool,
     pub first: Timestamp,
     pub last: Timestamp,
     pub dirs: [DirStats; 2],

@@ -1,5 +1,5 @@
 //! edgeprobe's measurement core. It turns captured frames into measurement events: DNS
-//! transactions, TCP connects and flow ends, with durations from packet timestamps only.
+//! transactions, TCP connects, TLS handshakes, HTTP exchanges and flow ends, with durations from packet timestamps only.
 //!
 //! The core is sans-IO: no clock, socket, file or thread. The capture source and the publisher
 //! are shells around [`Probe`], so the same code runs live, on capture files, under a fuzzer and
@@ -14,9 +14,12 @@ pub mod dns_stream;
 pub mod event;
 pub mod flow;
 pub mod frag;
+pub mod http;
 pub mod probe;
+pub mod stream;
 pub mod tcp;
 pub mod time;
+pub mod tls;
 pub mod wire;
 
 pub use config::CoreConfig;

@@ -11,11 +11,13 @@ use crate::{
     dissect::{IpLayer, LinkType, Skip, dissect},
     dns::{DnsOutcome, DnsTracker},
     dns_stream::DnsStream,
-    event::{Detail, Event, FlowEndEvent, FlowEndReason, FlowProto, Transport},
+    event::{Detail, Event, FlowEndEvent, FlowEndReason, FlowProto, HttpEvent, Transport},
     flow::{Endpoint, FlowKey, FlowTable, LIST_OTHER, LIST_TCP},
     frag::{FragKey, Reassembler},
+    http::{self, HttpSession},
     tcp::Segment,
     time::Timestamp,
+    tls::TlsSession,
     wire::{IpProtocol, Layer, tcp::TcpPacket, tcp::flags, udp::UdpPacket},
 };
 use hashbrown::HashMap;
@@ -32,8 +34,8 @@ pub struct Probe {
     flows: FlowTable,
     frags: Reassembler,
     dns: DnsTracker,
-    /// DNS-over-TCP stream state, by flow slot; at most one per flow slot.
-    dns_streams: HashMap<u32, DnsStream>,
+    /// Application analyzers of TCP connections, by flow slot; at most `stream_capacity`.
+    streams: HashMap<u32, AppStream>,
     connect_timers: VecDeque<FlowTimer>,
     close_timers: VecDeque<FlowTimer>,
     events: VecDeque<Event>,
@@ -41,7 +43,15 @@ pub struct Probe {
     now: Timestamp,
     scratch: Vec<u8>,
     dns_done: Vec<Vec<u8>>,
+    http_done: Vec<HttpEvent>,
     timeouts: Timeouts,
+}
+
+/// The analyzer following a TCP connection's bytes.
+enum AppStream {
+    Dns(DnsStream),
+    Tls(Box<TlsSession>),
+    Http(Box<HttpSession>),
 }
 
 struct Timeouts {
@@ -62,7 +72,7 @@ impl Probe {
                 secs_to_nanos(config.fragment_timeout_secs),
             ),
             dns: DnsTracker::new(config.dns_capacity, secs_to_nanos(config.dns_timeout_secs)),
-            dns_streams: HashMap::new(),
+            streams: HashMap::with_capacity(config.stream_capacity.min(1 << 16)),
             connect_timers: VecDeque::with_capacity(cap.min(1 << 16)),
             close_timers: VecDeque::with_capacity(cap.min(1 << 16)),
             events: VecDeque::new(),
@@ -70,6 +80,7 @@ impl Probe {
             now: Timestamp::ZERO,
             scratch: Vec::with_capacity(config.fragment_max_bytes.min(65_535)),
             dns_done: Vec::new(),
+            http_done: Vec::new(),
             timeouts: Timeouts {
                 connect: secs_to_nanos(config.tcp_connect_timeout_secs),
                 idle: [secs_to_nanos(config.tcp_idle_timeout_secs), secs_to_nanos(config.udp_idle_timeout_secs)],
@@ -279,8 +290,8 @@ impl Probe {
         if let Some(c) = connect {
             self.emit(ts, client, server, Detail::TcpConnect(c));
         }
-        if sp == DNS_PORT || dp == DNS_PORT {
-            self.dns_over_tcp(ts, slot, dir, &seg, tcp.payload(), client, server);
+        if seg.len > 0 {
+            self.app_stream(ts, slot, dir, &seg, tcp.payload(), client, server, sp == DNS_PORT || dp == DNS_PORT);
         }
     }
 
@@ -291,8 +302,10 @@ impl Probe {
         seen && (f.tcp.closing.is_some() || !f.tcp.connect_pending()) && f.tcp.client_isn != isn
     }
 
+    /// Hands a segment to the connection's application analyzer, choosing one from the first
+    /// payload: DNS on port 53, TLS for a ClientHello, HTTP for a request line.
     #[allow(clippy::too_many_arguments)]
-    fn dns_over_tcp(
+    fn app_stream(
         &mut self,
         ts: Timestamp,
         slot: u32,
@@ -301,26 +314,68 @@ impl Probe {
         captured: &[u8],
         client: SocketAddr,
         server: SocketAddr,
+        dns_port: bool,
     ) {
-        if seg.len == 0 {
-            return;
+        let flow = self.flows.flow_mut(slot);
+        if !flow.classified {
+            flow.classified = true;
+            let stream = if dns_port {
+                AppStream::Dns(DnsStream::default())
+            } else if dir == 0 && crate::wire::tls::looks_like_client_hello(captured) {
+                AppStream::Tls(Box::new(TlsSession::new(self.config.tls_hello_max_bytes)))
+            } else if dir == 0 && http::looks_like_request(captured) {
+                AppStream::Http(Box::default())
+            } else {
+                return;
+            };
+            if self.streams.len() >= self.config.stream_capacity {
+                self.counters.streams_refused += 1;
+                return;
+            }
+            self.streams.insert(slot, stream);
         }
-        if !self.dns_streams.contains_key(&slot) && self.dns_streams.len() >= self.config.dns_capacity {
-            self.counters.dns_tcp_untracked += 1;
-            return;
-        }
-        let stream = self.dns_streams.entry(slot).or_default();
-        let mut done = std::mem::take(&mut self.dns_done);
-        if !stream.feed(dir, seg, captured, &mut done) {
-            self.counters.dns_tcp_untracked += 1;
-        }
+        let Some(stream) = self.streams.get_mut(&slot) else { return };
         let (src, dst) = if dir == 0 { (client, server) } else { (server, client) };
-        for msg in done.drain(..) {
-            if let Some(out) = self.dns.on_message(ts, src, dst, Transport::Tcp, &msg, &mut self.counters) {
-                self.emit_dns(out);
+        match stream {
+            AppStream::Dns(s) => {
+                let mut done = std::mem::take(&mut self.dns_done);
+                let fed = s.feed(dir, seg, captured, &mut done);
+                for msg in done.drain(..) {
+                    if let Some(out) = self.dns.on_message(ts, src, dst, Transport::Tcp, &msg, &mut self.counters) {
+                        self.emit_dns(out);
+                    }
+                }
+                self.dns_done = done;
+                if fed.is_err() {
+                    self.counters.streams_lost += 1;
+                    self.streams.remove(&slot);
+                }
+            }
+            AppStream::Tls(s) => match s.feed(ts, dir, seg, captured) {
+                Ok(Some(event)) => {
+                    // The handshake is over; the analyzer's memory goes back to the pool.
+                    self.streams.remove(&slot);
+                    self.emit(ts, client, server, Detail::Tls(event));
+                }
+                Ok(None) => {}
+                Err(_) => {
+                    self.counters.streams_lost += 1;
+                    self.streams.remove(&slot);
+                }
+            },
+            AppStream::Http(s) => {
+                let mut done = std::mem::take(&mut self.http_done);
+                let fed = s.feed(ts, dir, seg, captured, &mut done);
+                for event in done.drain(..) {
+                    self.emit(ts, client, server, Detail::Http(event));
+                }
+                self.http_done = done;
+                if fed.is_err() {
+                    self.counters.streams_lost += 1;
+                    self.streams.remove(&slot);
+                }
             }
         }
-        self.dns_done = done;
     }
 
     fn push_timer(&mut self, connect: bool, timer: FlowTimer) {
@@ -393,9 +448,14 @@ impl Probe {
     }
 
     fn end_flow(&mut self, slot: u32, reason: FlowEndReason, ts: Timestamp) {
-        self.dns_streams.remove(&slot);
+        let stream = self.streams.remove(&slot);
         let mut f = self.flows.remove(slot);
         let (client, server) = (f.client(), f.server());
+        if let Some(AppStream::Tls(tls)) = stream {
+            if let Some(event) = tls.finish() {
+                self.emit(f.last, client, server, Detail::Tls(event));
+            }
+        }
         // An evicted connect was not answered *yet*: calling it a timeout would be a guess.
         if reason != FlowEndReason::Evicted {
             if let Some(c) = f.tcp.connect_timeout() {

@@ -12,6 +12,7 @@ pub mod mpls;
 pub mod pppoe;
 pub mod sll;
 pub mod tcp;
+pub mod tls;
 pub mod udp;
 
 use std::fmt;
@@ -29,6 +30,8 @@ pub enum Layer {
     Tcp,
     Udp,
     Dns,
+    Tls,
+    Http,
 }
 
 impl fmt::Display for Layer {
@@ -44,6 +47,8 @@ impl fmt::Display for Layer {
             Layer::Tcp => "tcp",
             Layer::Udp => "udp",
             Layer::Dns => "dns",
+            Layer::Tls => "tls",
+            Layer::Http => "http",
         };
         f.write_str(name)
     }

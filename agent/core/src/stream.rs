@@ -1,0 +1,70 @@
+//! In-order delivery of one direction of a TCP connection's bytes to an application parser.
+//! Only what follows the bytes already delivered is passed on; a retransmitted prefix is cut,
+//! and a gap (a segment lost before the probe) ends delivery, since parsers that lose their
+//! place would misread what follows.
+
+use crate::tcp::Segment;
+
+fn seq_lt(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) < 0
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct InOrder {
+    expect: Option<u32>,
+    broken: bool,
+}
+
+/// The stream lost its place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gap;
+
+impl InOrder {
+    /// The new bytes of `seg` (empty when all were seen before). `captured` is the segment's
+    /// payload as captured, which a snap length may have cut: that is a gap too.
+    pub fn take<'a>(&mut self, seg: &Segment, captured: &'a [u8]) -> Result<&'a [u8], Gap> {
+        if self.broken {
+            return Err(Gap);
+        }
+        if seg.len == 0 {
+            return Ok(&[]);
+        }
+        let expect = *self.expect.get_or_insert(seg.seq);
+        let end = seg.seq.wrapping_add(seg.len);
+        if !seq_lt(expect, end) {
+            return Ok(&[]);
+        }
+        if seq_lt(expect, seg.seq) || (captured.len() as u32) < seg.len {
+            self.broken = true;
+            return Err(Gap);
+        }
+        let skip = expect.wrapping_sub(seg.seq) as usize;
+        self.expect = Some(end);
+        Ok(&captured[skip..seg.len as usize])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(seq: u32, len: u32) -> Segment {
+        Segment { seq, ack: 0, flags: 0x18, window: 100, len }
+    }
+
+    #[test]
+    fn overlap_is_cut_and_gap_breaks() {
+        let mut s = InOrder::default();
+        assert_eq!(s.take(&seg(10, 4), b"abcd"), Ok(&b"abcd"[..]));
+        assert_eq!(s.take(&seg(12, 4), b"cdef"), Ok(&b"ef"[..]));
+        assert_eq!(s.take(&seg(10, 4), b"abcd"), Ok(&b""[..]));
+        assert_eq!(s.take(&seg(30, 1), b"z"), Err(Gap));
+        assert_eq!(s.take(&seg(16, 1), b"g"), Err(Gap));
+    }
+
+    #[test]
+    fn snapped_payload_is_a_gap() {
+        let mut s = InOrder::default();
+        assert_eq!(s.take(&seg(1, 100), &[0; 60]), Err(Gap));
+    }
+}
