@@ -6,6 +6,10 @@ Tables (times in seconds, *_ms in milliseconds with three decimals):
   NAME.dns.tsv       each DNS query, the response tshark matched to it (dns.response_in), latency
   NAME.tcp_hs.tsv    each TCP stream with a SYN: SYN count, first SYN, first SYN/ACK, client ACK
   NAME.tcp_anal.tsv  each TCP stream: packets and payload bytes per direction, tshark's flags
+  NAME.tls.tsv       each TLS handshake: SNI, ALPN, version, ClientHello, ServerHello (not a
+                     HelloRetryRequest), the client's first application_data record, alerts
+  NAME.http.tsv      each HTTP request with its final (non-1xx) response, both timed at the frame
+                     where they start (TCP reassembly off, as http.time is then defined)
 """
 import collections
 import os
@@ -14,10 +18,10 @@ import sys
 from decimal import Decimal
 
 
-def fields(capture, display_filter, names):
+def fields(capture, display_filter, names, options=(), occurrence="f"):
     """Two passes, so a query knows its response; headers quoted inside ICMP errors are left out."""
     cmd = ["tshark", "-2", "-n", "-r", capture, "-Y", display_filter, "-T", "fields",
-           "-E", "separator=\t", "-E", "occurrence=f"]
+           "-E", "separator=\t", "-E", "occurrence=" + occurrence, "-E", "aggregator=|"] + list(options)
     for n in names:
         cmd += ["-e", n]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
@@ -115,6 +119,73 @@ def tcp(capture):
                   flags, anal)
 
 
+HRR_RANDOM = "cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c"
+VERSIONS = {"0x0304": "TLS1.3", "0x0303": "TLS1.2", "0x0302": "TLS1.1", "0x0301": "TLS1.0"}
+
+
+def tls(capture):
+    # TLS 1.3 hides the real content type: encrypted records carry opaque_type 23.
+    names = ["frame.time_epoch", "tcp.stream", "ip.src", "ipv6.src", "tcp.srcport", "tls.record.content_type",
+             "tls.record.opaque_type",
+             "tls.handshake.type", "tls.handshake.random", "tls.handshake.extensions_server_name",
+             "tls.handshake.extensions_alpn_str", "tls.handshake.version",
+             "tls.handshake.extensions.supported_version", "tls.alert_message.desc"]
+    sessions = collections.OrderedDict()
+    for r in fields(capture, "tls && !icmp && !icmpv6", names, occurrence="a"):
+        t = Decimal(r["frame.time_epoch"])
+        sender = ((r["ip.src"] or r["ipv6.src"]), r["tcp.srcport"])
+        types = r["tls.handshake.type"].split("|") if r["tls.handshake.type"] else []
+        contents = "|".join([r["tls.record.content_type"], r["tls.record.opaque_type"]]).split("|")
+        s = sessions.setdefault(r["tcp.stream"], {"client": None, "ch": None, "sh": None, "data": None,
+                                                  "sni": "", "alpn": "", "version": "", "alerts": ""})
+        if "1" in types and s["ch"] is None:
+            s.update(client=sender, ch=t, sni=r["tls.handshake.extensions_server_name"].split("|")[0],
+                     alpn=r["tls.handshake.extensions_alpn_str"].replace("|", ","))
+        if "2" in types and s["sh"] is None and sender != s["client"]:
+            randoms = r["tls.handshake.random"].split("|")
+            if HRR_RANDOM not in [x.replace(":", "") for x in randoms]:
+                s["sh"] = t
+                sv = [v for v in r["tls.handshake.extensions.supported_version"].split("|") if v]
+                hv = [v for v in r["tls.handshake.version"].split("|") if v]
+                s["version"] = VERSIONS.get(sv[-1] if sv else hv[-1] if hv else "", "")
+        if r["tls.alert_message.desc"] and s["data"] is None:
+            s["alerts"] = r["tls.alert_message.desc"]
+        if sender == s["client"] and s["sh"] is not None and s["data"] is None and "23" in contents:
+            s["data"] = t
+    rows = []
+    for n, s in sessions.items():
+        if s["ch"] is None:
+            continue
+        done = s["data"] if not s["alerts"] else None
+        rows.append([n, "%s:%s" % s["client"], s["sni"], s["alpn"], s["version"], s["ch"], s["sh"] or "",
+                     done or "", millis(s["ch"], s["sh"]) if s["sh"] else "",
+                     millis(s["ch"], done) if done else "", s["alerts"]])
+    return ["stream", "client", "sni", "alpn_offered", "negotiated_version", "t_client_hello", "t_server_hello",
+            "t_client_finished_approx", "ch_to_sh_ms", "ch_to_client_finished_ms", "alerts"], rows
+
+
+def http(capture):
+    names = ["frame.time_epoch", "tcp.stream", "http.request.method", "http.host", "http.response.code"]
+    options = ["-o", "tcp.desegment_tcp_streams:FALSE", "-o", "http.desegment_headers:FALSE",
+               "-o", "http.desegment_body:FALSE"]
+    waiting = collections.defaultdict(collections.deque)
+    rows = []
+    for r in fields(capture, "http && !icmp && !icmpv6", names, options, occurrence="a"):
+        t = Decimal(r["frame.time_epoch"])
+        stream = waiting[r["tcp.stream"]]
+        methods = [m for m in r["http.request.method"].split("|") if m]
+        hosts = r["http.host"].split("|") if r["http.host"] else []
+        for i, method in enumerate(methods):
+            stream.append((method, hosts[i] if i < len(hosts) else "", t))
+        for code in [c for c in r["http.response.code"].split("|") if c]:
+            if 100 <= int(code) < 200 and code != "101":
+                continue  # interim: the request waits for its final response
+            if stream:
+                method, host, t_req = stream.popleft()
+                rows.append([r["tcp.stream"], method, host, code, millis(t_req, t)])
+    return ["stream", "method", "host", "status", "http.time_ms(no body reassembly)"], rows
+
+
 def main():
     capture, out_dir = sys.argv[1], sys.argv[2]
     name = os.path.basename(capture)
@@ -126,6 +197,10 @@ def main():
         write(out_dir, name, "tcp_hs", hs_header, hs)
     if anal:
         write(out_dir, name, "tcp_anal", anal_header, anal)
+    for kind, table in (("tls", tls), ("http", http)):
+        header, rows = table(capture)
+        if rows:
+            write(out_dir, name, kind, header, rows)
 
 
 if __name__ == "__main__":

@@ -342,7 +342,8 @@ pub fn compare_http(table: &Table, events: &[Value]) -> Report {
     let ours: Vec<&Value> = events.iter().filter(|e| e["kind"] == "http").collect();
     let mut used = vec![false; ours.len()];
     for row in &table.rows {
-        let what = format!("http request frame {} {} {}", row["req_frame"], row["method"], row["host"]);
+        let frame = row.get("req_frame").or(row.get("stream")).cloned().unwrap_or_default();
+        let what = format!("http request {frame} {} {}", row["method"], row["host"]);
         if row["status"] == "NO_RESPONSE" {
             continue;
         }

@@ -18,7 +18,7 @@ const EXPLAINED: &[(&str, &str, &str, &str)] = &[
     (
         "sipnab__tests__pcap-samples__SIP_CALL_RTP_G711",
         "http",
-        "request frame 4264 POST 200.57.7.194: no http event",
+        "request 4264 POST 200.57.7.194: no http event",
         "The capture ends after the 100 Continue: there is no final response to time.",
     ),
 ];
