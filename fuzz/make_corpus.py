@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Seeds the fuzz corpora from the project's own lab captures: every frame for `dissect` (in the
-target's framing: link byte, time step, length), every DNS payload for `dns`."""
+target's framing: link byte, time step, length), every DNS payload for `dns`, TLS and HTTP
+payloads for `tls` and `http`."""
 import os
 import struct
 import sys
@@ -33,23 +34,27 @@ def frames(path):
             at += 16 + caplen
 
 
-def dns_payload(link, frame):
+def transport(link, frame):
+    """(protocol, ports, payload) of an Ethernet IPv4/IPv6 TCP or UDP frame."""
     if link != 1 or len(frame) < 14:
         return None
     ethertype, ip = struct.unpack_from(">H", frame, 12)[0], frame[14:]
-    if ethertype == 0x0800 and len(ip) >= 28 and ip[9] == 17:
-        udp = ip[(ip[0] & 15) * 4:]
-    elif ethertype == 0x86DD and len(ip) >= 48 and ip[6] == 17:
-        udp = ip[40:]
+    if ethertype == 0x0800 and len(ip) >= 28:
+        proto, l4 = ip[9], ip[(ip[0] & 15) * 4:]
+    elif ethertype == 0x86DD and len(ip) >= 48:
+        proto, l4 = ip[6], ip[40:]
     else:
         return None
-    ports = struct.unpack_from(">HH", udp)
-    return udp[8:] if 53 in ports else None
+    if proto == 17 and len(l4) >= 8:
+        return 17, struct.unpack_from(">HH", l4), l4[8:]
+    if proto == 6 and len(l4) >= 20:
+        return 6, struct.unpack_from(">HH", l4), l4[(l4[12] >> 4) * 4:]
+    return None
 
 
 def main():
     link_index = {1: 0, 101: 1, 113: 2, 276: 3}
-    for target in ("dissect", "dns"):
+    for target in ("dissect", "dns", "tls", "http"):
         os.makedirs(os.path.join(here, "corpus", target), exist_ok=True)
     for name in sorted(os.listdir(fixtures)):
         if not name.startswith("lab_"):
@@ -57,9 +62,15 @@ def main():
         for i, (link, frame) in enumerate(frames(os.path.join(fixtures, name))):
             framed = bytes([link_index.get(link, 0), 1, len(frame) // 8, len(frame) % 8]) + frame
             open(os.path.join(here, "corpus", "dissect", "seed-%s-%03d" % (name, i)), "wb").write(framed)
-            payload = dns_payload(link, frame)
-            if payload:
-                open(os.path.join(here, "corpus", "dns", "seed-%s-%03d" % (name, i)), "wb").write(payload)
+            parsed = transport(link, frame)
+            if not parsed or not parsed[2]:
+                continue
+            proto, ports, payload = parsed
+            target = "dns" if proto == 17 and 53 in ports else \
+                "tls" if proto == 6 and {443, 8443, 9443} & set(ports) else \
+                "http" if proto == 6 and {80, 8080} & set(ports) else None
+            if target:
+                open(os.path.join(here, "corpus", target, "seed-%s-%03d" % (name, i)), "wb").write(payload)
     return 0
 
 

@@ -174,7 +174,8 @@ impl HttpSession {
         let mut body = head.body;
         if dir == 0 {
             let method = head.first_line.split(' ').next().unwrap_or_default().to_string();
-            if self.pending.len() >= MAX_PENDING {
+            if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) || self.pending.len() >= MAX_PENDING
+            {
                 self.lost = true;
                 return;
             }
