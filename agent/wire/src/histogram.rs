@@ -1,0 +1,110 @@
+//! Latency histograms on the wire: HdrHistogram V2 deflate bytes next to the summary figures a
+//! reader wants without decoding them. Values are microseconds, tracked from 1 µs to one hour
+//! at 3 significant digits; larger values are clamped to the highest trackable value.
+
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
+use serde::{Deserialize, Serialize};
+
+pub const LOWEST_US: u64 = 1;
+pub const HIGHEST_US: u64 = 3_600_000_000;
+pub const SIGNIFICANT_DIGITS: u8 = 3;
+
+/// A new, empty histogram with the schema's fixed bounds.
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS).expect("valid fixed bounds")
+}
+
+/// Records `value_us`, clamped into the trackable range.
+pub fn record(h: &mut Histogram<u64>, value_us: u64) {
+    let _ = h.record(value_us.clamp(LOWEST_US, HIGHEST_US));
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireHistogram {
+    pub count: u64,
+    pub min: u64,
+    pub max: u64,
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    /// HdrHistogram V2 deflate encoding; base64 in JSON, a byte string in CBOR.
+    #[serde(serialize_with = "ser_bytes", deserialize_with = "de_bytes")]
+    pub hdr: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("histogram: {0}")]
+pub struct HistogramError(String);
+
+impl WireHistogram {
+    /// Summarises and encodes `h`.
+    pub fn from_histogram(h: &Histogram<u64>) -> Self {
+        let mut hdr = Vec::new();
+        V2DeflateSerializer::new().serialize(h, &mut hdr).expect("serializing to memory cannot fail");
+        WireHistogram {
+            count: h.len(),
+            min: h.min(),
+            max: h.max(),
+            p50: h.value_at_quantile(0.50),
+            p90: h.value_at_quantile(0.90),
+            p99: h.value_at_quantile(0.99),
+            hdr,
+        }
+    }
+
+    /// Decodes the HdrHistogram bytes, for merging.
+    pub fn histogram(&self) -> Result<Histogram<u64>, HistogramError> {
+        Deserializer::new().deserialize(&mut &self.hdr[..]).map_err(|e| HistogramError(format!("{e:?}")))
+    }
+}
+
+fn ser_bytes<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    use base64::Engine;
+    if s.is_human_readable() {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+    } else {
+        s.serialize_bytes(bytes)
+    }
+}
+
+fn de_bytes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    use base64::Engine;
+    struct Bytes;
+    impl<'de> serde::de::Visitor<'de> for Bytes {
+        type Value = Vec<u8>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("histogram bytes or base64")
+        }
+        fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+        fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Vec<u8>, E> {
+            base64::engine::general_purpose::STANDARD.decode(v).map_err(E::custom)
+        }
+    }
+    if d.is_human_readable() { d.deserialize_str(Bytes) } else { d.deserialize_bytes(Bytes) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_keeps_every_count() {
+        let mut h = new_histogram();
+        for v in [1, 850, 1_000, 40_123, 40_500, 7_200_000_000] {
+            record(&mut h, v);
+        }
+        let wire = WireHistogram::from_histogram(&h);
+        assert_eq!(wire.count, 6);
+        assert_eq!(wire.max, h.highest_equivalent(HIGHEST_US));
+        let back = wire.histogram().unwrap();
+        assert_eq!(back.len(), 6);
+        assert_eq!(back.value_at_quantile(0.5), wire.p50);
+        assert_eq!(&back, &h);
+    }
+}

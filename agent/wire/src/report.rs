@@ -1,0 +1,181 @@
+//! One window report: the agent, the window, capture health, and per subscriber its latency
+//! histograms, counters and a bounded per-service breakdown. Zero counters and empty
+//! histograms are left out on the wire to keep reports small.
+
+use crate::WireHistogram;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub v: u16,
+    pub agent_id: String,
+    /// New on each agent start; with `seq`, identifies a report for de-duplication.
+    pub boot_id: String,
+    pub seq: u64,
+    /// Unix milliseconds, aligned to the report interval.
+    pub window_start: u64,
+    pub window_end: u64,
+    pub capture: CaptureHealth,
+    pub subscribers: Vec<SubscriberReport>,
+}
+
+/// What the capture saw in the window, and what the bounded tables had to give up.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CaptureHealth {
+    pub packets: u64,
+    pub bytes: u64,
+    pub kernel_drops: u64,
+    pub unparsed: u64,
+    pub evictions: Evictions,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Evictions {
+    #[serde(skip_serializing_if = "is_zero")]
+    pub flows: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub dns: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub streams: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub fragments: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub subscribers: u64,
+    /// Latency samples the window's sample store had no room for.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub samples: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SubscriberReport {
+    pub subscriber: String,
+    #[serde(default)]
+    pub metrics: Metrics,
+    #[serde(default)]
+    pub counters: Counters,
+    /// The top services by traffic; the rest are folded into one named `other`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ServiceReport>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServiceReport {
+    /// A TLS SNI, HTTP Host or DNS name, or `other`.
+    pub service: String,
+    #[serde(default)]
+    pub metrics: Metrics,
+    #[serde(default)]
+    pub counters: Counters,
+}
+
+/// The name of the bucket that holds every service beyond the top N.
+pub const OTHER_SERVICE: &str = "other";
+
+/// Latency histograms, in microseconds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Metrics {
+    /// SYN to SYN/ACK: the network side.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connect_network: Option<WireHistogram>,
+    /// SYN/ACK to ACK: the subscriber (home) side.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connect_home: Option<WireHistogram>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns: Option<WireHistogram>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_handshake: Option<WireHistogram>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_ttfb: Option<WireHistogram>,
+}
+
+/// Metric names, in the order of the fields above.
+pub const METRICS: [&str; 5] = ["connect_network", "connect_home", "dns", "tls_handshake", "http_ttfb"];
+
+impl Metrics {
+    pub fn get(&self, name: &str) -> Option<&WireHistogram> {
+        match name {
+            "connect_network" => self.connect_network.as_ref(),
+            "connect_home" => self.connect_home.as_ref(),
+            "dns" => self.dns.as_ref(),
+            "tls_handshake" => self.tls_handshake.as_ref(),
+            "http_ttfb" => self.http_ttfb.as_ref(),
+            _ => None,
+        }
+    }
+
+    pub fn slot(&mut self, name: &str) -> Option<&mut Option<WireHistogram>> {
+        match name {
+            "connect_network" => Some(&mut self.connect_network),
+            "connect_home" => Some(&mut self.connect_home),
+            "dns" => Some(&mut self.dns),
+            "tls_handshake" => Some(&mut self.tls_handshake),
+            "http_ttfb" => Some(&mut self.http_ttfb),
+            _ => None,
+        }
+    }
+}
+
+/// Event counts and volumes. Bytes are transport payload bytes; "up" is subscriber to network.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Counters {
+    #[serde(skip_serializing_if = "is_zero")]
+    pub connects: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub connect_refused: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub connect_timeout: u64,
+    /// DNS transactions by rcode name, `TIMEOUT` included.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub dns: BTreeMap<String, u64>,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub tls_ok: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub tls_failed: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub http_responses: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub http_4xx: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub http_5xx: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub flows: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub bytes_up: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub bytes_down: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub retrans_up: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub retrans_down: u64,
+}
+
+impl Counters {
+    /// Adds `other` into `self`, for folding services together.
+    pub fn add(&mut self, other: &Counters) {
+        self.connects += other.connects;
+        self.connect_refused += other.connect_refused;
+        self.connect_timeout += other.connect_timeout;
+        for (k, v) in &other.dns {
+            *self.dns.entry(k.clone()).or_default() += v;
+        }
+        self.tls_ok += other.tls_ok;
+        self.tls_failed += other.tls_failed;
+        self.http_responses += other.http_responses;
+        self.http_4xx += other.http_4xx;
+        self.http_5xx += other.http_5xx;
+        self.flows += other.flows;
+        self.bytes_up += other.bytes_up;
+        self.bytes_down += other.bytes_down;
+        self.retrans_up += other.retrans_up;
+        self.retrans_down += other.retrans_down;
+    }
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
