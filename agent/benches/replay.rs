@@ -118,6 +118,44 @@ fn memory_per_flow() {
     );
 }
 
+/// Encoded CBOR bytes per subscriber-window on real browsing captures.
+fn report_size() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/captures/public");
+    let captures = ["ja4/pcap/tls3.pcapng", "zeek/testing/btest/Traces/wikipedia.pcap"];
+    for name in captures {
+        let path = root.join(name);
+        if !path.exists() {
+            println!("report size: SKIPPED, {name} not found");
+            continue;
+        }
+        let mut file = edgeprobe_agent::capture::file::CaptureFile::open(&path).expect("open");
+        let mut probe = Probe::new(CoreConfig::default());
+        let mut last = Timestamp::ZERO;
+        file.for_each_frame(|f| {
+            last = last.max(f.ts);
+            probe.handle_frame(f.ts, f.link, f.data, f.wire_len);
+            while probe.poll_event().is_some() {}
+        })
+        .expect("read");
+        probe.finish(last);
+        while probe.poll_event().is_some() {}
+        while let Some(report) = probe.poll_report() {
+            let bytes = edgeprobe_wire::encode(&report, edgeprobe_wire::Encoding::Cbor).len();
+            let json = edgeprobe_wire::encode(&report, edgeprobe_wire::Encoding::Json).len();
+            for s in &report.subscribers {
+                let one = edgeprobe_wire::Report { subscribers: vec![s.clone()], ..report.clone() };
+                let cbor = edgeprobe_wire::encode(&one, edgeprobe_wire::Encoding::Cbor).len();
+                println!(
+                    "report size: {name}: subscriber {} with {} services: {cbor} bytes CBOR (goal: at most 1024 with 5 services)",
+                    s.subscriber,
+                    s.services.len()
+                );
+            }
+            println!("report size: {name}: whole report {bytes} bytes CBOR, {json} bytes JSON");
+        }
+    }
+}
+
 fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` does not and only checks it builds.
     if !std::env::args().any(|a| a == "--bench") {
@@ -125,4 +163,5 @@ fn main() {
     }
     throughput();
     memory_per_flow();
+    report_size();
 }

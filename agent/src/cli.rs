@@ -1,7 +1,7 @@
 //! The `edgeprobe` command line.
 
 use crate::config::AgentConfig;
-use crate::replay::replay;
+use crate::replay::{ReplayOutput, replay};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use std::io::Write;
@@ -26,6 +26,9 @@ pub enum Command {
         /// Print measurement events as JSON lines on stdout.
         #[arg(long)]
         events: bool,
+        /// Print window reports as JSON lines on stdout.
+        #[arg(long)]
+        reports: bool,
     },
     /// Validate a configuration file; print every error with its line and column.
     CheckConfig { file: PathBuf },
@@ -33,16 +36,18 @@ pub enum Command {
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Replay { file, config, events } => {
+        Command::Replay { file, config, events, reports } => {
             let config = match config {
                 Some(path) => load_config(&path)?,
                 None => AgentConfig::default(),
             };
+            let agent_id = config.agent_id();
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
-            let summary = replay(&file, config.measure, events.then_some(&mut out as &mut dyn Write))
-                .with_context(|| file.display().to_string())?;
-            out.flush().context("writing events")?;
+            let mut output = ReplayOutput { out: &mut out, events, reports };
+            let summary =
+                replay(&file, config.measure, agent_id, &mut output).with_context(|| file.display().to_string())?;
+            out.flush().context("writing to stdout")?;
             eprintln!("{}", summary.line());
             if let Some(e) = summary.error {
                 bail!("{}: {e}", file.display());

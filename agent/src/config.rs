@@ -31,6 +31,17 @@ pub struct ConfigError {
 }
 
 impl AgentConfig {
+    /// The configured id, else the host name, else "edgeprobe".
+    pub fn agent_id(&self) -> String {
+        self.agent.id.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "edgeprobe".into())
+        })
+    }
+
     pub fn load(path: &Path) -> Result<Self, Vec<ConfigError>> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| {

@@ -2,6 +2,7 @@
 
 use crate::capture::file::{CaptureError, CaptureFile};
 use edgeprobe_core::{CoreConfig, Counters, Probe, Timestamp};
+use edgeprobe_wire::{Encoding, encode};
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
@@ -12,6 +13,7 @@ pub struct ReplaySummary {
     pub counters: Counters,
     pub elapsed: Duration,
     pub events: u64,
+    pub reports: u64,
     /// Set when the capture was damaged; the frames before the damage were measured.
     pub error: Option<CaptureError>,
 }
@@ -24,58 +26,76 @@ impl ReplaySummary {
             self.counters.unparsed_kinds().iter().filter(|(_, n)| *n > 0).map(|(k, n)| format!("{k} {n}")).collect();
         let kinds = if kinds.is_empty() { String::new() } else { format!(" ({})", kinds.join(", ")) };
         format!(
-            "replay: {} packets, {} bytes, {:.3} s, {:.0} packets/s, {} events, {} unparsed{kinds}, {} flow evictions",
+            "replay: {} packets, {} bytes, {:.3} s, {:.0} packets/s, {} events, {} reports, {} unparsed{kinds}, {} flow evictions",
             self.counters.packets,
             self.counters.bytes,
             secs,
             pps,
             self.events,
+            self.reports,
             self.counters.unparsed,
             self.counters.flow_evictions
         )
     }
 }
 
-/// Replays `path`, writing events as JSON lines to `events` when given.
+/// What a replay writes, and where.
+pub struct ReplayOutput<'a> {
+    pub out: &'a mut dyn Write,
+    pub events: bool,
+    pub reports: bool,
+}
+
+/// Replays `path`. Events and window reports go to `output` as JSON lines, as it asks.
 pub fn replay(
     path: &Path,
     config: CoreConfig,
-    mut events: Option<&mut dyn Write>,
+    agent_id: String,
+    output: &mut ReplayOutput<'_>,
 ) -> Result<ReplaySummary, CaptureError> {
     // Wall time, for the throughput summary only; measurements use packet time.
     let started = std::time::Instant::now();
     let mut file = CaptureFile::open(path)?;
     let mut probe = Probe::new(config);
+    // A replay is one "boot" named after its input, so the same file gives the same reports.
+    probe.set_identity(agent_id, replay_boot_id(path));
     let mut last = Timestamp::ZERO;
-    let mut count = 0u64;
-    let mut write_error = None;
-    let mut drain = |probe: &mut Probe, out: &mut Option<&mut dyn Write>| {
+    let (mut events, mut reports) = (0u64, 0u64);
+    let mut drain = |probe: &mut Probe, output: &mut ReplayOutput<'_>| {
         while let Some(event) = probe.poll_event() {
-            count += 1;
-            if let Some(w) = out.as_mut() {
-                if let Err(e) = serde_json::to_writer(&mut **w, &event)
-                    .map_err(std::io::Error::from)
-                    .and_then(|_| w.write_all(b"\n"))
-                {
-                    write_error.get_or_insert(e);
-                }
+            events += 1;
+            if output.events {
+                let _ = serde_json::to_writer(&mut *output.out, &event);
+                let _ = output.out.write_all(b"\n");
+            }
+        }
+        while let Some(report) = probe.poll_report() {
+            reports += 1;
+            if output.reports {
+                let _ = output.out.write_all(&encode(&report, Encoding::Json));
+                let _ = output.out.write_all(b"\n");
             }
         }
     };
     let result = file.for_each_frame(|frame| {
         last = last.max(frame.ts);
         probe.handle_frame(frame.ts, frame.link, frame.data, frame.wire_len);
-        drain(&mut probe, &mut events);
+        drain(&mut probe, output);
     });
     probe.finish(last);
-    drain(&mut probe, &mut events);
-    if let Some(w) = events.as_mut() {
-        let _ = w.flush();
-    }
+    drain(&mut probe, output);
     Ok(ReplaySummary {
         counters: probe.counters().clone(),
         elapsed: started.elapsed(),
-        events: count,
+        events,
+        reports,
         error: result.err(),
     })
+}
+
+/// A stable boot id for a replay: FNV-1a of the file's name.
+fn replay_boot_id(path: &Path) -> String {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    format!("replay-{hash:016x}")
 }

@@ -17,6 +17,18 @@ pub struct CoreConfig {
     pub stream_capacity: usize,
     /// The largest ClientHello reassembled; hellos with post-quantum key shares pass 1500 bytes.
     pub tls_hello_max_bytes: usize,
+    /// Report windows: their length, aligned to the clock.
+    pub report_interval_secs: u64,
+    /// Subscribers in one window; measurements of further subscribers are refused and counted.
+    pub max_subscribers: usize,
+    /// Services reported per subscriber, by traffic; the rest fold into `other`.
+    pub services_per_subscriber: usize,
+    /// Services told apart per subscriber within a window before new names go to `other`.
+    pub services_tracked_per_subscriber: usize,
+    /// Latency samples held per window (12 bytes each); beyond it they are dropped and counted.
+    pub sample_capacity: usize,
+    /// Server addresses remembered from DNS answers, to name the flows that follow.
+    pub service_cache_capacity: usize,
     /// Datagrams being reassembled at once, and the largest accepted.
     pub fragment_slots: usize,
     pub fragment_max_bytes: usize,
@@ -40,6 +52,12 @@ impl Default for CoreConfig {
             dns_capacity: 4096,
             stream_capacity: 1024,
             tls_hello_max_bytes: 16_384,
+            report_interval_secs: 60,
+            max_subscribers: 1024,
+            services_per_subscriber: 5,
+            services_tracked_per_subscriber: 32,
+            sample_capacity: 65_536,
+            service_cache_capacity: 4096,
             fragment_slots: 64,
             fragment_max_bytes: 65_535,
             fragment_timeout_secs: 30.0,
@@ -68,6 +86,22 @@ impl CoreConfig {
         positive("flow_capacity", self.flow_capacity)?;
         positive("dns_capacity", self.dns_capacity)?;
         positive("stream_capacity", self.stream_capacity)?;
+        positive("max_subscribers", self.max_subscribers)?;
+        positive("services_tracked_per_subscriber", self.services_tracked_per_subscriber)?;
+        positive("sample_capacity", self.sample_capacity)?;
+        positive("service_cache_capacity", self.service_cache_capacity)?;
+        if self.max_subscribers > usize::from(u16::MAX) || self.services_tracked_per_subscriber > 1024 {
+            return Err(ConfigError {
+                field: "max_subscribers",
+                reason: "at most 65535 subscribers, 1024 services".into(),
+            });
+        }
+        if !(1..=86_400).contains(&self.report_interval_secs) || 86_400 % self.report_interval_secs != 0 {
+            return Err(ConfigError {
+                field: "report_interval_secs",
+                reason: "must divide a day (60, 300, 900, ...) so windows align to the clock".into(),
+            });
+        }
         if !(512..=65_536).contains(&self.tls_hello_max_bytes) {
             return Err(ConfigError { field: "tls_hello_max_bytes", reason: "must be between 512 and 65536".into() });
         }

@@ -38,12 +38,17 @@ struct Pending {
     serial: u64,
 }
 
+/// Addresses an answer may carry that the service cache keeps.
+pub const MAX_ANSWER_ADDRESSES: usize = 8;
+
 /// A finished transaction: the event's fields and the endpoints it belongs to.
 pub struct DnsOutcome {
     pub ts: Timestamp,
     pub client: SocketAddr,
     pub server: SocketAddr,
     pub event: DnsEvent,
+    /// A and AAAA addresses of the answer, for naming the flows that follow.
+    pub addresses: heapless::Vec<IpAddr, MAX_ANSWER_ADDRESSES>,
 }
 
 pub struct DnsTracker {
@@ -115,7 +120,10 @@ impl DnsTracker {
                 counters.dns_unmatched_responses += 1;
                 return None;
             };
+            let mut addresses = heapless::Vec::new();
+            msg.answer_addresses(q.end, &mut addresses);
             return Some(DnsOutcome {
+                addresses,
                 ts: now,
                 client: SocketAddr::new(key.client, p.client_port),
                 server,
@@ -176,6 +184,7 @@ impl DnsTracker {
     fn timed_out(&mut self, key: TxKey, ts: Timestamp) -> Option<DnsOutcome> {
         let p = self.pending.remove(&key)?;
         Some(DnsOutcome {
+            addresses: heapless::Vec::new(),
             ts,
             client: SocketAddr::new(key.client, p.client_port),
             server: key.server,

@@ -16,6 +16,10 @@ pub struct Event {
     /// The side that opened the transaction. `SocketAddr` prints IPv6 as `[v6]:port`.
     pub client: SocketAddr,
     pub server: SocketAddr,
+    /// What the user was reaching: the TLS SNI, the HTTP Host, or the DNS name whose answer held
+    /// the server's address (for DNS events, the name asked for).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -160,6 +164,7 @@ mod tests {
             subscriber: "sub-1".into(),
             client: "[2001:db8::1]:5353".parse().unwrap(),
             server: "192.0.2.53:53".parse().unwrap(),
+            service: Some("example.com".into()),
         };
         let v: serde_json::Value = serde_json::to_value(&e).unwrap();
         assert_eq!(v["kind"], "dns");

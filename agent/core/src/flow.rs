@@ -233,6 +233,19 @@ impl FlowTable {
         flow
     }
 
+    /// Flows with a packet at or after `since`, most recent first: a walk from the warm end of
+    /// each list that stops at the first older flow, so it costs only the active flows.
+    pub fn active_since(&self, since: Timestamp, out: &mut Vec<u32>) {
+        out.clear();
+        for list in &self.lists {
+            let mut i = list.head;
+            while i != NIL && self.slots[i as usize].last >= since {
+                out.push(i);
+                i = self.slots[i as usize].next;
+            }
+        }
+    }
+
     /// Slot numbers of every live flow, for the end of a capture.
     pub fn live(&self) -> Vec<u32> {
         let mut v: Vec<u32> = self.index.iter().copied().collect();

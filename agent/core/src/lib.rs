@@ -16,10 +16,12 @@ pub mod flow;
 pub mod frag;
 pub mod http;
 pub mod probe;
+pub mod services;
 pub mod stream;
 pub mod tcp;
 pub mod time;
 pub mod tls;
+pub mod window;
 pub mod wire;
 
 pub use config::CoreConfig;

@@ -15,11 +15,14 @@ use crate::{
     flow::{Endpoint, FlowKey, FlowTable, LIST_OTHER, LIST_TCP},
     frag::{FragKey, Reassembler},
     http::{self, HttpSession},
+    services::{NameCache, host_service},
     tcp::Segment,
     time::Timestamp,
     tls::TlsSession,
+    window::{Identity, Windows},
     wire::{IpProtocol, Layer, tcp::TcpPacket, tcp::flags, udp::UdpPacket},
 };
+use edgeprobe_wire::Report;
 use hashbrown::HashMap;
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -39,6 +42,16 @@ pub struct Probe {
     connect_timers: VecDeque<FlowTimer>,
     close_timers: VecDeque<FlowTimer>,
     events: VecDeque<Event>,
+    reports: VecDeque<Report>,
+    windows: Windows,
+    names: NameCache,
+    /// The service each flow reaches, once known; by flow slot.
+    flow_names: HashMap<u32, String>,
+    /// Traffic of long flows already counted in earlier windows: (bytes, retransmissions).
+    reported: HashMap<u32, ([u64; 2], [u64; 2])>,
+    /// When the open window started receiving packets, and a reusable list of active flows.
+    window_opened: Timestamp,
+    active: Vec<u32>,
     counters: Counters,
     now: Timestamp,
     scratch: Vec<u8>,
@@ -76,6 +89,13 @@ impl Probe {
             connect_timers: VecDeque::with_capacity(cap.min(1 << 16)),
             close_timers: VecDeque::with_capacity(cap.min(1 << 16)),
             events: VecDeque::new(),
+            reports: VecDeque::new(),
+            windows: Windows::new(&config, Identity { agent_id: "edgeprobe".into(), boot_id: "0".into() }),
+            names: NameCache::new(config.service_cache_capacity),
+            flow_names: HashMap::new(),
+            reported: HashMap::new(),
+            window_opened: Timestamp::ZERO,
+            active: Vec::new(),
             counters: Counters::default(),
             now: Timestamp::ZERO,
             scratch: Vec::with_capacity(config.fragment_max_bytes.min(65_535)),
@@ -103,12 +123,22 @@ impl Probe {
         self.events.pop_front()
     }
 
+    /// The next window report, oldest first.
+    pub fn poll_report(&mut self) -> Option<Report> {
+        self.reports.pop_front()
+    }
+
+    /// Names the agent and this run in reports.
+    pub fn set_identity(&mut self, agent_id: String, boot_id: String) {
+        self.windows.set_identity(Identity { agent_id, boot_id });
+    }
+
     /// One captured frame. `wire_len` is its length on the wire, which may exceed `frame.len()`
     /// when the capture had a snap length.
     pub fn handle_frame(&mut self, ts: Timestamp, link: LinkType, frame: &[u8], wire_len: u32) {
+        self.handle_timeout(ts);
         self.counters.packets += 1;
         self.counters.bytes += u64::from(wire_len.max(frame.len() as u32));
-        self.handle_timeout(ts);
         match dissect(link, frame) {
             Ok(ip) => self.handle_ip(ts, &ip),
             Err(skip) => self.count_skip(skip),
@@ -121,6 +151,13 @@ impl Probe {
             return;
         }
         self.now = now;
+        if self.windows.due(now) {
+            self.close_window(now);
+        } else if self.counters.packets == 0 {
+            // The first packet opens the first window.
+            self.windows.advance(now, &self.counters);
+            self.window_opened = now;
+        }
         while let Some(out) = self.dns.poll_timeout(now) {
             self.emit_dns(out);
         }
@@ -154,7 +191,8 @@ impl Probe {
         }
     }
 
-    /// The end of a capture: every pending query and connect times out, every flow ends.
+    /// The end of a capture: every pending query and connect times out, every flow ends, and
+    /// the last (partial) window is reported.
     pub fn finish(&mut self, now: Timestamp) {
         self.handle_timeout(now);
         let now = now.max(self.now);
@@ -166,6 +204,44 @@ impl Probe {
         }
         self.connect_timers.clear();
         self.close_timers.clear();
+        if let Some(report) = self.windows.flush(&self.counters) {
+            self.reports.push_back(report);
+        }
+    }
+
+    /// Counts the traffic of flows active in the closing window into it, then closes it.
+    fn close_window(&mut self, now: Timestamp) {
+        let mut active = std::mem::take(&mut self.active);
+        self.flows.active_since(self.window_opened, &mut active);
+        for &slot in &active {
+            let totals = self.traffic_since_report(slot);
+            self.reported.insert(slot, totals);
+        }
+        self.active = active;
+        self.window_opened = now;
+        if let Some(report) = self.windows.advance(now, &self.counters) {
+            self.reports.push_back(report);
+        }
+    }
+
+    /// Adds a flow's traffic since it was last counted to the open window; returns its totals.
+    fn traffic_since_report(&mut self, slot: u32) -> ([u64; 2], [u64; 2]) {
+        let f = self.flows.flow(slot);
+        let bytes = [f.dirs[0].bytes, f.dirs[1].bytes];
+        let retrans = [u64::from(f.dirs[0].retrans), u64::from(f.dirs[1].retrans)];
+        let (prev_bytes, prev_retrans) = self.reported.get(&slot).copied().unwrap_or_default();
+        let subscriber = self.subscriber_of(f.client());
+        let delta = |a: [u64; 2], b: [u64; 2]| [a[0].saturating_sub(b[0]), a[1].saturating_sub(b[1])];
+        let service = self.flow_names.get(&slot).map(String::as_str);
+        self.windows.on_traffic(&subscriber, service, delta(bytes, prev_bytes), delta(retrans, prev_retrans));
+        (bytes, retrans)
+    }
+
+    fn subscriber_of(&self, client: SocketAddr) -> String {
+        match &self.config.subscriber_id {
+            Some(id) => id.clone(),
+            None => client.ip().to_string(),
+        }
     }
 
     fn count_skip(&mut self, skip: Skip) {
@@ -288,7 +364,7 @@ impl Probe {
             self.push_timer(false, (ts.add_nanos(self.timeouts.linger), slot, generation));
         }
         if let Some(c) = connect {
-            self.emit(ts, client, server, Detail::TcpConnect(c));
+            self.emit_for(slot, ts, client, server, Detail::TcpConnect(c));
         }
         if seg.len > 0 {
             self.app_stream(ts, slot, dir, &seg, tcp.payload(), client, server, sp == DNS_PORT || dp == DNS_PORT);
@@ -355,7 +431,10 @@ impl Probe {
                 Ok(Some(event)) => {
                     // The handshake is over; the analyzer's memory goes back to the pool.
                     self.streams.remove(&slot);
-                    self.emit(ts, client, server, Detail::Tls(event));
+                    if let Some(sni) = &event.sni {
+                        self.flow_names.insert(slot, sni.clone());
+                    }
+                    self.emit_for(slot, ts, client, server, Detail::Tls(event));
                 }
                 Ok(None) => {}
                 Err(_) => {
@@ -367,7 +446,10 @@ impl Probe {
                 let mut done = std::mem::take(&mut self.http_done);
                 let fed = s.feed(ts, dir, seg, captured, &mut done);
                 for event in done.drain(..) {
-                    self.emit(ts, client, server, Detail::Http(event));
+                    if let Some(host) = &event.host {
+                        self.flow_names.insert(slot, host_service(host).to_string());
+                    }
+                    self.emit_for(slot, ts, client, server, Detail::Http(event));
                 }
                 self.http_done = done;
                 if fed.is_err() {
@@ -411,7 +493,7 @@ impl Probe {
         }
         let (client, server) = (f.client(), f.server());
         if let Some(c) = self.flows.flow_mut(slot).tcp.connect_timeout() {
-            self.emit(due, client, server, Detail::TcpConnect(c));
+            self.emit_for(slot, due, client, server, Detail::TcpConnect(c));
         }
     }
 
@@ -444,23 +526,30 @@ impl Probe {
         let list = if proto == 6 { LIST_TCP } else { LIST_OTHER };
         let client_is_lo = src_is_lo == src_is_client;
         let slot = self.flows.insert(key, client_is_lo, ts, list);
+        let server = if src_is_client { dst.ip() } else { src.ip() };
+        if let Some(name) = self.names.get(&server) {
+            self.flow_names.insert(slot, name.to_string());
+        }
         (slot, self.flows.flow(slot).dir_of(src_is_lo))
     }
 
     fn end_flow(&mut self, slot: u32, reason: FlowEndReason, ts: Timestamp) {
+        self.traffic_since_report(slot);
+        self.reported.remove(&slot);
+        let service = self.flow_names.remove(&slot);
         let stream = self.streams.remove(&slot);
         let mut f = self.flows.remove(slot);
         let (client, server) = (f.client(), f.server());
         if let Some(AppStream::Tls(tls)) = stream {
             if let Some(event) = tls.finish() {
-                self.emit(f.last, client, server, Detail::Tls(event));
+                self.emit(f.last, client, server, service.clone(), Detail::Tls(event));
             }
         }
         // An evicted connect was not answered *yet*: calling it a timeout would be a guess.
         if reason != FlowEndReason::Evicted {
             if let Some(c) = f.tcp.connect_timeout() {
                 let due = f.tcp.last_syn.add_nanos(self.timeouts.connect).min(ts);
-                self.emit(due, client, server, Detail::TcpConnect(c));
+                self.emit(due, client, server, service.clone(), Detail::TcpConnect(c));
             }
         }
         let [up, down] = f.dirs;
@@ -479,19 +568,28 @@ impl Probe {
             duration_us: f.last.micros_since(f.first),
             reason,
         };
-        self.emit(ts, client, server, Detail::FlowEnd(event));
+        self.emit(ts, client, server, service, Detail::FlowEnd(event));
     }
 
     fn emit_dns(&mut self, out: DnsOutcome) {
-        self.emit(out.ts, out.client, out.server, Detail::Dns(out.event));
+        for addr in &out.addresses {
+            self.names.insert(*addr, &out.event.query);
+        }
+        let service = Some(out.event.query.clone());
+        self.emit(out.ts, out.client, out.server, service, Detail::Dns(out.event));
     }
 
-    fn emit(&mut self, ts: Timestamp, client: SocketAddr, server: SocketAddr, detail: Detail) {
-        let subscriber = match &self.config.subscriber_id {
-            Some(id) => id.clone(),
-            None => client.ip().to_string(),
-        };
-        self.events.push_back(Event { detail, ts, subscriber, client, server });
+    /// The event for a flow's slot, named by the flow's service.
+    fn emit_for(&mut self, slot: u32, ts: Timestamp, client: SocketAddr, server: SocketAddr, detail: Detail) {
+        let service = self.flow_names.get(&slot).cloned();
+        self.emit(ts, client, server, service, detail);
+    }
+
+    fn emit(&mut self, ts: Timestamp, client: SocketAddr, server: SocketAddr, service: Option<String>, detail: Detail) {
+        let subscriber = self.subscriber_of(client);
+        let event = Event { detail, ts, subscriber, client, server, service };
+        self.windows.on_event(&event);
+        self.events.push_back(event);
     }
 }
 

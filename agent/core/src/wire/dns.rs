@@ -7,6 +7,7 @@
 use super::{Layer, Result, be16, check_len};
 use crate::wire::Error;
 use std::fmt::Write;
+use std::net::IpAddr;
 
 const MAX_JUMPS: usize = 16;
 const MAX_NAME: usize = 255;
@@ -157,6 +158,49 @@ impl<'a> DnsMessage<'a> {
     }
 }
 
+impl DnsMessage<'_> {
+    /// The IPv4 and IPv6 addresses in the answer section (A and AAAA records, CNAME chains
+    /// included), at most `N`. `from` is where the question ended. Stops at the first record
+    /// that does not fit.
+    pub fn answer_addresses<const N: usize>(&self, from: usize, out: &mut heapless::Vec<IpAddr, N>) {
+        let msg = self.buf;
+        let mut at = from;
+        for _ in 0..self.ancount() {
+            let Ok(end) = skip_name(msg, at) else { return };
+            let Some(fixed) = msg.get(end..end + 10) else { return };
+            let (rtype, rdlen) = (be16(fixed, 0), usize::from(be16(fixed, 8)));
+            let Some(rdata) = msg.get(end + 10..end + 10 + rdlen) else { return };
+            let addr = match (rtype, rdlen) {
+                (1, 4) => Some(IpAddr::from(<[u8; 4]>::try_from(rdata).unwrap_or_default())),
+                (28, 16) => Some(IpAddr::from(<[u8; 16]>::try_from(rdata).unwrap_or_default())),
+                _ => None,
+            };
+            if let Some(addr) = addr {
+                if out.push(addr).is_err() {
+                    return;
+                }
+            }
+            at = end + 10 + rdlen;
+        }
+    }
+}
+
+/// The offset just past the name at `at`, without decoding it.
+fn skip_name(msg: &[u8], mut at: usize) -> Result<usize> {
+    for _ in 0..128 {
+        let Some(&len) = msg.get(at) else {
+            return Err(Error::Truncated { layer: Layer::Dns, offset: at, need: 1, have: 0 });
+        };
+        match len & 0xc0 {
+            0x00 if len == 0 => return Ok(at + 1),
+            0x00 => at += 1 + usize::from(len),
+            0xc0 => return Ok(at + 2),
+            _ => return Err(Error::Malformed { layer: Layer::Dns, field: "label type", offset: at }),
+        }
+    }
+    Err(Error::Malformed { layer: Layer::Dns, field: "name length", offset: at })
+}
+
 /// Fixed fields of a question and where it ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Question {
@@ -257,6 +301,28 @@ mod tests {
         assert_eq!(name, "www.example.com");
         assert_eq!((q.qtype, q.qclass), (1, 1));
         assert_eq!(qtype_name(q.qtype), "A");
+    }
+
+    #[test]
+    fn answer_addresses_are_read() {
+        let mut msg = RESPONSE[..RESPONSE.len() - 2].to_vec();
+        msg[7] = 2; // two answers
+        msg.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 80]);
+        msg.extend_from_slice(&[0xc0, 0x0c, 0, 28, 0, 1, 0, 0, 0, 60, 0, 16]);
+        msg.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x50]);
+        let m = DnsMessage::new_checked(&msg).unwrap();
+        let mut name = String::new();
+        let q = m.first_question(&mut name).unwrap();
+        let mut out = heapless::Vec::<IpAddr, 4>::new();
+        m.answer_addresses(q.end, &mut out);
+        assert_eq!(out.as_slice(), ["192.0.2.80".parse::<IpAddr>().unwrap(), "2001:db8::50".parse().unwrap()]);
+        // Cut anywhere: no panic, fewer addresses.
+        for n in 0..msg.len() {
+            let mut out = heapless::Vec::<IpAddr, 4>::new();
+            if let Ok(m) = DnsMessage::new_checked(&msg[..n]) {
+                m.answer_addresses(q.end.min(n), &mut out);
+            }
+        }
     }
 
     #[test]

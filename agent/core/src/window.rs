@@ -1,0 +1,380 @@
+//! Window aggregation: turns measurement events into one report per clock-aligned interval, per
+//! subscriber and per service.
+//!
+//! Latency samples are kept raw in one arena of `sample_capacity` entries (12 bytes each) and
+//! turned into HdrHistograms only when the window closes. A dense HdrHistogram at 3 significant
+//! digits from 1 µs to an hour costs tens of kilobytes; one per subscriber, service and metric
+//! would not fit a gateway, while the arena gives exact histograms at a fixed cost. Subscribers
+//! beyond `max_subscribers`, services beyond `services_tracked_per_subscriber` and samples beyond
+//! the arena are refused and counted, never allocated.
+
+use crate::config::CoreConfig;
+use crate::counters::Counters as CaptureCounters;
+use crate::event::{ConnectOutcome, Detail, Event, TlsOutcome};
+use crate::time::Timestamp;
+use edgeprobe_wire::histogram::{HistogramEncoder, new_histogram, record};
+use edgeprobe_wire::{
+    CaptureHealth, Counters, Evictions, Metrics, OTHER_SERVICE, Report, SCHEMA_VERSION, ServiceReport,
+    SubscriberReport, WireHistogram,
+};
+use hashbrown::HashMap;
+use hdrhistogram::Histogram;
+
+const NO_SERVICE: u16 = u16::MAX;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+enum Metric {
+    ConnectNetwork,
+    ConnectHome,
+    Dns,
+    TlsHandshake,
+    HttpTtfb,
+}
+
+impl Metric {
+    fn slot(self, m: &mut Metrics) -> &mut Option<WireHistogram> {
+        match self {
+            Metric::ConnectNetwork => &mut m.connect_network,
+            Metric::ConnectHome => &mut m.connect_home,
+            Metric::Dns => &mut m.dns,
+            Metric::TlsHandshake => &mut m.tls_handshake,
+            Metric::HttpTtfb => &mut m.http_ttfb,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Sample {
+    subscriber: u16,
+    service: u16,
+    metric: Metric,
+    value_us: u32,
+}
+
+struct Service {
+    name: String,
+    counters: Counters,
+}
+
+struct Subscriber {
+    key: String,
+    counters: Counters,
+    services: Vec<Service>,
+    by_name: HashMap<String, u16>,
+}
+
+/// Names the agent in its reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub agent_id: String,
+    pub boot_id: String,
+}
+
+pub struct Windows {
+    interval_ns: u64,
+    max_subscribers: usize,
+    top_services: usize,
+    max_services: usize,
+    identity: Identity,
+    seq: u64,
+    /// Start of the open window, once the first packet set it.
+    start: Option<u64>,
+    subscribers: Vec<Subscriber>,
+    index: HashMap<String, u16>,
+    samples: Vec<Sample>,
+    sample_capacity: usize,
+    refused_subscribers: u64,
+    dropped_samples: u64,
+    /// The capture counters when the window opened: a report carries the difference.
+    baseline: CaptureCounters,
+    scratch: Histogram<u64>,
+    serializer: HistogramEncoder,
+}
+
+impl Windows {
+    pub fn new(config: &CoreConfig, identity: Identity) -> Self {
+        Windows {
+            interval_ns: config.report_interval_secs * 1_000_000_000,
+            max_subscribers: config.max_subscribers,
+            top_services: config.services_per_subscriber,
+            max_services: config.services_tracked_per_subscriber,
+            identity,
+            seq: 0,
+            start: None,
+            subscribers: Vec::new(),
+            index: HashMap::new(),
+            samples: Vec::with_capacity(config.sample_capacity),
+            sample_capacity: config.sample_capacity,
+            refused_subscribers: 0,
+            dropped_samples: 0,
+            baseline: CaptureCounters::default(),
+            scratch: new_histogram(),
+            serializer: HistogramEncoder::default(),
+        }
+    }
+
+    pub fn set_identity(&mut self, identity: Identity) {
+        self.identity = identity;
+    }
+
+    /// True when `now` closes the open window.
+    pub fn due(&self, now: Timestamp) -> bool {
+        self.start.is_some_and(|start| now.as_nanos() >= start + self.interval_ns)
+    }
+
+    /// Closes the open window if `now` is past its end. Returns its report, if it saw packets.
+    /// Windows with no packet at all are skipped, so a gap in the capture yields no empty reports.
+    pub fn advance(&mut self, now: Timestamp, capture: &CaptureCounters) -> Option<Report> {
+        let aligned = now.as_nanos() / self.interval_ns * self.interval_ns;
+        let Some(start) = self.start else {
+            self.start = Some(aligned);
+            return None;
+        };
+        if now.as_nanos() < start + self.interval_ns {
+            return None;
+        }
+        let report = self.close(start, capture);
+        self.start = Some(aligned);
+        report
+    }
+
+    /// Closes the open window whatever the time: the end of a capture.
+    pub fn flush(&mut self, capture: &CaptureCounters) -> Option<Report> {
+        let start = self.start.take()?;
+        self.close(start, capture)
+    }
+
+    /// Counts one event for its subscriber and service.
+    pub fn on_event(&mut self, event: &Event) {
+        let Some((sub, svc)) = self.cell(&event.subscriber, event.service.as_deref()) else { return };
+        let mut sample = |metric: Metric, value: Option<u64>| {
+            if let Some(v) = value {
+                self.push_sample(sub, svc, metric, v);
+            }
+        };
+        let mut counters = Counters::default();
+        match &event.detail {
+            Detail::Dns(d) => {
+                counters.dns.insert(d.rcode.clone(), 1);
+                sample(Metric::Dns, d.latency_us);
+            }
+            Detail::TcpConnect(c) => match c.outcome {
+                ConnectOutcome::Established => {
+                    counters.connects = 1;
+                    sample(Metric::ConnectNetwork, c.syn_to_synack_us);
+                    sample(Metric::ConnectHome, c.synack_to_ack_us);
+                }
+                ConnectOutcome::Refused => counters.connect_refused = 1,
+                ConnectOutcome::Timeout => counters.connect_timeout = 1,
+            },
+            Detail::Tls(t) => {
+                if t.outcome == TlsOutcome::Ok {
+                    counters.tls_ok = 1;
+                    sample(Metric::TlsHandshake, t.handshake_us);
+                } else {
+                    counters.tls_failed = 1;
+                }
+            }
+            Detail::Http(h) => {
+                counters.http_responses = 1;
+                counters.http_4xx = u64::from((400..500).contains(&h.status));
+                counters.http_5xx = u64::from(h.status >= 500);
+                sample(Metric::HttpTtfb, Some(h.ttfb_us));
+            }
+            Detail::FlowEnd(_) => counters.flows = 1,
+        }
+        self.add(sub, svc, &counters);
+    }
+
+    /// Traffic of a flow since it was last counted: payload bytes and retransmissions.
+    pub fn on_traffic(&mut self, subscriber: &str, service: Option<&str>, bytes: [u64; 2], retrans: [u64; 2]) {
+        if bytes == [0, 0] && retrans == [0, 0] {
+            return;
+        }
+        let Some((sub, svc)) = self.cell(subscriber, service) else { return };
+        let counters = Counters {
+            bytes_up: bytes[0],
+            bytes_down: bytes[1],
+            retrans_up: retrans[0],
+            retrans_down: retrans[1],
+            ..Counters::default()
+        };
+        self.add(sub, svc, &counters);
+    }
+
+    fn add(&mut self, sub: u16, svc: u16, counters: &Counters) {
+        let s = &mut self.subscribers[usize::from(sub)];
+        s.counters.add(counters);
+        if svc != NO_SERVICE {
+            s.services[usize::from(svc)].counters.add(counters);
+        }
+    }
+
+    fn push_sample(&mut self, subscriber: u16, service: u16, metric: Metric, value: u64) {
+        if self.samples.len() >= self.sample_capacity {
+            self.dropped_samples += 1;
+            return;
+        }
+        let value_us = value.min(u64::from(u32::MAX)) as u32;
+        self.samples.push(Sample { subscriber, service, metric, value_us });
+    }
+
+    /// The subscriber's index and the service's (or `NO_SERVICE`), created if new and room.
+    fn cell(&mut self, subscriber: &str, service: Option<&str>) -> Option<(u16, u16)> {
+        let sub = match self.index.get(subscriber) {
+            Some(&i) => i,
+            None if self.subscribers.len() >= self.max_subscribers => {
+                self.refused_subscribers += 1;
+                return None;
+            }
+            None => {
+                let i = self.subscribers.len() as u16;
+                self.subscribers.push(Subscriber {
+                    key: subscriber.to_string(),
+                    counters: Counters::default(),
+                    services: Vec::new(),
+                    by_name: HashMap::new(),
+                });
+                self.index.insert(subscriber.to_string(), i);
+                i
+            }
+        };
+        let s = &mut self.subscribers[usize::from(sub)];
+        let Some(name) = service else { return Some((sub, NO_SERVICE)) };
+        let name =
+            if s.by_name.contains_key(name) || s.services.len() < self.max_services { name } else { OTHER_SERVICE };
+        let svc = match s.by_name.get(name) {
+            Some(&i) => i,
+            None => {
+                let i = s.services.len() as u16;
+                s.services.push(Service { name: name.to_string(), counters: Counters::default() });
+                s.by_name.insert(name.to_string(), i);
+                i
+            }
+        };
+        Some((sub, svc))
+    }
+
+    fn close(&mut self, start: u64, capture: &CaptureCounters) -> Option<Report> {
+        let packets = capture.packets - self.baseline.packets;
+        let health = CaptureHealth {
+            packets,
+            bytes: capture.bytes - self.baseline.bytes,
+            kernel_drops: 0,
+            unparsed: capture.unparsed - self.baseline.unparsed,
+            evictions: Evictions {
+                flows: capture.flow_evictions - self.baseline.flow_evictions,
+                dns: capture.dns_evictions - self.baseline.dns_evictions,
+                streams: capture.streams_refused - self.baseline.streams_refused,
+                fragments: capture.ip_reassembly_evicted - self.baseline.ip_reassembly_evicted,
+                subscribers: std::mem::take(&mut self.refused_subscribers),
+                samples: std::mem::take(&mut self.dropped_samples),
+            },
+        };
+        self.baseline = capture.clone();
+        let subscribers = self.build_subscribers();
+        self.subscribers.clear();
+        self.index.clear();
+        self.samples.clear();
+        if packets == 0 && subscribers.is_empty() {
+            return None;
+        }
+        let start_ms = start / 1_000_000;
+        let report = Report {
+            v: SCHEMA_VERSION,
+            agent_id: self.identity.agent_id.clone(),
+            boot_id: self.identity.boot_id.clone(),
+            seq: self.seq,
+            window_start: start_ms,
+            window_end: start_ms + self.interval_ns / 1_000_000,
+            capture: health,
+            subscribers,
+        };
+        self.seq += 1;
+        Some(report)
+    }
+
+    fn build_subscribers(&mut self) -> Vec<SubscriberReport> {
+        // Which services each subscriber keeps: the top N by traffic; the rest map to `other`.
+        let mut keep: Vec<Vec<u16>> = Vec::with_capacity(self.subscribers.len());
+        let mut out: Vec<SubscriberReport> = Vec::with_capacity(self.subscribers.len());
+        for s in &self.subscribers {
+            let mut order: Vec<u16> = (0..s.services.len() as u16).collect();
+            let traffic = |c: &Counters| c.bytes_up + c.bytes_down;
+            order.sort_by(|&a, &b| {
+                let (a, b) = (&s.services[usize::from(a)], &s.services[usize::from(b)]);
+                let other = |svc: &Service| svc.name == OTHER_SERVICE;
+                (other(a), std::cmp::Reverse(traffic(&a.counters)), &a.name).cmp(&(
+                    other(b),
+                    std::cmp::Reverse(traffic(&b.counters)),
+                    &b.name,
+                ))
+            });
+            let mut services: Vec<ServiceReport> = Vec::new();
+            let mut map = vec![0u16; s.services.len()];
+            let mut other: Option<usize> = None;
+            for (rank, &i) in order.iter().enumerate() {
+                let svc = &s.services[usize::from(i)];
+                if rank < self.top_services && svc.name != OTHER_SERVICE {
+                    map[usize::from(i)] = services.len() as u16;
+                    services.push(ServiceReport {
+                        service: svc.name.clone(),
+                        metrics: Metrics::default(),
+                        counters: svc.counters.clone(),
+                    });
+                } else {
+                    let o = *other.get_or_insert_with(|| {
+                        services.push(ServiceReport {
+                            service: OTHER_SERVICE.into(),
+                            metrics: Metrics::default(),
+                            counters: Counters::default(),
+                        });
+                        services.len() - 1
+                    });
+                    services[o].counters.add(&svc.counters);
+                    map[usize::from(i)] = o as u16;
+                }
+            }
+            keep.push(map);
+            out.push(SubscriberReport {
+                subscriber: s.key.clone(),
+                metrics: Metrics::default(),
+                counters: s.counters.clone(),
+                services,
+            });
+        }
+        // Subscriber-wide histograms: every sample of the subscriber.
+        self.samples.sort_unstable_by_key(|s| (s.subscriber, s.metric));
+        for run in self.samples.chunk_by(|a, b| (a.subscriber, a.metric) == (b.subscriber, b.metric)) {
+            let (sub, metric) = (usize::from(run[0].subscriber), run[0].metric);
+            *metric.slot(&mut out[sub].metrics) = Some(histogram_of(&mut self.scratch, &mut self.serializer, run));
+        }
+        // Per-service histograms, through the top-N mapping.
+        for s in self.samples.iter_mut() {
+            if s.service != NO_SERVICE {
+                s.service = keep[usize::from(s.subscriber)][usize::from(s.service)];
+            }
+        }
+        self.samples.sort_unstable_by_key(|s| (s.subscriber, s.service, s.metric));
+        for run in
+            self.samples.chunk_by(|a, b| (a.subscriber, a.service, a.metric) == (b.subscriber, b.service, b.metric))
+        {
+            let s = run[0];
+            if s.service == NO_SERVICE {
+                continue;
+            }
+            let service = &mut out[usize::from(s.subscriber)].services[usize::from(s.service)];
+            *s.metric.slot(&mut service.metrics) = Some(histogram_of(&mut self.scratch, &mut self.serializer, run));
+        }
+        out
+    }
+}
+
+fn histogram_of(scratch: &mut Histogram<u64>, serializer: &mut HistogramEncoder, samples: &[Sample]) -> WireHistogram {
+    scratch.reset();
+    for s in samples {
+        record(scratch, u64::from(s.value_us));
+    }
+    WireHistogram::from_histogram_with(scratch, serializer)
+}

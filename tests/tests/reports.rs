@@ -1,0 +1,156 @@
+//! Window reports checked against the events of the same run: every histogram's count, min,
+//! max and percentiles equal an HdrHistogram built from the events of that window, subscriber
+//! and service; counters equal the event counts. And the Python `hdrhistogram` package decodes
+//! every histogram to the same figures.
+
+use edgeprobe_tests::{fixtures, prerequisite, replay};
+use edgeprobe_wire::histogram::{new_histogram, record};
+use edgeprobe_wire::{Report, WireHistogram};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+const FIXTURES: [&str; 4] = ["lab_dns.pcapng", "lab_tcp.pcap", "lab_tls.pcapng", "lab_http.pcap"];
+
+/// Each window's report with the events emitted while it was open (they precede it in output).
+fn windows(fixture: &str) -> Vec<(Report, Vec<Value>)> {
+    let out = replay(&fixtures().join(fixture), &["--reports"]);
+    assert!(out.success, "{}", out.stderr);
+    let mut result = Vec::new();
+    let mut pending = Vec::new();
+    for line in out.events {
+        if line.get("v").is_some() {
+            let report: Report = serde_json::from_value(line).expect("report decodes");
+            result.push((report, std::mem::take(&mut pending)));
+        } else {
+            pending.push(line);
+        }
+    }
+    assert!(pending.is_empty(), "events after the last report");
+    result
+}
+
+/// The latency each event contributes to a metric, as the report defines it.
+fn metric_value(e: &Value, metric: &str) -> Option<u64> {
+    match (e["kind"].as_str()?, metric) {
+        ("dns", "dns") => e["latency_us"].as_u64(),
+        ("tcp_connect", "connect_network") if e["outcome"] == "established" => e["syn_to_synack_us"].as_u64(),
+        ("tcp_connect", "connect_home") if e["outcome"] == "established" => e["synack_to_ack_us"].as_u64(),
+        ("tls", "tls_handshake") if e["outcome"] == "ok" => e["handshake_us"].as_u64(),
+        ("http", "http_ttfb") => e["ttfb_us"].as_u64(),
+        _ => None,
+    }
+}
+
+fn expected(events: &[&Value], metric: &str) -> Option<WireHistogram> {
+    let mut h = new_histogram();
+    for e in events {
+        if let Some(v) = metric_value(e, metric) {
+            record(&mut h, v);
+        }
+    }
+    (!h.is_empty()).then(|| WireHistogram::from_histogram(&h))
+}
+
+#[test]
+fn histograms_and_counters_agree_with_the_events() {
+    let mut checked = 0;
+    for fixture in FIXTURES {
+        for (report, events) in windows(fixture) {
+            for sub in &report.subscribers {
+                let mine: Vec<&Value> = events.iter().filter(|e| e["subscriber"] == sub.subscriber.as_str()).collect();
+                for metric in edgeprobe_wire::METRICS {
+                    assert_eq!(
+                        sub.metrics.get(metric),
+                        expected(&mine, metric).as_ref(),
+                        "{fixture} {} {metric}",
+                        sub.subscriber
+                    );
+                    checked += usize::from(sub.metrics.get(metric).is_some());
+                }
+                let count = |kind: &str, pred: &dyn Fn(&Value) -> bool| {
+                    mine.iter().filter(|e| e["kind"] == kind && pred(e)).count() as u64
+                };
+                let c = &sub.counters;
+                assert_eq!(c.connects, count("tcp_connect", &|e| e["outcome"] == "established"), "{fixture}");
+                assert_eq!(c.connect_refused, count("tcp_connect", &|e| e["outcome"] == "refused"), "{fixture}");
+                assert_eq!(c.connect_timeout, count("tcp_connect", &|e| e["outcome"] == "timeout"), "{fixture}");
+                assert_eq!(c.tls_ok, count("tls", &|e| e["outcome"] == "ok"), "{fixture}");
+                assert_eq!(c.http_responses, count("http", &|_| true), "{fixture}");
+                assert_eq!(c.http_4xx, count("http", &|e| (400..500).contains(&e["status"].as_u64().unwrap())));
+                assert_eq!(c.flows, count("flow_end", &|_| true), "{fixture}");
+                let mut rcodes = BTreeMap::new();
+                for e in mine.iter().filter(|e| e["kind"] == "dns") {
+                    *rcodes.entry(e["rcode"].as_str().unwrap().to_string()).or_insert(0u64) += 1;
+                }
+                assert_eq!(c.dns, rcodes, "{fixture}");
+                // Bytes: every flow of the subscriber ended within the capture, so the window
+                // total equals the flow_end totals.
+                let bytes_up: u64 =
+                    mine.iter().filter(|e| e["kind"] == "flow_end").map(|e| e["bytes_up"].as_u64().unwrap()).sum();
+                assert_eq!(c.bytes_up, bytes_up, "{fixture}");
+                // Each named service's histograms come from the events naming it.
+                for svc in sub.services.iter().filter(|s| s.service != "other") {
+                    let named: Vec<&Value> =
+                        mine.iter().copied().filter(|e| e["service"] == svc.service.as_str()).collect();
+                    for metric in edgeprobe_wire::METRICS {
+                        assert_eq!(
+                            svc.metrics.get(metric),
+                            expected(&named, metric).as_ref(),
+                            "{fixture} {} {metric}",
+                            svc.service
+                        );
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked >= 10, "only {checked} histograms checked");
+}
+
+#[test]
+fn python_hdrhistogram_decodes_every_histogram() {
+    let python_ok = Command::new("python3").args(["-c", "import hdrh.histogram"]).status().is_ok_and(|s| s.success());
+    if !prerequisite(python_ok, "python3 with the PyPI hdrhistogram package (pip install hdrhistogram)") {
+        return;
+    }
+    let script = fixtures().join("../interop/hdr_decode.py");
+    let mut decoded = 0;
+    for fixture in FIXTURES {
+        let reports: Vec<Report> = windows(fixture).into_iter().map(|(r, _)| r).collect();
+        let input: String = reports.iter().map(|r| serde_json::to_string(r).unwrap() + "\n").collect();
+        let mut child =
+            Command::new("python3").arg(&script).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "hdr_decode.py failed on {fixture}");
+        let python: Vec<Value> =
+            String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let mut ours = Vec::new();
+        for r in &reports {
+            for s in &r.subscribers {
+                for m in edgeprobe_wire::METRICS {
+                    if let Some(h) = s.metrics.get(m) {
+                        ours.push(h);
+                    }
+                }
+                for svc in &s.services {
+                    for m in edgeprobe_wire::METRICS {
+                        if let Some(h) = svc.metrics.get(m) {
+                            ours.push(h);
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(python.len(), ours.len(), "{fixture}: histogram count");
+        for (p, h) in python.iter().zip(ours) {
+            let got: Vec<u64> =
+                ["count", "min", "max", "p50", "p90", "p99"].iter().map(|k| p[*k].as_u64().unwrap()).collect();
+            assert_eq!(got, vec![h.count, h.min, h.max, h.p50, h.p90, h.p99], "{fixture} {}", p["path"]);
+            decoded += 1;
+        }
+    }
+    assert!(decoded >= 10, "only {decoded} histograms decoded");
+}
