@@ -6,6 +6,7 @@ use flate2::{Compress, Compression, FlushCompress};
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use serde::{Deserialize, Serialize};
+use std::io::Read as _;
 
 pub const LOWEST_US: u64 = 1;
 pub const HIGHEST_US: u64 = 3_600_000_000;
@@ -58,13 +59,41 @@ impl WireHistogram {
         }
     }
 
-    /// Decodes the HdrHistogram bytes, for merging.
+    /// Decodes the HdrHistogram bytes, for merging. The bytes may come from anyone on the
+    /// broker, so they are checked before the deserializer sees them: it would otherwise
+    /// allocate whatever length the header claims. Only this schema's bounds are accepted.
     pub fn histogram(&self) -> Result<Histogram<u64>, HistogramError> {
-        Deserializer::new().deserialize(&mut &self.hdr[..]).map_err(|e| HistogramError(format!("{e:?}")))
+        let err = |m: &str| HistogramError(m.to_string());
+        let hdr = &self.hdr;
+        if hdr.len() < 8 || hdr[..4] != V2_COMPRESSED_COOKIE.to_be_bytes() {
+            return Err(err("not a V2 compressed histogram"));
+        }
+        let len = u32::from_be_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]) as usize;
+        if len != hdr.len() - 8 {
+            return Err(err("compressed length does not match"));
+        }
+        // The largest V2 encoding of this schema's counts array, with room to spare.
+        const MAX_PLAIN: u64 = 512 * 1024;
+        let mut plain = Vec::new();
+        let mut z = flate2::read::ZlibDecoder::new(&hdr[8..]).take(MAX_PLAIN + 1);
+        std::io::Read::read_to_end(&mut z, &mut plain).map_err(|_| err("bad zlib stream"))?;
+        if plain.len() < 40 || plain.len() as u64 > MAX_PLAIN {
+            return Err(err("V2 encoding of impossible size"));
+        }
+        let be32 = |at: usize| u32::from_be_bytes([plain[at], plain[at + 1], plain[at + 2], plain[at + 3]]);
+        let be64 = |at: usize| u64::from_be_bytes(plain[at..at + 8].try_into().unwrap_or_default());
+        if be32(0) != V2_COOKIE || be32(4) as usize != plain.len() - 40 {
+            return Err(err("V2 header does not match its payload"));
+        }
+        if be32(12) != u32::from(SIGNIFICANT_DIGITS) || be64(16) != LOWEST_US || be64(24) != HIGHEST_US {
+            return Err(err("histogram bounds differ from the schema's"));
+        }
+        Deserializer::new().deserialize(&mut &plain[..]).map_err(|e| HistogramError(format!("{e:?}")))
     }
 }
 
-/// The V2 compressed-encoding cookie of the HdrHistogram specification.
+/// The V2 cookies of the HdrHistogram specification (the 0x10 bit marks V2).
+const V2_COOKIE: u32 = 0x1c84_9303 | 0x10;
 const V2_COMPRESSED_COOKIE: u32 = 0x1c84_9304 | 0x10;
 
 /// HdrHistogram's "V2 compressed" encoding: the cookie, the compressed length, then the V2
@@ -162,6 +191,24 @@ mod tests {
             V2DeflateSerializer::new().serialize(&h, &mut theirs).unwrap();
             assert_eq!(encoder.encode(&h), theirs, "{n} values");
         }
+    }
+
+    #[test]
+    fn hostile_histogram_bytes_are_refused_not_allocated() {
+        let mut wire = WireHistogram::from_histogram(&new_histogram());
+        // A V2 header claiming a 4 GB payload, compressed.
+        let mut plain = V2_COOKIE.to_be_bytes().to_vec();
+        plain.extend_from_slice(&u32::MAX.to_be_bytes());
+        plain.extend_from_slice(&[0; 32]);
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), Compression::default());
+        std::io::Write::write_all(&mut z, &plain).unwrap();
+        let body = z.finish().unwrap();
+        wire.hdr = V2_COMPRESSED_COOKIE.to_be_bytes().to_vec();
+        wire.hdr.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        wire.hdr.extend_from_slice(&body);
+        assert!(wire.histogram().is_err());
+        wire.hdr.truncate(5);
+        assert!(wire.histogram().is_err());
     }
 
     #[test]
