@@ -46,7 +46,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
             let mut output = ReplayOutput { out: &mut out, events, reports };
             let summary =
-                replay(&file, config.measure, agent_id, &mut output).with_context(|| file.display().to_string())?;
+                replay(&file, config.core(), agent_id, &mut output).with_context(|| file.display().to_string())?;
             out.flush().context("writing to stdout")?;
             eprintln!("{}", summary.line());
             if let Some(e) = summary.error {

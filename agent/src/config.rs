@@ -2,6 +2,7 @@
 //! column it was found at, so a field engineer can fix a file on a router without guessing.
 
 use edgeprobe_core::CoreConfig;
+use edgeprobe_core::subscriber::SubscriberConfig;
 use serde::Deserialize;
 use std::path::Path;
 
@@ -11,6 +12,8 @@ pub struct AgentConfig {
     pub agent: AgentSection,
     /// Capacities and timeouts of the measurement core.
     pub measure: CoreConfig,
+    /// Who the measured traffic belongs to.
+    pub subscribers: SubscriberConfig,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -31,6 +34,11 @@ pub struct ConfigError {
 }
 
 impl AgentConfig {
+    /// The core's configuration: the measure section with the subscriber rules.
+    pub fn core(&self) -> CoreConfig {
+        CoreConfig { subscribers: self.subscribers.clone(), ..self.measure.clone() }
+    }
+
     /// The configured id, else the host name, else "edgeprobe".
     pub fn agent_id(&self) -> String {
         self.agent.id.clone().unwrap_or_else(|| {
@@ -60,6 +68,10 @@ impl AgentConfig {
         if let Err(e) = config.measure.validate() {
             let (line, column) = find_key(text, "measure", e.field);
             errors.push(ConfigError { file: file.into(), line, column, message: format!("measure.{e}") });
+        }
+        if let Err(e) = config.subscribers.validate() {
+            let (line, column) = find_key(text, "subscribers", e.field);
+            errors.push(ConfigError { file: file.into(), line, column, message: format!("subscribers.{e}") });
         }
         if errors.is_empty() { Ok(config) } else { Err(errors) }
     }

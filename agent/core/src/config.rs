@@ -6,9 +6,9 @@ use serde::Deserialize;
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct CoreConfig {
-    /// The subscriber key for every measurement (CPE mode). Without it, the client's IP address
-    /// is the key.
-    pub subscriber_id: Option<String>,
+    /// Who flows belong to; set from the agent config's `[subscribers]` section.
+    #[serde(skip)]
+    pub subscribers: crate::subscriber::SubscriberConfig,
     /// Flows tracked at once. When full, the least recently active flow is ended ("evicted").
     pub flow_capacity: usize,
     /// DNS queries awaiting an answer at once. When full, the oldest is dropped and counted.
@@ -47,7 +47,7 @@ pub struct CoreConfig {
 impl Default for CoreConfig {
     fn default() -> Self {
         CoreConfig {
-            subscriber_id: None,
+            subscribers: Default::default(),
             flow_capacity: 65_536,
             dns_capacity: 4096,
             stream_capacity: 1024,

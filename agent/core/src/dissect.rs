@@ -75,6 +75,7 @@ pub struct IpLayer<'a> {
     pub vlan: Option<u16>,
     pub pppoe_session: Option<u16>,
     pub src_mac: Option<[u8; 6]>,
+    pub dst_mac: Option<[u8; 6]>,
 }
 
 /// A fragment's place in its datagram.
@@ -90,6 +91,7 @@ struct Context {
     vlan: Option<u16>,
     pppoe_session: Option<u16>,
     src_mac: Option<[u8; 6]>,
+    dst_mac: Option<[u8; 6]>,
 }
 
 pub fn dissect(link: LinkType, frame: &[u8]) -> Result<IpLayer<'_>, Skip> {
@@ -98,6 +100,7 @@ pub fn dissect(link: LinkType, frame: &[u8]) -> Result<IpLayer<'_>, Skip> {
         LinkType::Ethernet => {
             let eth = EthernetFrame::new_checked(frame).map_err(Skip::Bad)?;
             cx.src_mac = Some(eth.src());
+            cx.dst_mac = Some(eth.dst());
             ethertype(eth.ethertype(), eth.payload(), cx)
         }
         LinkType::RawIp => raw_ip(frame, cx),
@@ -105,10 +108,12 @@ pub fn dissect(link: LinkType, frame: &[u8]) -> Result<IpLayer<'_>, Skip> {
         LinkType::Ipv6 => ipv6(frame, cx),
         LinkType::LinuxSll => {
             let h = SllHeader::parse_v1(frame).map_err(Skip::Bad)?;
+            cx.src_mac = h.addr[..6].try_into().ok();
             ethertype(h.ethertype, h.payload, cx)
         }
         LinkType::LinuxSll2 => {
             let h = SllHeader::parse_v2(frame).map_err(Skip::Bad)?;
+            cx.src_mac = h.addr[..6].try_into().ok();
             ethertype(h.ethertype, h.payload, cx)
         }
         LinkType::Null => {
@@ -210,6 +215,7 @@ fn ipv4(buf: &[u8], cx: Context) -> Result<IpLayer<'_>, Skip> {
         vlan: cx.vlan,
         pppoe_session: cx.pppoe_session,
         src_mac: cx.src_mac,
+        dst_mac: cx.dst_mac,
     })
 }
 
@@ -232,6 +238,7 @@ fn ipv6(buf: &[u8], cx: Context) -> Result<IpLayer<'_>, Skip> {
         vlan: cx.vlan,
         pppoe_session: cx.pppoe_session,
         src_mac: cx.src_mac,
+        dst_mac: cx.dst_mac,
     })
 }
 

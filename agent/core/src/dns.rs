@@ -19,6 +19,7 @@ use crate::{
 use hashbrown::HashMap;
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct TxKey {
@@ -31,6 +32,8 @@ struct TxKey {
 }
 
 struct Pending {
+    /// Whose query this is, resolved from its flow.
+    subscriber: Arc<str>,
     /// The source port of the last try; events name the client by it.
     client_port: u16,
     last: Timestamp,
@@ -43,6 +46,7 @@ pub const MAX_ANSWER_ADDRESSES: usize = 8;
 
 /// A finished transaction: the event's fields and the endpoints it belongs to.
 pub struct DnsOutcome {
+    pub subscriber: Arc<str>,
     pub ts: Timestamp,
     pub client: SocketAddr,
     pub server: SocketAddr,
@@ -74,6 +78,7 @@ impl DnsTracker {
 
     /// One DNS message seen from `src` to `dst`. Returns the finished transaction when it is a
     /// response to a pending query.
+    #[allow(clippy::too_many_arguments)] // one packet's facts; a struct would only rename them
     pub fn on_message(
         &mut self,
         now: Timestamp,
@@ -81,6 +86,7 @@ impl DnsTracker {
         dst: SocketAddr,
         transport: Transport,
         payload: &[u8],
+        subscriber: Arc<str>,
         counters: &mut Counters,
     ) -> Option<DnsOutcome> {
         let Ok(msg) = DnsMessage::new_checked(payload) else {
@@ -123,6 +129,7 @@ impl DnsTracker {
             let mut addresses = heapless::Vec::new();
             msg.answer_addresses(q.end, &mut addresses);
             return Some(DnsOutcome {
+                subscriber: p.subscriber,
                 addresses,
                 ts: now,
                 client: SocketAddr::new(key.client, p.client_port),
@@ -147,7 +154,10 @@ impl DnsTracker {
         self.serial += 1;
         let deadline = now.add_nanos(self.timeout_ns);
         self.expiry.push_back((deadline, key.clone(), self.serial));
-        self.pending.insert(key, Pending { client_port: client.port(), last: now, retries: 0, serial: self.serial });
+        self.pending.insert(
+            key,
+            Pending { subscriber, client_port: client.port(), last: now, retries: 0, serial: self.serial },
+        );
         None
     }
 
@@ -184,6 +194,7 @@ impl DnsTracker {
     fn timed_out(&mut self, key: TxKey, ts: Timestamp) -> Option<DnsOutcome> {
         let p = self.pending.remove(&key)?;
         Some(DnsOutcome {
+            subscriber: p.subscriber,
             addresses: heapless::Vec::new(),
             ts,
             client: SocketAddr::new(key.client, p.client_port),
@@ -228,6 +239,10 @@ mod tests {
     const NAME: &[u8] = b"\x07example\x03com\x00";
     const OTHER: &[u8] = b"\x05other\x03com\x00";
 
+    fn sub() -> Arc<str> {
+        Arc::from("sub-1")
+    }
+
     fn ep(s: &str) -> SocketAddr {
         s.parse().unwrap()
     }
@@ -241,9 +256,9 @@ mod tests {
         let mut t = DnsTracker::new(8, 5_000_000_000);
         let mut c = Counters::default();
         let (cl, sv) = (ep("192.0.2.1:40000"), ep("192.0.2.53:53"));
-        assert!(t.on_message(ms(0), cl, sv, Transport::Udp, &msg(7, false, 0, NAME), &mut c).is_none());
-        assert!(t.on_message(ms(1000), cl, sv, Transport::Udp, &msg(7, false, 0, NAME), &mut c).is_none());
-        let out = t.on_message(ms(1012), sv, cl, Transport::Udp, &msg(7, true, 3, NAME), &mut c).unwrap();
+        assert!(t.on_message(ms(0), cl, sv, Transport::Udp, &msg(7, false, 0, NAME), sub(), &mut c).is_none());
+        assert!(t.on_message(ms(1000), cl, sv, Transport::Udp, &msg(7, false, 0, NAME), sub(), &mut c).is_none());
+        let out = t.on_message(ms(1012), sv, cl, Transport::Udp, &msg(7, true, 3, NAME), sub(), &mut c).unwrap();
         assert_eq!(out.event.latency_us, Some(12_000));
         assert_eq!(out.event.retries, 1);
         assert_eq!(out.event.rcode, "NXDOMAIN");
@@ -256,9 +271,10 @@ mod tests {
         let mut t = DnsTracker::new(8, 5_000_000_000);
         let mut c = Counters::default();
         let sv = ep("192.0.2.53:53");
-        t.on_message(ms(0), ep("192.0.2.1:40000"), sv, Transport::Udp, &msg(7, false, 0, NAME), &mut c);
-        t.on_message(ms(900), ep("192.0.2.1:40001"), sv, Transport::Udp, &msg(7, false, 0, NAME), &mut c);
-        let out = t.on_message(ms(910), sv, ep("192.0.2.1:40001"), Transport::Udp, &msg(7, true, 0, NAME), &mut c);
+        t.on_message(ms(0), ep("192.0.2.1:40000"), sv, Transport::Udp, &msg(7, false, 0, NAME), sub(), &mut c);
+        t.on_message(ms(900), ep("192.0.2.1:40001"), sv, Transport::Udp, &msg(7, false, 0, NAME), sub(), &mut c);
+        let out =
+            t.on_message(ms(910), sv, ep("192.0.2.1:40001"), Transport::Udp, &msg(7, true, 0, NAME), sub(), &mut c);
         let out = out.unwrap();
         assert_eq!((out.event.latency_us, out.event.retries), (Some(10_000), 1));
         assert_eq!(out.client, ep("192.0.2.1:40001"));
@@ -269,12 +285,12 @@ mod tests {
         let mut t = DnsTracker::new(8, 5_000_000_000);
         let mut c = Counters::default();
         let (cl, sv) = (ep("192.0.2.1:40000"), ep("192.0.2.53:53"));
-        t.on_message(ms(0), cl, sv, Transport::Udp, &msg(7, false, 0, NAME), &mut c);
-        assert!(t.on_message(ms(5), sv, cl, Transport::Udp, &msg(7, true, 0, OTHER), &mut c).is_none());
+        t.on_message(ms(0), cl, sv, Transport::Udp, &msg(7, false, 0, NAME), sub(), &mut c);
+        assert!(t.on_message(ms(5), sv, cl, Transport::Udp, &msg(7, true, 0, OTHER), sub(), &mut c).is_none());
         assert_eq!(c.dns_unmatched_responses, 1);
         // Cut inside the question: cannot be matched either.
         let cut = &msg(7, true, 0, NAME)[..16];
-        assert!(t.on_message(ms(6), sv, cl, Transport::Udp, cut, &mut c).is_none());
+        assert!(t.on_message(ms(6), sv, cl, Transport::Udp, cut, sub(), &mut c).is_none());
         assert_eq!(c.dns_unmatched_responses, 2);
     }
 
@@ -283,8 +299,8 @@ mod tests {
         let mut t = DnsTracker::new(8, 5_000_000_000);
         let mut c = Counters::default();
         let (cl, sv) = (ep("192.0.2.1:40000"), ep("192.0.2.53:53"));
-        t.on_message(ms(0), cl, sv, Transport::Udp, &msg(9, false, 0, NAME), &mut c);
-        t.on_message(ms(2000), cl, sv, Transport::Udp, &msg(9, false, 0, NAME), &mut c);
+        t.on_message(ms(0), cl, sv, Transport::Udp, &msg(9, false, 0, NAME), sub(), &mut c);
+        t.on_message(ms(2000), cl, sv, Transport::Udp, &msg(9, false, 0, NAME), sub(), &mut c);
         assert!(t.poll_timeout(ms(5000)).is_none());
         let out = t.poll_timeout(ms(7000)).unwrap();
         assert_eq!(out.event.rcode, "TIMEOUT");
@@ -299,7 +315,7 @@ mod tests {
         let sv = ep("192.0.2.53:53");
         let cl = ep("192.0.2.1:40000");
         for id in 1..=5u16 {
-            t.on_message(ms(u64::from(id)), cl, sv, Transport::Udp, &msg(id, false, 0, NAME), &mut c);
+            t.on_message(ms(u64::from(id)), cl, sv, Transport::Udp, &msg(id, false, 0, NAME), sub(), &mut c);
         }
         assert_eq!(c.dns_evictions, 3);
         assert_eq!(t.drain(ms(10)).len(), 2);

@@ -13,6 +13,9 @@ pub struct Event {
     #[serde(serialize_with = "unix_secs")]
     pub ts: Timestamp,
     pub subscriber: String,
+    /// CPE mode: the client device's MAC address, which tells a line's devices apart.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
     /// The side that opened the transaction. `SocketAddr` prints IPv6 as `[v6]:port`.
     pub client: SocketAddr,
     pub server: SocketAddr,
@@ -162,6 +165,7 @@ mod tests {
             }),
             ts: Timestamp::from_secs_nanos(1_700_000_000, 123_456_000),
             subscriber: "sub-1".into(),
+            device: None,
             client: "[2001:db8::1]:5353".parse().unwrap(),
             server: "192.0.2.53:53".parse().unwrap(),
             service: Some("example.com".into()),

@@ -6,6 +6,7 @@
 //! in deterministic tests. Every table has a fixed capacity from [`CoreConfig`]; bad input costs
 //! a counter in [`Counters`], never a panic.
 
+pub mod bounded;
 pub mod config;
 pub mod counters;
 pub mod dissect;
@@ -18,6 +19,7 @@ pub mod http;
 pub mod probe;
 pub mod services;
 pub mod stream;
+pub mod subscriber;
 pub mod tcp;
 pub mod time;
 pub mod tls;

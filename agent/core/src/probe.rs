@@ -16,6 +16,7 @@ use crate::{
     frag::{FragKey, Reassembler},
     http::{self, HttpSession},
     services::{NameCache, host_service},
+    subscriber::{ClientContext, Mode, Owner, Resolver, mac_string},
     tcp::Segment,
     time::Timestamp,
     tls::TlsSession,
@@ -26,8 +27,26 @@ use edgeprobe_wire::Report;
 use hashbrown::HashMap;
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 const DNS_PORT: u16 = 53;
+const DHCP_PORTS: [u16; 2] = [67, 68];
+
+/// The link-layer facts about a packet that say whose it is.
+#[derive(Clone, Copy, Debug, Default)]
+struct Link {
+    src_mac: Option<[u8; 6]>,
+    dst_mac: Option<[u8; 6]>,
+    vlan: Option<u16>,
+    pppoe_session: Option<u16>,
+}
+
+/// A flow's subscriber, and in CPE mode the client device.
+#[derive(Clone, Debug)]
+struct FlowOwner {
+    owner: Owner,
+    device: Option<[u8; 6]>,
+}
 
 /// A timer on a flow slot; `generation` tells whether the slot still holds the same flow.
 type FlowTimer = (Timestamp, u32, u32);
@@ -45,6 +64,9 @@ pub struct Probe {
     reports: VecDeque<Report>,
     windows: Windows,
     names: NameCache,
+    resolver: Resolver,
+    /// Who each flow belongs to, by flow slot.
+    owners: HashMap<u32, FlowOwner>,
     /// The service each flow reaches, once known; by flow slot.
     flow_names: HashMap<u32, String>,
     /// Traffic of long flows already counted in earlier windows: (bytes, retransmissions).
@@ -92,6 +114,8 @@ impl Probe {
             reports: VecDeque::new(),
             windows: Windows::new(&config, Identity { agent_id: "edgeprobe".into(), boot_id: "0".into() }),
             names: NameCache::new(config.service_cache_capacity),
+            resolver: Resolver::new(config.subscribers.clone()),
+            owners: HashMap::new(),
             flow_names: HashMap::new(),
             reported: HashMap::new(),
             window_opened: Timestamp::ZERO,
@@ -230,17 +254,19 @@ impl Probe {
         let bytes = [f.dirs[0].bytes, f.dirs[1].bytes];
         let retrans = [u64::from(f.dirs[0].retrans), u64::from(f.dirs[1].retrans)];
         let (prev_bytes, prev_retrans) = self.reported.get(&slot).copied().unwrap_or_default();
-        let subscriber = self.subscriber_of(f.client());
         let delta = |a: [u64; 2], b: [u64; 2]| [a[0].saturating_sub(b[0]), a[1].saturating_sub(b[1])];
-        let service = self.flow_names.get(&slot).map(String::as_str);
-        self.windows.on_traffic(&subscriber, service, delta(bytes, prev_bytes), delta(retrans, prev_retrans));
+        if let Some(Owner::Subscriber(key)) = self.owners.get(&slot).map(|o| &o.owner) {
+            let service = self.flow_names.get(&slot).map(String::as_str);
+            self.windows.on_traffic(key, service, delta(bytes, prev_bytes), delta(retrans, prev_retrans));
+        }
         (bytes, retrans)
     }
 
-    fn subscriber_of(&self, client: SocketAddr) -> String {
-        match &self.config.subscriber_id {
-            Some(id) => id.clone(),
-            None => client.ip().to_string(),
+    /// The subscriber key of a flow; `None` when the subscriber opted out.
+    fn owner_key(&self, slot: u32) -> Option<Arc<str>> {
+        match self.owners.get(&slot).map(|o| &o.owner) {
+            Some(Owner::Subscriber(key)) => Some(key.clone()),
+            _ => None,
         }
     }
 
@@ -259,12 +285,13 @@ impl Probe {
     }
 
     fn handle_ip(&mut self, ts: Timestamp, ip: &IpLayer<'_>) {
+        let link = Link { src_mac: ip.src_mac, dst_mac: ip.dst_mac, vlan: ip.vlan, pppoe_session: ip.pppoe_session };
         if let Some(frag) = ip.fragment {
             let key = FragKey { src: ip.src, dst: ip.dst, protocol: u8::from(ip.protocol), ident: frag.ident };
             let mut datagram = std::mem::take(&mut self.scratch);
             if self.frags.add(ts, key, frag, ip.payload, &mut datagram, &mut self.counters) {
                 let len = datagram.len();
-                self.transport(ts, ip.src, ip.dst, ip.protocol, &datagram, len);
+                self.transport(ts, ip.src, ip.dst, ip.protocol, &datagram, len, link);
             }
             self.scratch = datagram;
             return;
@@ -272,9 +299,10 @@ impl Probe {
         if ip.truncated {
             self.counters.truncated_ip += 1;
         }
-        self.transport(ts, ip.src, ip.dst, ip.protocol, ip.payload, ip.declared_len);
+        self.transport(ts, ip.src, ip.dst, ip.protocol, ip.payload, ip.declared_len, link);
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn transport(
         &mut self,
         ts: Timestamp,
@@ -283,24 +311,34 @@ impl Probe {
         proto: IpProtocol,
         payload: &[u8],
         declared: usize,
+        link: Link,
     ) {
         match proto {
             IpProtocol::Tcp => match TcpPacket::new_checked(payload) {
-                Ok(tcp) => self.tcp(ts, src, dst, &tcp, declared),
+                Ok(tcp) => self.tcp(ts, src, dst, &tcp, declared, link),
                 Err(_) => self.counters.unparsed(|c| &mut c.malformed_transport),
             },
             IpProtocol::Udp => match UdpPacket::new_checked(payload) {
-                Ok(udp) => self.udp(ts, src, dst, &udp),
+                Ok(udp) => self.udp(ts, src, dst, &udp, link),
                 Err(_) => self.counters.unparsed(|c| &mut c.malformed_transport),
             },
             _ => self.counters.other_ip_protocol += 1,
         }
     }
 
-    fn udp(&mut self, ts: Timestamp, src: IpAddr, dst: IpAddr, udp: &UdpPacket<'_>) {
+    fn udp(&mut self, ts: Timestamp, src: IpAddr, dst: IpAddr, udp: &UdpPacket<'_>, link: Link) {
         let (sp, dp) = (udp.src_port(), udp.dst_port());
+        if DHCP_PORTS.contains(&sp) && DHCP_PORTS.contains(&dp) {
+            if let Ok(lease) = crate::wire::dhcp::parse(udp.payload()) {
+                self.resolver.learn(&lease);
+            }
+        }
         let (slot, dir) =
-            self.flow_for(ts, SocketAddr::new(src, sp), SocketAddr::new(dst, dp), 17, client_by_port(sp, dp));
+            self.flow_for(ts, SocketAddr::new(src, sp), SocketAddr::new(dst, dp), 17, client_by_port(sp, dp), link);
+        let Some(owner) = self.owner_key(slot) else {
+            self.flows.touch(slot, ts);
+            return; // opted out: not measured
+        };
         let f = self.flows.flow_mut(slot);
         f.dirs[dir].packets += 1;
         f.dirs[dir].bytes += udp.declared_payload_len() as u64;
@@ -312,6 +350,7 @@ impl Probe {
                 SocketAddr::new(dst, dp),
                 Transport::Udp,
                 udp.payload(),
+                owner,
                 &mut self.counters,
             );
             if let Some(out) = out {
@@ -320,7 +359,7 @@ impl Probe {
         }
     }
 
-    fn tcp(&mut self, ts: Timestamp, src: IpAddr, dst: IpAddr, tcp: &TcpPacket<'_>, declared: usize) {
+    fn tcp(&mut self, ts: Timestamp, src: IpAddr, dst: IpAddr, tcp: &TcpPacket<'_>, declared: usize, link: Link) {
         let (sp, dp) = (tcp.src_port(), tcp.dst_port());
         let fl = tcp.flags();
         let seg = Segment {
@@ -339,13 +378,17 @@ impl Probe {
             client_by_port(sp, dp)
         };
         let (mut slot, mut dir) =
-            self.flow_for(ts, SocketAddr::new(src, sp), SocketAddr::new(dst, dp), 6, src_is_client);
+            self.flow_for(ts, SocketAddr::new(src, sp), SocketAddr::new(dst, dp), 6, src_is_client, link);
         if syn_only && self.is_new_connection(slot, seg.seq) {
             let reason = self.flows.flow(slot).tcp.closing.unwrap_or(FlowEndReason::Idle);
             let last = self.flows.flow(slot).last;
             self.end_flow(slot, reason, last);
-            (slot, dir) = self.flow_for(ts, SocketAddr::new(src, sp), SocketAddr::new(dst, dp), 6, true);
+            (slot, dir) = self.flow_for(ts, SocketAddr::new(src, sp), SocketAddr::new(dst, dp), 6, true, link);
         }
+        let Some(owner) = self.owner_key(slot) else {
+            self.flows.touch(slot, ts);
+            return; // opted out: not measured
+        };
         let timers_before = (self.flows.flow(slot).tcp.closing.is_some(), self.flows.flow(slot).tcp.connect_pending());
         let f = self.flows.flow_mut(slot);
         if syn_only && f.dirs[0].packets == 0 && f.dirs[1].packets == 0 {
@@ -367,7 +410,8 @@ impl Probe {
             self.emit_for(slot, ts, client, server, Detail::TcpConnect(c));
         }
         if seg.len > 0 {
-            self.app_stream(ts, slot, dir, &seg, tcp.payload(), client, server, sp == DNS_PORT || dp == DNS_PORT);
+            let dns_port = sp == DNS_PORT || dp == DNS_PORT;
+            self.app_stream(ts, slot, dir, &seg, tcp.payload(), (client, server), owner, dns_port);
         }
     }
 
@@ -388,8 +432,8 @@ impl Probe {
         dir: usize,
         seg: &Segment,
         captured: &[u8],
-        client: SocketAddr,
-        server: SocketAddr,
+        (client, server): (SocketAddr, SocketAddr),
+        owner: Arc<str>,
         dns_port: bool,
     ) {
         let flow = self.flows.flow_mut(slot);
@@ -417,7 +461,9 @@ impl Probe {
                 let mut done = std::mem::take(&mut self.dns_done);
                 let fed = s.feed(dir, seg, captured, &mut done);
                 for msg in done.drain(..) {
-                    if let Some(out) = self.dns.on_message(ts, src, dst, Transport::Tcp, &msg, &mut self.counters) {
+                    if let Some(out) =
+                        self.dns.on_message(ts, src, dst, Transport::Tcp, &msg, owner.clone(), &mut self.counters)
+                    {
                         self.emit_dns(out);
                     }
                 }
@@ -499,6 +545,7 @@ impl Probe {
 
     /// The flow for this packet, created if new (evicting the coldest flow when full), and the
     /// packet's direction in it.
+    #[allow(clippy::too_many_arguments)]
     fn flow_for(
         &mut self,
         ts: Timestamp,
@@ -506,6 +553,7 @@ impl Probe {
         dst: SocketAddr,
         proto: u8,
         src_is_client: bool,
+        link: Link,
     ) -> (u32, usize) {
         let (key, src_is_lo) = FlowKey::new(
             Endpoint::new(src.ip(), src.port()),
@@ -526,10 +574,19 @@ impl Probe {
         let list = if proto == 6 { LIST_TCP } else { LIST_OTHER };
         let client_is_lo = src_is_lo == src_is_client;
         let slot = self.flows.insert(key, client_is_lo, ts, list);
-        let server = if src_is_client { dst.ip() } else { src.ip() };
+        let (client, server) = if src_is_client { (src.ip(), dst.ip()) } else { (dst.ip(), src.ip()) };
         if let Some(name) = self.names.get(&server) {
             self.flow_names.insert(slot, name.to_string());
         }
+        let mac = if src_is_client { link.src_mac } else { link.dst_mac };
+        let owner = self.resolver.resolve(&ClientContext {
+            ip: Some(client),
+            mac,
+            vlan: link.vlan,
+            pppoe_session: link.pppoe_session,
+        });
+        let device = if self.config.subscribers.mode == Mode::Cpe { mac } else { None };
+        self.owners.insert(slot, FlowOwner { owner, device });
         (slot, self.flows.flow(slot).dir_of(src_is_lo))
     }
 
@@ -542,14 +599,14 @@ impl Probe {
         let (client, server) = (f.client(), f.server());
         if let Some(AppStream::Tls(tls)) = stream {
             if let Some(event) = tls.finish() {
-                self.emit(f.last, client, server, service.clone(), Detail::Tls(event));
+                self.emit_owned(slot, f.last, client, server, service.clone(), Detail::Tls(event));
             }
         }
         // An evicted connect was not answered *yet*: calling it a timeout would be a guess.
         if reason != FlowEndReason::Evicted {
             if let Some(c) = f.tcp.connect_timeout() {
                 let due = f.tcp.last_syn.add_nanos(self.timeouts.connect).min(ts);
-                self.emit(due, client, server, service.clone(), Detail::TcpConnect(c));
+                self.emit_owned(slot, due, client, server, service.clone(), Detail::TcpConnect(c));
             }
         }
         let [up, down] = f.dirs;
@@ -568,26 +625,48 @@ impl Probe {
             duration_us: f.last.micros_since(f.first),
             reason,
         };
-        self.emit(ts, client, server, service, Detail::FlowEnd(event));
+        self.emit_owned(slot, ts, client, server, service, Detail::FlowEnd(event));
+        self.owners.remove(&slot);
     }
 
     fn emit_dns(&mut self, out: DnsOutcome) {
         for addr in &out.addresses {
-            self.names.insert(*addr, &out.event.query);
+            self.names.insert(*addr, out.event.query.clone());
         }
         let service = Some(out.event.query.clone());
-        self.emit(out.ts, out.client, out.server, service, Detail::Dns(out.event));
+        self.push_event(Event {
+            ts: out.ts,
+            subscriber: out.subscriber.to_string(),
+            device: None,
+            client: out.client,
+            server: out.server,
+            service,
+            detail: Detail::Dns(out.event),
+        });
     }
 
     /// The event for a flow's slot, named by the flow's service.
     fn emit_for(&mut self, slot: u32, ts: Timestamp, client: SocketAddr, server: SocketAddr, detail: Detail) {
         let service = self.flow_names.get(&slot).cloned();
-        self.emit(ts, client, server, service, detail);
+        self.emit_owned(slot, ts, client, server, service, detail);
     }
 
-    fn emit(&mut self, ts: Timestamp, client: SocketAddr, server: SocketAddr, service: Option<String>, detail: Detail) {
-        let subscriber = self.subscriber_of(client);
-        let event = Event { detail, ts, subscriber, client, server, service };
+    /// An event of the flow in `slot`, for its subscriber; nothing for an opted-out one.
+    fn emit_owned(
+        &mut self,
+        slot: u32,
+        ts: Timestamp,
+        client: SocketAddr,
+        server: SocketAddr,
+        service: Option<String>,
+        detail: Detail,
+    ) {
+        let Some(FlowOwner { owner: Owner::Subscriber(key), device }) = self.owners.get(&slot) else { return };
+        let (subscriber, device) = (key.to_string(), device.map(|m| mac_string(&m)));
+        self.push_event(Event { detail, ts, subscriber, device, client, server, service });
+    }
+
+    fn push_event(&mut self, event: Event) {
         self.windows.on_event(&event);
         self.events.push_back(event);
     }
@@ -602,6 +681,48 @@ fn client_by_port(src_port: u16, dst_port: u16) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::subscriber::Mode;
+
+    /// An Ethernet/IPv4/UDP frame.
+    fn udp_frame(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16, payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+        let total = (20 + 8 + payload.len()) as u16;
+        f.extend_from_slice(&[0x45, 0]);
+        f.extend_from_slice(&total.to_be_bytes());
+        f.extend_from_slice(&[0, 0, 0, 0, 64, 17, 0, 0]);
+        f.extend_from_slice(&src);
+        f.extend_from_slice(&dst);
+        f.extend_from_slice(&sp.to_be_bytes());
+        f.extend_from_slice(&dp.to_be_bytes());
+        f.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        f.extend_from_slice(&[0, 0]);
+        f.extend_from_slice(payload);
+        f
+    }
+
+    fn dns(response: bool) -> Vec<u8> {
+        let mut m = vec![0x12, 0x34, if response { 0x81 } else { 0x01 }, if response { 0x80 } else { 0 }];
+        m.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
+        m.extend_from_slice(b"\x06portal\x07example\x00\x00\x01\x00\x01");
+        m
+    }
+
+    #[test]
+    fn dhcp_ack_with_option_82_names_the_line() {
+        let subscribers =
+            crate::subscriber::SubscriberConfig { mode: Mode::Edge, learn_dhcp: true, ..Default::default() };
+        let mut p = Probe::new(CoreConfig { subscribers, ..CoreConfig::default() });
+        let t = |ms: u64| Timestamp(1_700_000_000_000_000_000 + ms * 1_000_000);
+        let ack = crate::wire::dhcp::tests::ack();
+        p.handle_frame(t(0), LinkType::Ethernet, &udp_frame([192, 0, 2, 1], 67, [255; 4], 68, &ack), 0);
+        let query = udp_frame([192, 0, 2, 55], 40000, [198, 51, 100, 53], 53, &dns(false));
+        let answer = udp_frame([198, 51, 100, 53], 53, [192, 0, 2, 55], 40000, &dns(true));
+        p.handle_frame(t(10), LinkType::Ethernet, &query, 0);
+        p.handle_frame(t(25), LinkType::Ethernet, &answer, 0);
+        let event = std::iter::from_fn(|| p.poll_event()).find(|e| matches!(e.detail, Detail::Dns(_))).unwrap();
+        assert_eq!(event.subscriber, "line-000123");
+        assert_eq!(event.service.as_deref(), Some("portal.example"));
+    }
 
     #[test]
     fn tcp_connect_timeout_config_is_honoured() {

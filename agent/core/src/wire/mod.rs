@@ -4,6 +4,7 @@
 //! no accessor can panic afterwards. Values the core does not know are kept as `Unknown(n)`.
 //! Errors name the layer and the byte offset (within the view's buffer) that failed.
 
+pub mod dhcp;
 pub mod dns;
 pub mod ethernet;
 pub mod ipv4;
@@ -32,6 +33,7 @@ pub enum Layer {
     Dns,
     Tls,
     Http,
+    Dhcp,
 }
 
 impl fmt::Display for Layer {
@@ -49,6 +51,7 @@ impl fmt::Display for Layer {
             Layer::Dns => "dns",
             Layer::Tls => "tls",
             Layer::Http => "http",
+            Layer::Dhcp => "dhcp",
         };
         f.write_str(name)
     }
