@@ -66,8 +66,17 @@ pub struct DirStats {
     pub bytes: u64,
     pub packets: u32,
     pub retrans: u32,
-    pub zero_window: u32,
-    pub rst: u32,
+    pub zero_window: u16,
+    pub rst: u16,
+}
+
+/// Where a flow's traffic is counted in the open report window: cached indices, valid while
+/// `epoch` equals the window's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WindowCell {
+    pub epoch: u16,
+    pub subscriber: u16,
+    pub service: u16,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -77,6 +86,11 @@ pub struct Flow {
     pub client_is_lo: bool,
     /// The first payload was looked at to choose an application analyzer.
     pub classified: bool,
+    /// Interned subscriber key (`OPTED_OUT` when not measured), service and device handles.
+    pub owner: u32,
+    pub service: u32,
+    pub device: u32,
+    pub cell: WindowCell,
     pub first: Timestamp,
     pub last: Timestamp,
     pub dirs: [DirStats; 2],
@@ -87,6 +101,9 @@ pub struct Flow {
     next: u32,
     list: u8,
 }
+
+/// The `owner` of a flow whose subscriber opted out.
+pub const OPTED_OUT: u32 = u32::MAX - 1;
 
 impl Flow {
     pub fn client(&self) -> SocketAddr {
@@ -231,19 +248,6 @@ impl FlowTable {
         let flow = std::mem::take(f);
         f.generation = generation;
         flow
-    }
-
-    /// Flows with a packet at or after `since`, most recent first: a walk from the warm end of
-    /// each list that stops at the first older flow, so it costs only the active flows.
-    pub fn active_since(&self, since: Timestamp, out: &mut Vec<u32>) {
-        out.clear();
-        for list in &self.lists {
-            let mut i = list.head;
-            while i != NIL && self.slots[i as usize].last >= since {
-                out.push(i);
-                i = self.slots[i as usize].next;
-            }
-        }
     }
 
     /// Slot numbers of every live flow, for the end of a capture.

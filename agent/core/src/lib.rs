@@ -16,6 +16,7 @@ pub mod event;
 pub mod flow;
 pub mod frag;
 pub mod http;
+pub mod interner;
 pub mod probe;
 pub mod services;
 pub mod stream;

@@ -12,9 +12,10 @@ use crate::{
     dns::{DnsOutcome, DnsTracker},
     dns_stream::DnsStream,
     event::{Detail, Event, FlowEndEvent, FlowEndReason, FlowProto, HttpEvent, Transport},
-    flow::{Endpoint, FlowKey, FlowTable, LIST_OTHER, LIST_TCP},
+    flow::{Endpoint, Flow, FlowKey, FlowTable, LIST_OTHER, LIST_TCP, OPTED_OUT, WindowCell},
     frag::{FragKey, Reassembler},
     http::{self, HttpSession},
+    interner::{Interner, NONE},
     services::{NameCache, host_service},
     subscriber::{ClientContext, Mode, Owner, Resolver, mac_string},
     tcp::Segment,
@@ -41,13 +42,6 @@ struct Link {
     pppoe_session: Option<u16>,
 }
 
-/// A flow's subscriber, and in CPE mode the client device.
-#[derive(Clone, Debug)]
-struct FlowOwner {
-    owner: Owner,
-    device: Option<[u8; 6]>,
-}
-
 /// A timer on a flow slot; `generation` tells whether the slot still holds the same flow.
 type FlowTimer = (Timestamp, u32, u32);
 
@@ -65,15 +59,8 @@ pub struct Probe {
     windows: Windows,
     names: NameCache,
     resolver: Resolver,
-    /// Who each flow belongs to, by flow slot.
-    owners: HashMap<u32, FlowOwner>,
-    /// The service each flow reaches, once known; by flow slot.
-    flow_names: HashMap<u32, String>,
-    /// Traffic of long flows already counted in earlier windows: (bytes, retransmissions).
-    reported: HashMap<u32, ([u64; 2], [u64; 2])>,
-    /// When the open window started receiving packets, and a reusable list of active flows.
-    window_opened: Timestamp,
-    active: Vec<u32>,
+    /// Subscriber keys, service names and devices of live flows.
+    strings: Interner,
     counters: Counters,
     now: Timestamp,
     scratch: Vec<u8>,
@@ -115,11 +102,7 @@ impl Probe {
             windows: Windows::new(&config, Identity { agent_id: "edgeprobe".into(), boot_id: "0".into() }),
             names: NameCache::new(config.service_cache_capacity),
             resolver: Resolver::new(config.subscribers.clone()),
-            owners: HashMap::new(),
-            flow_names: HashMap::new(),
-            reported: HashMap::new(),
-            window_opened: Timestamp::ZERO,
-            active: Vec::new(),
+            strings: Interner::default(),
             counters: Counters::default(),
             now: Timestamp::ZERO,
             scratch: Vec::with_capacity(config.fragment_max_bytes.min(65_535)),
@@ -180,7 +163,6 @@ impl Probe {
         } else if self.counters.packets == 0 {
             // The first packet opens the first window.
             self.windows.advance(now, &self.counters);
-            self.window_opened = now;
         }
         while let Some(out) = self.dns.poll_timeout(now) {
             self.emit_dns(out);
@@ -233,41 +215,65 @@ impl Probe {
         }
     }
 
-    /// Counts the traffic of flows active in the closing window into it, then closes it.
+    /// Closes the open window. Flows count their traffic as it passes, so nothing is left to
+    /// collect from them.
     fn close_window(&mut self, now: Timestamp) {
-        let mut active = std::mem::take(&mut self.active);
-        self.flows.active_since(self.window_opened, &mut active);
-        for &slot in &active {
-            let totals = self.traffic_since_report(slot);
-            self.reported.insert(slot, totals);
-        }
-        self.active = active;
-        self.window_opened = now;
         if let Some(report) = self.windows.advance(now, &self.counters) {
             self.reports.push_back(report);
         }
     }
 
-    /// Adds a flow's traffic since it was last counted to the open window; returns its totals.
-    fn traffic_since_report(&mut self, slot: u32) -> ([u64; 2], [u64; 2]) {
+    /// Counts a packet's payload (and a retransmission) for its flow's subscriber and service
+    /// in the open window. The window cell is looked up once per flow and window.
+    fn account(&mut self, slot: u32, dir: usize, bytes: u64, retrans: u64) {
         let f = self.flows.flow(slot);
-        let bytes = [f.dirs[0].bytes, f.dirs[1].bytes];
-        let retrans = [u64::from(f.dirs[0].retrans), u64::from(f.dirs[1].retrans)];
-        let (prev_bytes, prev_retrans) = self.reported.get(&slot).copied().unwrap_or_default();
-        let delta = |a: [u64; 2], b: [u64; 2]| [a[0].saturating_sub(b[0]), a[1].saturating_sub(b[1])];
-        if let Some(Owner::Subscriber(key)) = self.owners.get(&slot).map(|o| &o.owner) {
-            let service = self.flow_names.get(&slot).map(String::as_str);
-            self.windows.on_traffic(key, service, delta(bytes, prev_bytes), delta(retrans, prev_retrans));
+        if f.owner == OPTED_OUT {
+            return;
         }
-        (bytes, retrans)
+        let epoch = self.windows.epoch();
+        let cell = if f.cell.epoch == epoch {
+            f.cell
+        } else {
+            let subscriber = self.strings.get(f.owner).cloned().unwrap_or_else(|| "unknown".into());
+            let service = self.strings.get(f.service).cloned();
+            let (sub, svc) = self.windows.cell(&subscriber, service.as_deref()).unwrap_or((u16::MAX, u16::MAX));
+            let cell = WindowCell { epoch, subscriber: sub, service: svc };
+            self.flows.flow_mut(slot).cell = cell;
+            cell
+        };
+        if cell.subscriber != u16::MAX {
+            self.windows.add_traffic(cell.subscriber, cell.service, dir, bytes, retrans);
+        }
+    }
+
+    /// Names the service a flow reaches (from SNI or Host), replacing a DNS-derived name.
+    fn set_service(&mut self, slot: u32, name: &str) {
+        let old = self.flows.flow(slot).service;
+        if self.strings.get(old).is_some_and(|s| &**s == name) {
+            return;
+        }
+        let new = self.strings.acquire(name);
+        let f = self.flows.flow_mut(slot);
+        f.service = new;
+        f.cell.epoch = f.cell.epoch.wrapping_sub(1); // count the rest under the new name
+        if old != NONE {
+            self.strings.release(old);
+        }
     }
 
     /// The subscriber key of a flow; `None` when the subscriber opted out.
     fn owner_key(&self, slot: u32) -> Option<Arc<str>> {
-        match self.owners.get(&slot).map(|o| &o.owner) {
-            Some(Owner::Subscriber(key)) => Some(key.clone()),
-            _ => None,
+        let owner = self.flows.flow(slot).owner;
+        if owner == OPTED_OUT { None } else { self.strings.get(owner).cloned() }
+    }
+
+    /// Subscriber, device and service of a flow, for its events; `None` when opted out.
+    fn who(&self, f: &Flow) -> Option<(String, Option<String>, Option<String>)> {
+        if f.owner == OPTED_OUT {
+            return None;
         }
+        let text = |h: u32| self.strings.get(h).map(|s| s.to_string());
+        Some((text(f.owner).unwrap_or_default(), text(f.device), text(f.service)))
     }
 
     fn count_skip(&mut self, skip: Skip) {
@@ -340,9 +346,11 @@ impl Probe {
             return; // opted out: not measured
         };
         let f = self.flows.flow_mut(slot);
+        let bytes = udp.declared_payload_len() as u64;
         f.dirs[dir].packets += 1;
-        f.dirs[dir].bytes += udp.declared_payload_len() as u64;
+        f.dirs[dir].bytes += bytes;
         self.flows.touch(slot, ts);
+        self.account(slot, dir, bytes, 0);
         if sp == DNS_PORT || dp == DNS_PORT {
             let out = self.dns.on_message(
                 ts,
@@ -396,10 +404,13 @@ impl Probe {
         }
         f.dirs[dir].packets += 1;
         f.dirs[dir].bytes += u64::from(seg.len);
+        let retrans_before = f.dirs[dir].retrans;
         let connect = f.tcp.on_segment(ts, f.first, dir, seg, &mut f.dirs);
+        let retransmitted = u64::from(f.dirs[dir].retrans - retrans_before);
         let (client, server, generation) = (f.client(), f.server(), f.generation);
         let (closing, pending) = (f.tcp.closing.is_some(), f.tcp.connect_pending());
         self.flows.touch(slot, ts);
+        self.account(slot, dir, u64::from(seg.len), retransmitted);
         if pending && !timers_before.1 {
             self.push_timer(true, (ts.add_nanos(self.timeouts.connect), slot, generation));
         }
@@ -478,7 +489,7 @@ impl Probe {
                     // The handshake is over; the analyzer's memory goes back to the pool.
                     self.streams.remove(&slot);
                     if let Some(sni) = &event.sni {
-                        self.flow_names.insert(slot, sni.clone());
+                        self.set_service(slot, sni);
                     }
                     self.emit_for(slot, ts, client, server, Detail::Tls(event));
                 }
@@ -493,7 +504,7 @@ impl Probe {
                 let fed = s.feed(ts, dir, seg, captured, &mut done);
                 for event in done.drain(..) {
                     if let Some(host) = &event.host {
-                        self.flow_names.insert(slot, host_service(host).to_string());
+                        self.set_service(slot, host_service(host));
                     }
                     self.emit_for(slot, ts, client, server, Detail::Http(event));
                 }
@@ -575,38 +586,54 @@ impl Probe {
         let client_is_lo = src_is_lo == src_is_client;
         let slot = self.flows.insert(key, client_is_lo, ts, list);
         let (client, server) = if src_is_client { (src.ip(), dst.ip()) } else { (dst.ip(), src.ip()) };
-        if let Some(name) = self.names.get(&server) {
-            self.flow_names.insert(slot, name.to_string());
-        }
+        let service = match self.names.get(&server) {
+            Some(name) => self.strings.acquire(name),
+            None => NONE,
+        };
         let mac = if src_is_client { link.src_mac } else { link.dst_mac };
-        let owner = self.resolver.resolve(&ClientContext {
+        let owner = match self.resolver.resolve(&ClientContext {
             ip: Some(client),
             mac,
             vlan: link.vlan,
             pppoe_session: link.pppoe_session,
-        });
-        let device = if self.config.subscribers.mode == Mode::Cpe { mac } else { None };
-        self.owners.insert(slot, FlowOwner { owner, device });
+        }) {
+            Owner::Subscriber(key) => self.strings.acquire(&key),
+            Owner::OptedOut => OPTED_OUT,
+        };
+        let device = match mac {
+            Some(mac) if self.config.subscribers.mode == Mode::Cpe => self.strings.acquire(&mac_string(&mac)),
+            _ => NONE,
+        };
+        let epoch = self.windows.epoch();
+        let f = self.flows.flow_mut(slot);
+        f.owner = owner;
+        f.service = service;
+        f.device = device;
+        f.cell = WindowCell { epoch: epoch.wrapping_sub(1), ..WindowCell::default() };
         (slot, self.flows.flow(slot).dir_of(src_is_lo))
     }
 
     fn end_flow(&mut self, slot: u32, reason: FlowEndReason, ts: Timestamp) {
-        self.traffic_since_report(slot);
-        self.reported.remove(&slot);
-        let service = self.flow_names.remove(&slot);
         let stream = self.streams.remove(&slot);
         let mut f = self.flows.remove(slot);
         let (client, server) = (f.client(), f.server());
+        let who = self.who(&f);
+        for handle in [f.owner, f.service, f.device] {
+            if handle != NONE && handle != OPTED_OUT {
+                self.strings.release(handle);
+            }
+        }
+        let Some(who) = who else { return }; // opted out: nothing to report
         if let Some(AppStream::Tls(tls)) = stream {
             if let Some(event) = tls.finish() {
-                self.emit_owned(slot, f.last, client, server, service.clone(), Detail::Tls(event));
+                self.emit_as(&who, f.last, client, server, Detail::Tls(event));
             }
         }
         // An evicted connect was not answered *yet*: calling it a timeout would be a guess.
         if reason != FlowEndReason::Evicted {
             if let Some(c) = f.tcp.connect_timeout() {
                 let due = f.tcp.last_syn.add_nanos(self.timeouts.connect).min(ts);
-                self.emit_owned(slot, due, client, server, service.clone(), Detail::TcpConnect(c));
+                self.emit_as(&who, due, client, server, Detail::TcpConnect(c));
             }
         }
         let [up, down] = f.dirs;
@@ -625,8 +652,7 @@ impl Probe {
             duration_us: f.last.micros_since(f.first),
             reason,
         };
-        self.emit_owned(slot, ts, client, server, service, Detail::FlowEnd(event));
-        self.owners.remove(&slot);
+        self.emit_as(&who, ts, client, server, Detail::FlowEnd(event));
     }
 
     fn emit_dns(&mut self, out: DnsOutcome) {
@@ -645,24 +671,22 @@ impl Probe {
         });
     }
 
-    /// The event for a flow's slot, named by the flow's service.
+    /// An event of the live flow in `slot`, for its subscriber; nothing for an opted-out one.
     fn emit_for(&mut self, slot: u32, ts: Timestamp, client: SocketAddr, server: SocketAddr, detail: Detail) {
-        let service = self.flow_names.get(&slot).cloned();
-        self.emit_owned(slot, ts, client, server, service, detail);
+        if let Some(who) = self.who(self.flows.flow(slot)) {
+            self.emit_as(&who, ts, client, server, detail);
+        }
     }
 
-    /// An event of the flow in `slot`, for its subscriber; nothing for an opted-out one.
-    fn emit_owned(
+    fn emit_as(
         &mut self,
-        slot: u32,
+        (subscriber, device, service): &(String, Option<String>, Option<String>),
         ts: Timestamp,
         client: SocketAddr,
         server: SocketAddr,
-        service: Option<String>,
         detail: Detail,
     ) {
-        let Some(FlowOwner { owner: Owner::Subscriber(key), device }) = self.owners.get(&slot) else { return };
-        let (subscriber, device) = (key.to_string(), device.map(|m| mac_string(&m)));
+        let (subscriber, device, service) = (subscriber.clone(), device.clone(), service.clone());
         self.push_event(Event { detail, ts, subscriber, device, client, server, service });
     }
 

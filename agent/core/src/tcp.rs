@@ -116,10 +116,10 @@ impl TcpState {
     ) -> Option<TcpConnectEvent> {
         self.sequence(now, dir, seg, &mut stats[dir]);
         if seg.window == 0 && !seg.has(flags::SYN | flags::FIN | flags::RST) {
-            stats[dir].zero_window += 1;
+            stats[dir].zero_window = stats[dir].zero_window.saturating_add(1);
         }
         if seg.has(flags::RST) {
-            stats[dir].rst += 1;
+            stats[dir].rst = stats[dir].rst.saturating_add(1);
             self.closing = Some(FlowEndReason::Rst);
         }
         if seg.has(flags::FIN) {

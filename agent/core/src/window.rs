@@ -78,6 +78,8 @@ pub struct Windows {
     max_services: usize,
     identity: Identity,
     seq: u64,
+    /// Changes at every window close, so cached cells can tell they are stale.
+    epoch: u16,
     /// Start of the open window, once the first packet set it.
     start: Option<u64>,
     subscribers: Vec<Subscriber>,
@@ -101,6 +103,7 @@ impl Windows {
             max_services: config.services_tracked_per_subscriber,
             identity,
             seq: 0,
+            epoch: 0,
             start: None,
             subscribers: Vec::new(),
             index: HashMap::new(),
@@ -187,20 +190,28 @@ impl Windows {
         self.add(sub, svc, &counters);
     }
 
-    /// Traffic of a flow since it was last counted: payload bytes and retransmissions.
-    pub fn on_traffic(&mut self, subscriber: &str, service: Option<&str>, bytes: [u64; 2], retrans: [u64; 2]) {
-        if bytes == [0, 0] && retrans == [0, 0] {
-            return;
-        }
-        let Some((sub, svc)) = self.cell(subscriber, service) else { return };
-        let counters = Counters {
-            bytes_up: bytes[0],
-            bytes_down: bytes[1],
-            retrans_up: retrans[0],
-            retrans_down: retrans[1],
-            ..Counters::default()
+    /// The current window's epoch: cells from `cell` are valid while it lasts.
+    pub fn epoch(&self) -> u16 {
+        self.epoch
+    }
+
+    /// Payload bytes and retransmissions of one packet, in direction `dir` (0 is up), for a
+    /// cell from `cell`.
+    pub fn add_traffic(&mut self, subscriber: u16, service: u16, dir: usize, bytes: u64, retrans: u64) {
+        let Some(s) = self.subscribers.get_mut(usize::from(subscriber)) else { return };
+        let add = |c: &mut Counters| {
+            if dir == 0 {
+                c.bytes_up += bytes;
+                c.retrans_up += retrans;
+            } else {
+                c.bytes_down += bytes;
+                c.retrans_down += retrans;
+            }
         };
-        self.add(sub, svc, &counters);
+        add(&mut s.counters);
+        if let Some(svc) = s.services.get_mut(usize::from(service)) {
+            add(&mut svc.counters);
+        }
     }
 
     fn add(&mut self, sub: u16, svc: u16, counters: &Counters) {
@@ -220,8 +231,9 @@ impl Windows {
         self.samples.push(Sample { subscriber, service, metric, value_us });
     }
 
-    /// The subscriber's index and the service's (or `NO_SERVICE`), created if new and room.
-    fn cell(&mut self, subscriber: &str, service: Option<&str>) -> Option<(u16, u16)> {
+    /// The subscriber's index and the service's (or `NO_SERVICE`) in this window, created if
+    /// new and there is room; `None` (and counted) when the subscriber table is full.
+    pub fn cell(&mut self, subscriber: &str, service: Option<&str>) -> Option<(u16, u16)> {
         let sub = match self.index.get(subscriber) {
             Some(&i) => i,
             None if self.subscribers.len() >= self.max_subscribers => {
@@ -273,6 +285,7 @@ impl Windows {
             },
         };
         self.baseline = capture.clone();
+        self.epoch = self.epoch.wrapping_add(1);
         let subscribers = self.build_subscribers();
         self.subscribers.clear();
         self.index.clear();
