@@ -37,6 +37,9 @@ pub struct Counters {
     /// (`streams_refused`), or the stream lost its place to a gap or overflowed a buffer.
     pub streams_refused: u64,
     pub streams_lost: u64,
+    /// Entries the learned caches forgot to make room (DHCP bindings, DNS-answer names).
+    pub dhcp_binding_evictions: u64,
+    pub service_name_evictions: u64,
 }
 
 impl Counters {

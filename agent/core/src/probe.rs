@@ -210,6 +210,7 @@ impl Probe {
         }
         self.connect_timers.clear();
         self.close_timers.clear();
+        self.sync_cache_counters();
         if let Some(report) = self.windows.flush(&self.counters) {
             self.reports.push_back(report);
         }
@@ -218,9 +219,15 @@ impl Probe {
     /// Closes the open window. Flows count their traffic as it passes, so nothing is left to
     /// collect from them.
     fn close_window(&mut self, now: Timestamp) {
+        self.sync_cache_counters();
         if let Some(report) = self.windows.advance(now, &self.counters) {
             self.reports.push_back(report);
         }
+    }
+
+    fn sync_cache_counters(&mut self) {
+        self.counters.dhcp_binding_evictions = self.resolver.learned_evictions();
+        self.counters.service_name_evictions = self.names.evictions;
     }
 
     /// Counts a packet's payload (and a retransmission) for its flow's subscriber and service

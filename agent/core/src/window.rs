@@ -282,6 +282,8 @@ impl Windows {
                 fragments: capture.ip_reassembly_evicted - self.baseline.ip_reassembly_evicted,
                 subscribers: std::mem::take(&mut self.refused_subscribers),
                 samples: std::mem::take(&mut self.dropped_samples),
+                dhcp_bindings: capture.dhcp_binding_evictions - self.baseline.dhcp_binding_evictions,
+                service_names: capture.service_name_evictions - self.baseline.service_name_evictions,
             },
         };
         self.baseline = capture.clone();

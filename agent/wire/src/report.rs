@@ -47,6 +47,12 @@ pub struct Evictions {
     /// Latency samples the window's sample store had no room for.
     #[serde(skip_serializing_if = "is_zero")]
     pub samples: u64,
+    /// Address-to-line bindings learned from DHCP, forgotten to make room.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub dhcp_bindings: u64,
+    /// Server addresses from DNS answers, forgotten to make room.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub service_names: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
