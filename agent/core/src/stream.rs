@@ -3,11 +3,7 @@
 //! and a gap (a segment lost before the probe) ends delivery, since parsers that lose their
 //! place would misread what follows.
 
-use crate::tcp::Segment;
-
-fn seq_lt(a: u32, b: u32) -> bool {
-    (a.wrapping_sub(b) as i32) < 0
-}
+use crate::tcp::{Segment, seq_lt};
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct InOrder {

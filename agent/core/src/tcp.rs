@@ -90,7 +90,8 @@ impl Segment {
     }
 }
 
-fn seq_lt(a: u32, b: u32) -> bool {
+/// `a` comes before `b` in sequence space (RFC 1982 serial arithmetic).
+pub(crate) fn seq_lt(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) < 0
 }
 
