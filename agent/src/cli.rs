@@ -1,7 +1,8 @@
 //! The `edgeprobe` command line.
 
 use crate::config::AgentConfig;
-use crate::replay::{ReplayOutput, replay};
+use crate::publish::mqtt::{Identity, Publisher};
+use crate::replay::{ReplayOutput, random_boot_id, replay};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use std::io::Write;
@@ -29,6 +30,12 @@ pub enum Command {
         /// Print window reports as JSON lines on stdout.
         #[arg(long)]
         reports: bool,
+        /// Send the reports to the configured broker; wait up to `--publish-wait` seconds for
+        /// the broker to acknowledge them (the rest stay in the spool).
+        #[arg(long)]
+        publish: bool,
+        #[arg(long, default_value_t = 10)]
+        publish_wait: u64,
     },
     /// Validate a configuration file; print every error with its line and column.
     CheckConfig { file: PathBuf },
@@ -36,7 +43,7 @@ pub enum Command {
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Replay { file, config, events, reports } => {
+        Command::Replay { file, config, events, reports, publish, publish_wait } => {
             let config = match config {
                 Some(path) => load_config(&path)?,
                 None => AgentConfig::default(),
@@ -44,11 +51,32 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let agent_id = config.agent_id();
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
-            let mut output = ReplayOutput { out: &mut out, events, reports };
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let boot_id = random_boot_id();
+            let publisher = if publish {
+                let identity =
+                    Identity { agent_id: agent_id.clone(), boot_id: boot_id.clone(), capabilities: capabilities() };
+                Some(runtime.block_on(Publisher::start(config.mqtt.clone(), identity))?)
+            } else {
+                None
+            };
+            let mut send = |report| {
+                if let Some(p) = &publisher {
+                    let _ = runtime.block_on(p.publish(report));
+                }
+            };
+            let sink = publish.then_some((&mut send as &mut dyn FnMut(edgeprobe_wire::Report), boot_id));
+            let mut output = ReplayOutput { out: &mut out, events, reports, sink };
             let summary =
                 replay(&file, config.core(), agent_id, &mut output).with_context(|| file.display().to_string())?;
             out.flush().context("writing to stdout")?;
             eprintln!("{}", summary.line());
+            if let Some(p) = publisher {
+                let left = runtime.block_on(p.shutdown(std::time::Duration::from_secs(publish_wait)));
+                if left > 0 {
+                    bail!("{left} reports not acknowledged by {}; they wait in the spool", config.mqtt.url);
+                }
+            }
             if let Some(e) = summary.error {
                 bail!("{}: {e}", file.display());
             }
@@ -67,4 +95,9 @@ fn load_config(path: &std::path::Path) -> anyhow::Result<AgentConfig> {
         let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
         anyhow::anyhow!("{}", lines.join("\n"))
     })
+}
+
+/// What this build can measure, for the birth message.
+fn capabilities() -> Vec<String> {
+    ["dns", "tcp_connect", "tls", "http", "flow_end", "reports"].iter().map(|s| s.to_string()).collect()
 }

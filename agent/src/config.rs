@@ -1,6 +1,7 @@
 //! The agent's TOML configuration. Unknown keys are errors, and every error names the line and
 //! column it was found at, so a field engineer can fix a file on a router without guessing.
 
+use crate::publish::mqtt::MqttConfig;
 use edgeprobe_core::CoreConfig;
 use edgeprobe_core::subscriber::SubscriberConfig;
 use serde::Deserialize;
@@ -14,6 +15,8 @@ pub struct AgentConfig {
     pub measure: CoreConfig,
     /// Who the measured traffic belongs to.
     pub subscribers: SubscriberConfig,
+    /// Where reports go.
+    pub mqtt: MqttConfig,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -68,6 +71,10 @@ impl AgentConfig {
         if let Err(e) = config.measure.validate() {
             let (line, column) = find_key(text, "measure", e.field);
             errors.push(ConfigError { file: file.into(), line, column, message: format!("measure.{e}") });
+        }
+        if let Err((field, reason)) = config.mqtt.validate() {
+            let (line, column) = find_key(text, "mqtt", field);
+            errors.push(ConfigError { file: file.into(), line, column, message: format!("mqtt.{field}: {reason}") });
         }
         if let Err(e) = config.subscribers.validate() {
             let (line, column) = find_key(text, "subscribers", e.field);

@@ -2,7 +2,7 @@
 
 use crate::capture::file::{CaptureError, CaptureFile};
 use edgeprobe_core::{CoreConfig, Counters, Probe, Timestamp};
-use edgeprobe_wire::{Encoding, encode};
+use edgeprobe_wire::{Encoding, Report, encode};
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
@@ -44,6 +44,8 @@ pub struct ReplayOutput<'a> {
     pub out: &'a mut dyn Write,
     pub events: bool,
     pub reports: bool,
+    /// Where reports also go (the MQTT publisher), with the boot id they carry.
+    pub sink: Option<(&'a mut dyn FnMut(Report), String)>,
 }
 
 /// Replays `path`. Events and window reports go to `output` as JSON lines, as it asks.
@@ -57,8 +59,10 @@ pub fn replay(
     let started = std::time::Instant::now();
     let mut file = CaptureFile::open(path)?;
     let mut probe = Probe::new(config);
-    // A replay is one "boot" named after its input, so the same file gives the same reports.
-    probe.set_identity(agent_id, replay_boot_id(path));
+    // A replay is one "boot" named after its input, so the same file gives the same reports;
+    // one that publishes is a boot of its own.
+    let boot_id = output.sink.as_ref().map(|(_, b)| b.clone()).unwrap_or_else(|| replay_boot_id(path));
+    probe.set_identity(agent_id, boot_id);
     let mut last = Timestamp::ZERO;
     let (mut events, mut reports) = (0u64, 0u64);
     let mut drain = |probe: &mut Probe, output: &mut ReplayOutput<'_>| {
@@ -74,6 +78,9 @@ pub fn replay(
             if output.reports {
                 let _ = output.out.write_all(&encode(&report, Encoding::Json));
                 let _ = output.out.write_all(b"\n");
+            }
+            if let Some((sink, _)) = output.sink.as_mut() {
+                sink(report);
             }
         }
     };
@@ -98,4 +105,13 @@ fn replay_boot_id(path: &Path) -> String {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
     format!("replay-{hash:016x}")
+}
+
+/// A new random boot id (128 bits from the kernel, hex), for runs that publish.
+pub fn random_boot_id() -> String {
+    let mut bytes = [0u8; 16];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = std::io::Read::read_exact(&mut f, &mut bytes);
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end tests: finding the real binaries, skipping (or, in CI,
 //! failing) when a prerequisite is missing, and checking events against tshark's answers.
 
+pub mod broker;
 pub mod reference;
 
 use serde_json::Value;

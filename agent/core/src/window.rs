@@ -305,6 +305,7 @@ impl Windows {
             window_end: start_ms + self.interval_ns / 1_000_000,
             capture: health,
             subscribers,
+            agent: None,
         };
         self.seq += 1;
         Some(report)

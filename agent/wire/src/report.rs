@@ -18,6 +18,23 @@ pub struct Report {
     pub window_end: u64,
     pub capture: CaptureHealth,
     pub subscribers: Vec<SubscriberReport>,
+    /// The publishing agent's own state, set by the shell that sends the report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentHealth>,
+}
+
+/// The agent's delivery health when the report was sent.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AgentHealth {
+    /// Reports waiting for the broker's acknowledgement, this one included.
+    pub spool_depth: u64,
+    /// Reports dropped from a full spool since the last report that said so.
+    pub spool_dropped: u64,
+    /// Connection attempts and publishes that failed since the agent started.
+    pub publish_failures: u64,
+    /// Spool files that could not be written or removed (a full or read-only disk).
+    pub spool_write_errors: u64,
 }
 
 /// What the capture saw in the window, and what the bounded tables had to give up.

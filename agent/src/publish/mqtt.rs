@@ -1,0 +1,438 @@
+//! The MQTT publisher. Reports are QoS 1 on `edgeprobe/v1/agents/{agent_id}/report`; a retained
+//! birth message on `.../state` says the agent is online (its boot, version and capabilities),
+//! and the last will says it is offline.
+//!
+//! Two rumqttc pitfalls shape this module. The event loop runs in its own task, so publishing
+//! never waits on the loop that must drain the request channel. And a clean-session reconnect
+//! clears rumqttc's in-flight queue, so the spool, not rumqttc, holds every report until its
+//! PUBACK: after each CONNACK the publisher sends again, in order, all that the spool holds.
+//! Publishes are handed over only while connected and at most `MAX_IN_FLIGHT` at a time, so
+//! nothing waits in rumqttc's channel across a reconnect.
+
+use super::spool::{ReportId, Spool};
+use anyhow::{Context, bail};
+use edgeprobe_wire::{AgentHealth, Encoding, Report, encode};
+use rumqttc::{
+    AsyncClient, ConnectionError, Event, LastWill, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport,
+};
+use serde::Deserialize;
+use std::collections::{HashSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+const MAX_IN_FLIGHT: usize = 16;
+const BACKOFF_MIN: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttConfig {
+    /// `mqtt://host:port` or `mqtts://host:port` (TLS).
+    pub url: String,
+    /// Defaults to the agent id.
+    pub client_id: Option<String>,
+    pub username: Option<String>,
+    /// The password itself, or where to read it: `password_file`, `password_env`.
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
+    /// PEM files: the CA that signed the broker's certificate; the agent's own certificate and
+    /// key for mutual TLS.
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub keep_alive_secs: u64,
+    /// Where unacknowledged reports wait; without it they wait in memory only.
+    pub spool_dir: Option<PathBuf>,
+    pub spool_max_bytes: usize,
+    /// How long a report may wait in memory before it is written to the spool directory.
+    pub spool_flush_secs: u64,
+    /// `cbor` (default) or `json`.
+    pub encoding: String,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            url: "mqtt://127.0.0.1:1883".into(),
+            client_id: None,
+            username: None,
+            password: None,
+            password_file: None,
+            password_env: None,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            keep_alive_secs: 30,
+            spool_dir: None,
+            spool_max_bytes: 4 << 20,
+            spool_flush_secs: 30,
+            encoding: "cbor".into(),
+        }
+    }
+}
+
+impl MqttConfig {
+    /// Checks what can be checked without connecting; `(field, reason)` on error.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        parse_url(&self.url).map_err(|e| ("url", e.to_string()))?;
+        if !["cbor", "json"].contains(&self.encoding.as_str()) {
+            return Err(("encoding", "must be \"cbor\" or \"json\"".into()));
+        }
+        if self.cert_file.is_some() != self.key_file.is_some() {
+            return Err(("cert_file", "cert_file and key_file go together".into()));
+        }
+        let sources = [self.password.is_some(), self.password_file.is_some(), self.password_env.is_some()];
+        if sources.iter().filter(|s| **s).count() > 1 {
+            return Err(("password", "give one of password, password_file, password_env".into()));
+        }
+        if self.spool_max_bytes < 4096 {
+            return Err(("spool_max_bytes", "must be at least 4096".into()));
+        }
+        Ok(())
+    }
+
+    fn password(&self) -> anyhow::Result<Option<String>> {
+        if let Some(p) = &self.password {
+            return Ok(Some(p.clone()));
+        }
+        if let Some(path) = &self.password_file {
+            let p = std::fs::read_to_string(path).with_context(|| format!("password_file {}", path.display()))?;
+            return Ok(Some(p.trim_end_matches(['\r', '\n']).to_string()));
+        }
+        if let Some(var) = &self.password_env {
+            return std::env::var(var).map(Some).with_context(|| format!("password_env {var} is not set"));
+        }
+        Ok(None)
+    }
+}
+
+/// (TLS, host, port) from `mqtt://` or `mqtts://`.
+fn parse_url(url: &str) -> anyhow::Result<(bool, String, u16)> {
+    let (tls, rest) = match url.split_once("://") {
+        Some(("mqtt", rest)) => (false, rest),
+        Some(("mqtts", rest)) => (true, rest),
+        _ => bail!("expected mqtt://host:port or mqtts://host:port, got {url:?}"),
+    };
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+            (h.trim_matches(['[', ']']).to_string(), p.parse().with_context(|| format!("port in {url:?}"))?)
+        }
+        _ => (rest.to_string(), if tls { 8883 } else { 1883 }),
+    };
+    if host.is_empty() {
+        bail!("no host in {url:?}");
+    }
+    Ok((tls, host, port))
+}
+
+/// What the agent says about itself in its birth message.
+pub struct Identity {
+    pub agent_id: String,
+    pub boot_id: String,
+    pub capabilities: Vec<String>,
+}
+
+enum Command {
+    Report(Box<Report>),
+    /// Wait until the spool is empty or the deadline passes, then write the spool and go.
+    Shutdown(Duration, oneshot::Sender<usize>),
+}
+
+/// A running publisher. Dropping it without `shutdown` loses nothing already spooled to disk.
+pub struct Publisher {
+    commands: mpsc::Sender<Command>,
+}
+
+impl Publisher {
+    pub async fn start(config: MqttConfig, identity: Identity) -> anyhow::Result<Publisher> {
+        config.validate().map_err(|(field, reason)| anyhow::anyhow!("mqtt.{field}: {reason}"))?;
+        let options = mqtt_options(&config, &identity)?;
+        let spool = Spool::open(
+            config.spool_dir.as_deref(),
+            config.spool_max_bytes,
+            Duration::from_secs(config.spool_flush_secs),
+        )
+        .with_context(|| format!("spool directory {:?}", config.spool_dir))?;
+        let (commands, rx) = mpsc::channel(64);
+        let encoding = if config.encoding == "json" { Encoding::Json } else { Encoding::Cbor };
+        tokio::spawn(run(options, identity, spool, encoding, rx));
+        Ok(Publisher { commands })
+    }
+
+    /// Queues a report for delivery.
+    pub async fn publish(&self, report: Report) -> anyhow::Result<()> {
+        self.commands.send(Command::Report(Box::new(report))).await.context("publisher stopped")
+    }
+
+    /// Waits up to `grace` for the spool to empty, writes what is left to disk, and disconnects.
+    /// Returns how many reports are still unacknowledged.
+    pub async fn shutdown(self, grace: Duration) -> usize {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Shutdown(grace, tx)).await.is_err() {
+            return 0;
+        }
+        rx.await.unwrap_or(0)
+    }
+}
+
+fn state_topic(agent_id: &str) -> String {
+    format!("edgeprobe/v1/agents/{agent_id}/state")
+}
+
+fn report_topic(agent_id: &str) -> String {
+    format!("edgeprobe/v1/agents/{agent_id}/report")
+}
+
+fn state_payload(identity: &Identity, online: bool) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "online": online,
+        "agent_id": identity.agent_id,
+        "boot_id": identity.boot_id,
+        "version": env!("CARGO_PKG_VERSION"),
+        "capabilities": identity.capabilities,
+    }))
+    .expect("state serializes")
+}
+
+fn mqtt_options(config: &MqttConfig, identity: &Identity) -> anyhow::Result<MqttOptions> {
+    let (tls, host, port) = parse_url(&config.url)?;
+    let client_id = config.client_id.clone().unwrap_or_else(|| identity.agent_id.clone());
+    let mut options = MqttOptions::new(client_id, host, port);
+    options.set_keep_alive(Duration::from_secs(config.keep_alive_secs.max(5)));
+    options.set_clean_session(true);
+    options.set_last_will(LastWill::new(
+        state_topic(&identity.agent_id),
+        state_payload(identity, false),
+        QoS::AtLeastOnce,
+        true,
+    ));
+    if let Some(user) = &config.username {
+        options.set_credentials(user.clone(), config.password()?.unwrap_or_default());
+    }
+    if tls {
+        options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(tls_config(config)?))));
+    }
+    Ok(options)
+}
+
+fn tls_config(config: &MqttConfig) -> anyhow::Result<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions()?;
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = config.ca_file.as_ref().context("mqtts:// needs ca_file")?;
+    for cert in CertificateDer::pem_file_iter(ca).with_context(|| format!("ca_file {}", ca.display()))? {
+        roots.add(cert.with_context(|| format!("ca_file {}", ca.display()))?)?;
+    }
+    let builder = builder.with_root_certificates(roots);
+    Ok(match (&config.cert_file, &config.key_file) {
+        (Some(cert), Some(key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .with_context(|| format!("cert_file {}", cert.display()))?
+                .collect::<Result<Vec<_>, _>>()
+                .with_context(|| format!("cert_file {}", cert.display()))?;
+            let key = PrivateKeyDer::from_pem_file(key).with_context(|| format!("key_file {}", key.display()))?;
+            builder.with_client_auth_cert(chain, key)?
+        }
+        _ => builder.with_no_client_auth(),
+    })
+}
+
+struct State {
+    client: AsyncClient,
+    identity: Identity,
+    spool: Spool,
+    encoding: Encoding,
+    connected: bool,
+    /// Publishes handed to rumqttc in this connection, in order, until their packet id is known.
+    sent: VecDeque<Option<ReportId>>,
+    /// Packet id to report, until the PUBACK.
+    in_flight: Vec<(u16, Option<ReportId>)>,
+    handed: HashSet<ReportId>,
+    failures: u64,
+}
+
+async fn run(
+    options: MqttOptions,
+    identity: Identity,
+    spool: Spool,
+    encoding: Encoding,
+    mut commands: mpsc::Receiver<Command>,
+) {
+    let (client, mut eventloop) = AsyncClient::new(options, 2 * MAX_IN_FLIGHT);
+    let (events_tx, mut events) = mpsc::channel::<Result<Event, ConnectionError>>(64);
+    // The event loop in a task of its own, backing off between failed connection attempts.
+    tokio::spawn(async move {
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            let event = eventloop.poll().await;
+            let failed = event.is_err();
+            if matches!(event, Ok(Event::Incoming(Packet::ConnAck(_)))) {
+                backoff = BACKOFF_MIN;
+            }
+            if events_tx.send(event).await.is_err() {
+                return;
+            }
+            if failed {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    });
+    let mut s = State {
+        client,
+        identity,
+        spool,
+        encoding,
+        connected: false,
+        sent: VecDeque::new(),
+        in_flight: Vec::new(),
+        handed: HashSet::new(),
+        failures: 0,
+    };
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut shutdown: Option<(tokio::time::Instant, oneshot::Sender<usize>)> = None;
+    loop {
+        tokio::select! {
+            command = commands.recv(), if shutdown.is_none() => match command {
+                Some(Command::Report(report)) => s.queue(*report),
+                Some(Command::Shutdown(grace, done)) => shutdown = Some((tokio::time::Instant::now() + grace, done)),
+                None => shutdown = Some((tokio::time::Instant::now(), oneshot::channel().0)),
+            },
+            Some(event) = events.recv() => s.on_event(event),
+            _ = tick.tick() => {
+                s.spool.flush(false);
+                s.hand_over();
+            }
+        }
+        if let Some((deadline, _)) = &shutdown {
+            if s.spool.is_empty() || tokio::time::Instant::now() >= *deadline {
+                let (_, done) = shutdown.take().expect("checked above");
+                s.spool.flush(true);
+                if s.connected {
+                    // A clean stop is not a crash: say offline ourselves, the will is not sent.
+                    let topic = state_topic(&s.identity.agent_id);
+                    let _ = s.client.publish(topic, QoS::AtLeastOnce, true, state_payload(&s.identity, false)).await;
+                    let _ = s.client.disconnect().await;
+                    // Let the event loop send them.
+                    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                        while let Some(Ok(e)) = events.recv().await {
+                            if matches!(e, Event::Outgoing(Outgoing::Disconnect)) {
+                                break;
+                            }
+                        }
+                    })
+                    .await;
+                }
+                let _ = done.send(s.spool.len());
+                return;
+            }
+        }
+    }
+}
+
+impl State {
+    fn queue(&mut self, mut report: Report) {
+        // Room first, so this report can count the drops it causes. The counters below change
+        // the size by a few bytes at most.
+        let estimate = encode(&report, self.encoding).len() + 96;
+        self.spool.make_room(estimate);
+        let carried = self.spool.take_dropped();
+        report.agent = Some(AgentHealth {
+            spool_depth: self.spool.len() as u64 + 1,
+            spool_dropped: carried,
+            publish_failures: self.failures,
+            spool_write_errors: self.spool.write_errors,
+        });
+        let id = ReportId { window_start: report.window_start, boot_id: report.boot_id.clone(), seq: report.seq };
+        self.spool.push(id, encode(&report, self.encoding), carried);
+        self.hand_over();
+    }
+
+    fn on_event(&mut self, event: Result<Event, ConnectionError>) {
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                self.connected = true;
+                self.sent.clear();
+                self.in_flight.clear();
+                self.handed.clear();
+                let topic = state_topic(&self.identity.agent_id);
+                let birth = state_payload(&self.identity, true);
+                if self.client.try_publish(topic, QoS::AtLeastOnce, true, birth).is_ok() {
+                    self.sent.push_back(None);
+                }
+                self.hand_over();
+            }
+            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                if let Some(id) = self.sent.pop_front() {
+                    self.in_flight.push((pkid, id));
+                }
+            }
+            Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                if let Some(i) = self.in_flight.iter().position(|(p, _)| *p == ack.pkid) {
+                    let (_, id) = self.in_flight.swap_remove(i);
+                    if let Some(id) = id {
+                        self.handed.remove(&id);
+                        self.spool.ack(&id);
+                    }
+                }
+                self.hand_over();
+            }
+            Ok(_) => {}
+            Err(_) => {
+                // Whatever was in flight is gone with the session; the spool still has it.
+                self.failures += 1;
+                self.connected = false;
+                self.sent.clear();
+                self.in_flight.clear();
+                self.handed.clear();
+            }
+        }
+    }
+
+    /// Hands spooled reports to rumqttc, oldest first, up to the in-flight limit.
+    fn hand_over(&mut self) {
+        if !self.connected {
+            return;
+        }
+        let topic = report_topic(&self.identity.agent_id);
+        let mut budget = MAX_IN_FLIGHT.saturating_sub(self.handed.len());
+        let mut ready: Vec<(ReportId, Vec<u8>)> = Vec::new();
+        for (id, payload) in self.spool.pending() {
+            if budget == 0 {
+                break;
+            }
+            if !self.handed.contains(id) {
+                ready.push((id.clone(), payload.to_vec()));
+                budget -= 1;
+            }
+        }
+        for (id, payload) in ready {
+            if self.client.try_publish(topic.clone(), QoS::AtLeastOnce, false, payload).is_err() {
+                self.failures += 1;
+                return;
+            }
+            self.sent.push_back(Some(id.clone()));
+            self.handed.insert(id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(parse_url("mqtt://127.0.0.1:1883").unwrap(), (false, "127.0.0.1".into(), 1883));
+        assert_eq!(parse_url("mqtts://broker.example").unwrap(), (true, "broker.example".into(), 8883));
+        assert_eq!(parse_url("mqtt://[::1]:1884").unwrap(), (false, "::1".into(), 1884));
+        assert!(parse_url("http://x").is_err());
+        assert!(parse_url("mqtt://:1883").is_err());
+    }
+}

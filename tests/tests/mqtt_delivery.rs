@@ -1,0 +1,163 @@
+//! At-least-once delivery through a real Mosquitto: reports produced while the broker is down
+//! wait in the spool across agent restarts and arrive, each exactly once, when it is back; a
+//! spool too small for the outage drops the oldest and says how many in the next report.
+
+use edgeprobe_tests::broker::{Broker, mosquitto};
+use edgeprobe_tests::{edgeprobe_bin, fixtures, prerequisite};
+use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+type Received = Arc<Mutex<Vec<edgeprobe_wire::Report>>>;
+
+fn tempdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("edgeprobe-mqtt-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A subscriber with a persistent session, so the broker keeps its messages while it is away.
+fn subscribe(port: u16, client_id: &str) -> Received {
+    let received: Received = Arc::default();
+    let mut options = MqttOptions::new(client_id, "127.0.0.1", port);
+    options.set_clean_session(false);
+    options.set_keep_alive(Duration::from_secs(5));
+    let (client, mut connection) = Client::new(options, 16);
+    let out = received.clone();
+    std::thread::spawn(move || {
+        for event in connection.iter() {
+            match event {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    let _ = client.subscribe("edgeprobe/v1/agents/+/report", QoS::AtLeastOnce);
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    out.lock().unwrap().push(edgeprobe_wire::decode(&p.payload).expect("a valid report"));
+                }
+                Ok(_) => {}
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
+    });
+    received
+}
+
+/// Runs one agent "boot" (a replay that publishes); returns the (boot, seq) it produced and
+/// whether every report was acknowledged.
+fn agent_run(config: &Path, capture: &str) -> (Vec<(String, u64)>, bool) {
+    let out = Command::new(edgeprobe_bin())
+        .args(["replay", "--reports", "--publish", "--publish-wait", "3", "--config"])
+        .arg(config)
+        .arg(fixtures().join(capture))
+        .output()
+        .unwrap();
+    let produced = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let r: serde_json::Value = serde_json::from_str(l).unwrap();
+            (r["boot_id"].as_str().unwrap().to_string(), r["seq"].as_u64().unwrap())
+        })
+        .collect();
+    (produced, out.status.success())
+}
+
+fn wait_for(received: &Received, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while received.lock().unwrap().len() < n && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A moment more, so a duplicate would show.
+    std::thread::sleep(Duration::from_millis(500));
+}
+
+fn write_config(dir: &Path, url: &str, spool_max: usize) -> PathBuf {
+    let path = dir.join("agent.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[agent]\nid = \"gw-outage\"\n[measure]\nreport_interval_secs = 1\n\
+             [mqtt]\nurl = \"{url}\"\nspool_dir = \"{}\"\nspool_max_bytes = {spool_max}\nspool_flush_secs = 0\n",
+            dir.join("spool").display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn nothing_is_lost_across_an_outage_and_agent_restarts() {
+    if !prerequisite(mosquitto().is_some(), "mosquitto (apt-get install mosquitto)") {
+        return;
+    }
+    let dir = tempdir("outage");
+    let mut broker = Broker::start(&dir.join("broker"), "");
+    let received = subscribe(broker.port, "outage-subscriber");
+    std::thread::sleep(Duration::from_millis(500));
+    let config = write_config(&dir, &broker.url(), 1 << 20);
+
+    broker.stop();
+    let (first, acked) = agent_run(&config, "lab_http.pcap");
+    assert!(!acked && !first.is_empty(), "with the broker down the run must end unacknowledged");
+    let (second, acked) = agent_run(&config, "lab_tls.pcapng");
+    assert!(!acked && !second.is_empty());
+    let spooled = std::fs::read_dir(dir.join("spool")).unwrap().count();
+    assert_eq!(spooled, first.len() + second.len(), "both boots wait on disk");
+
+    broker.restart();
+    let (third, acked) = agent_run(&config, "lab_dns.pcapng");
+    assert!(acked, "with the broker back every report is acknowledged");
+    assert_eq!(std::fs::read_dir(dir.join("spool")).unwrap().count(), 0, "the spool is empty");
+
+    let expected: Vec<(String, u64)> = [first, second, third].concat();
+    wait_for(&received, expected.len());
+    let mut counts: BTreeMap<(String, u64), usize> = BTreeMap::new();
+    for r in received.lock().unwrap().iter() {
+        *counts.entry((r.boot_id.clone(), r.seq)).or_default() += 1;
+    }
+    for id in &expected {
+        assert_eq!(counts.get(id), Some(&1), "report {id:?} must arrive exactly once");
+    }
+    assert_eq!(counts.len(), expected.len(), "nothing else arrived");
+    eprintln!("outage: {} reports of 3 boots, each delivered exactly once", expected.len());
+}
+
+#[test]
+fn an_overflowing_spool_drops_the_oldest_and_says_so() {
+    if !prerequisite(mosquitto().is_some(), "mosquitto (apt-get install mosquitto)") {
+        return;
+    }
+    let dir = tempdir("overflow");
+    let mut broker = Broker::start(&dir.join("broker"), "");
+    let received = subscribe(broker.port, "overflow-subscriber");
+    std::thread::sleep(Duration::from_millis(500));
+    // Room for a few reports only.
+    let config = write_config(&dir, &broker.url(), 4096);
+    broker.stop();
+    let mut produced = Vec::new();
+    for capture in ["lab_http.pcap", "lab_tls.pcapng", "lab_tcp.pcap"] {
+        produced.extend(agent_run(&config, capture).0);
+    }
+    broker.restart();
+    let (last, acked) = agent_run(&config, "lab_dns.pcapng");
+    assert!(acked);
+    produced.extend(last);
+    let tally = || {
+        let got = received.lock().unwrap();
+        let dropped: u64 = got.iter().filter_map(|r| r.agent.as_ref()).map(|a| a.spool_dropped).sum();
+        (got.len() as u64, dropped)
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tally().0 + tally().1 < produced.len() as u64 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let got = received.lock().unwrap();
+    let dropped: u64 = got.iter().filter_map(|r| r.agent.as_ref()).map(|a| a.spool_dropped).sum();
+    assert!(dropped > 0, "the outage overflowed the spool");
+    assert_eq!(got.len() as u64 + dropped, produced.len() as u64, "every report arrived or was counted as dropped");
+    eprintln!("overflow: {} produced, {} delivered, {dropped} dropped and reported", produced.len(), got.len());
+}
