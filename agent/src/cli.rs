@@ -17,6 +17,14 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Capture live on the configured interfaces and publish reports to the broker.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+        /// Also print measurement events as JSON lines on stdout, for field debugging.
+        #[arg(long)]
+        events: bool,
+    },
     /// Run the measurement core over a pcap or pcapng file, with packet time as the clock.
     Replay {
         /// The capture; its format is read from the magic number.
@@ -43,6 +51,7 @@ pub enum Command {
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Run { config, events } => crate::run::run(load_config(&config)?, events, capabilities()),
         Command::Replay { file, config, events, reports, publish, publish_wait } => {
             let config = match config {
                 Some(path) => load_config(&path)?,

@@ -1,6 +1,7 @@
 //! The agent's TOML configuration. Unknown keys are errors, and every error names the line and
 //! column it was found at, so a field engineer can fix a file on a router without guessing.
 
+use crate::capture::live::CaptureConfig;
 use crate::publish::mqtt::MqttConfig;
 use edgeprobe_core::CoreConfig;
 use edgeprobe_core::subscriber::SubscriberConfig;
@@ -17,6 +18,8 @@ pub struct AgentConfig {
     pub subscribers: SubscriberConfig,
     /// Where reports go.
     pub mqtt: MqttConfig,
+    /// What `edgeprobe run` captures.
+    pub capture: CaptureConfig,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -71,6 +74,10 @@ impl AgentConfig {
         if let Err(e) = config.measure.validate() {
             let (line, column) = find_key(text, "measure", e.field);
             errors.push(ConfigError { file: file.into(), line, column, message: format!("measure.{e}") });
+        }
+        if let Err((field, reason)) = config.capture.validate() {
+            let (line, column) = find_key(text, "capture", field);
+            errors.push(ConfigError { file: file.into(), line, column, message: format!("capture.{field}: {reason}") });
         }
         if let Err((field, reason)) = config.mqtt.validate() {
             let (line, column) = find_key(text, "mqtt", field);

@@ -8,6 +8,8 @@ pub struct Counters {
     /// Frames handed to the core, and their wire lengths.
     pub packets: u64,
     pub bytes: u64,
+    /// Packets the kernel dropped before the agent could read them (live capture).
+    pub kernel_drops: u64,
     /// Frames that carried no IP packet the core could follow; the sum of the kinds below.
     pub unparsed: u64,
     pub unknown_linktype: u64,

@@ -135,6 +135,11 @@ impl Probe {
         self.reports.pop_front()
     }
 
+    /// Packets the capture lost before the core saw them, for the reports' capture health.
+    pub fn add_kernel_drops(&mut self, drops: u64) {
+        self.counters.kernel_drops += drops;
+    }
+
     /// Names the agent and this run in reports.
     pub fn set_identity(&mut self, agent_id: String, boot_id: String) {
         self.windows.set_identity(Identity { agent_id, boot_id });

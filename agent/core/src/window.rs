@@ -273,7 +273,7 @@ impl Windows {
         let health = CaptureHealth {
             packets,
             bytes: capture.bytes - self.baseline.bytes,
-            kernel_drops: 0,
+            kernel_drops: capture.kernel_drops - self.baseline.kernel_drops,
             unparsed: capture.unparsed - self.baseline.unparsed,
             evictions: Evictions {
                 flows: capture.flow_evictions - self.baseline.flow_evictions,

@@ -1,3 +1,5 @@
 //! Capture sources: shells that hand frames and their timestamps to the core.
 
 pub mod file;
+pub mod live;
+pub mod ring;

@@ -1,0 +1,156 @@
+//! `edgeprobe run`: live capture on the configured interfaces, the core, and the publisher.
+//!
+//! One thread captures and measures (the core is single-threaded and needs no locks); a small
+//! tokio runtime runs the MQTT publisher and the signal handlers. Time: measurements use the
+//! kernel's packet timestamps only. Timers between packets advance from the last packet's
+//! timestamp by the monotonic clock, so a wall-clock step on a gateway without an RTC (NTP
+//! arriving after boot) moves no timer and no latency.
+
+use crate::capture::ring::{Ring, RingConfig, parse_bpf, wait};
+use crate::config::AgentConfig;
+use crate::publish::mqtt::{Identity, Publisher};
+use crate::replay::random_boot_id;
+use anyhow::Context;
+use edgeprobe_core::{LinkType, Probe, Timestamp};
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+const POLL_MS: i32 = 100;
+const REOPEN_EVERY: Duration = Duration::from_secs(2);
+
+struct Interface {
+    name: String,
+    ring: Option<Ring>,
+    last_attempt: Option<Instant>,
+    said_missing: bool,
+}
+
+pub fn run(config: AgentConfig, print_events: bool, capabilities: Vec<String>) -> anyhow::Result<()> {
+    anyhow::ensure!(!config.capture.interfaces.is_empty(), "capture.interfaces is empty: nothing to watch");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let agent_id = config.agent_id();
+    let boot_id = random_boot_id();
+    let identity = Identity { agent_id: agent_id.clone(), boot_id: boot_id.clone(), capabilities };
+    let publisher = runtime.block_on(Publisher::start(config.mqtt.clone(), identity))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    runtime.spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        flag.store(true, Ordering::SeqCst);
+    });
+
+    let filter =
+        config.capture.bpf.as_deref().map(parse_bpf).transpose().map_err(|e| anyhow::anyhow!("capture.bpf: {e}"))?;
+    let ring_config = RingConfig {
+        block_size: config.capture.ring_block_kib * 1024,
+        block_count: config.capture.ring_blocks,
+        retire_ms: 50,
+        filter,
+    };
+    let snaplen = config.capture.snaplen as usize;
+    let mut interfaces: Vec<Interface> = config
+        .capture
+        .interfaces
+        .iter()
+        .map(|name| Interface { name: name.clone(), ring: None, last_attempt: None, said_missing: false })
+        .collect();
+    let mut probe = Probe::new(config.core());
+    probe.set_identity(agent_id, boot_id.clone());
+    eprintln!("edgeprobe: boot {boot_id}, capturing on {}", config.capture.interfaces.join(", "));
+
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    // The packet clock: the last packet's kernel timestamp, and when we saw it.
+    let mut clock: Option<(Timestamp, Instant)> = None;
+    let mut last_stats = Instant::now();
+    while !stop.load(Ordering::SeqCst) {
+        for iface in interfaces.iter_mut().filter(|i| i.ring.is_none()) {
+            if iface.last_attempt.is_some_and(|t| t.elapsed() < REOPEN_EVERY) {
+                continue;
+            }
+            iface.last_attempt = Some(Instant::now());
+            match Ring::open(&iface.name, &ring_config) {
+                Ok(ring) => {
+                    if iface.said_missing {
+                        eprintln!("edgeprobe: interface {} is back", iface.name);
+                    }
+                    iface.ring = Some(ring);
+                    iface.said_missing = false;
+                }
+                Err(e) if !iface.said_missing => {
+                    eprintln!(
+                        "edgeprobe: cannot capture on {}: {e}; retrying every {}s",
+                        iface.name,
+                        REOPEN_EVERY.as_secs()
+                    );
+                    iface.said_missing = true;
+                }
+                Err(_) => {}
+            }
+        }
+        let fds: Vec<i32> = interfaces.iter().filter_map(|i| i.ring.as_ref().map(Ring::fd)).collect();
+        let failed = if fds.is_empty() {
+            std::thread::sleep(Duration::from_millis(POLL_MS as u64));
+            Vec::new()
+        } else {
+            wait(&fds, POLL_MS)
+        };
+        for iface in interfaces.iter_mut() {
+            let Some(ring) = iface.ring.as_mut() else { continue };
+            if failed.contains(&ring.fd()) {
+                eprintln!("edgeprobe: interface {} went away; waiting for it", iface.name);
+                iface.ring = None;
+                iface.said_missing = true;
+                continue;
+            }
+            ring.read(|frame| {
+                let ts = Timestamp(frame.ts_nanos);
+                clock = Some((ts, Instant::now()));
+                let data = &frame.data[..frame.data.len().min(snaplen)];
+                probe.handle_frame(ts, LinkType::Ethernet, data, frame.wire_len);
+            });
+        }
+        if let Some((ts, at)) = clock {
+            probe.handle_timeout(ts.add_nanos(at.elapsed().as_nanos() as u64));
+        }
+        if last_stats.elapsed() >= Duration::from_secs(1) {
+            last_stats = Instant::now();
+            for ring in interfaces.iter().filter_map(|i| i.ring.as_ref()) {
+                if let Ok((_, drops)) = ring.statistics() {
+                    probe.add_kernel_drops(drops);
+                }
+            }
+        }
+        drain(&mut probe, &runtime, &publisher, print_events.then_some(&mut out as &mut dyn Write));
+    }
+    eprintln!("edgeprobe: stopping");
+    let now = clock.map_or(Timestamp::ZERO, |(ts, at)| ts.add_nanos(at.elapsed().as_nanos() as u64));
+    probe.finish(now);
+    drain(&mut probe, &runtime, &publisher, print_events.then_some(&mut out as &mut dyn Write));
+    let left = runtime.block_on(publisher.shutdown(Duration::from_secs(10)));
+    if left > 0 {
+        eprintln!("edgeprobe: {left} reports wait in the spool for the broker");
+    }
+    out.flush().context("stdout")?;
+    Ok(())
+}
+
+fn drain(probe: &mut Probe, runtime: &tokio::runtime::Runtime, publisher: &Publisher, mut out: Option<&mut dyn Write>) {
+    while let Some(event) = probe.poll_event() {
+        if let Some(w) = out.as_mut() {
+            let _ = serde_json::to_writer(&mut **w, &event);
+            let _ = w.write_all(b"\n");
+            let _ = w.flush();
+        }
+    }
+    while let Some(report) = probe.poll_report() {
+        let _ = runtime.block_on(publisher.publish(report));
+    }
+}
