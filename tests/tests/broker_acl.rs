@@ -118,17 +118,28 @@ fn an_agent_cannot_publish_under_another_agents_id() {
     std::fs::write(dir.join("broker-data/mosquitto.conf"), conf + "\nlog_dest none\n").unwrap();
     broker.restart();
 
-    let sub = Command::new("timeout")
-        .args(["12", "mosquitto_sub", "-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1", "-v"])
-        .args(["--cafile", &format!("{}/ca.crt", dir.display())])
-        .args(["--cert", &format!("{}/collector-1.crt", dir.display())])
-        .args(["--key", &format!("{}/collector-1.key", dir.display())])
-        .args(["-t", "edgeprobe/v1/agents/+/report", "-F", "%t"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_secs(1));
-
+    // The broker opens its port a moment before its TLS context is ready: a subscriber that
+    // connected too early has exited; start it again.
+    let start_subscriber = || {
+        Command::new("timeout")
+            .args(["12", "mosquitto_sub", "-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1", "-v"])
+            .args(["--cafile", &format!("{}/ca.crt", dir.display())])
+            .args(["--cert", &format!("{}/collector-1.crt", dir.display())])
+            .args(["--key", &format!("{}/collector-1.key", dir.display())])
+            .args(["-t", "edgeprobe/v1/agents/+/report", "-F", "%t"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut sub = start_subscriber();
+    for _ in 0..10 {
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        match sub.try_wait().unwrap() {
+            Some(_) => sub = start_subscriber(),
+            None => break,
+        }
+    }
     let capture = fixtures().join("lab_http.pcap");
     for (id, cert) in [("gw-a", "gw-a"), ("gw-b", "gw-a")] {
         let out = Command::new(edgeprobe_bin())
