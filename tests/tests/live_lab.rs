@@ -1,0 +1,184 @@
+//! The agent live on a gateway: the namespace lab (client, delay lines, router, server), the
+//! agent capturing on the router's LAN leg with tcpdump beside it, real dig and curl against
+//! dnsmasq and Python's http.server. The agent's DNS and connect latencies must match what tshark
+//! computes from tcpdump's capture of the same interface. Needs root and the lab's tools.
+
+use edgeprobe_tests::reference::{Table, ms_to_us, secs_to_ns};
+use edgeprobe_tests::{edgeprobe_bin, prerequisite, workspace_root};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const TOOLS: [&str; 9] = ["ip", "dnsmasq", "dig", "curl", "tcpdump", "tshark", "python3", "ping", "mosquitto"];
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool} || test -x /usr/sbin/{tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
+
+struct Lab(PathBuf);
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = Command::new(self.0.join("lab.sh")).arg("down").status();
+    }
+}
+
+fn netns(ns: &str, args: &[&str]) -> Command {
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", ns]).args(args);
+    c
+}
+
+fn background(mut cmd: Command, stdout: Option<&Path>) -> Child {
+    match stdout {
+        Some(path) => cmd.stdout(std::fs::File::create(path).unwrap()),
+        None => cmd.stdout(Stdio::null()),
+    };
+    cmd.stderr(Stdio::null()).spawn().expect("start")
+}
+
+fn interrupt(child: &mut Child) {
+    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    let _ = child.wait();
+}
+
+#[test]
+fn live_latencies_match_tshark_on_the_same_interface() {
+    let missing: Vec<&str> = TOOLS.iter().copied().filter(|t| !have(t)).collect();
+    if !prerequisite(is_root() && missing.is_empty(), &format!("root and the lab tools (missing: {missing:?})")) {
+        return;
+    }
+    let lab_dir = workspace_root().join("tests/lab");
+    let work = std::env::temp_dir().join(format!("edgeprobe-live-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    assert!(Command::new(lab_dir.join("lab.sh")).args(["up", "5", "20"]).status().unwrap().success());
+    let _lab = Lab(lab_dir.clone());
+
+    let mut servers = vec![
+        background(
+            netns(
+                "ep-srv",
+                &[
+                    "dnsmasq",
+                    "--keep-in-foreground",
+                    "--no-hosts",
+                    "--no-resolv",
+                    "--bind-interfaces",
+                    "--except-interface=lo",
+                    "--listen-address=198.51.100.10",
+                    "--local=/lab.example/",
+                    "--address=/ok.lab.example/198.51.100.10",
+                ],
+            ),
+            None,
+        ),
+        background(
+            netns("ep-srv", &["python3", lab_dir.join("http_server.py").to_str().unwrap(), "198.51.100.10", "80"]),
+            None,
+        ),
+    ];
+    let broker_conf = work.join("mosquitto.conf");
+    std::fs::write(&broker_conf, "listener 1883 127.0.0.1\nallow_anonymous true\n").unwrap();
+    servers.push(background(netns("ep-gw", &["mosquitto", "-c", broker_conf.to_str().unwrap()]), None));
+
+    let pcap = work.join("gw.pcap");
+    let mut tcpdump = background(
+        netns(
+            "ep-gw",
+            &["tcpdump", "-q", "-i", "g0", "-U", "--time-stamp-precision=nano", "-w", pcap.to_str().unwrap()],
+        ),
+        None,
+    );
+    let config = work.join("agent.toml");
+    std::fs::write(
+        &config,
+        "[agent]\nid = \"gw-live\"\n[capture]\ninterfaces = [\"g0\"]\n[measure]\nreport_interval_secs = 5\n\
+         [mqtt]\nurl = \"mqtt://127.0.0.1:1883\"\n",
+    )
+    .unwrap();
+    let events_path = work.join("events.jsonl");
+    let mut agent = background(
+        netns("ep-gw", &[edgeprobe_bin().to_str().unwrap(), "run", "--config", config.to_str().unwrap(), "--events"]),
+        Some(&events_path),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+
+    for i in 0..30 {
+        let name = if i % 3 == 0 { "missing.lab.example" } else { "ok.lab.example" };
+        let _ = netns("ep-cli", &["dig", "+tries=1", "+timeout=2", "@198.51.100.10", name]).output();
+    }
+    for _ in 0..20 {
+        let _ =
+            netns("ep-cli", &["curl", "-s", "-o", "/dev/null", "--max-time", "3", "http://198.51.100.10/"]).output();
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    interrupt(&mut agent);
+    interrupt(&mut tcpdump);
+    for s in servers.iter_mut() {
+        let _ = s.kill();
+        let _ = s.wait();
+    }
+
+    assert!(Command::new("python3").arg(lab_dir.join("answers.py")).arg(&pcap).arg(&work).status().unwrap().success());
+    let events: Vec<Value> =
+        std::fs::read_to_string(&events_path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let ts_us = |e: &Value| (e["ts"].as_f64().unwrap() * 1e6).round() as u64;
+
+    // DNS: each answered query in tshark's table against the agent's event at the same answer.
+    let dns = Table::load(&work.join("gw.pcap.dns.tsv")).expect("tshark found DNS");
+    let (mut dns_checked, mut dns_close, mut dns_exact) = (0, 0, 0);
+    for row in dns.rows.iter().filter(|r| !r["r_frame"].is_empty()) {
+        dns_checked += 1;
+        let expected = ms_to_us(&row["latency_ms"]).unwrap();
+        let answer_at = secs_to_ns(&row["q_time"]).unwrap() / 1000 + expected;
+        let found = events
+            .iter()
+            .filter(|e| e["kind"] == "dns" && e["query"] == row["qname"].as_str())
+            .min_by_key(|e| ts_us(e).abs_diff(answer_at));
+        if let Some(e) = found.filter(|e| ts_us(e).abs_diff(answer_at) <= 100) {
+            let diff = e["latency_us"].as_u64().unwrap().abs_diff(expected);
+            dns_close += usize::from(diff <= 100);
+            dns_exact += usize::from(diff == 0);
+        }
+    }
+    // TCP: each completed handshake against the agent's connect event.
+    let hs = Table::load(&work.join("gw.pcap.tcp_hs.tsv")).expect("tshark found TCP");
+    let (mut tcp_checked, mut tcp_close, mut tcp_exact) = (0, 0, 0);
+    for row in hs.rows.iter().filter(|r| !r["t_ack"].is_empty()) {
+        tcp_checked += 1;
+        let ack = secs_to_ns(&row["t_ack"]).unwrap().div_ceil(1000);
+        let found = events
+            .iter()
+            .filter(|e| e["kind"] == "tcp_connect" && e["client"].as_str().is_some_and(|c| c == row["client"]))
+            .find(|e| ts_us(e).abs_diff(ack) <= 100);
+        if let Some(e) = found {
+            let pairs = [
+                ("connect_us", "handshake_rtt_ms(first SYN->ACK)"),
+                ("synack_to_ack_us", "synack_to_ack_ms"),
+                ("rtt_us", "rtt_from_last_syn_ms"),
+            ];
+            let diffs: Vec<u64> = pairs
+                .iter()
+                .map(|(ours, theirs)| e[*ours].as_u64().unwrap().abs_diff(ms_to_us(&row[*theirs]).unwrap()))
+                .collect();
+            tcp_close += usize::from(diffs.iter().all(|d| *d <= 100));
+            tcp_exact += usize::from(diffs.iter().all(|d| *d == 0));
+        }
+    }
+    eprintln!(
+        "live: DNS {dns_close}/{dns_checked} within 100 µs of tshark ({dns_exact} exact); \
+         TCP connect {tcp_close}/{tcp_checked} within 100 µs ({tcp_exact} exact)"
+    );
+    assert!(dns_checked >= 25 && tcp_checked >= 15, "too little traffic seen: {dns_checked} DNS, {tcp_checked} TCP");
+    assert!(dns_close * 100 >= dns_checked * 95, "DNS agreement below 95%");
+    assert!(tcp_close * 100 >= tcp_checked * 95, "TCP agreement below 95%");
+}
