@@ -115,6 +115,9 @@ pub fn run(config: AgentConfig, print_events: bool, capabilities: Vec<String>) -
                 clock = Some((ts, Instant::now()));
                 let data = &frame.data[..frame.data.len().min(snaplen)];
                 probe.handle_frame(ts, LinkType::Ethernet, data, frame.wire_len);
+                // Drain per frame: a full ring holds a hundred thousand frames, and their
+                // events must not pile up (a SYN flood ends a flow with every packet).
+                drain(&mut probe, &runtime, &publisher, print_events.then_some(&mut out as &mut dyn Write));
             });
         }
         if let Some((ts, at)) = clock {

@@ -5,7 +5,7 @@
 use edgeprobe_tests::broker::{Broker, mosquitto};
 use edgeprobe_tests::{edgeprobe_bin, fixtures, prerequisite, workspace_root};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 fn run(cmd: &mut Command) {
     let out = cmd.output().expect("run");
@@ -118,28 +118,28 @@ fn an_agent_cannot_publish_under_another_agents_id() {
     std::fs::write(dir.join("broker-data/mosquitto.conf"), conf + "\nlog_dest none\n").unwrap();
     broker.restart();
 
-    // The broker opens its port a moment before its TLS context is ready: a subscriber that
-    // connected too early has exited; start it again.
-    let start_subscriber = || {
-        Command::new("timeout")
-            .args(["12", "mosquitto_sub", "-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1", "-v"])
+    // The collector's persistent session: subscribe once (-E exits when the broker has
+    // acknowledged it), then the broker queues what arrives until the collector comes back.
+    // The broker opens its port a moment before its TLS context is ready, so retry the first.
+    let subscriber = |extra: &[&str]| {
+        Command::new("mosquitto_sub")
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1", "-c", "-i", "acl-collector"])
             .args(["--cafile", &format!("{}/ca.crt", dir.display())])
             .args(["--cert", &format!("{}/collector-1.crt", dir.display())])
             .args(["--key", &format!("{}/collector-1.key", dir.display())])
             .args(["-t", "edgeprobe/v1/agents/+/report", "-F", "%t"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
+            .args(extra)
+            .output()
             .unwrap()
     };
-    let mut sub = start_subscriber();
-    for _ in 0..10 {
-        std::thread::sleep(std::time::Duration::from_millis(700));
-        match sub.try_wait().unwrap() {
-            Some(_) => sub = start_subscriber(),
-            None => break,
+    let subscribed = (0..20).any(|_| {
+        let ok = subscriber(&["-E"]).status.success();
+        if !ok {
+            std::thread::sleep(std::time::Duration::from_millis(300));
         }
-    }
+        ok
+    });
+    assert!(subscribed, "the collector could not subscribe");
     let capture = fixtures().join("lab_http.pcap");
     for (id, cert) in [("gw-a", "gw-a"), ("gw-b", "gw-a")] {
         let out = Command::new(edgeprobe_bin())
@@ -150,7 +150,7 @@ fn an_agent_cannot_publish_under_another_agents_id() {
             .unwrap();
         assert!(out.status.success(), "{id}: {}", String::from_utf8_lossy(&out.stderr));
     }
-    let topics = String::from_utf8(sub.wait_with_output().unwrap().stdout).unwrap();
+    let topics = String::from_utf8(subscriber(&["-W", "3"]).stdout).unwrap();
     let own = topics.lines().filter(|t| *t == "edgeprobe/v1/agents/gw-a/report").count();
     let forged = topics.lines().filter(|t| t.contains("/gw-b/")).count();
     assert!(own >= 1, "the agent's own reports must arrive: {topics:?}");

@@ -23,6 +23,9 @@ fn is_root() -> bool {
     Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.trim_ascii() == b"0")
 }
 
+/// The lab's namespaces have fixed names: one lab test at a time.
+static LAB: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 struct Lab(PathBuf);
 
 impl Drop for Lab {
@@ -56,6 +59,7 @@ fn live_latencies_match_tshark_on_the_same_interface() {
     if !prerequisite(is_root() && missing.is_empty(), &format!("root and the lab tools (missing: {missing:?})")) {
         return;
     }
+    let _one_lab = LAB.lock().unwrap_or_else(|e| e.into_inner());
     let lab_dir = workspace_root().join("tests/lab");
     let work = std::env::temp_dir().join(format!("edgeprobe-live-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
@@ -181,4 +185,99 @@ fn live_latencies_match_tshark_on_the_same_interface() {
     assert!(dns_checked >= 25 && tcp_checked >= 15, "too little traffic seen: {dns_checked} DNS, {tcp_checked} TCP");
     assert!(dns_close * 100 >= dns_checked * 95, "DNS agreement below 95%");
     assert!(tcp_close * 100 >= tcp_checked * 95, "TCP agreement below 95%");
+}
+
+/// VmRSS and VmHWM (peak) of a process, in KiB.
+fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// The agent's own process inside `ip netns exec`: the child of the `ip` process.
+fn agent_pid(wrapper: &Child) -> u32 {
+    for _ in 0..50 {
+        let children =
+            std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", wrapper.id())).unwrap_or_default();
+        if let Some(pid) = children.split_whitespace().next().and_then(|p| p.parse().ok()) {
+            return pid;
+        }
+        // `ip netns exec` may exec the command in place.
+        if std::fs::read_to_string(format!("/proc/{}/comm", wrapper.id())).is_ok_and(|c| c.trim() == "edgeprobe") {
+            return wrapper.id();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wrapper.id()
+}
+
+#[test]
+fn floods_cost_counters_not_memory() {
+    let missing: Vec<&str> = TOOLS.iter().copied().filter(|t| !have(t)).collect();
+    if !prerequisite(is_root() && missing.is_empty(), &format!("root and the lab tools (missing: {missing:?})")) {
+        return;
+    }
+    let _one_lab = LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let lab_dir = workspace_root().join("tests/lab");
+    let work = std::env::temp_dir().join(format!("edgeprobe-flood-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    assert!(Command::new(lab_dir.join("lab.sh")).args(["up", "0", "0"]).status().unwrap().success());
+    let _lab = Lab(lab_dir.clone());
+
+    // Small tables, so the floods overrun them many times over.
+    let config = work.join("agent.toml");
+    std::fs::write(
+        &config,
+        "[agent]\nid = \"gw-flood\"\n[capture]\ninterfaces = [\"g0\"]\n\
+         [measure]\nflow_capacity = 2048\ndns_capacity = 512\nsample_capacity = 8192\nreport_interval_secs = 5\n\
+         [mqtt]\nurl = \"mqtt://127.0.0.1:9\"\n",
+    )
+    .unwrap();
+    let mut agent = background(
+        netns("ep-gw", &[edgeprobe_bin().to_str().unwrap(), "run", "--config", config.to_str().unwrap()]),
+        None,
+    );
+    let pid = agent_pid(&agent);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (idle, _) = memory_kib(pid);
+    let flood = |mode: &str, count: &str| {
+        let out =
+            netns("ep-cli", &["python3", lab_dir.join("flood.py").to_str().unwrap(), mode, "198.51.100.10", count])
+                .output()
+                .unwrap();
+        assert!(out.status.success(), "flood.py {mode}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    // Each flood three times: the first fills the tables and the kernel's ring pages; after that
+    // memory must not follow the traffic.
+    let mut peaks = Vec::new();
+    for mode in ["syn", "syn", "syn", "dns", "dns", "dns"] {
+        flood(mode, "50000");
+        std::thread::sleep(Duration::from_millis(500));
+        peaks.push(memory_kib(pid).1);
+    }
+    let (rss, peak) = memory_kib(pid);
+    interrupt(&mut agent);
+
+    // The bound the configuration sets: the packet ring (8 MiB), the spool (4 MiB by default,
+    // filling since this broker does not exist), the flow, DNS and sample tables at their
+    // budgets, and 2 MiB of fixed working memory (histogram encoding, allocator).
+    let bound_kib = 8 * 1024 + 4 * 1024 + (2048 * 256 + 512 * 512 + 8192 * 12) / 1024 + 2 * 1024;
+    eprintln!(
+        "flood: idle {idle} KiB; peak after each 50k-SYN flood {:?} KiB, after each 50k-query DNS flood {:?} KiB; \
+         end {rss} KiB; growth {} KiB against a configured bound of {bound_kib} KiB",
+        &peaks[..3],
+        &peaks[3..],
+        peak.saturating_sub(idle)
+    );
+    assert!(peaks[2].saturating_sub(peaks[1]) < 1024, "another SYN flood grew memory");
+    assert!(peaks[5].saturating_sub(peaks[4]) < 1024, "another DNS flood grew memory");
+    assert!(idle > 0, "could not read the agent's memory");
+    assert!(peak.saturating_sub(idle) <= bound_kib, "memory grew past the configured bound");
 }

@@ -173,6 +173,12 @@ impl Ring {
         if map == libc::MAP_FAILED {
             return last_error();
         }
+        // Fault every page in now, so the ring's memory is resident from the start instead of
+        // growing with the first traffic bursts: memory is fixed at start-up.
+        for page in (0..map_len).step_by(4096) {
+            // SAFETY: `page < map_len`, inside the mapping just made.
+            unsafe { std::ptr::read_volatile(map.cast::<u8>().add(page)) };
+        }
         let ring = Ring {
             fd,
             map: map.cast(),
