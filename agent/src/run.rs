@@ -133,7 +133,11 @@ pub fn run(config: AgentConfig, print_events: bool, capabilities: Vec<String>) -
         }
         drain(&mut probe, &runtime, &publisher, print_events.then_some(&mut out as &mut dyn Write));
     }
-    eprintln!("edgeprobe: stopping");
+    let c = probe.counters();
+    eprintln!(
+        "edgeprobe: stopped: {} packets, {} kernel drops, {} flow evictions",
+        c.packets, c.kernel_drops, c.flow_evictions
+    );
     let now = clock.map_or(Timestamp::ZERO, |(ts, at)| ts.add_nanos(at.elapsed().as_nanos() as u64));
     probe.finish(now);
     drain(&mut probe, &runtime, &publisher, print_events.then_some(&mut out as &mut dyn Write));
