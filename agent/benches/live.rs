@@ -69,7 +69,7 @@ fn number_before(text: &str, marker: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn replay(capture: &PathBuf, rate: u32) {
+fn replay(capture: &std::path::Path, rate: u32) {
     let _ = netns(&["tcpreplay", "-q", "-i", "epa", &format!("--pps={rate}"), capture.to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
