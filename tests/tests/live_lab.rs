@@ -281,3 +281,87 @@ fn floods_cost_counters_not_memory() {
     assert!(idle > 0, "could not read the agent's memory");
     assert!(peak.saturating_sub(idle) <= bound_kib, "memory grew past the configured bound");
 }
+
+#[test]
+fn a_vanishing_interface_is_waited_for_not_fatal() {
+    let missing: Vec<&str> = ["ip", "dnsmasq", "dig"].into_iter().filter(|t| !have(t)).collect();
+    if !prerequisite(is_root() && missing.is_empty(), &format!("root, ip, dnsmasq and dig (missing: {missing:?})")) {
+        return;
+    }
+    let _one_lab = LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let sh = |cmd: &str| Command::new("sh").args(["-c", cmd]).status().unwrap().success();
+    let down = || sh("ip netns del epv-a 2>/dev/null; ip netns del epv-b 2>/dev/null; true");
+    down();
+    assert!(sh("ip netns add epv-a && ip netns add epv-b && ip -n epv-a link set lo up && ip -n epv-b link set lo up"));
+    struct Down<F: Fn() -> bool>(F);
+    impl<F: Fn() -> bool> Drop for Down<F> {
+        fn drop(&mut self) {
+            (self.0)();
+        }
+    }
+    let _down = Down(down);
+    let link_up = || {
+        sh("ip link add va netns epv-a type veth peer name vb netns epv-b && \
+            ip -n epv-a addr add 192.0.2.1/24 dev va && ip -n epv-b addr add 192.0.2.2/24 dev vb && \
+            ip -n epv-a link set va up && ip -n epv-b link set vb up")
+    };
+    let dnsmasq = || {
+        Command::new("ip")
+            .args(["netns", "exec", "epv-b", "dnsmasq", "--keep-in-foreground", "--no-hosts", "--no-resolv"])
+            .args(["--listen-address=192.0.2.2", "--bind-dynamic", "--address=/ok.lab.example/192.0.2.2"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let query = || {
+        for _ in 0..3 {
+            let _ = netns("epv-a", &["dig", "+tries=1", "+timeout=1", "@192.0.2.2", "ok.lab.example"]).output();
+        }
+    };
+    let work = std::env::temp_dir().join(format!("edgeprobe-vanish-{}", std::process::id()));
+    std::fs::create_dir_all(&work).unwrap();
+    let config = work.join("agent.toml");
+    std::fs::write(
+        &config,
+        "[agent]\nid = \"gw-vanish\"\n[capture]\ninterfaces = [\"va\"]\n[mqtt]\nurl = \"mqtt://127.0.0.1:9\"\n",
+    )
+    .unwrap();
+    // The agent starts before its interface exists.
+    let mut agent =
+        netns("epv-a", &[edgeprobe_bin().to_str().unwrap(), "run", "--config", config.to_str().unwrap(), "--events"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(link_up());
+    let mut server = dnsmasq();
+    std::thread::sleep(Duration::from_millis(3000));
+    query();
+    // The interface goes away and comes back.
+    assert!(sh("ip -n epv-a link del va"));
+    let _ = server.kill();
+    let _ = server.wait();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(agent.try_wait().unwrap().is_none(), "the agent must not exit when its interface goes");
+    assert!(link_up());
+    let mut server = dnsmasq();
+    std::thread::sleep(Duration::from_millis(3000));
+    query();
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = Command::new("kill").args(["-INT", &agent.id().to_string()]).status();
+    let out = agent.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let answered = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("\"kind\":\"dns\"") && l.contains("NOERROR"))
+        .count();
+    eprintln!("vanish: {answered} DNS answers measured across the outage\n{stderr}");
+    assert!(stderr.contains("cannot capture on va"), "the missing interface is reported: {stderr}");
+    assert!(stderr.contains("went away") && stderr.contains("is back"), "{stderr}");
+    // Three queries per phase; more than three answers means both phases were measured.
+    assert!(answered >= 4, "queries before and after the interface came back are measured");
+}
