@@ -6,6 +6,8 @@
 //! timestamp by the monotonic clock, so a wall-clock step on a gateway without an RTC (NTP
 //! arriving after boot) moves no timer and no latency.
 
+use crate::capture::live::Backend;
+use crate::capture::portable::PortableCapture;
 use crate::capture::ring::{Ring, RingConfig, parse_bpf, wait};
 use crate::config::AgentConfig;
 use crate::publish::mqtt::{Identity, Publisher};
@@ -66,9 +68,84 @@ pub fn run(config: AgentConfig, print_events: bool, capabilities: Vec<String>) -
     eprintln!("edgeprobe: boot {boot_id}, capturing on {}", config.capture.interfaces.join(", "));
 
     let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    // The packet clock: the last packet's kernel timestamp, and when we saw it.
-    let mut clock: Option<(Timestamp, Instant)> = None;
+    let mut m = Measure {
+        probe,
+        clock: None,
+        runtime: &runtime,
+        publisher: &publisher,
+        out: print_events.then(|| std::io::BufWriter::new(stdout)),
+        snaplen,
+    };
+    match config.capture.backend {
+        Backend::Ring => ring_loop(&mut m, &mut interfaces, &ring_config, &stop),
+        Backend::Pnet => {
+            let capture = PortableCapture::start(&config.capture.interfaces, stop.clone());
+            while !stop.load(Ordering::SeqCst) {
+                if let Some(frame) = capture.next(Duration::from_millis(POLL_MS as u64)) {
+                    m.frame(frame.ts_nanos, &frame.data, frame.data.len() as u32);
+                }
+                m.probe.add_kernel_drops(capture.take_dropped());
+                m.tick();
+            }
+        }
+    }
+    let mut probe = m.probe;
+    let clock = m.clock;
+    let mut out = m.out;
+    let c = probe.counters();
+    eprintln!(
+        "edgeprobe: stopped: {} packets, {} kernel drops, {} flow evictions",
+        c.packets, c.kernel_drops, c.flow_evictions
+    );
+    let now = clock.map_or(Timestamp::ZERO, |(ts, at)| ts.add_nanos(at.elapsed().as_nanos() as u64));
+    probe.finish(now);
+    drain(&mut probe, &runtime, &publisher, out.as_mut().map(|w| w as &mut dyn Write));
+    let left = runtime.block_on(publisher.shutdown(Duration::from_secs(10)));
+    if left > 0 {
+        eprintln!("edgeprobe: {left} reports wait in the spool for the broker");
+    }
+    if let Some(w) = out.as_mut() {
+        w.flush().context("stdout")?;
+    }
+    Ok(())
+}
+
+/// The measuring side of the capture loop: the core, its packet clock, and where output goes.
+struct Measure<'a> {
+    probe: Probe,
+    /// The last packet's kernel timestamp, and when we saw it.
+    clock: Option<(Timestamp, Instant)>,
+    runtime: &'a tokio::runtime::Runtime,
+    publisher: &'a Publisher,
+    out: Option<std::io::BufWriter<std::io::Stdout>>,
+    snaplen: usize,
+}
+
+impl Measure<'_> {
+    fn frame(&mut self, ts_nanos: u64, data: &[u8], wire_len: u32) {
+        let ts = Timestamp(ts_nanos);
+        self.clock = Some((ts, Instant::now()));
+        let data = &data[..data.len().min(self.snaplen)];
+        self.probe.handle_frame(ts, LinkType::Ethernet, data, wire_len);
+        // Drain per frame: a full ring holds a hundred thousand frames, and their events must
+        // not pile up (a SYN flood ends a flow with every packet).
+        self.drain();
+    }
+
+    /// Timers between packets: from the last packet's timestamp by the monotonic clock.
+    fn tick(&mut self) {
+        if let Some((ts, at)) = self.clock {
+            self.probe.handle_timeout(ts.add_nanos(at.elapsed().as_nanos() as u64));
+        }
+        self.drain();
+    }
+
+    fn drain(&mut self) {
+        drain(&mut self.probe, self.runtime, self.publisher, self.out.as_mut().map(|w| w as &mut dyn Write));
+    }
+}
+
+fn ring_loop(m: &mut Measure<'_>, interfaces: &mut [Interface], ring_config: &RingConfig, stop: &AtomicBool) {
     let mut last_stats = Instant::now();
     while !stop.load(Ordering::SeqCst) {
         for iface in interfaces.iter_mut().filter(|i| i.ring.is_none()) {
@@ -76,7 +153,7 @@ pub fn run(config: AgentConfig, print_events: bool, capabilities: Vec<String>) -
                 continue;
             }
             iface.last_attempt = Some(Instant::now());
-            match Ring::open(&iface.name, &ring_config) {
+            match Ring::open(&iface.name, ring_config) {
                 Ok(ring) => {
                     if iface.said_missing {
                         eprintln!("edgeprobe: interface {} is back", iface.name);
@@ -110,43 +187,18 @@ pub fn run(config: AgentConfig, print_events: bool, capabilities: Vec<String>) -
                 iface.said_missing = true;
                 continue;
             }
-            ring.read(|frame| {
-                let ts = Timestamp(frame.ts_nanos);
-                clock = Some((ts, Instant::now()));
-                let data = &frame.data[..frame.data.len().min(snaplen)];
-                probe.handle_frame(ts, LinkType::Ethernet, data, frame.wire_len);
-                // Drain per frame: a full ring holds a hundred thousand frames, and their
-                // events must not pile up (a SYN flood ends a flow with every packet).
-                drain(&mut probe, &runtime, &publisher, print_events.then_some(&mut out as &mut dyn Write));
-            });
-        }
-        if let Some((ts, at)) = clock {
-            probe.handle_timeout(ts.add_nanos(at.elapsed().as_nanos() as u64));
+            ring.read(|frame| m.frame(frame.ts_nanos, frame.data, frame.wire_len));
         }
         if last_stats.elapsed() >= Duration::from_secs(1) {
             last_stats = Instant::now();
             for ring in interfaces.iter().filter_map(|i| i.ring.as_ref()) {
                 if let Ok((_, drops)) = ring.statistics() {
-                    probe.add_kernel_drops(drops);
+                    m.probe.add_kernel_drops(drops);
                 }
             }
         }
-        drain(&mut probe, &runtime, &publisher, print_events.then_some(&mut out as &mut dyn Write));
+        m.tick();
     }
-    let c = probe.counters();
-    eprintln!(
-        "edgeprobe: stopped: {} packets, {} kernel drops, {} flow evictions",
-        c.packets, c.kernel_drops, c.flow_evictions
-    );
-    let now = clock.map_or(Timestamp::ZERO, |(ts, at)| ts.add_nanos(at.elapsed().as_nanos() as u64));
-    probe.finish(now);
-    drain(&mut probe, &runtime, &publisher, print_events.then_some(&mut out as &mut dyn Write));
-    let left = runtime.block_on(publisher.shutdown(Duration::from_secs(10)));
-    if left > 0 {
-        eprintln!("edgeprobe: {left} reports wait in the spool for the broker");
-    }
-    out.flush().context("stdout")?;
-    Ok(())
 }
 
 fn drain(probe: &mut Probe, runtime: &tokio::runtime::Runtime, publisher: &Publisher, mut out: Option<&mut dyn Write>) {

@@ -2,9 +2,22 @@
 
 use serde::Deserialize;
 
+/// How frames are read from the kernel.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// A memory-mapped AF_PACKET ring with kernel timestamps (Linux).
+    #[default]
+    Ring,
+    /// pnet's datalink channel: portable, but timestamps are taken when the agent reads the
+    /// frame, so they carry scheduling jitter; no BPF filter, no kernel drop counts.
+    Pnet,
+}
+
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct CaptureConfig {
+    pub backend: Backend,
     /// Interfaces to capture on, e.g. the LAN bridge of a home gateway.
     pub interfaces: Vec<String>,
     /// Bytes of each frame handed to the analyzers; the rest is counted, not read.
@@ -19,7 +32,14 @@ pub struct CaptureConfig {
 
 impl Default for CaptureConfig {
     fn default() -> Self {
-        CaptureConfig { interfaces: Vec::new(), snaplen: 65_535, bpf: None, ring_block_kib: 1024, ring_blocks: 8 }
+        CaptureConfig {
+            backend: Backend::Ring,
+            interfaces: Vec::new(),
+            snaplen: 65_535,
+            bpf: None,
+            ring_block_kib: 1024,
+            ring_blocks: 8,
+        }
     }
 }
 
