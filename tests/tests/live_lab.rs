@@ -10,7 +10,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-const TOOLS: [&str; 9] = ["ip", "dnsmasq", "dig", "curl", "tcpdump", "tshark", "python3", "ping", "mosquitto"];
+const TOOLS: [&str; 10] =
+    ["ip", "dnsmasq", "dig", "curl", "tcpdump", "tshark", "python3", "ping", "mosquitto", "setpriv"];
+
+/// The agent as a field engineer installs it: not root, only CAP_NET_RAW and CAP_NET_ADMIN.
+const UNPRIVILEGED: [&str; 6] = [
+    "setpriv",
+    "--reuid=65534",
+    "--regid=65534",
+    "--clear-groups",
+    "--inh-caps=-all,+net_raw,+net_admin",
+    "--ambient-caps=-all,+net_raw,+net_admin",
+];
 
 fn have(tool: &str) -> bool {
     Command::new("sh")
@@ -110,10 +121,10 @@ fn live_latencies_match_tshark_on_the_same_interface() {
     )
     .unwrap();
     let events_path = work.join("events.jsonl");
-    let mut agent = background(
-        netns("ep-gw", &[edgeprobe_bin().to_str().unwrap(), "run", "--config", config.to_str().unwrap(), "--events"]),
-        Some(&events_path),
-    );
+    let bin = edgeprobe_bin();
+    let mut args: Vec<&str> = UNPRIVILEGED.to_vec();
+    args.extend([bin.to_str().unwrap(), "run", "--config", config.to_str().unwrap(), "--events"]);
+    let mut agent = background(netns("ep-gw", &args), Some(&events_path));
     std::thread::sleep(Duration::from_millis(1500));
 
     for i in 0..30 {
