@@ -376,3 +376,141 @@ fn a_vanishing_interface_is_waited_for_not_fatal() {
     // Three queries per phase; more than three answers means both phases were measured.
     assert!(answered >= 4, "queries before and after the interface came back are measured");
 }
+
+#[test]
+fn a_running_agent_loses_no_report_to_a_broker_outage_or_a_crash() {
+    let missing: Vec<&str> =
+        ["ip", "dnsmasq", "dig", "mosquitto", "mosquitto_sub"].into_iter().filter(|t| !have(t)).collect();
+    if !prerequisite(is_root() && missing.is_empty(), &format!("root and the lab tools (missing: {missing:?})")) {
+        return;
+    }
+    let _one_lab = LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let lab_dir = workspace_root().join("tests/lab");
+    let work = std::env::temp_dir().join(format!("edgeprobe-outage-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(work.join("broker")).unwrap();
+    std::fs::create_dir_all(work.join("spool")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for d in ["broker", "spool"] {
+        std::fs::set_permissions(work.join(d), std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    assert!(Command::new(lab_dir.join("lab.sh")).args(["up", "0", "0"]).status().unwrap().success());
+    let _lab = Lab(lab_dir.clone());
+    let mut dns = background(
+        netns(
+            "ep-srv",
+            &[
+                "dnsmasq",
+                "--keep-in-foreground",
+                "--no-hosts",
+                "--no-resolv",
+                "--bind-interfaces",
+                "--except-interface=lo",
+                "--listen-address=198.51.100.10",
+                "--address=/ok.lab.example/198.51.100.10",
+            ],
+        ),
+        None,
+    );
+    let broker_conf = work.join("broker/mosquitto.conf");
+    std::fs::write(
+        &broker_conf,
+        format!(
+            "listener 1883 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n",
+            work.join("broker").display()
+        ),
+    )
+    .unwrap();
+    let start_broker = || background(netns("ep-gw", &["mosquitto", "-c", broker_conf.to_str().unwrap()]), None);
+    let mut broker = start_broker();
+    std::thread::sleep(Duration::from_millis(500));
+    let subscriber = |extra: &[&str]| {
+        netns(
+            "ep-gw",
+            &[
+                "mosquitto_sub",
+                "-h",
+                "127.0.0.1",
+                "-q",
+                "1",
+                "-c",
+                "-i",
+                "outage-collector",
+                "-t",
+                "edgeprobe/v1/agents/+/report",
+            ],
+        )
+        .args(extra)
+        .output()
+        .unwrap()
+    };
+    assert!(subscriber(&["-E"]).status.success(), "the collector subscribes");
+
+    let config = work.join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[agent]\nid = \"gw-outage\"\n[capture]\ninterfaces = [\"g0\"]\n[measure]\nreport_interval_secs = 1\n\
+             [mqtt]\nurl = \"mqtt://127.0.0.1:1883\"\nencoding = \"json\"\nspool_dir = \"{}\"\nspool_flush_secs = 0\n",
+            work.join("spool").display()
+        ),
+    )
+    .unwrap();
+    let bin = edgeprobe_bin();
+    let agent = || {
+        let mut args: Vec<&str> = UNPRIVILEGED.to_vec();
+        args.extend([bin.to_str().unwrap(), "run", "--config", config.to_str().unwrap()]);
+        background(netns("ep-gw", &args), None)
+    };
+    // Traffic in every window, from a thread, for the whole test.
+    let traffic_on = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let on = traffic_on.clone();
+    let traffic = std::thread::spawn(move || {
+        while on.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = netns("ep-cli", &["dig", "+tries=1", "+timeout=1", "@198.51.100.10", "ok.lab.example"]).output();
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    });
+
+    let mut first = agent();
+    std::thread::sleep(Duration::from_secs(3));
+    interrupt(&mut broker); // the broker goes away for several report intervals
+    std::thread::sleep(Duration::from_secs(4));
+    broker = start_broker();
+    std::thread::sleep(Duration::from_secs(2));
+    // A crash while reports are unsent: kill -9 the agent (the process behind `ip netns exec`).
+    let pid = agent_pid(&first);
+    let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+    let _ = first.wait();
+    let mut second = agent();
+    std::thread::sleep(Duration::from_secs(4));
+    traffic_on.store(false, std::sync::atomic::Ordering::Relaxed);
+    traffic.join().unwrap();
+    interrupt(&mut second);
+    std::thread::sleep(Duration::from_millis(500));
+
+    let received = String::from_utf8(subscriber(&["-W", "3"]).stdout).unwrap();
+    interrupt(&mut broker);
+    let _ = dns.kill();
+    let _ = dns.wait();
+    let mut by_boot: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+    for line in received.lines() {
+        let r: Value = serde_json::from_str(line).expect("a JSON report");
+        by_boot.entry(r["boot_id"].as_str().unwrap().to_string()).or_default().push(r["seq"].as_u64().unwrap());
+    }
+    eprintln!(
+        "outage: {}",
+        by_boot
+            .iter()
+            .map(|(b, s)| format!("boot {}: {} reports, seq {:?}", &b[..8], s.len(), s))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    assert_eq!(by_boot.len(), 2, "both boots reported");
+    for (boot, mut seqs) in by_boot {
+        seqs.sort_unstable();
+        let expected: Vec<u64> = (0..seqs.len() as u64).collect();
+        assert_eq!(seqs, expected, "boot {boot}: every seq from 0, each exactly once");
+        assert!(seqs.len() >= 3, "boot {boot} reported across the test");
+    }
+}

@@ -136,6 +136,10 @@ impl Spool {
         self.bytes += payload.len();
         self.entries.push_back(Entry { id, carried, payload, queued: Instant::now(), on_disk: false });
         self.enforce_bound();
+        if self.flush_after.is_zero() {
+            // Configured to write at once: a crash then loses nothing already reported.
+            self.flush(false);
+        }
     }
 
     /// The broker acknowledged this report.
