@@ -45,6 +45,35 @@ impl Drop for Lab {
     }
 }
 
+/// What a lab test holds while it runs: the one-lab lock, the lab (torn down on drop) and a
+/// fresh work directory.
+struct Setup {
+    // Fields drop in order: the lab comes down before the lock lets the next test in.
+    _lab: Option<Lab>,
+    _lock: std::sync::MutexGuard<'static, ()>,
+    dir: PathBuf,
+    work: PathBuf,
+}
+
+/// Checks root and `tools` (skipping, or failing in CI, without them), takes the lab lock, makes
+/// a work directory, and brings the lab up with `delays` (home, network ms) when given.
+fn setup(name: &str, tools: &[&str], delays: Option<(&str, &str)>) -> Option<Setup> {
+    let missing: Vec<&str> = tools.iter().copied().filter(|t| !have(t)).collect();
+    if !prerequisite(is_root() && missing.is_empty(), &format!("root and the lab tools (missing: {missing:?})")) {
+        return None;
+    }
+    let lock = LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = workspace_root().join("tests/lab");
+    let work = std::env::temp_dir().join(format!("edgeprobe-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    let lab = delays.map(|(home, net)| {
+        assert!(Command::new(dir.join("lab.sh")).args(["up", home, net]).status().unwrap().success());
+        Lab(dir.clone())
+    });
+    Some(Setup { _lab: lab, _lock: lock, dir, work })
+}
+
 fn netns(ns: &str, args: &[&str]) -> Command {
     let mut c = Command::new("ip");
     c.args(["netns", "exec", ns]).args(args);
@@ -66,17 +95,8 @@ fn interrupt(child: &mut Child) {
 
 #[test]
 fn live_latencies_match_tshark_on_the_same_interface() {
-    let missing: Vec<&str> = TOOLS.iter().copied().filter(|t| !have(t)).collect();
-    if !prerequisite(is_root() && missing.is_empty(), &format!("root and the lab tools (missing: {missing:?})")) {
-        return;
-    }
-    let _one_lab = LAB.lock().unwrap_or_else(|e| e.into_inner());
-    let lab_dir = workspace_root().join("tests/lab");
-    let work = std::env::temp_dir().join(format!("edgeprobe-live-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).unwrap();
-    assert!(Command::new(lab_dir.join("lab.sh")).args(["up", "5", "20"]).status().unwrap().success());
-    let _lab = Lab(lab_dir.clone());
+    let Some(setup) = setup("live", &TOOLS, Some(("5", "20"))) else { return };
+    let (lab_dir, work) = (&setup.dir, &setup.work);
 
     let mut servers = vec![
         background(
@@ -143,7 +163,7 @@ fn live_latencies_match_tshark_on_the_same_interface() {
         let _ = s.wait();
     }
 
-    assert!(Command::new("python3").arg(lab_dir.join("answers.py")).arg(&pcap).arg(&work).status().unwrap().success());
+    assert!(Command::new("python3").arg(lab_dir.join("answers.py")).arg(&pcap).arg(work).status().unwrap().success());
     let events: Vec<Value> =
         std::fs::read_to_string(&events_path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let ts_us = |e: &Value| (e["ts"].as_f64().unwrap() * 1e6).round() as u64;
@@ -230,17 +250,8 @@ fn agent_pid(wrapper: &Child) -> u32 {
 
 #[test]
 fn floods_cost_counters_not_memory() {
-    let missing: Vec<&str> = TOOLS.iter().copied().filter(|t| !have(t)).collect();
-    if !prerequisite(is_root() && missing.is_empty(), &format!("root and the lab tools (missing: {missing:?})")) {
-        return;
-    }
-    let _one_lab = LAB.lock().unwrap_or_else(|e| e.into_inner());
-    let lab_dir = workspace_root().join("tests/lab");
-    let work = std::env::temp_dir().join(format!("edgeprobe-flood-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).unwrap();
-    assert!(Command::new(lab_dir.join("lab.sh")).args(["up", "0", "0"]).status().unwrap().success());
-    let _lab = Lab(lab_dir.clone());
+    let Some(setup) = setup("flood", &TOOLS, Some(("0", "0"))) else { return };
+    let (lab_dir, work) = (&setup.dir, &setup.work);
 
     // Small tables, so the floods overrun them many times over.
     let config = work.join("agent.toml");
@@ -295,11 +306,8 @@ fn floods_cost_counters_not_memory() {
 
 #[test]
 fn a_vanishing_interface_is_waited_for_not_fatal() {
-    let missing: Vec<&str> = ["ip", "dnsmasq", "dig"].into_iter().filter(|t| !have(t)).collect();
-    if !prerequisite(is_root() && missing.is_empty(), &format!("root, ip, dnsmasq and dig (missing: {missing:?})")) {
-        return;
-    }
-    let _one_lab = LAB.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(setup) = setup("vanish", &["ip", "dnsmasq", "dig", "setpriv"], None) else { return };
+    let work = &setup.work;
     let sh = |cmd: &str| Command::new("sh").args(["-c", cmd]).status().unwrap().success();
     let down = || sh("ip netns del epv-a 2>/dev/null; ip netns del epv-b 2>/dev/null; true");
     down();
@@ -330,8 +338,6 @@ fn a_vanishing_interface_is_waited_for_not_fatal() {
             let _ = netns("epv-a", &["dig", "+tries=1", "+timeout=1", "@192.0.2.2", "ok.lab.example"]).output();
         }
     };
-    let work = std::env::temp_dir().join(format!("edgeprobe-vanish-{}", std::process::id()));
-    std::fs::create_dir_all(&work).unwrap();
     let config = work.join("agent.toml");
     std::fs::write(
         &config,
@@ -379,23 +385,15 @@ fn a_vanishing_interface_is_waited_for_not_fatal() {
 
 #[test]
 fn a_running_agent_loses_no_report_to_a_broker_outage_or_a_crash() {
-    let missing: Vec<&str> =
-        ["ip", "dnsmasq", "dig", "mosquitto", "mosquitto_sub"].into_iter().filter(|t| !have(t)).collect();
-    if !prerequisite(is_root() && missing.is_empty(), &format!("root and the lab tools (missing: {missing:?})")) {
-        return;
-    }
-    let _one_lab = LAB.lock().unwrap_or_else(|e| e.into_inner());
-    let lab_dir = workspace_root().join("tests/lab");
-    let work = std::env::temp_dir().join(format!("edgeprobe-outage-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
+    let tools = ["ip", "dnsmasq", "dig", "mosquitto", "mosquitto_sub", "python3", "ping", "setpriv"];
+    let Some(setup) = setup("outage", &tools, Some(("0", "0"))) else { return };
+    let work = &setup.work;
     std::fs::create_dir_all(work.join("broker")).unwrap();
     std::fs::create_dir_all(work.join("spool")).unwrap();
     use std::os::unix::fs::PermissionsExt;
     for d in ["broker", "spool"] {
         std::fs::set_permissions(work.join(d), std::fs::Permissions::from_mode(0o777)).unwrap();
     }
-    assert!(Command::new(lab_dir.join("lab.sh")).args(["up", "0", "0"]).status().unwrap().success());
-    let _lab = Lab(lab_dir.clone());
     let mut dns = background(
         netns(
             "ep-srv",
@@ -444,7 +442,14 @@ fn a_running_agent_loses_no_report_to_a_broker_outage_or_a_crash() {
         .output()
         .unwrap()
     };
-    assert!(subscriber(&["-E"]).status.success(), "the collector subscribes");
+    let subscribed = (0..25).any(|_| {
+        let ok = subscriber(&["-E"]).status.success();
+        if !ok {
+            std::thread::sleep(Duration::from_millis(200)); // the broker is still starting
+        }
+        ok
+    });
+    assert!(subscribed, "the collector subscribes");
 
     let config = work.join("agent.toml");
     std::fs::write(
