@@ -519,3 +519,58 @@ fn a_running_agent_loses_no_report_to_a_broker_outage_or_a_crash() {
         assert!(seqs.len() >= 3, "boot {boot} reported across the test");
     }
 }
+
+#[test]
+fn a_bpf_filter_keeps_unwanted_packets_in_the_kernel() {
+    let tools = ["ip", "dnsmasq", "dig", "curl", "tcpdump", "python3", "ping", "setpriv"];
+    let Some(setup) = setup("bpf", &tools, Some(("0", "0"))) else { return };
+    let work = &setup.work;
+    let mut dns = background(
+        netns(
+            "ep-srv",
+            &[
+                "dnsmasq",
+                "--keep-in-foreground",
+                "--no-hosts",
+                "--no-resolv",
+                "--bind-interfaces",
+                "--except-interface=lo",
+                "--listen-address=198.51.100.10",
+                "--address=/ok.lab.example/198.51.100.10",
+            ],
+        ),
+        None,
+    );
+    // The filter as tcpdump compiles it: DNS only.
+    let bpf = netns("ep-gw", &["tcpdump", "-ddd", "-i", "g0", "udp port 53"]).output().unwrap();
+    assert!(bpf.status.success());
+    let config = work.join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[agent]\nid = \"gw-bpf\"\n[capture]\ninterfaces = [\"g0\"]\nbpf = \"\"\"\n{}\"\"\"\n[mqtt]\nurl = \"mqtt://127.0.0.1:9\"\n",
+            String::from_utf8(bpf.stdout).unwrap()
+        ),
+    )
+    .unwrap();
+    let events_path = work.join("events.jsonl");
+    let bin = edgeprobe_bin();
+    let mut args: Vec<&str> = UNPRIVILEGED.to_vec();
+    args.extend([bin.to_str().unwrap(), "run", "--config", config.to_str().unwrap(), "--events"]);
+    let mut agent = background(netns("ep-gw", &args), Some(&events_path));
+    std::thread::sleep(Duration::from_millis(1000));
+    for _ in 0..3 {
+        let _ = netns("ep-cli", &["dig", "+tries=1", "+timeout=1", "@198.51.100.10", "ok.lab.example"]).output();
+        let _ =
+            netns("ep-cli", &["curl", "-s", "-o", "/dev/null", "--max-time", "1", "http://198.51.100.10:81/"]).output();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    interrupt(&mut agent);
+    let _ = dns.kill();
+    let _ = dns.wait();
+    let events = std::fs::read_to_string(&events_path).unwrap();
+    let count = |kind: &str| events.lines().filter(|l| l.contains(&format!("\"kind\":\"{kind}\""))).count();
+    eprintln!("bpf: {} dns events, {} tcp_connect events", count("dns"), count("tcp_connect"));
+    assert_eq!(count("dns"), 3, "DNS passes the filter");
+    assert_eq!(count("tcp_connect"), 0, "TCP never reaches the agent");
+}
