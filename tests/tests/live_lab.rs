@@ -74,6 +74,22 @@ fn setup(name: &str, tools: &[&str], delays: Option<(&str, &str)>) -> Option<Set
     Some(Setup { _lab: lab, _lock: lock, dir, work })
 }
 
+/// dnsmasq on the lab server, answering ok.lab.example.
+fn lab_dnsmasq() -> Child {
+    let args = [
+        "dnsmasq",
+        "--keep-in-foreground",
+        "--no-hosts",
+        "--no-resolv",
+        "--bind-interfaces",
+        "--except-interface=lo",
+        "--listen-address=198.51.100.10",
+        "--local=/lab.example/",
+        "--address=/ok.lab.example/198.51.100.10",
+    ];
+    background(netns("ep-srv", &args), None)
+}
+
 fn netns(ns: &str, args: &[&str]) -> Command {
     let mut c = Command::new("ip");
     c.args(["netns", "exec", ns]).args(args);
@@ -99,23 +115,7 @@ fn live_latencies_match_tshark_on_the_same_interface() {
     let (lab_dir, work) = (&setup.dir, &setup.work);
 
     let mut servers = vec![
-        background(
-            netns(
-                "ep-srv",
-                &[
-                    "dnsmasq",
-                    "--keep-in-foreground",
-                    "--no-hosts",
-                    "--no-resolv",
-                    "--bind-interfaces",
-                    "--except-interface=lo",
-                    "--listen-address=198.51.100.10",
-                    "--local=/lab.example/",
-                    "--address=/ok.lab.example/198.51.100.10",
-                ],
-            ),
-            None,
-        ),
+        lab_dnsmasq(),
         background(
             netns("ep-srv", &["python3", lab_dir.join("http_server.py").to_str().unwrap(), "198.51.100.10", "80"]),
             None,
@@ -394,22 +394,7 @@ fn a_running_agent_loses_no_report_to_a_broker_outage_or_a_crash() {
     for d in ["broker", "spool"] {
         std::fs::set_permissions(work.join(d), std::fs::Permissions::from_mode(0o777)).unwrap();
     }
-    let mut dns = background(
-        netns(
-            "ep-srv",
-            &[
-                "dnsmasq",
-                "--keep-in-foreground",
-                "--no-hosts",
-                "--no-resolv",
-                "--bind-interfaces",
-                "--except-interface=lo",
-                "--listen-address=198.51.100.10",
-                "--address=/ok.lab.example/198.51.100.10",
-            ],
-        ),
-        None,
-    );
+    let mut dns = lab_dnsmasq();
     let broker_conf = work.join("broker/mosquitto.conf");
     std::fs::write(
         &broker_conf,
@@ -525,22 +510,7 @@ fn a_bpf_filter_keeps_unwanted_packets_in_the_kernel() {
     let tools = ["ip", "dnsmasq", "dig", "curl", "tcpdump", "python3", "ping", "setpriv"];
     let Some(setup) = setup("bpf", &tools, Some(("0", "0"))) else { return };
     let work = &setup.work;
-    let mut dns = background(
-        netns(
-            "ep-srv",
-            &[
-                "dnsmasq",
-                "--keep-in-foreground",
-                "--no-hosts",
-                "--no-resolv",
-                "--bind-interfaces",
-                "--except-interface=lo",
-                "--listen-address=198.51.100.10",
-                "--address=/ok.lab.example/198.51.100.10",
-            ],
-        ),
-        None,
-    );
+    let mut dns = lab_dnsmasq();
     // The filter as tcpdump compiles it: DNS only.
     let bpf = netns("ep-gw", &["tcpdump", "-ddd", "-i", "g0", "udp port 53"]).output().unwrap();
     assert!(bpf.status.success());
