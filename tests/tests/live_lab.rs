@@ -74,6 +74,18 @@ fn setup(name: &str, tools: &[&str], delays: Option<(&str, &str)>) -> Option<Set
     Some(Setup { _lab: lab, _lock: lock, dir, work })
 }
 
+/// `edgeprobe run` on the lab gateway as a field engineer installs it (see `UNPRIVILEGED`);
+/// with `events`, its events go to that file.
+fn gateway_agent(config: &Path, events: Option<&Path>) -> Child {
+    let bin = edgeprobe_bin();
+    let mut args: Vec<&str> = UNPRIVILEGED.to_vec();
+    args.extend([bin.to_str().unwrap(), "run", "--config", config.to_str().unwrap()]);
+    if events.is_some() {
+        args.push("--events");
+    }
+    background(netns("ep-gw", &args), events)
+}
+
 /// dnsmasq on the lab server, answering ok.lab.example.
 fn lab_dnsmasq() -> Child {
     let args = [
@@ -141,10 +153,7 @@ fn live_latencies_match_tshark_on_the_same_interface() {
     )
     .unwrap();
     let events_path = work.join("events.jsonl");
-    let bin = edgeprobe_bin();
-    let mut args: Vec<&str> = UNPRIVILEGED.to_vec();
-    args.extend([bin.to_str().unwrap(), "run", "--config", config.to_str().unwrap(), "--events"]);
-    let mut agent = background(netns("ep-gw", &args), Some(&events_path));
+    let mut agent = gateway_agent(&config, Some(&events_path));
     std::thread::sleep(Duration::from_millis(1500));
 
     for i in 0..30 {
@@ -446,12 +455,7 @@ fn a_running_agent_loses_no_report_to_a_broker_outage_or_a_crash() {
         ),
     )
     .unwrap();
-    let bin = edgeprobe_bin();
-    let agent = || {
-        let mut args: Vec<&str> = UNPRIVILEGED.to_vec();
-        args.extend([bin.to_str().unwrap(), "run", "--config", config.to_str().unwrap()]);
-        background(netns("ep-gw", &args), None)
-    };
+    let agent = || gateway_agent(&config, None);
     // Traffic in every window, from a thread, for the whole test.
     let traffic_on = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let on = traffic_on.clone();
@@ -524,10 +528,7 @@ fn a_bpf_filter_keeps_unwanted_packets_in_the_kernel() {
     )
     .unwrap();
     let events_path = work.join("events.jsonl");
-    let bin = edgeprobe_bin();
-    let mut args: Vec<&str> = UNPRIVILEGED.to_vec();
-    args.extend([bin.to_str().unwrap(), "run", "--config", config.to_str().unwrap(), "--events"]);
-    let mut agent = background(netns("ep-gw", &args), Some(&events_path));
+    let mut agent = gateway_agent(&config, Some(&events_path));
     std::thread::sleep(Duration::from_millis(1000));
     for _ in 0..3 {
         let _ = netns("ep-cli", &["dig", "+tries=1", "+timeout=1", "@198.51.100.10", "ok.lab.example"]).output();
