@@ -5,6 +5,7 @@ use crate::publish::mqtt::{Identity, Publisher};
 use crate::replay::{ReplayOutput, random_boot_id, replay};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use edgeprobe_core::Timestamp;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -44,6 +45,11 @@ pub enum Command {
         publish: bool,
         #[arg(long, default_value_t = 10)]
         publish_wait: u64,
+        /// Move the capture in time so that its first packet falls at this moment: `now`, or
+        /// Unix seconds. Latencies are unchanged; windows and event times move. For demos and
+        /// tests that need current data.
+        #[arg(long, value_parser = parse_start_at)]
+        start_at: Option<Timestamp>,
     },
     /// Validate a configuration file; print every error with its line and column.
     CheckConfig { file: PathBuf },
@@ -52,7 +58,7 @@ pub enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run { config, events } => crate::run::run(load_config(&config)?, events, capabilities()),
-        Command::Replay { file, config, events, reports, publish, publish_wait } => {
+        Command::Replay { file, config, events, reports, publish, publish_wait, start_at } => {
             let config = match config {
                 Some(path) => load_config(&path)?,
                 None => AgentConfig::default(),
@@ -75,7 +81,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             };
             let sink = publish.then_some((&mut send as &mut dyn FnMut(edgeprobe_wire::Report), boot_id));
-            let mut output = ReplayOutput { out: &mut out, events, reports, sink };
+            let mut output = ReplayOutput { out: &mut out, events, reports, sink, start_at };
             let summary =
                 replay(&file, config.core(), agent_id, &mut output).with_context(|| file.display().to_string())?;
             out.flush().context("writing to stdout")?;
@@ -109,4 +115,16 @@ fn load_config(path: &std::path::Path) -> anyhow::Result<AgentConfig> {
 /// What this build can measure, for the birth message.
 fn capabilities() -> Vec<String> {
     ["dns", "tcp_connect", "tls", "http", "flow_end", "reports"].iter().map(|s| s.to_string()).collect()
+}
+
+fn parse_start_at(s: &str) -> Result<Timestamp, String> {
+    if s == "now" {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_err(|e| e.to_string())?;
+        return Ok(Timestamp(now.as_nanos() as u64));
+    }
+    let secs: f64 = s.parse().map_err(|_| format!("{s:?} is neither `now` nor Unix seconds"))?;
+    if !(0.0..1e11).contains(&secs) {
+        return Err(format!("{s:?} is out of range"));
+    }
+    Ok(Timestamp((secs * 1e9) as u64))
 }

@@ -46,6 +46,8 @@ pub struct ReplayOutput<'a> {
     pub reports: bool,
     /// Where reports also go (the MQTT publisher), with the boot id they carry.
     pub sink: Option<(&'a mut dyn FnMut(Report), String)>,
+    /// Moves the capture in time so that its first packet falls here; durations are unchanged.
+    pub start_at: Option<Timestamp>,
 }
 
 /// Replays `path`. Events and window reports go to `output` as JSON lines, as it asks.
@@ -84,9 +86,14 @@ pub fn replay(
             }
         }
     };
+    // Shifting every timestamp by one offset keeps every duration exact.
+    let mut shift: Option<i128> = None;
+    let start_at = output.start_at;
     let result = file.for_each_frame(|frame| {
-        last = last.max(frame.ts);
-        probe.handle_frame(frame.ts, frame.link, frame.data, frame.wire_len);
+        let offset = *shift.get_or_insert_with(|| start_at.map_or(0, |t| i128::from(t.0) - i128::from(frame.ts.0)));
+        let ts = Timestamp((i128::from(frame.ts.0) + offset).clamp(0, i128::from(u64::MAX)) as u64);
+        last = last.max(ts);
+        probe.handle_frame(ts, frame.link, frame.data, frame.wire_len);
         drain(&mut probe, output);
     });
     probe.finish(last);

@@ -10,7 +10,8 @@
 //! nothing waits in rumqttc's channel across a reconnect.
 
 use super::spool::{ReportId, Spool};
-use anyhow::{Context, bail};
+use anyhow::Context;
+use edgeprobe_wire::mqtt::{parse_url, report_topic, state_topic};
 use edgeprobe_wire::{AgentHealth, Encoding, Report, encode};
 use rumqttc::{
     AsyncClient, ConnectionError, Event, LastWill, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport,
@@ -109,26 +110,6 @@ impl MqttConfig {
     }
 }
 
-/// (TLS, host, port) from `mqtt://` or `mqtts://`.
-fn parse_url(url: &str) -> anyhow::Result<(bool, String, u16)> {
-    let (tls, rest) = match url.split_once("://") {
-        Some(("mqtt", rest)) => (false, rest),
-        Some(("mqtts", rest)) => (true, rest),
-        _ => bail!("expected mqtt://host:port or mqtts://host:port, got {url:?}"),
-    };
-    let rest = rest.trim_end_matches('/');
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-            (h.trim_matches(['[', ']']).to_string(), p.parse().with_context(|| format!("port in {url:?}"))?)
-        }
-        _ => (rest.to_string(), if tls { 8883 } else { 1883 }),
-    };
-    if host.is_empty() {
-        bail!("no host in {url:?}");
-    }
-    Ok((tls, host, port))
-}
-
 /// What the agent says about itself in its birth message.
 pub struct Identity {
     pub agent_id: String,
@@ -179,17 +160,19 @@ impl Publisher {
     }
 }
 
-fn state_topic(agent_id: &str) -> String {
-    format!("edgeprobe/v1/agents/{agent_id}/state")
+/// What the retained state topic says: online, offline by the last will (the agent vanished),
+/// or offline and `stopped` (a clean shutdown, which is no outage).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AgentStatus {
+    Online,
+    Vanished,
+    Stopped,
 }
 
-fn report_topic(agent_id: &str) -> String {
-    format!("edgeprobe/v1/agents/{agent_id}/report")
-}
-
-fn state_payload(identity: &Identity, online: bool) -> Vec<u8> {
+fn state_payload(identity: &Identity, status: AgentStatus) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
-        "online": online,
+        "online": status == AgentStatus::Online,
+        "stopped": status == AgentStatus::Stopped,
         "agent_id": identity.agent_id,
         "boot_id": identity.boot_id,
         "version": env!("CARGO_PKG_VERSION"),
@@ -206,7 +189,7 @@ fn mqtt_options(config: &MqttConfig, identity: &Identity) -> anyhow::Result<Mqtt
     options.set_clean_session(true);
     options.set_last_will(LastWill::new(
         state_topic(&identity.agent_id),
-        state_payload(identity, false),
+        state_payload(identity, AgentStatus::Vanished),
         QoS::AtLeastOnce,
         true,
     ));
@@ -220,27 +203,9 @@ fn mqtt_options(config: &MqttConfig, identity: &Identity) -> anyhow::Result<Mqtt
 }
 
 fn tls_config(config: &MqttConfig) -> anyhow::Result<rustls::ClientConfig> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions()?;
-    let mut roots = rustls::RootCertStore::empty();
     let ca = config.ca_file.as_ref().context("mqtts:// needs ca_file")?;
-    for cert in CertificateDer::pem_file_iter(ca).with_context(|| format!("ca_file {}", ca.display()))? {
-        roots.add(cert.with_context(|| format!("ca_file {}", ca.display()))?)?;
-    }
-    let builder = builder.with_root_certificates(roots);
-    Ok(match (&config.cert_file, &config.key_file) {
-        (Some(cert), Some(key)) => {
-            let chain = CertificateDer::pem_file_iter(cert)
-                .with_context(|| format!("cert_file {}", cert.display()))?
-                .collect::<Result<Vec<_>, _>>()
-                .with_context(|| format!("cert_file {}", cert.display()))?;
-            let key = PrivateKeyDer::from_pem_file(key).with_context(|| format!("key_file {}", key.display()))?;
-            builder.with_client_auth_cert(chain, key)?
-        }
-        _ => builder.with_no_client_auth(),
-    })
+    let client = config.cert_file.as_deref().zip(config.key_file.as_deref());
+    edgeprobe_wire::mqtt::tls_config(ca, client)
 }
 
 struct State {
@@ -317,7 +282,10 @@ async fn run(
                 if s.connected {
                     // A clean stop is not a crash: say offline ourselves, the will is not sent.
                     let topic = state_topic(&s.identity.agent_id);
-                    let _ = s.client.publish(topic, QoS::AtLeastOnce, true, state_payload(&s.identity, false)).await;
+                    let _ = s
+                        .client
+                        .publish(topic, QoS::AtLeastOnce, true, state_payload(&s.identity, AgentStatus::Stopped))
+                        .await;
                     let _ = s.client.disconnect().await;
                     // Let the event loop send them.
                     let _ = tokio::time::timeout(Duration::from_secs(2), async {
@@ -362,7 +330,7 @@ impl State {
                 self.in_flight.clear();
                 self.handed.clear();
                 let topic = state_topic(&self.identity.agent_id);
-                let birth = state_payload(&self.identity, true);
+                let birth = state_payload(&self.identity, AgentStatus::Online);
                 if self.client.try_publish(topic, QoS::AtLeastOnce, true, birth).is_ok() {
                     self.sent.push_back(None);
                 }
@@ -420,19 +388,5 @@ impl State {
             self.sent.push_back(Some(id.clone()));
             self.handed.insert(id);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls() {
-        assert_eq!(parse_url("mqtt://127.0.0.1:1883").unwrap(), (false, "127.0.0.1".into(), 1883));
-        assert_eq!(parse_url("mqtts://broker.example").unwrap(), (true, "broker.example".into(), 8883));
-        assert_eq!(parse_url("mqtt://[::1]:1884").unwrap(), (false, "::1".into(), 1884));
-        assert!(parse_url("http://x").is_err());
-        assert!(parse_url("mqtt://:1883").is_err());
     }
 }

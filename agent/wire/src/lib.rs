@@ -7,6 +7,7 @@
 
 pub mod codec;
 pub mod histogram;
+pub mod mqtt;
 pub mod report;
 
 pub use codec::{DecodeError, Encoding, decode, encode};
