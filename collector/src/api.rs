@@ -1,0 +1,230 @@
+//! The HTTP API (JSON) and `/metrics`. Handlers read through their own store connection on
+//! the blocking pool, so a slow query never stalls ingest.
+
+use crate::config::CollectorConfig;
+use crate::metrics::Metrics;
+use crate::model::Incident;
+use crate::store::{Store, StoreError};
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+
+pub struct ApiState {
+    pub store: Mutex<Store>,
+    pub config: CollectorConfig,
+    pub metrics: Arc<Metrics>,
+}
+
+type Shared = Arc<ApiState>;
+
+pub fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/", get(console))
+        .route("/api/v1/health", get(health))
+        .route("/api/v1/agents", get(agents))
+        .route("/api/v1/customers/{customer_id}", get(customer))
+        .route("/api/v1/incidents", get(incidents))
+        .route("/api/v1/incidents/{id}", get(incident))
+        .route("/api/v1/incidents/{id}/ack", post(ack))
+        .route("/api/v1/actions", get(actions))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({"error": self.1}))).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("storage: {e}"))
+    }
+}
+
+/// Runs `f` with the read connection on the blocking pool.
+async fn with_store<T: Send + 'static>(
+    state: &Shared,
+    f: impl FnOnce(&mut Store, &ApiState) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut store = state.store.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut store, &state)
+    })
+    .await
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+}
+
+async fn health(State(state): State<Shared>) -> Result<Json<Value>, ApiError> {
+    with_store(&state, |store, _| {
+        let customers = store.customer_count()?;
+        let dialect = format!("{:?}", store.dialect()).to_lowercase();
+        Ok(Json(
+            json!({"status": "ok", "version": env!("CARGO_PKG_VERSION"), "storage": dialect, "customers": customers}),
+        ))
+    })
+    .await
+}
+
+async fn agents(State(state): State<Shared>) -> Result<Json<Value>, ApiError> {
+    with_store(&state, |store, _| Ok(Json(json!({"agents": store.agents()?})))).await
+}
+
+async fn customer(State(state): State<Shared>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    with_store(&state, move |store, st| {
+        let c = store.customer(&id)?.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no customer {id:?}")))?;
+        let plan = st.config.plan(&c.plan);
+        let mut qoe = serde_json::Map::new();
+        let mut scores = Vec::new();
+        for (metric, s) in store.latest_samples(&c.subscriber_id)? {
+            let threshold = plan.latency_us(&metric);
+            if let Some(t) = threshold.filter(|_| s.p90 > 0) {
+                scores.push((t / s.p90 as f64).min(1.0));
+            }
+            qoe.insert(
+                metric,
+                json!({"window_start": s.window_start, "count": s.count, "p50_us": s.p50, "p90_us": s.p90,
+                    "p99_us": s.p99, "threshold_p90_us": threshold}),
+            );
+        }
+        // 100 when every metric's p90 is within the plan; each metric over its threshold pulls
+        // the score down in proportion.
+        let score = if scores.is_empty() {
+            Value::Null
+        } else {
+            json!((scores.iter().sum::<f64>() / scores.len() as f64 * 100.0).round())
+        };
+        let incidents: Vec<Incident> =
+            store.active_incidents()?.into_iter().filter(|i| i.customers.contains(&c.customer_id)).collect();
+        let actions = store.actions(Some(&c.customer_id), false, 50)?;
+        Ok(Json(json!({"customer": c, "qoe": qoe, "score": score, "incidents": incidents, "actions": actions})))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct IncidentQuery {
+    state: Option<String>,
+    limit: Option<i64>,
+}
+
+/// Open incidents first by severity, then by value at risk; otherwise the newest first.
+fn rank(incidents: &mut [Incident]) {
+    incidents.sort_by(|a, b| {
+        let open = |i: &Incident| i.state == "open";
+        open(b)
+            .cmp(&open(a))
+            .then(b.severity_rank().cmp(&a.severity_rank()))
+            .then(b.value_at_risk.total_cmp(&a.value_at_risk))
+            .then(b.id.cmp(&a.id))
+    });
+}
+
+async fn incidents(State(state): State<Shared>, Query(q): Query<IncidentQuery>) -> Result<Json<Value>, ApiError> {
+    let filter = q.state.unwrap_or_else(|| "open".into());
+    if !["open", "resolved", "pending", "all"].contains(&filter.as_str()) {
+        return Err(ApiError(StatusCode::BAD_REQUEST, "state must be open, resolved, pending or all".into()));
+    }
+    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
+    with_store(&state, move |store, _| {
+        let mut list = store.incidents(&filter, limit)?;
+        rank(&mut list);
+        Ok(Json(json!({"incidents": list})))
+    })
+    .await
+}
+
+async fn incident(State(state): State<Shared>, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
+    with_store(&state, move |store, _| {
+        let i = store.incident(id)?.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no incident {id}")))?;
+        let customers = store.customers_by_id(&i.customers)?;
+        let actions: Vec<_> =
+            store.actions(None, false, 100_000)?.into_iter().filter(|a| a.incident_id == id).collect();
+        let mut body = serde_json::to_value(&i).expect("plain data");
+        body["customer_records"] = json!(customers);
+        body["actions"] = json!(actions);
+        Ok(Json(body))
+    })
+    .await
+}
+
+#[derive(Deserialize, Default)]
+struct AckBody {
+    by: Option<String>,
+}
+
+async fn ack(
+    State(state): State<Shared>,
+    Path(id): Path<i64>,
+    body: Option<Json<AckBody>>,
+) -> Result<Json<Value>, ApiError> {
+    let by = body.and_then(|b| b.0.by).unwrap_or_else(|| "operator".into());
+    with_store(&state, move |store, _| {
+        let i = store
+            .ack_incident(id, &by, crate::now_ms())?
+            .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no incident {id}")))?;
+        Ok(Json(serde_json::to_value(i).expect("plain data")))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct ActionQuery {
+    customer_id: Option<String>,
+    current: Option<bool>,
+    limit: Option<i64>,
+}
+
+async fn actions(State(state): State<Shared>, Query(q): Query<ActionQuery>) -> Result<Json<Value>, ApiError> {
+    with_store(&state, move |store, _| {
+        let limit = q.limit.unwrap_or(1000).clamp(1, 100_000);
+        let list = store.actions(q.customer_id.as_deref(), q.current.unwrap_or(false), limit)?;
+        Ok(Json(json!({"actions": list})))
+    })
+    .await
+}
+
+async fn metrics(State(state): State<Shared>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// A plain list of open incidents, rendered on the server.
+async fn console(State(state): State<Shared>) -> Result<Html<String>, ApiError> {
+    with_store(&state, |store, _| {
+        let mut list = store.incidents("open", 1000)?;
+        rank(&mut list);
+        let mut rows = String::new();
+        for i in &list {
+            let scope: Vec<String> = i.scope.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            rows.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{}</td></tr>\n",
+                i.id,
+                i.severity,
+                i.kind.as_str(),
+                escape(&scope.join(", ")),
+                i.affected_customers,
+                i.value_at_risk,
+                escape(&i.probable_cause)
+            ));
+        }
+        Ok(Html(format!(
+            "<!doctype html><html><head><meta charset=\"utf-8\"><title>edgeprobe NOC</title></head><body>\
+             <h1>Open incidents</h1><table border=\"1\" cellpadding=\"4\"><tr><th>id</th><th>severity</th><th>kind</th>\
+             <th>scope</th><th>customers</th><th>value at risk</th><th>probable cause</th></tr>\n{rows}</table></body></html>"
+        )))
+    })
+    .await
+}

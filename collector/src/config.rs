@@ -1,0 +1,299 @@
+//! The collector's TOML configuration: broker, storage, HTTP, correlation, plans and actions.
+//! Every field has a default, so an empty file runs a single box: the embedded broker on
+//! port 1883 and SQLite under `./edgeprobe-data`. `validate` reports the first field that
+//! cannot work, by its dotted name.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CollectorConfig {
+    pub broker: BrokerConfig,
+    pub storage: StorageConfig,
+    pub http: HttpConfig,
+    pub correlation: CorrelationConfig,
+    /// SLA thresholds by plan name; customers on a plan not listed use `default`.
+    pub plans: BTreeMap<String, PlanThresholds>,
+    pub actions: ActionsConfig,
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        let mut plans = BTreeMap::new();
+        plans.insert("default".to_string(), PlanThresholds::default());
+        CollectorConfig {
+            broker: BrokerConfig::default(),
+            storage: StorageConfig::default(),
+            http: HttpConfig::default(),
+            correlation: CorrelationConfig::default(),
+            plans,
+            actions: ActionsConfig::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// `mqtt://host:port` or `mqtts://host:port`. Ignored when `embedded` is set: the
+    /// collector then connects to its own broker.
+    pub url: String,
+    /// Run an embedded broker (rumqttd) on `embedded_listen`, for single-box use.
+    pub embedded: bool,
+    pub embedded_listen: SocketAddr,
+    /// The MQTT client id. It must differ between collectors sharing a subscription, and stay
+    /// the same across restarts so the broker keeps the session (and what it queued) for it.
+    pub client_id: String,
+    /// The shared-subscription group; collectors in one group split the agents' reports.
+    pub share_group: String,
+    /// Keep the broker session across restarts (`clean_session = false`).
+    pub persistent_session: bool,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// CA certificate (PEM) for `mqtts://`; the system roots are not read.
+    pub ca_file: Option<PathBuf>,
+    pub keep_alive_secs: u64,
+    /// Reports decoded but not yet stored. When full, reading from the broker pauses.
+    pub queue_capacity: usize,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            url: "mqtt://127.0.0.1:1883".into(),
+            embedded: true,
+            embedded_listen: "127.0.0.1:1883".parse().expect("valid address"),
+            client_id: "edgeprobe-collector-1".into(),
+            share_group: "edgeprobe-collectors".into(),
+            persistent_session: true,
+            username: None,
+            password: None,
+            ca_file: None,
+            keep_alive_secs: 30,
+            queue_capacity: 4096,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// A directory or `sqlite:PATH` for SQLite, or a `postgres://` URL.
+    pub url: String,
+    /// Measurements older than this are deleted; 0 keeps everything.
+    pub retention_days: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig { url: "edgeprobe-data".into(), retention_days: 30 }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { listen: "127.0.0.1:8080".parse().expect("valid address") }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CorrelationConfig {
+    /// Consecutive bad windows before an incident opens.
+    pub open_after: u32,
+    /// Consecutive good windows before an open incident resolves.
+    pub resolve_after: u32,
+    /// A window is evaluated this long after it ends, so that agents have published it.
+    pub grace_secs: u64,
+    /// ... and once no report for it has arrived for this long (late or replayed data).
+    pub settle_secs: u64,
+    /// How often the collector looks for windows to evaluate.
+    pub tick_secs: u64,
+    /// A group (access node, region, service, resolver) fails when at least this share of its
+    /// measured customers is degraded in a window ...
+    pub group_fraction: f64,
+    /// ... and at least this many of them.
+    pub group_min_customers: usize,
+    /// A region fails when at least this many of its access nodes fail in the same window.
+    pub region_min_nodes: usize,
+    /// A per-customer baseline (exponentially weighted p90) flags a metric as degraded when the
+    /// window's p90 exceeds it by this factor ...
+    pub baseline_factor: f64,
+    /// ... and by at least this many milliseconds, so tiny latencies do not flap.
+    pub baseline_min_ms: f64,
+    /// Windows of history before a customer's baseline is trusted.
+    pub baseline_min_windows: u32,
+    /// An agent that has sent nothing for this long, or whose last will arrived, is silent.
+    pub agent_silence_secs: u64,
+}
+
+impl Default for CorrelationConfig {
+    fn default() -> Self {
+        CorrelationConfig {
+            open_after: 3,
+            resolve_after: 3,
+            grace_secs: 20,
+            settle_secs: 5,
+            tick_secs: 2,
+            group_fraction: 0.5,
+            group_min_customers: 2,
+            region_min_nodes: 2,
+            baseline_factor: 3.0,
+            baseline_min_ms: 50.0,
+            baseline_min_windows: 10,
+            agent_silence_secs: 300,
+        }
+    }
+}
+
+/// What a plan promises. Latency thresholds apply to the window's p90; ratios to failures
+/// over attempts. A metric with fewer than `min_samples` samples in a window is not judged.
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlanThresholds {
+    pub dns_p90_ms: f64,
+    pub connect_network_p90_ms: f64,
+    pub connect_home_p90_ms: f64,
+    pub tls_handshake_p90_ms: f64,
+    pub http_ttfb_p90_ms: f64,
+    /// SERVFAIL, REFUSED and timeouts over all DNS transactions.
+    pub dns_failure_ratio: f64,
+    /// Refused and timed-out connects over all attempts.
+    pub connect_failure_ratio: f64,
+    pub min_samples: u64,
+}
+
+impl Default for PlanThresholds {
+    fn default() -> Self {
+        PlanThresholds {
+            dns_p90_ms: 150.0,
+            connect_network_p90_ms: 100.0,
+            connect_home_p90_ms: 50.0,
+            tls_handshake_p90_ms: 500.0,
+            http_ttfb_p90_ms: 1000.0,
+            dns_failure_ratio: 0.25,
+            connect_failure_ratio: 0.25,
+            min_samples: 3,
+        }
+    }
+}
+
+impl PlanThresholds {
+    /// The p90 threshold for a latency metric, in microseconds.
+    pub fn latency_us(&self, metric: &str) -> Option<f64> {
+        let ms = match metric {
+            "dns" => self.dns_p90_ms,
+            "connect_network" => self.connect_network_p90_ms,
+            "connect_home" => self.connect_home_p90_ms,
+            "tls_handshake" => self.tls_handshake_p90_ms,
+            "http_ttfb" => self.http_ttfb_p90_ms,
+            _ => return None,
+        };
+        Some(ms * 1000.0)
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ActionsConfig {
+    /// At most this many customer contacts (notices, help offers) per customer ...
+    pub max_contacts: u32,
+    /// ... within this many hours.
+    pub contact_window_hours: u64,
+    /// Segments whose service problems open a ticket rather than wait.
+    pub ticket_segments: Vec<String>,
+}
+
+impl Default for ActionsConfig {
+    fn default() -> Self {
+        ActionsConfig {
+            max_contacts: 2,
+            contact_window_hours: 24,
+            ticket_segments: vec!["business".into(), "premium".into()],
+        }
+    }
+}
+
+impl CollectorConfig {
+    pub fn load(path: &Path) -> anyhow::Result<CollectorConfig> {
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+
+    /// Parses and validates; errors name the line and column, or the field.
+    pub fn parse(text: &str) -> Result<CollectorConfig, String> {
+        let config: CollectorConfig = toml::from_str(text).map_err(|e| {
+            let at = e
+                .span()
+                .map(|s| {
+                    let before = &text[..s.start.min(text.len())];
+                    let line = before.matches('\n').count() + 1;
+                    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                    format!("line {line}, column {col}: ")
+                })
+                .unwrap_or_default();
+            format!("{at}{}", e.message())
+        })?;
+        config.validate().map_err(|(field, reason)| format!("{field}: {reason}"))?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let fail = |f: &str, r: &str| Err((f.to_string(), r.to_string()));
+        let c = &self.correlation;
+        if c.open_after == 0 || c.resolve_after == 0 {
+            return fail("correlation.open_after", "open_after and resolve_after must be at least 1");
+        }
+        if !(0.0..=1.0).contains(&c.group_fraction) || c.group_fraction == 0.0 {
+            return fail("correlation.group_fraction", "must be above 0 and at most 1");
+        }
+        if c.group_min_customers == 0 {
+            return fail("correlation.group_min_customers", "must be at least 1");
+        }
+        if c.tick_secs == 0 {
+            return fail("correlation.tick_secs", "must be at least 1");
+        }
+        if !self.plans.contains_key("default") {
+            return fail("plans", "a [plans.default] table is required for customers on unlisted plans");
+        }
+        for (name, plan) in &self.plans {
+            let values = [
+                plan.dns_p90_ms,
+                plan.connect_network_p90_ms,
+                plan.connect_home_p90_ms,
+                plan.tls_handshake_p90_ms,
+                plan.http_ttfb_p90_ms,
+            ];
+            if values.iter().any(|v| !v.is_finite() || *v <= 0.0) {
+                return Err((format!("plans.{name}"), "latency thresholds must be positive".into()));
+            }
+            if !(0.0..=1.0).contains(&plan.dns_failure_ratio) || !(0.0..=1.0).contains(&plan.connect_failure_ratio) {
+                return Err((format!("plans.{name}"), "failure ratios must lie between 0 and 1".into()));
+            }
+        }
+        if self.broker.queue_capacity == 0 {
+            return fail("broker.queue_capacity", "must be at least 1");
+        }
+        if self.broker.client_id.is_empty() || self.broker.share_group.is_empty() {
+            return fail("broker.client_id", "client_id and share_group must not be empty");
+        }
+        if !self.broker.embedded && !self.broker.url.starts_with("mqtt://") && !self.broker.url.starts_with("mqtts://")
+        {
+            return fail("broker.url", "must start with mqtt:// or mqtts://");
+        }
+        Ok(())
+    }
+
+    pub fn plan(&self, name: &str) -> &PlanThresholds {
+        self.plans.get(name).unwrap_or_else(|| &self.plans["default"])
+    }
+}

@@ -1,0 +1,778 @@
+//! Correlation: from one window of measurements to a few incidents.
+//!
+//! Each customer's window is judged metric by metric against the plan's thresholds and the
+//! customer's own baseline. Degradations shared by many customers are then explained from the
+//! widest cause down: a resolver (DNS bad across access nodes while connections are fine), a
+//! service (one service bad across access nodes while the same customers' other services are
+//! fine), a region (several of its access nodes failing), an access node. What no group explains
+//! becomes a customer incident; a slow home side with a healthy network side is a home-network
+//! incident. Every incident passes through hysteresis: `open_after` bad windows to open,
+//! `resolve_after` good ones to resolve, and a window where its scope has no data counts as
+//! neither.
+//!
+//! A window is evaluated once, by one collector, inside an exclusive transaction: collectors
+//! sharing a database take turns, so they reach the same incidents as one collector would.
+
+use crate::actions;
+use crate::config::CollectorConfig;
+use crate::customers::Customer;
+use crate::model::{Incident, IncidentKind};
+use crate::store::{CounterRow, Result, SampleRow, Store};
+use edgeprobe_wire::WireHistogram;
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Metrics judged on the network side of the access point; `connect_home` is the home side.
+const NETWORK_METRICS: [&str; 6] =
+    ["connect_network", "dns", "dns_failures", "tls_handshake", "http_ttfb", "connect_failures"];
+const LATENCY_METRICS: [&str; 5] = ["connect_network", "connect_home", "dns", "tls_handshake", "http_ttfb"];
+const DNS_METRICS: [&str; 2] = ["dns", "dns_failures"];
+
+/// A window's latency for one metric: its sample count and p90 in µs.
+#[derive(Clone, Copy, Debug)]
+struct Latency {
+    count: u64,
+    p90: f64,
+}
+
+#[derive(Default)]
+struct Measured {
+    latency: BTreeMap<String, Latency>,
+    counters: CounterRow,
+}
+
+#[derive(Default)]
+struct Line {
+    whole: Measured,
+    services: BTreeMap<String, Measured>,
+}
+
+/// Why a metric was judged bad: the measured value against the threshold it broke.
+#[derive(Clone, Debug)]
+struct Finding {
+    value: f64,
+    threshold: f64,
+    basis: &'static str,
+}
+
+type Findings = BTreeMap<&'static str, Finding>;
+/// Baseline p90 (µs) and its window count, by customer and metric.
+type Baselines = HashMap<(String, String), (f64, i64)>;
+/// The degraded customers of one access node, keyed by (region, node).
+type NodeFindings<'a> = ((&'a str, &'a str), &'a Vec<(&'a Customer, &'a Findings)>);
+
+/// One window's candidate incident, before hysteresis.
+struct Candidate {
+    kind: IncidentKind,
+    scope: BTreeMap<String, String>,
+    metric: String,
+    customers: BTreeSet<String>,
+    evidence: serde_json::Value,
+    cause: String,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Summary {
+    pub windows: u64,
+    pub unknown_subscribers: u64,
+    pub opened: u64,
+    pub resolved: u64,
+}
+
+fn merge(rows: &[&SampleRow]) -> Latency {
+    if let [one] = rows {
+        return Latency { count: one.count.max(0) as u64, p90: one.p90 as f64 };
+    }
+    let mut merged: Option<hdrhistogram::Histogram<u64>> = None;
+    for r in rows {
+        let wire = WireHistogram { count: 0, min: 0, max: 0, p50: 0, p90: 0, p99: 0, hdr: r.hdr.clone() };
+        if let Ok(h) = wire.histogram() {
+            match merged.as_mut() {
+                Some(m) => {
+                    let _ = m.add(&h);
+                }
+                None => merged = Some(h),
+            }
+        }
+    }
+    match merged {
+        Some(h) => Latency { count: h.len(), p90: h.value_at_quantile(0.9) as f64 },
+        // Undecodable bytes: fall back to the largest sample's own summary.
+        None => {
+            let best = rows.iter().max_by_key(|r| r.count).expect("rows are never empty");
+            Latency { count: best.count.max(0) as u64, p90: best.p90 as f64 }
+        }
+    }
+}
+
+fn add_counters(to: &mut CounterRow, c: &CounterRow) {
+    to.connects += c.connects;
+    to.connect_failures += c.connect_failures;
+    to.dns_total += c.dns_total;
+    to.dns_failures += c.dns_failures;
+    to.http_responses += c.http_responses;
+    to.http_errors += c.http_errors;
+    to.bytes_up += c.bytes_up;
+    to.bytes_down += c.bytes_down;
+}
+
+fn lines(samples: &[SampleRow], counters: Vec<(String, String, CounterRow)>) -> BTreeMap<String, Line> {
+    let mut grouped: BTreeMap<(&str, &str, &str), Vec<&SampleRow>> = BTreeMap::new();
+    for s in samples {
+        grouped.entry((&s.subscriber_id, &s.service, &s.metric)).or_default().push(s);
+    }
+    let mut out: BTreeMap<String, Line> = BTreeMap::new();
+    for ((sub, service, metric), rows) in grouped {
+        let line = out.entry(sub.to_string()).or_default();
+        let m =
+            if service.is_empty() { &mut line.whole } else { line.services.entry(service.to_string()).or_default() };
+        m.latency.insert(metric.to_string(), merge(&rows));
+    }
+    for (sub, service, c) in counters {
+        let line = out.entry(sub).or_default();
+        let m = if service.is_empty() { &mut line.whole } else { line.services.entry(service).or_default() };
+        add_counters(&mut m.counters, &c);
+    }
+    out
+}
+
+/// Judges one customer's (or one service's) window against the plan and, for the whole line,
+/// the customer's baseline.
+fn judge(
+    m: &Measured,
+    plan: &crate::config::PlanThresholds,
+    baseline: Option<&Baselines>,
+    customer_id: &str,
+    config: &crate::config::CorrelationConfig,
+) -> (Findings, BTreeSet<&'static str>) {
+    let mut bad = Findings::new();
+    let mut judged = BTreeSet::new();
+    for metric in LATENCY_METRICS {
+        let Some(l) = m.latency.get(metric) else { continue };
+        if l.count < plan.min_samples {
+            continue;
+        }
+        judged.insert(metric);
+        let threshold = plan.latency_us(metric).expect("a latency metric");
+        if l.p90 > threshold {
+            bad.insert(metric, Finding { value: l.p90, threshold, basis: "plan" });
+            continue;
+        }
+        if let Some(&(base, windows)) = baseline.and_then(|b| b.get(&(customer_id.to_string(), metric.to_string())))
+            && windows >= config.baseline_min_windows as i64
+        {
+            let limit = (base * config.baseline_factor).max(base + config.baseline_min_ms * 1000.0);
+            if l.p90 > limit {
+                bad.insert(metric, Finding { value: l.p90, threshold: limit, basis: "baseline" });
+            }
+        }
+    }
+    let c = &m.counters;
+    let ratios = [
+        ("dns_failures", c.dns_failures, c.dns_total, plan.dns_failure_ratio),
+        ("connect_failures", c.connect_failures, c.connects + c.connect_failures, plan.connect_failure_ratio),
+    ];
+    for (metric, failures, total, limit) in ratios {
+        if total < plan.min_samples as i64 {
+            continue;
+        }
+        judged.insert(metric);
+        let ratio = failures as f64 / total as f64;
+        if ratio > limit {
+            bad.insert(metric, Finding { value: ratio, threshold: limit, basis: "plan" });
+        }
+    }
+    (bad, judged)
+}
+
+fn describe(metric: &str, f: &Finding) -> String {
+    if metric.ends_with("_failures") {
+        format!("{metric} {:.0}% (limit {:.0}%)", f.value * 100.0, f.threshold * 100.0)
+    } else {
+        let basis = if f.basis == "plan" { "plan limit" } else { "baseline limit" };
+        format!("{metric} p90 {:.1} ms ({basis} {:.1} ms)", f.value / 1000.0, f.threshold / 1000.0)
+    }
+}
+
+fn metric_label(metric: &str) -> &'static str {
+    match metric {
+        "connect_network" => "network-side connect time",
+        "connect_home" => "home-side connect time",
+        "dns" => "DNS latency",
+        "dns_failures" => "DNS failures",
+        "tls_handshake" => "TLS handshake time",
+        "http_ttfb" => "HTTP time to first byte",
+        "connect_failures" => "failed connects",
+        _ => "experience",
+    }
+}
+
+/// The metric most of the customers are bad on.
+fn dominant<'a>(findings: impl Iterator<Item = &'a Findings>) -> &'static str {
+    let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
+    for f in findings {
+        for m in f.keys() {
+            *counts.entry(m).or_default() += 1;
+        }
+    }
+    counts.into_iter().max_by_key(|(m, n)| (*n, std::cmp::Reverse(*m))).map_or("experience", |(m, _)| m)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn figure(metric: &str, value: f64) -> serde_json::Value {
+    if metric.ends_with("_failures") {
+        json!((value * 1000.0).round() / 1000.0)
+    } else {
+        json!((value / 1000.0 * 10.0).round() / 10.0)
+    }
+}
+
+fn unit(metric: &str) -> &'static str {
+    if metric.ends_with("_failures") { "ratio" } else { "ms (p90)" }
+}
+
+/// Evidence for a group: the group's median of the dominant metric against the median limit.
+fn group_evidence(metric: &str, bad: &[(&Customer, &Findings)], measured: usize) -> (serde_json::Value, f64, f64) {
+    let values: Vec<f64> = bad.iter().filter_map(|(_, f)| f.get(metric).map(|x| x.value)).collect();
+    let limits: Vec<f64> = bad.iter().filter_map(|(_, f)| f.get(metric).map(|x| x.threshold)).collect();
+    let (v, t) = (median(values), median(limits));
+    let evidence = json!({
+        "metric": metric,
+        "unit": unit(metric),
+        "median_value": figure(metric, v),
+        "median_threshold": figure(metric, t),
+        "degraded_customers": bad.len(),
+        "measured_customers": measured,
+    });
+    (evidence, v, t)
+}
+
+/// The candidate for a failing group: its customers, its dominant metric (one of `only`, when
+/// given), the group's median figures as evidence, and a cause worded by
+/// `cause(metric label, value, threshold)`.
+fn group_candidate(
+    kind: IncidentKind,
+    scope: (&str, &str),
+    bad: &[(&Customer, &Findings)],
+    measured: usize,
+    only: &[&'static str],
+    cause: impl FnOnce(&str, String, String) -> String,
+) -> Candidate {
+    let mut metric = dominant(bad.iter().map(|(_, f)| *f));
+    if !only.is_empty() && !only.contains(&metric) {
+        metric = only[0];
+    }
+    let (evidence, v, t) = group_evidence(metric, bad, measured);
+    Candidate {
+        kind,
+        scope: BTreeMap::from([(scope.0.to_string(), scope.1.to_string())]),
+        metric: metric.into(),
+        customers: bad.iter().map(|(c, _)| c.customer_id.clone()).collect(),
+        evidence,
+        cause: cause(metric_label(metric), fmt_value(metric, v), fmt_value(metric, t)),
+    }
+}
+
+fn fmt_value(metric: &str, v: f64) -> String {
+    if metric.ends_with("_failures") { format!("{:.0}%", v * 100.0) } else { format!("{:.0} ms", v / 1000.0) }
+}
+
+/// Evaluates one window if no collector has; returns None if another one did.
+pub fn evaluate_window(
+    store: &mut Store,
+    config: &CollectorConfig,
+    window: (i64, i64),
+    now_ms: i64,
+) -> Result<Option<Summary>> {
+    store.transaction(true, |store| {
+        if !store.claim_window(window.0)? {
+            return Ok(None);
+        }
+        evaluate(store, config, window, now_ms).map(Some)
+    })
+}
+
+fn evaluate(store: &mut Store, config: &CollectorConfig, window: (i64, i64), now_ms: i64) -> Result<Summary> {
+    let c = &config.correlation;
+    let samples = store.window_samples(window.0)?;
+    let counters = store.window_counters(window.0)?;
+    let lines = lines(&samples, counters);
+    let keys: Vec<String> = lines.keys().cloned().collect();
+    let customers = store.customers_by_subscriber(&keys)?;
+    let mut summary = Summary { windows: 1, ..Summary::default() };
+    summary.unknown_subscribers = keys.iter().filter(|k| !customers.contains_key(*k)).count() as u64;
+    let ids: Vec<String> = customers.values().map(|c| c.customer_id.clone()).collect();
+    let baselines = store.baselines(&ids)?;
+    let mut active: HashMap<String, Incident> = store
+        .active_incidents()?
+        .into_iter()
+        .filter(|i| i.kind != IncidentKind::AgentsOffline)
+        .map(|i| (Incident::scope_key(i.kind, &i.scope), i))
+        .collect();
+
+    // Judge every known customer's whole line, and learn baselines from good windows.
+    let mut verdicts: BTreeMap<&str, (&Customer, Findings, BTreeSet<&'static str>)> = BTreeMap::new();
+    for (key, line) in &lines {
+        let Some(customer) = customers.get(key) else { continue };
+        let plan = config.plan(&customer.plan);
+        let (bad, judged) = judge(&line.whole, plan, Some(&baselines), &customer.customer_id, c);
+        for metric in LATENCY_METRICS {
+            if judged.contains(metric) && !bad.contains_key(metric) {
+                let p90 = line.whole.latency[metric].p90;
+                let k = (customer.customer_id.clone(), metric.to_string());
+                let (base, n) = baselines.get(&k).copied().unwrap_or((p90, 0));
+                // An exponentially weighted p90 over good windows only, so an outage does not
+                // become the norm.
+                let alpha = if n < c.baseline_min_windows as i64 { 1.0 / (n as f64 + 1.0) } else { 0.1 };
+                store.save_baseline(&customer.customer_id, metric, base + alpha * (p90 - base), n + 1)?;
+            }
+        }
+        verdicts.insert(customer.customer_id.as_str(), (customer, bad, judged));
+    }
+
+    // What is still unexplained, per customer: their network-side findings.
+    let mut open: BTreeMap<&str, Findings> = verdicts
+        .iter()
+        .map(|(id, (_, bad, _))| {
+            (*id, bad.iter().filter(|(m, _)| NETWORK_METRICS.contains(m)).map(|(m, f)| (*m, f.clone())).collect())
+        })
+        .collect();
+    let mut candidates: Vec<Candidate> = Vec::new();
+
+    // Home network: the home side is slow while the network side is measured and fine.
+    for (id, (customer, bad, judged)) in &verdicts {
+        if let Some(f) = bad.get("connect_home")
+            && judged.contains("connect_network")
+            && !bad.contains_key("connect_network")
+        {
+            let network = lines[&customer.subscriber_id].whole.latency.get("connect_network").map_or(0.0, |l| l.p90);
+            candidates.push(Candidate {
+                kind: IncidentKind::HomeNetwork,
+                scope: BTreeMap::from([("customer_id".to_string(), id.to_string())]),
+                metric: "connect_home".into(),
+                customers: BTreeSet::from([id.to_string()]),
+                evidence: json!({"metric": "connect_home", "unit": "ms (p90)", "value": figure("connect_home", f.value),
+                    "threshold": figure("connect_home", f.threshold), "connect_network": figure("connect_network", network)}),
+                cause: format!(
+                    "Home-side connect time is {} at p90 against {} allowed, while the network side is {}: \
+                     the delay is inside the home (Wi-Fi, a busy or distant device), not in the network.",
+                    fmt_value("connect_home", f.value),
+                    fmt_value("connect_home", f.threshold),
+                    fmt_value("connect_network", network)
+                ),
+            });
+        }
+    }
+
+    // Resolver: DNS bad for customers on several access nodes while their connects are fine.
+    {
+        let dns_measured: Vec<&str> = verdicts
+            .iter()
+            .filter(|(_, (_, _, judged))| DNS_METRICS.iter().any(|m| judged.contains(m)))
+            .map(|(id, _)| *id)
+            .collect();
+        let dns_bad: Vec<(&Customer, &Findings)> = verdicts
+            .iter()
+            .filter(|(_, (_, bad, judged))| {
+                DNS_METRICS.iter().any(|m| bad.contains_key(m))
+                    && judged.contains("connect_network")
+                    && !bad.contains_key("connect_network")
+            })
+            .map(|(_, (cust, bad, _))| (*cust, bad))
+            .collect();
+        let nodes: BTreeSet<&str> = dns_bad.iter().map(|(c, _)| c.access_node.as_str()).collect();
+        if dns_bad.len() >= c.group_min_customers
+            && nodes.len() >= 2
+            && dns_bad.len() as f64 >= c.group_fraction * dns_measured.len() as f64
+        {
+            for (cust, _) in &dns_bad {
+                if let Some(f) = open.get_mut(cust.customer_id.as_str()) {
+                    f.retain(|m, _| !DNS_METRICS.contains(m));
+                }
+            }
+            let scope = ("resolver", "subscriber resolvers");
+            let (n, measured, nodes) = (dns_bad.len(), dns_measured.len(), nodes.len());
+            candidates.push(group_candidate(IncidentKind::Resolver, scope, &dns_bad, measured, &DNS_METRICS, |m, v, t| {
+                format!(
+                    "{m} is {v} (median) against {t} allowed for {n} of {measured} customers with DNS traffic, across \
+                     {nodes} access nodes, while their connections are fine: the resolvers they use are failing."
+                )
+            }));
+        }
+    }
+
+    // Service: one service bad across access nodes, while the same customers' other services
+    // are fine on that metric.
+    let mut services_judged: BTreeSet<String> = BTreeSet::new();
+    {
+        let mut per_service: BTreeMap<&str, Vec<(&Customer, Findings, bool)>> = BTreeMap::new();
+        let mut users: BTreeMap<&str, usize> = BTreeMap::new();
+        for (key, line) in &lines {
+            let Some(customer) = customers.get(key) else { continue };
+            let plan = config.plan(&customer.plan);
+            let judged_services: Vec<(&str, Findings, BTreeSet<&'static str>)> = line
+                .services
+                .iter()
+                .filter(|(s, _)| s.as_str() != edgeprobe_wire::OTHER_SERVICE)
+                .map(|(s, m)| {
+                    let (bad, judged) = judge(m, plan, None, &customer.customer_id, c);
+                    (s.as_str(), bad, judged)
+                })
+                .collect();
+            for (service, bad, judged) in &judged_services {
+                if judged.is_empty() {
+                    continue;
+                }
+                *users.entry(service).or_default() += 1;
+                if bad.is_empty() {
+                    continue;
+                }
+                // Contrast: another service of this customer is measured and fine on a metric
+                // this one fails.
+                let contrast = judged_services.iter().any(|(other, obad, ojudged)| {
+                    other != service && bad.keys().any(|m| ojudged.contains(m) && !obad.contains_key(m))
+                });
+                per_service.entry(service).or_default().push((customer, bad.clone(), contrast));
+            }
+        }
+        services_judged.extend(users.keys().map(|s| s.to_string()));
+        for (service, bad) in per_service {
+            let measured = users.get(service).copied().unwrap_or(0);
+            let nodes: BTreeSet<&str> = bad.iter().map(|(c, _, _)| c.access_node.as_str()).collect();
+            let contrasted = bad.iter().filter(|(_, _, contrast)| *contrast).count();
+            if bad.len() < c.group_min_customers
+                || (bad.len() as f64) < c.group_fraction * measured as f64
+                || nodes.len() < 2
+                || contrasted < c.group_min_customers.min(bad.len())
+            {
+                continue;
+            }
+            let findings: Vec<(&Customer, &Findings)> = bad.iter().map(|(c, f, _)| (*c, f)).collect();
+            for (cust, f) in &findings {
+                if let Some(open) = open.get_mut(cust.customer_id.as_str()) {
+                    open.retain(|m, _| !f.contains_key(m));
+                }
+            }
+            let (n, nodes) = (findings.len(), nodes.len());
+            let scope = ("service", service);
+            candidates.push(group_candidate(IncidentKind::Service, scope, &findings, measured, &[], |m, v, t| {
+                format!(
+                    "{service}: {m} is {v} (median) against {t} allowed for {n} of {measured} customers using it, \
+                     across {nodes} access nodes, while their other services are fine: the service itself is degraded."
+                )
+            }));
+        }
+    }
+
+    // A failing service also explains what a customer saw of it in a window too sparse to judge
+    // the service on its own (a few slow samples that still make the whole line's p90).
+    let implicated: BTreeSet<String> = candidates
+        .iter()
+        .filter(|c| c.kind == IncidentKind::Service)
+        .filter_map(|c| c.scope.get("service").cloned())
+        .chain(
+            active.values().filter(|i| i.kind == IncidentKind::Service).filter_map(|i| i.scope.get("service").cloned()),
+        )
+        .collect();
+    for (key, line) in &lines {
+        let Some(customer) = customers.get(key) else { continue };
+        let Some(findings) = open.get_mut(customer.customer_id.as_str()) else { continue };
+        let plan = config.plan(&customer.plan);
+        findings.retain(|metric, _| {
+            !implicated.iter().any(|service| {
+                let slow = line.services.get(service).and_then(|m| m.latency.get(*metric));
+                slow.is_some_and(|l| plan.latency_us(metric).is_some_and(|t| l.p90 > t))
+            })
+        });
+    }
+
+    // Access nodes, and regions where several nodes fail together.
+    let mut node_measured: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    let mut node_bad: BTreeMap<(&str, &str), Vec<(&Customer, &Findings)>> = BTreeMap::new();
+    for (id, (customer, _, judged)) in &verdicts {
+        if !judged.iter().any(|m| NETWORK_METRICS.contains(m)) {
+            continue;
+        }
+        let node = (customer.region.as_str(), customer.access_node.as_str());
+        *node_measured.entry(node).or_default() += 1;
+        let findings = &open[id];
+        if !findings.is_empty() {
+            node_bad.entry(node).or_default().push((customer, findings));
+        }
+    }
+    let failing: Vec<NodeFindings> = node_bad
+        .iter()
+        .filter(|(node, bad)| {
+            bad.len() >= c.group_min_customers && bad.len() as f64 >= c.group_fraction * node_measured[*node] as f64
+        })
+        .map(|(n, b)| (*n, b))
+        .collect();
+    let mut by_region: BTreeMap<&str, Vec<NodeFindings>> = BTreeMap::new();
+    for f in &failing {
+        by_region.entry(f.0.0).or_default().push(*f);
+    }
+    let mut grouped_customers: BTreeSet<String> = BTreeSet::new();
+    for (region, nodes) in by_region {
+        if nodes.len() >= c.region_min_nodes.max(2) {
+            let all: Vec<(&Customer, &Findings)> = nodes.iter().flat_map(|(_, b)| b.iter().copied()).collect();
+            let measured: usize = nodes.iter().map(|(n, _)| node_measured[n]).sum();
+            let names: Vec<&str> = nodes.iter().map(|(n, _)| n.1).collect();
+            grouped_customers.extend(all.iter().map(|(c, _)| c.customer_id.clone()));
+            let (count, list, n) = (names.len(), names.join(", "), all.len());
+            let mut region_candidate =
+                group_candidate(IncidentKind::Region, ("region", region), &all, measured, &[], |m, v, t| {
+                    format!(
+                        "{count} access nodes in region {region} ({list}) are failing together: {m} is {v} (median) \
+                         against {t} allowed for {n} of {measured} measured customers. A shared upstream \
+                         (aggregation, transport or core) in the region is the likely fault."
+                    )
+                });
+            region_candidate.evidence["access_nodes"] = json!(names);
+            candidates.push(region_candidate);
+        } else {
+            for ((_, node), bad) in nodes {
+                let measured = node_measured[&(region, node)];
+                let home_fine =
+                    bad.iter().all(|(c, _)| !verdicts[c.customer_id.as_str()].1.contains_key("connect_home"));
+                grouped_customers.extend(bad.iter().map(|(c, _)| c.customer_id.clone()));
+                let home = if home_fine { ", while their home side is fine" } else { "" };
+                let n = bad.len();
+                let scope = ("access_node", node);
+                candidates.push(group_candidate(IncidentKind::AccessNode, scope, bad, measured, &[], |m, v, t| {
+                    format!(
+                        "{n} of {measured} measured customers behind access node {node} have {m} of {v} (median) \
+                         against {t} allowed{home}: the fault lies at the access node or upstream of it."
+                    )
+                }));
+            }
+        }
+    }
+
+    // Customers: degraded, and nothing wider explains it.
+    for (id, findings) in &open {
+        if findings.is_empty() || grouped_customers.contains(*id) {
+            continue;
+        }
+        let (customer, _, _) = &verdicts[id];
+        let (metric, f) = findings
+            .iter()
+            .max_by(|a, b| (a.1.value / a.1.threshold).total_cmp(&(b.1.value / b.1.threshold)))
+            .expect("not empty");
+        let all: Vec<String> = findings.iter().map(|(m, f)| describe(m, f)).collect();
+        candidates.push(Candidate {
+            kind: IncidentKind::Customer,
+            scope: BTreeMap::from([("customer_id".to_string(), id.to_string())]),
+            metric: metric.to_string(),
+            customers: BTreeSet::from([id.to_string()]),
+            evidence: json!({"metric": metric, "unit": unit(metric), "value": figure(metric, f.value),
+                "threshold": figure(metric, f.threshold), "basis": f.basis, "findings": all}),
+            cause: format!(
+                "Only this customer is degraded: {}. Other customers on access node {} are fine, so the fault is on \
+                 this line (drop cable, CPE, line card port).",
+                all.join("; "),
+                customer.access_node
+            ),
+        });
+    }
+
+    // Hysteresis against the incidents already pending or open.
+    let measured_scope = |kind: IncidentKind, scope: &BTreeMap<String, String>| -> bool {
+        let get = |k: &str| scope.get(k).map(String::as_str).unwrap_or("");
+        match kind {
+            IncidentKind::AccessNode => node_measured.keys().any(|(_, n)| *n == get("access_node")),
+            IncidentKind::Region => node_measured.keys().any(|(r, _)| *r == get("region")),
+            IncidentKind::Customer | IncidentKind::HomeNetwork => verdicts.contains_key(get("customer_id")),
+            IncidentKind::Service => services_judged.contains(get("service")),
+            IncidentKind::Resolver => verdicts.values().any(|(_, _, j)| j.contains("dns")),
+            IncidentKind::AgentsOffline => false,
+        }
+    };
+    let mut touched: Vec<Incident> = Vec::new();
+    for cand in candidates {
+        let key = Incident::scope_key(cand.kind, &cand.scope);
+        let mut incident = active.remove(&key).unwrap_or_else(|| Incident {
+            id: 0,
+            kind: cand.kind,
+            scope: cand.scope.clone(),
+            state: "pending".into(),
+            severity: "minor".into(),
+            opened_at: None,
+            resolved_at: None,
+            first_window: window.0,
+            last_window: window.0,
+            bad_windows: 0,
+            good_windows: 0,
+            metric: String::new(),
+            evidence: json!({}),
+            probable_cause: String::new(),
+            customers: Vec::new(),
+            affected_customers: 0,
+            value_at_risk: 0.0,
+            acked_at: None,
+            acked_by: None,
+        });
+        incident.bad_windows += 1;
+        incident.good_windows = 0;
+        incident.last_window = window.0;
+        incident.metric = cand.metric;
+        incident.evidence = cand.evidence;
+        incident.evidence["window_start"] = json!(window.0);
+        incident.probable_cause = cand.cause;
+        let mut all: BTreeSet<String> = incident.customers.iter().cloned().collect();
+        all.extend(cand.customers);
+        incident.customers = all.into_iter().collect();
+        if incident.state == "pending" && incident.bad_windows >= c.open_after as i64 {
+            incident.state = "open".into();
+            incident.opened_at = Some(now_ms);
+            summary.opened += 1;
+        }
+        touched.push(incident);
+    }
+    let previous_window = window.0 - (window.1 - window.0);
+    for (_, mut incident) in active {
+        // Pending needs consecutive bad windows: a gap ends it, measured or not.
+        let broken = incident.state == "pending" && incident.last_window < previous_window;
+        if !broken && !measured_scope(incident.kind, &incident.scope) {
+            continue;
+        }
+        if incident.state == "pending" {
+            incident.state = "resolved".into();
+            incident.resolved_at = Some(now_ms);
+            incident.bad_windows = 0;
+            touched.push(incident);
+            continue;
+        }
+        incident.good_windows += 1;
+        incident.bad_windows = 0;
+        if incident.good_windows >= c.resolve_after as i64 {
+            incident.state = "resolved".into();
+            incident.resolved_at = Some(now_ms);
+            summary.resolved += 1;
+        }
+        touched.push(incident);
+    }
+    for mut incident in touched {
+        finish(store, config, &mut incident, now_ms)?;
+    }
+    Ok(summary)
+}
+
+/// Sets value at risk and severity, stores the incident, and keeps its actions current.
+fn finish(store: &mut Store, config: &CollectorConfig, incident: &mut Incident, now_ms: i64) -> Result<()> {
+    if incident.state == "resolved" && incident.opened_at.is_none() {
+        // Bad for fewer than open_after windows: it never was an incident.
+        return if incident.id == 0 { Ok(()) } else { store.delete_incident(incident.id) };
+    }
+    let customers = store.customers_by_id(&incident.customers)?;
+    incident.affected_customers = customers.len() as i64;
+    incident.value_at_risk = (customers.iter().map(|c| c.monthly_value).sum::<f64>() * 100.0).round() / 100.0;
+    incident.severity = severity(incident).into();
+    store.save_incident(incident)?;
+    match incident.state.as_str() {
+        "open" => {
+            actions::suggest(store, incident, &config.actions, now_ms)?;
+        }
+        "resolved" => store.end_actions(incident.id, now_ms)?,
+        _ => {}
+    }
+    Ok(())
+}
+
+fn severity(i: &Incident) -> &'static str {
+    let wide = matches!(i.kind, IncidentKind::Region | IncidentKind::Resolver);
+    if wide || i.affected_customers >= 50 || i.value_at_risk >= 5000.0 {
+        "critical"
+    } else if i.affected_customers >= 2 || matches!(i.kind, IncidentKind::AccessNode | IncidentKind::Service) {
+        "major"
+    } else {
+        "minor"
+    }
+}
+
+/// Agents that fell silent (last will seen, or nothing heard for `agent_silence_secs`), one
+/// incident per access node; resolved when they are all back.
+pub fn evaluate_agents(store: &mut Store, config: &CollectorConfig, now_ms: i64) -> Result<()> {
+    store.transaction(true, |store| {
+        let silence = config.correlation.agent_silence_secs as i64 * 1000;
+        let agents = store.agents()?;
+        let mut silent: BTreeMap<String, Vec<&crate::model::Agent>> = BTreeMap::new();
+        for a in &agents {
+            let heard = a.state_ms.max(a.last_report_ms.unwrap_or(0));
+            let vanished = !a.online && !a.stopped;
+            if vanished || (a.online && now_ms - heard > silence) {
+                let nodes =
+                    if a.access_nodes.is_empty() { vec!["unknown".to_string()] } else { a.access_nodes.clone() };
+                for n in nodes {
+                    silent.entry(n).or_default().push(a);
+                }
+            }
+        }
+        let mut active: HashMap<String, Incident> = store
+            .active_incidents()?
+            .into_iter()
+            .filter(|i| i.kind == IncidentKind::AgentsOffline)
+            .filter_map(|i| i.scope.get("access_node").cloned().map(|n| (n, i)))
+            .collect();
+        for (node, agents) in &silent {
+            let mut customers = BTreeSet::new();
+            for a in agents {
+                customers.extend(
+                    store
+                        .agent_customers(&a.agent_id)?
+                        .into_iter()
+                        .filter(|c| &c.access_node == node)
+                        .map(|c| c.customer_id),
+                );
+            }
+            let ids: Vec<&str> = agents.iter().map(|a| a.agent_id.as_str()).collect();
+            let wills = agents.iter().filter(|a| !a.online).count();
+            let mut incident = active.remove(node).unwrap_or_else(|| Incident {
+                id: 0,
+                kind: IncidentKind::AgentsOffline,
+                scope: BTreeMap::from([("access_node".to_string(), node.clone())]),
+                state: "open".into(),
+                severity: "minor".into(),
+                opened_at: Some(now_ms),
+                resolved_at: None,
+                first_window: now_ms,
+                last_window: now_ms,
+                bad_windows: 0,
+                good_windows: 0,
+                metric: "agent_state".into(),
+                evidence: json!({}),
+                probable_cause: String::new(),
+                customers: Vec::new(),
+                affected_customers: 0,
+                value_at_risk: 0.0,
+                acked_at: None,
+                acked_by: None,
+            });
+            let before = (incident.customers.clone(), incident.evidence.clone());
+            incident.last_window = now_ms;
+            incident.bad_windows = agents.len() as i64;
+            incident.customers = customers.into_iter().collect();
+            incident.evidence = json!({"silent_agents": ids, "last_will_seen": wills});
+            incident.probable_cause = format!(
+                "{} agent(s) behind access node {node} went silent ({wills} with their last will seen): \
+                 the gateways lost power or connectivity, or the access node is down for them.",
+                agents.len()
+            );
+            if incident.id == 0 || before != (incident.customers.clone(), incident.evidence.clone()) {
+                finish(store, config, &mut incident, now_ms)?;
+            }
+        }
+        for (_, mut incident) in active {
+            incident.state = "resolved".into();
+            incident.resolved_at = Some(now_ms);
+            finish(store, config, &mut incident, now_ms)?;
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,155 @@
+//! Ingest: a shared subscription to every agent's report and state topics. Each message is
+//! decoded and checked here; what is good goes to the writer, and the broker gets its PUBACK
+//! only once the writer has committed it. So a collector that stops, crashes or loses its
+//! database mid-stream loses nothing the broker delivered: the broker sends the unacknowledged
+//! messages again, and the store's key drops the ones that did land.
+//!
+//! Rejected messages (garbage, truncated, a wrong version, too large, an `agent_id` that is not
+//! the topic's) are counted by reason and acknowledged at once, so they are not redelivered.
+
+use crate::config::BrokerConfig;
+use crate::metrics::{Metrics, Reject};
+use crate::model::AgentState;
+use edgeprobe_wire::mqtt::{TOPIC_PREFIX, Topic, parse_topic, parse_url, tls_config};
+use edgeprobe_wire::{DecodeError, Report, decode};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, TlsConfiguration, Transport};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// What the writer stores; `ack` goes back to the broker once it is committed.
+pub enum Work {
+    Report { report: Box<Report>, received_ms: i64, ack: Publish },
+    State { agent_id: String, state: AgentState, received_ms: i64, ack: Publish },
+}
+
+/// Payloads up to this size reach the decoder, which refuses what exceeds the report limit;
+/// larger packets would make the client drop the connection.
+const MAX_PACKET: usize = 16 << 20;
+
+pub fn mqtt_options(config: &BrokerConfig) -> anyhow::Result<MqttOptions> {
+    let url = if config.embedded { format!("mqtt://{}", config.embedded_listen) } else { config.url.clone() };
+    let (tls, host, port) = parse_url(&url)?;
+    let mut options = MqttOptions::new(config.client_id.clone(), host, port);
+    options.set_keep_alive(Duration::from_secs(config.keep_alive_secs.max(5)));
+    // The embedded broker's sessions end with the process anyway (and rumqttd mishandles
+    // persistent sessions that hold shared subscriptions).
+    options.set_clean_session(config.embedded || !config.persistent_session);
+    options.set_manual_acks(true);
+    options.set_max_packet_size(MAX_PACKET, 64 * 1024);
+    options.set_inflight(100);
+    if let Some(user) = &config.username {
+        options.set_credentials(user.clone(), config.password.clone().unwrap_or_default());
+    }
+    if tls {
+        let ca = config.ca_file.as_deref().ok_or_else(|| anyhow::anyhow!("mqtts:// needs broker.ca_file"))?;
+        options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(tls_config(ca, None)?))));
+    }
+    Ok(options)
+}
+
+/// One shared subscription for reports and states alike: one filter per group is what every
+/// broker handles the same way.
+pub fn subscription(config: &BrokerConfig) -> String {
+    format!("$share/{}/{TOPIC_PREFIX}+/+", config.share_group)
+}
+
+/// Classifies one message: work for the writer, or a rejection to count and acknowledge.
+pub fn classify(publish: &Publish, received_ms: i64) -> Result<Work, Reject> {
+    match parse_topic(&publish.topic) {
+        Some(Topic::Report(agent)) => {
+            let report = decode(&publish.payload).map_err(|e| match e {
+                DecodeError::Empty | DecodeError::UnknownEncoding(_) => Reject::Garbage,
+                DecodeError::TooLarge(_) => Reject::Oversized,
+                DecodeError::Version(_) => Reject::Version,
+                _ => Reject::Malformed,
+            })?;
+            if report.agent_id != agent {
+                return Err(Reject::AgentMismatch);
+            }
+            Ok(Work::Report { report: Box::new(report), received_ms, ack: publish.clone() })
+        }
+        Some(Topic::State(agent)) => {
+            // An empty retained message clears the topic; it says nothing about the agent.
+            let state: AgentState = serde_json::from_slice(&publish.payload).map_err(|_| Reject::Topic)?;
+            Ok(Work::State { agent_id: agent.to_string(), state, received_ms, ack: publish.clone() })
+        }
+        None => Err(Reject::Topic),
+    }
+}
+
+/// Runs the MQTT side until `shutdown` resolves: reads, classifies and queues messages, and
+/// acknowledges what the writer committed (arriving on `committed`).
+pub async fn run(
+    config: BrokerConfig,
+    work: mpsc::Sender<Work>,
+    mut committed: mpsc::UnboundedReceiver<Publish>,
+    metrics: Arc<Metrics>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let options = mqtt_options(&config)?;
+    let (client, mut eventloop) = AsyncClient::new(options, 1024);
+    let acker = client.clone();
+    let ack_task = tokio::spawn(async move {
+        while let Some(p) = committed.recv().await {
+            if acker.ack(&p).await.is_err() {
+                return;
+            }
+        }
+    });
+    let topic = subscription(&config);
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        let event = tokio::select! {
+            e = eventloop.poll() => e,
+            _ = shutdown.changed() => break,
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                metrics.mqtt_connected.store(1, Relaxed);
+                backoff = Duration::from_millis(250);
+                client.subscribe(topic.clone(), QoS::AtLeastOnce).await?;
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                let now = crate::now_ms();
+                let is_report = matches!(parse_topic(&p.topic), Some(Topic::Report(_)));
+                if is_report {
+                    metrics.received.fetch_add(1, Relaxed);
+                }
+                match classify(&p, now) {
+                    Ok(w) => {
+                        metrics.queue_depth.fetch_add(1, Relaxed);
+                        // Waiting here when the writer is behind stops reading from the broker,
+                        // which holds the rest: memory stays bounded by `queue_capacity`.
+                        if work.send(w).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(why) => {
+                        metrics.reject(why);
+                        let _ = client.ack(&p).await;
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if metrics.mqtt_connected.swap(0, Relaxed) == 1 {
+                    metrics.mqtt_reconnects.fetch_add(1, Relaxed);
+                    eprintln!("edgeprobe-collector: broker connection lost: {e}");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => break,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+    // Give the last acknowledgements a moment to go out before disconnecting.
+    drop(work);
+    let _ = tokio::time::timeout(Duration::from_secs(2), ack_task).await;
+    let _ = client.disconnect().await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), async { while eventloop.poll().await.is_ok() {} }).await;
+    Ok(())
+}

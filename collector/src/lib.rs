@@ -1,0 +1,72 @@
+//! The edgeprobe collector: ingests agents' window reports from MQTT, stores them (SQLite or
+//! PostgreSQL), joins them with customer records, correlates degradations into incidents,
+//! suggests next best actions, and serves the NOC API.
+//!
+//! `serve` wires the parts together: ingest (MQTT) → writer thread (storage, evaluation) and
+//! the HTTP API on its own store connection.
+
+pub mod actions;
+pub mod api;
+pub mod broker;
+pub mod config;
+pub mod correlate;
+pub mod customers;
+pub mod ingest;
+pub mod metrics;
+pub mod model;
+pub mod store;
+pub mod writer;
+
+use anyhow::Context;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Runs the collector until `shutdown` resolves. The HTTP API listens on `listener`, so tests
+/// can bind port 0.
+pub async fn serve(
+    config: config::CollectorConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    if config.broker.embedded {
+        broker::start(config.broker.embedded_listen)?;
+    }
+    let url = config.storage.url.clone();
+    let (writer_store, read_store) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let w = store::Store::open(&url).with_context(|| format!("storage {url}"))?;
+        let r = store::Store::open(&url).with_context(|| format!("storage {url}"))?;
+        Ok((w, r))
+    })
+    .await??;
+    let metrics = Arc::new(metrics::Metrics::default());
+    let (work_tx, work_rx) = tokio::sync::mpsc::channel(config.broker.queue_capacity);
+    let (committed_tx, committed_rx) = tokio::sync::mpsc::unbounded_channel();
+    let writer = writer::Writer { store: writer_store, config: config.clone(), metrics: metrics.clone() };
+    let writer_thread =
+        std::thread::Builder::new().name("writer".into()).spawn(move || writer.run(work_rx, committed_tx))?;
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let ingest =
+        tokio::spawn(ingest::run(config.broker.clone(), work_tx, committed_rx, metrics.clone(), stop_rx.clone()));
+    let state = Arc::new(api::ApiState { store: Mutex::new(read_store), config, metrics });
+    let mut http_stop = stop_rx.clone();
+    let http = tokio::spawn(async move {
+        axum::serve(listener, api::router(state))
+            .with_graceful_shutdown(async move {
+                let _ = http_stop.changed().await;
+            })
+            .await
+    });
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    let ingested = ingest.await;
+    let _ = http.await;
+    // The writer drains what ingest handed it, then stops.
+    let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
+    ingested??;
+    Ok(())
+}

@@ -1,0 +1,99 @@
+//! `edgeprobe-collector`: parses arguments and calls the library.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use edgeprobe_collector::config::CollectorConfig;
+use edgeprobe_collector::{customers, serve, store};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "edgeprobe-collector",
+    version,
+    about = "Ingests edgeprobe reports, correlates incidents, serves the NOC API"
+)]
+struct Cli {
+    /// Collector config (TOML); without it, the embedded defaults.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run ingest, correlation and the HTTP API (the default).
+    Serve,
+    /// Load or update customer records from a CSV file.
+    ImportCustomers { file: PathBuf },
+    /// Validate a config file.
+    CheckConfig { file: PathBuf },
+}
+
+fn load(path: Option<&PathBuf>) -> anyhow::Result<CollectorConfig> {
+    match path {
+        Some(p) => CollectorConfig::load(p),
+        None => Ok(CollectorConfig::default()),
+    }
+}
+
+fn import(config: &CollectorConfig, file: &PathBuf) -> anyhow::Result<bool> {
+    let input = std::fs::File::open(file).with_context(|| format!("{}", file.display()))?;
+    let parsed = customers::parse_csv(input).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    for e in &parsed.errors {
+        eprintln!("{}:{}: {}", file.display(), e.line, e.reason);
+    }
+    let mut store =
+        store::Store::open(&config.storage.url).with_context(|| format!("storage {}", config.storage.url))?;
+    let new = store.upsert_customers(&parsed.customers, edgeprobe_collector::now_ms())?;
+    eprintln!(
+        "imported {} customers ({new} new, {} updated), {} rows rejected",
+        parsed.customers.len(),
+        parsed.customers.len() - new,
+        parsed.errors.len()
+    );
+    Ok(parsed.errors.is_empty())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = (|| -> anyhow::Result<bool> {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::CheckConfig { file } => {
+                CollectorConfig::load(&file)?;
+                println!("{}: ok", file.display());
+                Ok(true)
+            }
+            Command::ImportCustomers { file } => import(&load(cli.config.as_ref())?, &file),
+            Command::Serve => {
+                let config = load(cli.config.as_ref())?;
+                let rt = tokio::runtime::Runtime::new()?;
+                rt.block_on(async {
+                    let listener = tokio::net::TcpListener::bind(config.http.listen)
+                        .await
+                        .with_context(|| format!("http listen {}", config.http.listen))?;
+                    eprintln!("edgeprobe-collector: API on http://{}", listener.local_addr()?);
+                    serve(config, listener, shutdown_signal()).await
+                })?;
+                Ok(true)
+            }
+        }
+    })();
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(2),
+        Err(e) => {
+            eprintln!("edgeprobe-collector: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,128 @@
+//! The collector's own counters, served on `/metrics` in the Prometheus text format. Plain
+//! atomics: ingest, the writer and the HTTP handlers update them without locks.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+
+/// Why a message on a report topic was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reject {
+    /// Neither JSON nor CBOR by its first byte, or empty.
+    Garbage,
+    /// CBOR or JSON that does not parse as a report (truncated, wrong fields).
+    Malformed,
+    Version,
+    Oversized,
+    /// The report's `agent_id` differs from the topic's, which the broker's ACL vouches for.
+    AgentMismatch,
+    /// A topic under `edgeprobe/v1/agents/` that is neither `report` nor `state`, or a state
+    /// message that does not parse.
+    Topic,
+}
+
+const REJECTS: [(Reject, &str); 6] = [
+    (Reject::Garbage, "garbage"),
+    (Reject::Malformed, "malformed"),
+    (Reject::Version, "version"),
+    (Reject::Oversized, "oversized"),
+    (Reject::AgentMismatch, "agent_mismatch"),
+    (Reject::Topic, "topic"),
+];
+
+#[derive(Default)]
+pub struct Metrics {
+    pub received: AtomicU64,
+    pub stored: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub late_after_evaluation: AtomicU64,
+    rejects: [AtomicU64; 6],
+    pub states: AtomicU64,
+    pub storage_errors: AtomicU64,
+    pub windows_evaluated: AtomicU64,
+    pub unknown_subscribers: AtomicU64,
+    pub incidents_opened: AtomicU64,
+    pub incidents_resolved: AtomicU64,
+    pub open_incidents: AtomicI64,
+    /// Seconds between a stored report's window end and its arrival, for the last batch.
+    pub ingest_lag_ms: AtomicI64,
+    pub queue_depth: AtomicI64,
+    pub mqtt_connected: AtomicI64,
+    pub mqtt_reconnects: AtomicU64,
+}
+
+impl Metrics {
+    pub fn reject(&self, why: Reject) {
+        let i = REJECTS.iter().position(|(r, _)| *r == why).expect("every reason is listed");
+        self.rejects[i].fetch_add(1, Relaxed);
+    }
+
+    pub fn rejected(&self, why: Reject) -> u64 {
+        let i = REJECTS.iter().position(|(r, _)| *r == why).expect("every reason is listed");
+        self.rejects[i].load(Relaxed)
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(2048);
+        let mut counter = |name: &str, help: &str, v: u64| {
+            let _ =
+                writeln!(out, "# HELP edgeprobe_collector_{name} {help}\n# TYPE edgeprobe_collector_{name} counter");
+            let _ = writeln!(out, "edgeprobe_collector_{name} {v}");
+        };
+        counter("reports_received_total", "Messages received on report topics.", self.received.load(Relaxed));
+        counter("reports_stored_total", "Reports stored.", self.stored.load(Relaxed));
+        counter(
+            "reports_duplicate_total",
+            "Reports dropped as already stored (agent_id, boot_id, seq).",
+            self.duplicates.load(Relaxed),
+        );
+        counter(
+            "reports_late_total",
+            "Reports stored after their window was evaluated.",
+            self.late_after_evaluation.load(Relaxed),
+        );
+        counter("states_received_total", "Agent birth and last-will messages.", self.states.load(Relaxed));
+        counter("storage_errors_total", "Failed storage transactions (retried).", self.storage_errors.load(Relaxed));
+        counter(
+            "windows_evaluated_total",
+            "Windows evaluated by this collector.",
+            self.windows_evaluated.load(Relaxed),
+        );
+        counter(
+            "unknown_subscribers_total",
+            "Subscriber windows without a customer record.",
+            self.unknown_subscribers.load(Relaxed),
+        );
+        counter("incidents_opened_total", "Incidents opened by this collector.", self.incidents_opened.load(Relaxed));
+        counter(
+            "incidents_resolved_total",
+            "Incidents resolved by this collector.",
+            self.incidents_resolved.load(Relaxed),
+        );
+        counter("mqtt_reconnects_total", "Broker connection losses.", self.mqtt_reconnects.load(Relaxed));
+        let _ = writeln!(
+            out,
+            "# HELP edgeprobe_collector_reports_rejected_total Messages refused, by reason.\n\
+             # TYPE edgeprobe_collector_reports_rejected_total counter"
+        );
+        for (i, (_, name)) in REJECTS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "edgeprobe_collector_reports_rejected_total{{reason=\"{name}\"}} {}",
+                self.rejects[i].load(Relaxed)
+            );
+        }
+        let mut gauge = |name: &str, help: &str, v: f64| {
+            let _ = writeln!(out, "# HELP edgeprobe_collector_{name} {help}\n# TYPE edgeprobe_collector_{name} gauge");
+            let _ = writeln!(out, "edgeprobe_collector_{name} {v}");
+        };
+        gauge("open_incidents", "Incidents open now.", self.open_incidents.load(Relaxed) as f64);
+        gauge(
+            "ingest_lag_seconds",
+            "Arrival time minus window end, for the last stored batch.",
+            self.ingest_lag_ms.load(Relaxed) as f64 / 1000.0,
+        );
+        gauge("queue_depth", "Reports received and waiting to be stored.", self.queue_depth.load(Relaxed) as f64);
+        gauge("mqtt_connected", "1 while connected to the broker.", self.mqtt_connected.load(Relaxed) as f64);
+        out
+    }
+}

@@ -1,0 +1,132 @@
+//! The storage trait: a SQL connection that runs statements with positional `?` parameters
+//! and returns rows of plain values. SQLite and PostgreSQL implement it; everything above it
+//! (schema, reports, incidents) is written once against the shared subset of their SQL.
+
+use std::fmt;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(String),
+    Bytes(Vec<u8>),
+}
+
+impl From<i64> for Value {
+    fn from(v: i64) -> Self {
+        Value::Int(v)
+    }
+}
+impl From<u64> for Value {
+    fn from(v: u64) -> Self {
+        Value::Int(i64::try_from(v).unwrap_or(i64::MAX))
+    }
+}
+impl From<bool> for Value {
+    fn from(v: bool) -> Self {
+        Value::Int(v as i64)
+    }
+}
+impl From<f64> for Value {
+    fn from(v: f64) -> Self {
+        Value::Real(v)
+    }
+}
+impl From<&str> for Value {
+    fn from(v: &str) -> Self {
+        Value::Text(v.to_string())
+    }
+}
+impl From<String> for Value {
+    fn from(v: String) -> Self {
+        Value::Text(v)
+    }
+}
+impl From<&String> for Value {
+    fn from(v: &String) -> Self {
+        Value::Text(v.clone())
+    }
+}
+impl From<Vec<u8>> for Value {
+    fn from(v: Vec<u8>) -> Self {
+        Value::Bytes(v)
+    }
+}
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Value::Null, Into::into)
+    }
+}
+
+/// One result row. Accessors are lenient about NULL (zero, empty) so that a column added by a
+/// later migration reads cleanly from older rows.
+#[derive(Clone, Debug)]
+pub struct Row(pub Vec<Value>);
+
+impl Row {
+    pub fn int(&self, i: usize) -> i64 {
+        match self.0.get(i) {
+            Some(Value::Int(v)) => *v,
+            Some(Value::Real(v)) => *v as i64,
+            _ => 0,
+        }
+    }
+    pub fn opt_int(&self, i: usize) -> Option<i64> {
+        match self.0.get(i) {
+            Some(Value::Null) | None => None,
+            _ => Some(self.int(i)),
+        }
+    }
+    pub fn real(&self, i: usize) -> f64 {
+        match self.0.get(i) {
+            Some(Value::Real(v)) => *v,
+            Some(Value::Int(v)) => *v as f64,
+            _ => 0.0,
+        }
+    }
+    pub fn text(&self, i: usize) -> String {
+        match self.0.get(i) {
+            Some(Value::Text(v)) => v.clone(),
+            _ => String::new(),
+        }
+    }
+    pub fn bytes(&self, i: usize) -> Vec<u8> {
+        match self.0.get(i) {
+            Some(Value::Bytes(v)) => v.clone(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct StoreError(pub String);
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for StoreError {}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+pub trait Backend: Send {
+    fn dialect(&self) -> Dialect;
+    /// Runs one statement; returns the rows it changed.
+    fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64>;
+    fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>>;
+    /// Runs several statements without parameters (schema changes).
+    fn batch(&mut self, sql: &str) -> Result<()>;
+    /// Starts a write transaction. On PostgreSQL, `exclusive` also takes the cluster-wide
+    /// evaluation lock, so that collectors sharing a database evaluate one at a time.
+    fn begin(&mut self, exclusive: bool) -> Result<()>;
+    fn commit(&mut self) -> Result<()>;
+    fn rollback(&mut self) -> Result<()>;
+}

@@ -1,0 +1,752 @@
+//! Storage: reports, customers, incidents, actions and agents, over one `Backend` trait that
+//! SQLite and PostgreSQL implement. Histograms are kept whole (HdrHistogram V2 bytes), so any
+//! range of windows and any group of customers merges into exact percentiles later.
+//!
+//! Duplicates are dropped by the reports table's key `(agent_id, boot_id, seq)`, in the same
+//! transaction that stores the measurements, so a redelivered report is never stored twice,
+//! whichever collector receives it.
+
+pub mod backend;
+mod postgres;
+pub mod schema;
+mod sqlite;
+
+pub use backend::{Backend, Dialect, Result, Row, StoreError, Value};
+
+use crate::customers::Customer;
+use crate::model::{Action, Agent, AgentState, Incident, IncidentKind};
+use edgeprobe_wire::{Counters, METRICS, Metrics, Report};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+pub struct Store {
+    db: Box<dyn Backend>,
+}
+
+/// What storing one report did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stored {
+    New,
+    /// Already stored under the same `(agent_id, boot_id, seq)`.
+    Duplicate,
+    /// Stored, but its window had already been evaluated: it counts in queries, not incidents.
+    AfterEvaluation,
+}
+
+/// One latency histogram of one subscriber (and service, or `""` for the whole line) in a window.
+#[derive(Clone, Debug)]
+pub struct SampleRow {
+    pub window_start: i64,
+    pub subscriber_id: String,
+    pub service: String,
+    pub metric: String,
+    pub count: i64,
+    pub p50: i64,
+    pub p90: i64,
+    pub p99: i64,
+    pub hdr: Vec<u8>,
+}
+
+/// The counters the correlation judges, summed per subscriber and service in a window.
+#[derive(Clone, Debug, Default)]
+pub struct CounterRow {
+    pub connects: i64,
+    pub connect_failures: i64,
+    pub dns_total: i64,
+    pub dns_failures: i64,
+    pub http_responses: i64,
+    pub http_errors: i64,
+    pub bytes_up: i64,
+    pub bytes_down: i64,
+}
+
+fn dns_failures(c: &Counters) -> u64 {
+    ["SERVFAIL", "REFUSED", "TIMEOUT"].iter().map(|k| c.dns.get(*k).copied().unwrap_or(0)).sum()
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("plain data serializes")
+}
+
+/// Turns a list into `?, ?, ?` for an `IN` clause.
+fn marks(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+const INCIDENT_COLUMNS: &str = "id, kind, scope, state, severity, opened_at, resolved_at, first_window, last_window, \
+    bad_windows, good_windows, metric, evidence, probable_cause, customers, affected_customers, value_at_risk, \
+    acked_at, acked_by";
+
+fn incident(r: &Row) -> Incident {
+    Incident {
+        id: r.int(0),
+        kind: IncidentKind::parse(&r.text(1)).unwrap_or(IncidentKind::Customer),
+        scope: serde_json::from_str(&r.text(2)).unwrap_or_default(),
+        state: r.text(3),
+        severity: r.text(4),
+        opened_at: r.opt_int(5),
+        resolved_at: r.opt_int(6),
+        first_window: r.int(7),
+        last_window: r.int(8),
+        bad_windows: r.int(9),
+        good_windows: r.int(10),
+        metric: r.text(11),
+        evidence: serde_json::from_str(&r.text(12)).unwrap_or_default(),
+        probable_cause: r.text(13),
+        customers: serde_json::from_str(&r.text(14)).unwrap_or_default(),
+        affected_customers: r.int(15),
+        value_at_risk: r.real(16),
+        acked_at: r.opt_int(17),
+        acked_by: r.0.get(18).and_then(|v| if let Value::Text(t) = v { Some(t.clone()) } else { None }),
+    }
+}
+
+const CUSTOMER_COLUMNS: &str =
+    "customer_id, subscriber_id, segment, plan, region, access_node, monthly_value, contact_opt_out, attributes";
+
+fn customer(r: &Row) -> Customer {
+    Customer {
+        customer_id: r.text(0),
+        subscriber_id: r.text(1),
+        segment: r.text(2),
+        plan: r.text(3),
+        region: r.text(4),
+        access_node: r.text(5),
+        monthly_value: r.real(6),
+        contact_opt_out: r.int(7) != 0,
+        attributes: serde_json::from_str(&r.text(8)).unwrap_or_default(),
+    }
+}
+
+const ACTION_COLUMNS: &str = "id, incident_id, customer_id, action, contact, reason, created_ms, ended_ms";
+
+fn action(r: &Row) -> Action {
+    Action {
+        id: r.int(0),
+        incident_id: r.int(1),
+        customer_id: r.text(2),
+        action: r.text(3),
+        contact: r.int(4) != 0,
+        reason: r.text(5),
+        created_ms: r.int(6),
+        ended_ms: r.opt_int(7),
+    }
+}
+
+impl Store {
+    /// Opens (and migrates) the store a URL names: `postgres://...` or `postgresql://...` for
+    /// PostgreSQL; `sqlite:PATH`, a `.db` file or a directory (which gets `edgeprobe.db`) for SQLite.
+    pub fn open(url: &str) -> Result<Store> {
+        let db: Box<dyn Backend> = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Box::new(postgres::Postgres::connect(url)?)
+        } else {
+            let path = Path::new(url.strip_prefix("sqlite:").unwrap_or(url));
+            let file = if path.extension().is_some_and(|e| e == "db" || e == "sqlite") {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| StoreError(format!("{}: {e}", dir.display())))?;
+                }
+                path.to_path_buf()
+            } else {
+                std::fs::create_dir_all(path).map_err(|e| StoreError(format!("{}: {e}", path.display())))?;
+                path.join("edgeprobe.db")
+            };
+            Box::new(sqlite::Sqlite::open(&file)?)
+        };
+        let mut store = Store { db };
+        schema::migrate(store.db.as_mut())?;
+        Ok(store)
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.db.dialect()
+    }
+
+    /// Runs `f` in a transaction; `exclusive` serialises it across collectors (see `Backend::begin`).
+    pub fn transaction<T>(&mut self, exclusive: bool, f: impl FnOnce(&mut Store) -> Result<T>) -> Result<T> {
+        self.db.begin(exclusive)?;
+        match f(self) {
+            Ok(v) => {
+                self.db.commit()?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self.db.rollback();
+                Err(e)
+            }
+        }
+    }
+
+    // ---- customers
+
+    /// Inserts or updates customers by id; returns how many were new.
+    pub fn upsert_customers(&mut self, customers: &[Customer], now_ms: i64) -> Result<usize> {
+        self.transaction(false, |s| {
+            let mut new = 0;
+            for c in customers {
+                // A subscriber moving to another customer id frees its old row first.
+                s.db.execute(
+                    "DELETE FROM customers WHERE subscriber_id = ? AND customer_id <> ?",
+                    &[c.subscriber_id.as_str().into(), c.customer_id.as_str().into()],
+                )?;
+                let existed =
+                    !s.db.query("SELECT 1 FROM customers WHERE customer_id = ?", &[c.customer_id.as_str().into()])?.is_empty();
+                s.db.execute(
+                    "INSERT INTO customers (customer_id, subscriber_id, segment, plan, region, access_node, monthly_value, \
+                     contact_opt_out, attributes, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                     ON CONFLICT (customer_id) DO UPDATE SET subscriber_id = excluded.subscriber_id, \
+                     segment = excluded.segment, plan = excluded.plan, region = excluded.region, \
+                     access_node = excluded.access_node, monthly_value = excluded.monthly_value, \
+                     contact_opt_out = excluded.contact_opt_out, attributes = excluded.attributes, \
+                     updated_ms = excluded.updated_ms",
+                    &[
+                        c.customer_id.as_str().into(),
+                        c.subscriber_id.as_str().into(),
+                        c.segment.as_str().into(),
+                        c.plan.as_str().into(),
+                        c.region.as_str().into(),
+                        c.access_node.as_str().into(),
+                        c.monthly_value.into(),
+                        c.contact_opt_out.into(),
+                        json(&c.attributes).into(),
+                        now_ms.into(),
+                    ],
+                )?;
+                new += usize::from(!existed);
+            }
+            Ok(new)
+        })
+    }
+
+    pub fn customer(&mut self, customer_id: &str) -> Result<Option<Customer>> {
+        let sql = format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE customer_id = ?");
+        Ok(self.db.query(&sql, &[customer_id.into()])?.first().map(customer))
+    }
+
+    /// The customers behind the given subscriber keys; unknown keys are left out.
+    pub fn customers_by_subscriber(&mut self, subscribers: &[String]) -> Result<HashMap<String, Customer>> {
+        let mut out = HashMap::with_capacity(subscribers.len());
+        for chunk in subscribers.chunks(500) {
+            let sql =
+                format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE subscriber_id IN ({})", marks(chunk.len()));
+            let params: Vec<Value> = chunk.iter().map(Value::from).collect();
+            for r in self.db.query(&sql, &params)? {
+                let c = customer(&r);
+                out.insert(c.subscriber_id.clone(), c);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn customers_by_id(&mut self, ids: &[String]) -> Result<Vec<Customer>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let sql = format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE customer_id IN ({})", marks(chunk.len()));
+            let params: Vec<Value> = chunk.iter().map(Value::from).collect();
+            out.extend(self.db.query(&sql, &params)?.iter().map(customer));
+        }
+        Ok(out)
+    }
+
+    pub fn customer_count(&mut self) -> Result<i64> {
+        Ok(self.db.query("SELECT COUNT(*) FROM customers", &[])?.first().map_or(0, |r| r.int(0)))
+    }
+
+    // ---- ingest
+
+    /// Stores a batch of reports in one transaction.
+    pub fn store_reports(&mut self, reports: &[&Report], received_ms: i64) -> Result<Vec<Stored>> {
+        self.transaction(false, |s| reports.iter().map(|r| s.store_report_in_tx(r, received_ms)).collect())
+    }
+
+    /// Stores one report; call inside a transaction.
+    pub fn store_report_in_tx(&mut self, r: &Report, received_ms: i64) -> Result<Stored> {
+        let ws = i64::try_from(r.window_start).unwrap_or(i64::MAX);
+        let we = i64::try_from(r.window_end).unwrap_or(i64::MAX);
+        let inserted = self.db.execute(
+            "INSERT INTO reports (agent_id, boot_id, seq, window_start, window_end, received_ms, subscribers, capture) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (agent_id, boot_id, seq) DO NOTHING",
+            &[
+                r.agent_id.as_str().into(),
+                r.boot_id.as_str().into(),
+                r.seq.into(),
+                ws.into(),
+                we.into(),
+                received_ms.into(),
+                (r.subscribers.len() as i64).into(),
+                json(&r.capture).into(),
+            ],
+        )?;
+        if inserted == 0 {
+            return Ok(Stored::Duplicate);
+        }
+        for sub in &r.subscribers {
+            self.store_measurements(ws, &r.agent_id, &sub.subscriber, "", &sub.metrics, &sub.counters)?;
+            for svc in &sub.services {
+                self.store_measurements(ws, &r.agent_id, &sub.subscriber, &svc.service, &svc.metrics, &svc.counters)?;
+            }
+            self.db.execute(
+                "INSERT INTO agent_subscribers (agent_id, subscriber_id, last_window_ms) VALUES (?, ?, ?) \
+                 ON CONFLICT (agent_id, subscriber_id) DO UPDATE SET last_window_ms = \
+                 CASE WHEN excluded.last_window_ms > agent_subscribers.last_window_ms \
+                 THEN excluded.last_window_ms ELSE agent_subscribers.last_window_ms END",
+                &[r.agent_id.as_str().into(), sub.subscriber.as_str().into(), ws.into()],
+            )?;
+        }
+        let health = r.agent.as_ref().map(json);
+        self.db.execute(
+            "INSERT INTO agents (agent_id, online, stopped, boot_id, version, capabilities, state_ms, last_report_ms, \
+             last_window_ms, reports, capture, health) VALUES (?, 1, 0, ?, '', '[]', ?, ?, ?, 1, ?, ?) \
+             ON CONFLICT (agent_id) DO UPDATE SET last_report_ms = excluded.last_report_ms, \
+             reports = agents.reports + 1, \
+             last_window_ms = CASE WHEN agents.last_window_ms IS NULL OR excluded.last_window_ms > agents.last_window_ms \
+             THEN excluded.last_window_ms ELSE agents.last_window_ms END, \
+             capture = excluded.capture, health = COALESCE(excluded.health, agents.health)",
+            &[
+                r.agent_id.as_str().into(),
+                r.boot_id.as_str().into(),
+                received_ms.into(),
+                received_ms.into(),
+                ws.into(),
+                json(&r.capture).into(),
+                health.into(),
+            ],
+        )?;
+        let evaluated = self
+            .db
+            .query("SELECT evaluated FROM windows WHERE window_start = ?", &[ws.into()])?
+            .first()
+            .is_some_and(|row| row.int(0) != 0);
+        self.db.execute(
+            "INSERT INTO windows (window_start, window_end, last_arrival_ms, evaluated) VALUES (?, ?, ?, 0) \
+             ON CONFLICT (window_start) DO UPDATE SET last_arrival_ms = excluded.last_arrival_ms",
+            &[ws.into(), we.into(), received_ms.into()],
+        )?;
+        Ok(if evaluated { Stored::AfterEvaluation } else { Stored::New })
+    }
+
+    fn store_measurements(
+        &mut self,
+        ws: i64,
+        agent: &str,
+        subscriber: &str,
+        service: &str,
+        metrics: &Metrics,
+        c: &Counters,
+    ) -> Result<()> {
+        for name in METRICS {
+            let Some(h) = metrics.get(name) else { continue };
+            if h.count == 0 {
+                continue;
+            }
+            self.db.execute(
+                "INSERT INTO samples (window_start, subscriber_id, service, metric, agent_id, count, min, max, p50, p90, \
+                 p99, hdr) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                &[
+                    ws.into(),
+                    subscriber.into(),
+                    service.into(),
+                    name.into(),
+                    agent.into(),
+                    h.count.into(),
+                    h.min.into(),
+                    h.max.into(),
+                    h.p50.into(),
+                    h.p90.into(),
+                    h.p99.into(),
+                    h.hdr.clone().into(),
+                ],
+            )?;
+        }
+        let detail = serde_json::json!({"dns": c.dns, "connect_refused": c.connect_refused,
+            "connect_timeout": c.connect_timeout, "http_4xx": c.http_4xx, "http_5xx": c.http_5xx});
+        self.db.execute(
+            "INSERT INTO counters (window_start, subscriber_id, service, agent_id, connects, connect_failures, dns_total, \
+             dns_failures, http_responses, http_errors, tls_ok, tls_failed, bytes_up, bytes_down, retrans_up, \
+             retrans_down, flows, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            &[
+                ws.into(),
+                subscriber.into(),
+                service.into(),
+                agent.into(),
+                c.connects.into(),
+                (c.connect_refused + c.connect_timeout).into(),
+                c.dns.values().sum::<u64>().into(),
+                dns_failures(c).into(),
+                c.http_responses.into(),
+                c.http_5xx.into(),
+                c.tls_ok.into(),
+                c.tls_failed.into(),
+                c.bytes_up.into(),
+                c.bytes_down.into(),
+                c.retrans_up.into(),
+                c.retrans_down.into(),
+                c.flows.into(),
+                detail.to_string().into(),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Records an agent's birth message or last will.
+    pub fn record_state(&mut self, agent_id: &str, state: &AgentState, now_ms: i64) -> Result<()> {
+        self.db.execute(
+            "INSERT INTO agents (agent_id, online, stopped, boot_id, version, capabilities, state_ms, reports) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, 0) ON CONFLICT (agent_id) DO UPDATE SET online = excluded.online, \
+             stopped = excluded.stopped, \
+             boot_id = CASE WHEN excluded.boot_id = '' THEN agents.boot_id ELSE excluded.boot_id END, \
+             version = CASE WHEN excluded.version = '' THEN agents.version ELSE excluded.version END, \
+             capabilities = excluded.capabilities, state_ms = excluded.state_ms",
+            &[
+                agent_id.into(),
+                state.online.into(),
+                (!state.online && state.stopped).into(),
+                state.boot_id.as_str().into(),
+                state.version.as_str().into(),
+                json(&state.capabilities).into(),
+                now_ms.into(),
+            ],
+        )?;
+        Ok(())
+    }
+
+    // ---- evaluation
+
+    /// Windows not yet evaluated that ended `grace_ms` ago and have been quiet for `settle_ms`,
+    /// oldest first.
+    pub fn ready_windows(&mut self, now_ms: i64, grace_ms: i64, settle_ms: i64) -> Result<Vec<(i64, i64)>> {
+        let rows = self.db.query(
+            "SELECT window_start, window_end FROM windows WHERE evaluated = 0 AND window_end <= ? \
+             AND last_arrival_ms <= ? ORDER BY window_start",
+            &[(now_ms - grace_ms).into(), (now_ms - settle_ms).into()],
+        )?;
+        Ok(rows.iter().map(|r| (r.int(0), r.int(1))).collect())
+    }
+
+    /// Marks a window evaluated; false if another collector got there first. Call inside an
+    /// exclusive transaction.
+    pub fn claim_window(&mut self, window_start: i64) -> Result<bool> {
+        let n = self.db.execute(
+            "UPDATE windows SET evaluated = 1 WHERE window_start = ? AND evaluated = 0",
+            &[window_start.into()],
+        )?;
+        Ok(n == 1)
+    }
+
+    pub fn window_samples(&mut self, window_start: i64) -> Result<Vec<SampleRow>> {
+        let rows = self.db.query(
+            "SELECT window_start, subscriber_id, service, metric, count, p50, p90, p99, hdr FROM samples \
+             WHERE window_start = ?",
+            &[window_start.into()],
+        )?;
+        Ok(rows.iter().map(sample).collect())
+    }
+
+    pub fn window_counters(&mut self, window_start: i64) -> Result<Vec<(String, String, CounterRow)>> {
+        let rows = self.db.query(
+            "SELECT subscriber_id, service, connects, connect_failures, dns_total, dns_failures, http_responses, \
+             http_errors, bytes_up, bytes_down FROM counters WHERE window_start = ?",
+            &[window_start.into()],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let c = CounterRow {
+                    connects: r.int(2),
+                    connect_failures: r.int(3),
+                    dns_total: r.int(4),
+                    dns_failures: r.int(5),
+                    http_responses: r.int(6),
+                    http_errors: r.int(7),
+                    bytes_up: r.int(8),
+                    bytes_down: r.int(9),
+                };
+                (r.text(0), r.text(1), c)
+            })
+            .collect())
+    }
+
+    /// Per customer and metric: the baseline p90 in µs and how many windows built it.
+    pub fn baselines(&mut self, customer_ids: &[String]) -> Result<HashMap<(String, String), (f64, i64)>> {
+        let mut out = HashMap::new();
+        for chunk in customer_ids.chunks(500) {
+            let sql = format!(
+                "SELECT customer_id, metric, p90_us, windows FROM baselines WHERE customer_id IN ({})",
+                marks(chunk.len())
+            );
+            let params: Vec<Value> = chunk.iter().map(Value::from).collect();
+            for r in self.db.query(&sql, &params)? {
+                out.insert((r.text(0), r.text(1)), (r.real(2), r.int(3)));
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn save_baseline(&mut self, customer_id: &str, metric: &str, p90_us: f64, windows: i64) -> Result<()> {
+        self.db.execute(
+            "INSERT INTO baselines (customer_id, metric, p90_us, windows) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (customer_id, metric) DO UPDATE SET p90_us = excluded.p90_us, windows = excluded.windows",
+            &[customer_id.into(), metric.into(), p90_us.into(), windows.into()],
+        )?;
+        Ok(())
+    }
+
+    // ---- incidents
+
+    /// Pending and open incidents.
+    pub fn active_incidents(&mut self) -> Result<Vec<Incident>> {
+        let sql = format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE state <> 'resolved' ORDER BY id");
+        Ok(self.db.query(&sql, &[])?.iter().map(incident).collect())
+    }
+
+    /// Incidents by state (`open`, `resolved`, `pending` or `all`), the newest first.
+    pub fn incidents(&mut self, state: &str, limit: i64) -> Result<Vec<Incident>> {
+        let rows = if state == "all" {
+            let sql = format!("SELECT {INCIDENT_COLUMNS} FROM incidents ORDER BY id DESC LIMIT ?");
+            self.db.query(&sql, &[limit.into()])?
+        } else {
+            let sql = format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE state = ? ORDER BY id DESC LIMIT ?");
+            self.db.query(&sql, &[state.into(), limit.into()])?
+        };
+        Ok(rows.iter().map(incident).collect())
+    }
+
+    pub fn incident(&mut self, id: i64) -> Result<Option<Incident>> {
+        let sql = format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?");
+        Ok(self.db.query(&sql, &[id.into()])?.first().map(incident))
+    }
+
+    pub fn open_incident_count(&mut self) -> Result<i64> {
+        Ok(self.db.query("SELECT COUNT(*) FROM incidents WHERE state = 'open'", &[])?.first().map_or(0, |r| r.int(0)))
+    }
+
+    /// Inserts (id 0) or updates an incident; sets the id of a new one.
+    pub fn save_incident(&mut self, i: &mut Incident) -> Result<()> {
+        let values: Vec<Value> = vec![
+            i.kind.as_str().into(),
+            Incident::scope_key(i.kind, &i.scope).into(),
+            json(&i.scope).into(),
+            i.state.as_str().into(),
+            i.severity.as_str().into(),
+            i.opened_at.into(),
+            i.resolved_at.into(),
+            i.first_window.into(),
+            i.last_window.into(),
+            i.bad_windows.into(),
+            i.good_windows.into(),
+            i.metric.as_str().into(),
+            i.evidence.to_string().into(),
+            i.probable_cause.as_str().into(),
+            json(&i.customers).into(),
+            i.affected_customers.into(),
+            i.value_at_risk.into(),
+        ];
+        if i.id == 0 {
+            let rows = self.db.query(
+                "INSERT INTO incidents (kind, scope_key, scope, state, severity, opened_at, resolved_at, first_window, \
+                 last_window, bad_windows, good_windows, metric, evidence, probable_cause, customers, \
+                 affected_customers, value_at_risk) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                &values,
+            )?;
+            i.id = rows.first().map_or(0, |r| r.int(0));
+        } else {
+            let mut values = values;
+            values.push(i.id.into());
+            self.db.execute(
+                "UPDATE incidents SET kind = ?, scope_key = ?, scope = ?, state = ?, severity = ?, opened_at = ?, \
+                 resolved_at = ?, first_window = ?, last_window = ?, bad_windows = ?, good_windows = ?, metric = ?, \
+                 evidence = ?, probable_cause = ?, customers = ?, affected_customers = ?, value_at_risk = ? WHERE id = ?",
+                &values,
+            )?;
+        }
+        Ok(())
+    }
+
+    pub fn delete_incident(&mut self, id: i64) -> Result<()> {
+        self.db.execute("DELETE FROM actions WHERE incident_id = ?", &[id.into()])?;
+        self.db.execute("DELETE FROM incidents WHERE id = ?", &[id.into()])?;
+        Ok(())
+    }
+
+    /// Acknowledges an incident; returns it, or None if there is no such incident.
+    pub fn ack_incident(&mut self, id: i64, by: &str, now_ms: i64) -> Result<Option<Incident>> {
+        self.db.execute(
+            "UPDATE incidents SET acked_at = COALESCE(acked_at, ?), acked_by = COALESCE(acked_by, ?) WHERE id = ?",
+            &[now_ms.into(), by.into(), id.into()],
+        )?;
+        self.incident(id)
+    }
+
+    // ---- actions
+
+    /// Stores an action unless the same one exists for the incident and customer.
+    pub fn insert_action(&mut self, a: &Action) -> Result<bool> {
+        let n = self.db.execute(
+            "INSERT INTO actions (incident_id, customer_id, action, contact, reason, created_ms) VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (incident_id, customer_id, action) DO NOTHING",
+            &[
+                a.incident_id.into(),
+                a.customer_id.as_str().into(),
+                a.action.as_str().into(),
+                a.contact.into(),
+                a.reason.as_str().into(),
+                a.created_ms.into(),
+            ],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Whether the customer already has a suggestion for this incident.
+    pub fn has_action(&mut self, incident_id: i64, customer_id: &str) -> Result<bool> {
+        let rows = self.db.query(
+            "SELECT 1 FROM actions WHERE incident_id = ? AND customer_id = ? AND action <> 'hold_marketing'",
+            &[incident_id.into(), customer_id.into()],
+        )?;
+        Ok(!rows.is_empty())
+    }
+
+    /// Contacts suggested to this customer since `since_ms`.
+    pub fn contacts_since(&mut self, customer_id: &str, since_ms: i64) -> Result<i64> {
+        let rows = self.db.query(
+            "SELECT COUNT(*) FROM actions WHERE customer_id = ? AND contact = 1 AND created_ms >= ?",
+            &[customer_id.into(), since_ms.into()],
+        )?;
+        Ok(rows.first().map_or(0, |r| r.int(0)))
+    }
+
+    pub fn end_actions(&mut self, incident_id: i64, now_ms: i64) -> Result<()> {
+        self.db.execute(
+            "UPDATE actions SET ended_ms = ? WHERE incident_id = ? AND ended_ms IS NULL",
+            &[now_ms.into(), incident_id.into()],
+        )?;
+        Ok(())
+    }
+
+    /// Actions, newest first; optionally one customer's, optionally only those still current.
+    pub fn actions(&mut self, customer_id: Option<&str>, current_only: bool, limit: i64) -> Result<Vec<Action>> {
+        let mut sql = format!("SELECT {ACTION_COLUMNS} FROM actions WHERE 1 = 1");
+        let mut params = Vec::new();
+        if let Some(c) = customer_id {
+            sql.push_str(" AND customer_id = ?");
+            params.push(c.into());
+        }
+        if current_only {
+            sql.push_str(" AND ended_ms IS NULL");
+        }
+        sql.push_str(" ORDER BY id DESC LIMIT ?");
+        params.push(limit.into());
+        Ok(self.db.query(&sql, &params)?.iter().map(action).collect())
+    }
+
+    // ---- agents
+
+    pub fn agents(&mut self) -> Result<Vec<Agent>> {
+        let nodes = self.db.query(
+            "SELECT DISTINCT s.agent_id, c.access_node FROM agent_subscribers s \
+             JOIN customers c ON c.subscriber_id = s.subscriber_id ORDER BY s.agent_id, c.access_node",
+            &[],
+        )?;
+        let mut by_agent: HashMap<String, Vec<String>> = HashMap::new();
+        for r in nodes {
+            by_agent.entry(r.text(0)).or_default().push(r.text(1));
+        }
+        let rows = self.db.query(
+            "SELECT agent_id, online, stopped, boot_id, version, capabilities, state_ms, last_report_ms, last_window_ms, \
+             reports, capture, health FROM agents ORDER BY agent_id",
+            &[],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| Agent {
+                agent_id: r.text(0),
+                online: r.int(1) != 0,
+                stopped: r.int(2) != 0,
+                boot_id: r.text(3),
+                version: r.text(4),
+                capabilities: serde_json::from_str(&r.text(5)).unwrap_or_default(),
+                state_ms: r.int(6),
+                last_report_ms: r.opt_int(7),
+                last_window_ms: r.opt_int(8),
+                reports: r.int(9),
+                capture: serde_json::from_str(&r.text(10)).unwrap_or_default(),
+                health: serde_json::from_str(&r.text(11)).unwrap_or_default(),
+                access_nodes: by_agent.remove(&r.text(0)).unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// Customers an agent has reported on.
+    pub fn agent_customers(&mut self, agent_id: &str) -> Result<Vec<Customer>> {
+        let sql = format!(
+            "SELECT {} FROM customers c JOIN agent_subscribers s ON s.subscriber_id = c.subscriber_id \
+             WHERE s.agent_id = ? ORDER BY c.customer_id",
+            CUSTOMER_COLUMNS.split(", ").map(|c| format!("c.{c}")).collect::<Vec<_>>().join(", ")
+        );
+        Ok(self.db.query(&sql, &[agent_id.into()])?.iter().map(customer).collect())
+    }
+
+    // ---- queries
+
+    /// A subscriber's whole-line histograms since `since_ms`, oldest window first.
+    pub fn subscriber_samples(&mut self, subscriber_id: &str, since_ms: i64) -> Result<Vec<SampleRow>> {
+        let rows = self.db.query(
+            "SELECT window_start, subscriber_id, service, metric, count, p50, p90, p99, hdr FROM samples \
+             WHERE subscriber_id = ? AND window_start >= ? AND service = '' ORDER BY window_start",
+            &[subscriber_id.into(), since_ms.into()],
+        )?;
+        Ok(rows.iter().map(sample).collect())
+    }
+
+    /// The latest window with data for the subscriber, per metric (whole line).
+    pub fn latest_samples(&mut self, subscriber_id: &str) -> Result<BTreeMap<String, SampleRow>> {
+        let rows = self.db.query(
+            "SELECT s.window_start, s.subscriber_id, s.service, s.metric, s.count, s.p50, s.p90, s.p99, s.hdr \
+             FROM samples s JOIN (SELECT metric, MAX(window_start) AS ws FROM samples \
+             WHERE subscriber_id = ? AND service = '' GROUP BY metric) m ON m.metric = s.metric AND m.ws = s.window_start \
+             WHERE s.subscriber_id = ? AND s.service = ''",
+            &[subscriber_id.into(), subscriber_id.into()],
+        )?;
+        let mut out: BTreeMap<String, SampleRow> = BTreeMap::new();
+        for s in rows.iter().map(sample) {
+            // Two agents may report one subscriber in a window; the larger sample stands for it.
+            if out.get(&s.metric).is_none_or(|o| o.count < s.count) {
+                out.insert(s.metric.clone(), s);
+            }
+        }
+        Ok(out)
+    }
+
+    // ---- housekeeping
+
+    /// Deletes measurements of windows that started before `before_ms`, and incidents resolved
+    /// before it. Returns the rows deleted.
+    pub fn prune(&mut self, before_ms: i64) -> Result<u64> {
+        self.transaction(false, |s| {
+            let mut n = 0;
+            for sql in [
+                "DELETE FROM samples WHERE window_start < ?",
+                "DELETE FROM counters WHERE window_start < ?",
+                "DELETE FROM reports WHERE window_start < ?",
+                "DELETE FROM windows WHERE window_start < ?",
+                "DELETE FROM actions WHERE incident_id IN (SELECT id FROM incidents WHERE resolved_at < ?)",
+                "DELETE FROM incidents WHERE resolved_at < ?",
+            ] {
+                n += s.db.execute(sql, &[before_ms.into()])?;
+            }
+            Ok(n)
+        })
+    }
+}
+
+fn sample(r: &Row) -> SampleRow {
+    SampleRow {
+        window_start: r.int(0),
+        subscriber_id: r.text(1),
+        service: r.text(2),
+        metric: r.text(3),
+        count: r.int(4),
+        p50: r.int(5),
+        p90: r.int(6),
+        p99: r.int(7),
+        hdr: r.bytes(8),
+    }
+}

@@ -1,0 +1,170 @@
+//! The writer: the one thread that writes measurements. It takes what ingest decoded in
+//! batches, stores each batch in one transaction, and only then releases the batch's
+//! acknowledgements to the broker. Between batches it evaluates the windows that are ready,
+//! watches for silent agents and applies retention.
+//!
+//! A failed transaction (database gone, disk full) is counted and retried with backoff; nothing
+//! is acknowledged meanwhile, so nothing is lost, and ingest stops reading from the broker once
+//! the queue is full.
+
+use crate::config::CollectorConfig;
+use crate::correlate;
+use crate::ingest::Work;
+use crate::metrics::Metrics;
+use crate::store::{Store, Stored};
+use rumqttc::Publish;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+const BATCH: usize = 256;
+
+pub struct Writer {
+    pub store: Store,
+    pub config: CollectorConfig,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Writer {
+    /// Runs until `work` is closed and drained.
+    pub fn run(mut self, mut work: mpsc::Receiver<Work>, committed: mpsc::UnboundedSender<Publish>) {
+        let tick = Duration::from_secs(self.config.correlation.tick_secs);
+        let mut next_tick = Instant::now();
+        let mut next_prune = Instant::now();
+        let mut batch: Vec<Work> = Vec::with_capacity(BATCH);
+        let mut failures = 0u32;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("a timer runtime");
+        loop {
+            if batch.is_empty() {
+                let wait = next_tick.saturating_duration_since(Instant::now());
+                match recv_timeout(&rt, &mut work, wait) {
+                    Recv::Item(w) => batch.push(w),
+                    Recv::Timeout => {}
+                    Recv::Closed => break,
+                }
+                while batch.len() < BATCH {
+                    match work.try_recv() {
+                        Ok(w) => batch.push(w),
+                        Err(_) => break,
+                    }
+                }
+            }
+            if !batch.is_empty() {
+                match self.store_batch(&batch) {
+                    Ok(()) => {
+                        failures = 0;
+                        self.metrics.queue_depth.fetch_sub(batch.len() as i64, Relaxed);
+                        for w in batch.drain(..) {
+                            let ack = match w {
+                                Work::Report { ack, .. } | Work::State { ack, .. } => ack,
+                            };
+                            let _ = committed.send(ack);
+                        }
+                    }
+                    Err(e) => {
+                        self.metrics.storage_errors.fetch_add(1, Relaxed);
+                        failures += 1;
+                        eprintln!("edgeprobe-collector: storing {} messages failed, will retry: {e}", batch.len());
+                        std::thread::sleep(Duration::from_millis(200 << failures.min(5)));
+                        continue;
+                    }
+                }
+            }
+            if Instant::now() >= next_tick {
+                next_tick = Instant::now() + tick;
+                if let Err(e) = self.evaluate(crate::now_ms()) {
+                    self.metrics.storage_errors.fetch_add(1, Relaxed);
+                    eprintln!("edgeprobe-collector: evaluation failed, will retry: {e}");
+                }
+                if Instant::now() >= next_prune {
+                    next_prune = Instant::now() + Duration::from_secs(3600);
+                    self.prune();
+                }
+            }
+        }
+        // Drained: one last evaluation, so a clean stop leaves nothing ready unevaluated.
+        let _ = self.evaluate(crate::now_ms());
+    }
+
+    fn store_batch(&mut self, batch: &[Work]) -> crate::store::Result<()> {
+        let mut reports = Vec::new();
+        let mut lag = 0;
+        let metrics = self.metrics.clone();
+        let outcome = self.store.transaction(false, |store| {
+            for w in batch {
+                match w {
+                    Work::Report { report, received_ms, .. } => {
+                        lag = received_ms - report.window_end as i64;
+                        reports.push(store.store_report_in_tx(report, *received_ms)?);
+                    }
+                    Work::State { agent_id, state, received_ms, .. } => {
+                        store.record_state(agent_id, state, *received_ms)?;
+                    }
+                }
+            }
+            Ok(())
+        });
+        outcome?;
+        for r in &reports {
+            match r {
+                Stored::New => metrics.stored.fetch_add(1, Relaxed),
+                Stored::Duplicate => metrics.duplicates.fetch_add(1, Relaxed),
+                Stored::AfterEvaluation => {
+                    metrics.stored.fetch_add(1, Relaxed);
+                    metrics.late_after_evaluation.fetch_add(1, Relaxed)
+                }
+            };
+        }
+        let states = batch.iter().filter(|w| matches!(w, Work::State { .. })).count();
+        metrics.states.fetch_add(states as u64, Relaxed);
+        if !reports.is_empty() {
+            metrics.ingest_lag_ms.store(lag.max(0), Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Evaluates every ready window, oldest first, then the agents.
+    pub fn evaluate(&mut self, now_ms: i64) -> crate::store::Result<()> {
+        let c = &self.config.correlation;
+        let ready = self.store.ready_windows(now_ms, c.grace_secs as i64 * 1000, c.settle_secs as i64 * 1000)?;
+        for window in ready {
+            if let Some(s) = correlate::evaluate_window(&mut self.store, &self.config, window, now_ms)? {
+                self.metrics.windows_evaluated.fetch_add(s.windows, Relaxed);
+                self.metrics.unknown_subscribers.fetch_add(s.unknown_subscribers, Relaxed);
+                self.metrics.incidents_opened.fetch_add(s.opened, Relaxed);
+                self.metrics.incidents_resolved.fetch_add(s.resolved, Relaxed);
+            }
+        }
+        correlate::evaluate_agents(&mut self.store, &self.config, now_ms)?;
+        self.metrics.open_incidents.store(self.store.open_incident_count()?, Relaxed);
+        Ok(())
+    }
+
+    fn prune(&mut self) {
+        let days = self.config.storage.retention_days;
+        if days == 0 {
+            return;
+        }
+        let before = crate::now_ms() - days as i64 * 86_400_000;
+        if let Err(e) = self.store.prune(before) {
+            self.metrics.storage_errors.fetch_add(1, Relaxed);
+            eprintln!("edgeprobe-collector: retention failed: {e}");
+        }
+    }
+}
+
+enum Recv {
+    Item(Work),
+    Timeout,
+    Closed,
+}
+
+/// A blocking receive with a deadline, for a plain thread reading a tokio channel.
+fn recv_timeout(rt: &tokio::runtime::Runtime, rx: &mut mpsc::Receiver<Work>, wait: Duration) -> Recv {
+    match rt.block_on(async { tokio::time::timeout(wait, rx.recv()).await }) {
+        Ok(Some(w)) => Recv::Item(w),
+        Ok(None) => Recv::Closed,
+        Err(_) => Recv::Timeout,
+    }
+}
