@@ -2,6 +2,7 @@
 //! failing) when a prerequisite is missing, and checking events against tshark's answers.
 
 pub mod broker;
+pub mod collector;
 pub mod reference;
 
 use serde_json::Value;
@@ -43,21 +44,31 @@ pub fn fixtures() -> PathBuf {
 /// The `edgeprobe` binary of this build, built on first use.
 pub fn edgeprobe_bin() -> PathBuf {
     static BUILD: Once = Once::new();
+    workspace_bin(&BUILD, "edgeprobe-agent", "edgeprobe")
+}
+
+/// The `edgeprobe-collector` binary of this build, built on first use.
+pub fn collector_bin() -> PathBuf {
+    static BUILD: Once = Once::new();
+    workspace_bin(&BUILD, "edgeprobe-collector", "edgeprobe-collector")
+}
+
+fn workspace_bin(once: &Once, package: &str, bin: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> -> target/<profile>/edgeprobe
+    // target/<profile>/deps/<test> -> target/<profile>/<bin>
     let profile_dir = exe.parent().and_then(Path::parent).expect("target dir").to_path_buf();
-    let bin = profile_dir.join("edgeprobe");
-    BUILD.call_once(|| {
+    let path = profile_dir.join(bin);
+    once.call_once(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", "edgeprobe-agent", "--bin", "edgeprobe"]);
+        cmd.args(["build", "--quiet", "-p", package, "--bin", bin]);
         if profile_dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }
         let status = cmd.current_dir(workspace_root()).status().expect("run cargo build");
-        assert!(status.success(), "building edgeprobe failed");
+        assert!(status.success(), "building {bin} failed");
     });
-    bin
+    path
 }
 
 /// Output of one `edgeprobe replay --events` run.

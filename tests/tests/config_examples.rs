@@ -1,7 +1,7 @@
 //! Every example configuration in `config/` passes `edgeprobe check-config`, and a broken one
 //! fails with the line and column of each mistake.
 
-use edgeprobe_tests::{edgeprobe_bin, workspace_root};
+use edgeprobe_tests::{collector_bin, edgeprobe_bin, workspace_root};
 use std::process::Command;
 
 #[test]
@@ -40,4 +40,64 @@ fn broken_config_reports_line_and_column() {
     let capture = workspace_root().join("tests/fixtures/lab_tcp.pcap");
     let out = Command::new(edgeprobe_bin()).arg("replay").arg(&capture).arg("--config").arg(&path).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn collector_example_is_valid_and_errors_say_where() {
+    let example = workspace_root().join("config/collector.example.toml");
+    let out = Command::new(collector_bin()).arg("check-config").arg(&example).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let dir = std::env::temp_dir().join(format!("edgeprobe-collector-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("broken.toml");
+    std::fs::write(&path, "[correlation]\nopen_after = 2\n  colour = \"blue\"\n").unwrap();
+    let out = Command::new(collector_bin()).arg("check-config").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("line 3, column 3") && stderr.contains("colour"), "{stderr}");
+
+    std::fs::write(&path, "[correlation]\ngroup_fraction = 1.5\n").unwrap();
+    let out = Command::new(collector_bin()).arg("check-config").arg(&path).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("correlation.group_fraction"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn sample_customers_import_and_bad_rows_name_their_line() {
+    let dir = std::env::temp_dir().join(format!("edgeprobe-customers-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("collector.toml");
+    std::fs::write(&config, format!("[storage]\nurl = \"{}\"\n", dir.join("data").display())).unwrap();
+    let import = |csv: &std::path::Path| {
+        Command::new(collector_bin()).arg("--config").arg(&config).arg("import-customers").arg(csv).output().unwrap()
+    };
+    let sample = workspace_root().join("config/customers.example.csv");
+    let out = import(&sample);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.contains("imported 9 customers (9 new, 0 updated), 0 rows rejected"),
+        "{stderr}"
+    );
+
+    // A re-import updates in place; bad rows are named and skipped, good ones still load.
+    let csv = dir.join("update.csv");
+    std::fs::write(
+        &csv,
+        "customer_id,subscriber_id,segment,plan,region,access_node,monthly_value,contact_opt_out\n\
+         C-1001,line-a1,business,fiber-1g,north,OLT-NORTH-1,80,false\n\
+         C-2000,line-z,residential,fiber-300,north,OLT-NORTH-9,ten,false\n\
+         C-2001,line-y,residential,fiber-300,north,OLT-NORTH-9,10,sometimes\n\
+         C-2002,line-x,residential,fiber-300,north,OLT-NORTH-9,10,false\n",
+    )
+    .unwrap();
+    let out = import(&csv);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("update.csv:3: monthly_value \"ten\""), "{stderr}");
+    assert!(stderr.contains("update.csv:4: contact_opt_out \"sometimes\""), "{stderr}");
+    assert!(stderr.contains("imported 2 customers (1 new, 1 updated), 2 rows rejected"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

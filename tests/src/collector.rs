@@ -1,0 +1,206 @@
+//! Running the real collector in a test: its own config, data directory (or PostgreSQL
+//! database) and HTTP port, plus agents that replay fixture captures into a broker.
+
+use serde_json::Value;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub struct Collector {
+    child: Option<Child>,
+    pub base: String,
+    pub config: PathBuf,
+    log: PathBuf,
+}
+
+impl Collector {
+    /// Writes `config` (which must set `[http] listen` to `port`) to `dir` and starts the
+    /// collector; returns once its API answers.
+    pub fn start(dir: &Path, name: &str, port: u16, config: &str) -> Collector {
+        std::fs::create_dir_all(dir).unwrap();
+        let path = dir.join(format!("{name}.toml"));
+        std::fs::write(&path, config).unwrap();
+        let log = dir.join(format!("{name}.log"));
+        let mut c = Collector { child: None, base: format!("http://127.0.0.1:{port}"), config: path, log };
+        c.restart();
+        c
+    }
+
+    /// Starts the process (again) with the same config.
+    pub fn restart(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let child = Command::new(crate::collector_bin())
+            .arg("--config")
+            .arg(&self.config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start edgeprobe-collector");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if ureq::get(&format!("{}/api/v1/health", self.base)).timeout(Duration::from_secs(2)).call().is_ok() {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("collector exited with {status}: {}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("collector API did not come up: {}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn get(&self, path: &str) -> Value {
+        match ureq::get(&format!("{}{path}", self.base)).call() {
+            Ok(r) => r.into_json().expect("JSON body"),
+            Err(e) => panic!("GET {path}: {e}"),
+        }
+    }
+
+    /// Status and JSON body of a POST.
+    pub fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        match ureq::post(&format!("{}{path}", self.base)).send_json(body) {
+            Ok(r) => (r.status(), r.into_json().unwrap_or(Value::Null)),
+            Err(ureq::Error::Status(code, r)) => (code, r.into_json().unwrap_or(Value::Null)),
+            Err(e) => panic!("POST {path}: {e}"),
+        }
+    }
+
+    /// One sample from `/metrics`, by its name and labels as written there.
+    pub fn metric(&self, series: &str) -> f64 {
+        let text = ureq::get(&format!("{}/metrics", self.base)).call().unwrap().into_string().unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no series {series} in /metrics"))
+    }
+
+    /// Polls `/metrics` until `series` reaches `at_least`.
+    pub fn wait_metric(&self, series: &str, at_least: f64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = self.metric(series);
+            if v >= at_least {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{series} is {v}, expected {at_least} in time; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Stops it as systemd would (SIGTERM) and waits.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if child.try_wait().unwrap().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("collector did not stop on SIGTERM: {}", self.log());
+        }
+    }
+
+    /// Kills it without warning.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn import_customers(&self, csv: &Path) -> std::process::Output {
+        Command::new(crate::collector_bin())
+            .arg("--config")
+            .arg(&self.config)
+            .arg("import-customers")
+            .arg(csv)
+            .output()
+            .expect("run import-customers")
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The PostgreSQL server the tests may use: `EDGEPROBE_POSTGRES_URL`, or the local one.
+pub fn postgres_admin_url() -> Option<String> {
+    let url = std::env::var("EDGEPROBE_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
+    postgres::Client::connect(&url, postgres::NoTls).ok().map(|_| url)
+}
+
+/// A database of its own for one test, dropped afterwards.
+pub struct TempDatabase {
+    admin: String,
+    name: String,
+    pub url: String,
+}
+
+impl TempDatabase {
+    pub fn create(admin: &str, tag: &str) -> TempDatabase {
+        let name = format!("edgeprobe_{tag}_{}", std::process::id());
+        let mut client = postgres::Client::connect(admin, postgres::NoTls).unwrap();
+        client.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).unwrap();
+        client.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        let base = admin.rsplit_once('/').map_or(admin, |(b, _)| b);
+        TempDatabase { admin: admin.to_string(), url: format!("{base}/{name}"), name }
+    }
+}
+
+impl Drop for TempDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut client) = postgres::Client::connect(&self.admin, postgres::NoTls) {
+            let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        }
+    }
+}
+
+/// One agent replaying a capture into the broker as subscriber `subscriber`, its first packet
+/// moved to `start_at` (Unix seconds). Returns the window reports it published.
+pub fn replay_agent(
+    dir: &Path,
+    capture: &Path,
+    agent_id: &str,
+    subscriber: &str,
+    broker: &str,
+    start_at: u64,
+    interval_secs: u64,
+) -> Vec<Value> {
+    let config = dir.join(format!("agent-{agent_id}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "[agent]\nid = \"{agent_id}\"\n[measure]\nreport_interval_secs = {interval_secs}\n\
+             [subscribers]\nmode = \"cpe\"\nsubscriber_id = \"{subscriber}\"\n[mqtt]\nurl = \"{broker}\"\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(crate::edgeprobe_bin())
+        .arg("replay")
+        .arg(capture)
+        .args(["--reports", "--publish", "--start-at", &start_at.to_string(), "--config"])
+        .arg(&config)
+        .output()
+        .expect("run edgeprobe replay");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "replay {agent_id}: {stderr}");
+    assert!(!stderr.contains("not acknowledged"), "replay {agent_id}: {stderr}");
+    String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}

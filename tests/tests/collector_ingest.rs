@@ -1,0 +1,161 @@
+//! Ingest against a real Mosquitto: bad input is refused and counted by reason while valid
+//! reports are stored exactly once; and a collector killed mid-stream loses nothing the
+//! broker delivered and stores nothing twice.
+
+use edgeprobe_tests::broker::{Broker, mosquitto};
+use edgeprobe_tests::collector::{Collector, free_port};
+use edgeprobe_tests::{fixtures, prerequisite};
+use edgeprobe_wire::{Encoding, Report, encode};
+use rumqttc::{Client, MqttOptions, QoS};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+fn config(broker_port: u16, http_port: u16, storage: &Path) -> String {
+    format!(
+        "[broker]\nembedded = false\nurl = \"mqtt://127.0.0.1:{broker_port}\"\nclient_id = \"ingest-test\"\n\
+         [storage]\nurl = \"{}\"\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n",
+        storage.display()
+    )
+}
+
+/// A real report from a fixture, as the agent would publish it.
+fn sample_report() -> Report {
+    let out = std::process::Command::new(edgeprobe_tests::edgeprobe_bin())
+        .arg("replay")
+        .arg(fixtures().join("lab_http.pcap"))
+        .arg("--reports")
+        .output()
+        .unwrap();
+    let line = String::from_utf8(out.stdout).unwrap().lines().next().expect("one report").to_string();
+    edgeprobe_wire::decode(line.as_bytes()).unwrap()
+}
+
+/// A publisher that waits for each PUBACK, so the broker holds every message it was given.
+struct Publisher {
+    client: Client,
+    acks: std::sync::mpsc::Receiver<()>,
+}
+
+impl Publisher {
+    fn connect(port: u16) -> Publisher {
+        let mut options = MqttOptions::new(format!("test-pub-{}", std::process::id()), "127.0.0.1", port);
+        options.set_max_packet_size(8 << 20, 8 << 20);
+        let (client, mut connection) = Client::new(options, 100);
+        let (tx, acks) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for event in connection.iter() {
+                match event {
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => {
+                        let _ = tx.send(());
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(100)),
+                    _ => {}
+                }
+            }
+        });
+        Publisher { client, acks }
+    }
+
+    fn send(&self, topic: &str, payload: Vec<u8>) {
+        self.client.publish(topic, QoS::AtLeastOnce, false, payload).unwrap();
+        self.acks.recv_timeout(Duration::from_secs(10)).expect("PUBACK from the broker");
+    }
+}
+
+fn setup(tag: &str) -> Option<(PathBuf, Broker, Collector)> {
+    if !prerequisite(mosquitto().is_some(), "mosquitto (apt-get install mosquitto)") {
+        return None;
+    }
+    let dir = std::env::temp_dir().join(format!("edgeprobe-ingest-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    // The broker's own limit sits above the collector's, so the collector is what refuses.
+    let broker = Broker::start(&dir.join("broker"), "message_size_limit 0\nmax_queued_messages 100000");
+    let http = free_port();
+    let collector = Collector::start(&dir, "collector", http, &config(broker.port, http, &dir.join("data")));
+    Some((dir, broker, collector))
+}
+
+#[test]
+fn bad_input_is_counted_and_valid_reports_are_stored_once() {
+    let Some((dir, broker, collector)) = setup("bad") else { return };
+    let report = sample_report();
+    let agent = report.agent_id.clone();
+    let topic = format!("edgeprobe/v1/agents/{agent}/report");
+    let publisher = Publisher::connect(broker.port);
+
+    let valid = encode(&report, Encoding::Cbor);
+    publisher.send(&topic, valid.clone());
+    publisher.send(&topic, b"hello, not a report".to_vec());
+    publisher.send(&topic, valid[..valid.len() / 2].to_vec());
+    let mut future = report.clone();
+    future.v = 99;
+    future.seq += 100;
+    publisher.send(&topic, encode(&future, Encoding::Cbor));
+    let mut huge = b"{\"v\":1,\"pad\":\"".to_vec();
+    huge.resize(5 << 20, b'x');
+    publisher.send(&topic, huge);
+    publisher.send("edgeprobe/v1/agents/someone-else/report", valid.clone());
+    publisher.send(&topic, valid.clone());
+    let mut second = report.clone();
+    second.seq += 1;
+    publisher.send(&topic, encode(&second, Encoding::Json));
+    publisher.send(&format!("edgeprobe/v1/agents/{agent}/state"), b"{not json".to_vec());
+
+    collector.wait_metric("edgeprobe_collector_reports_received_total", 8.0, Duration::from_secs(20));
+    collector.wait_metric("edgeprobe_collector_reports_stored_total", 2.0, Duration::from_secs(20));
+    collector.wait_metric("edgeprobe_collector_reports_duplicate_total", 1.0, Duration::from_secs(20));
+    let rejected =
+        |why: &str| collector.metric(&format!("edgeprobe_collector_reports_rejected_total{{reason=\"{why}\"}}"));
+    assert_eq!(rejected("garbage"), 1.0);
+    assert_eq!(rejected("malformed"), 1.0);
+    assert_eq!(rejected("version"), 1.0);
+    assert_eq!(rejected("oversized"), 1.0);
+    assert_eq!(rejected("agent_mismatch"), 1.0);
+    assert_eq!(rejected("topic"), 1.0);
+    assert_eq!(collector.metric("edgeprobe_collector_reports_stored_total"), 2.0);
+    assert_eq!(collector.metric("edgeprobe_collector_storage_errors_total"), 0.0);
+    assert_eq!(collector.get("/api/v1/health")["status"], "ok");
+    let agents = collector.get("/api/v1/agents")["agents"].as_array().unwrap().clone();
+    assert_eq!(agents.len(), 1, "{agents:?}");
+    assert_eq!(agents[0]["reports"], 2);
+    drop(collector);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_killed_collector_loses_nothing_and_stores_nothing_twice() {
+    let Some((dir, broker, mut collector)) = setup("restart") else { return };
+    let report = sample_report();
+    let topic = format!("edgeprobe/v1/agents/{}/report", report.agent_id);
+    let publisher = Publisher::connect(broker.port);
+    const TOTAL: u64 = 600;
+    for seq in 0..TOTAL {
+        if seq == TOTAL / 3 {
+            collector.kill();
+        }
+        if seq == 2 * TOTAL / 3 {
+            collector.restart();
+        }
+        let mut r = report.clone();
+        r.seq = seq;
+        publisher.send(&topic, encode(&r, Encoding::Cbor));
+    }
+    // Counters restart with the process; the store is what must hold every report once.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let stored = collector.get("/api/v1/agents")["agents"][0]["reports"].as_u64().unwrap_or(0);
+        if stored >= TOTAL {
+            assert_eq!(stored, TOTAL, "stored more than once");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "only {stored} of {TOTAL} stored:\n{}", collector.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // A clean stop and start: nothing new, nothing twice.
+    collector.stop();
+    collector.restart();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(collector.get("/api/v1/agents")["agents"][0]["reports"], TOTAL);
+    drop(collector);
+    let _ = std::fs::remove_dir_all(&dir);
+}
