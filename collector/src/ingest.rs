@@ -1,4 +1,4 @@
-//! Ingest: a shared subscription to every agent's report and state topics. Each message is
+//! Ingest: a shared subscription to every agent's reports, and every agent's state. Each message is
 //! decoded and checked here; what is good goes to the writer, and the broker gets its PUBACK
 //! only once the writer has committed it. So a collector that stops, crashes or loses its
 //! database mid-stream loses nothing the broker delivered: the broker sends the unacknowledged
@@ -49,10 +49,12 @@ pub fn mqtt_options(config: &BrokerConfig) -> anyhow::Result<MqttOptions> {
     Ok(options)
 }
 
-/// One shared subscription for reports and states alike: one filter per group is what every
-/// broker handles the same way.
-pub fn subscription(config: &BrokerConfig) -> String {
-    format!("$share/{}/{TOPIC_PREFIX}+/+", config.share_group)
+/// Reports come through a shared subscription, so collectors in a group split them. Agent
+/// states do not: a shared subscription gets no retained messages (so a starting collector
+/// would not learn who is online), and splitting one agent's birth and will between two
+/// collectors could store them in the wrong order. Every collector sees every state, in order.
+pub fn subscriptions(config: &BrokerConfig) -> [String; 2] {
+    [format!("$share/{}/{TOPIC_PREFIX}+/report", config.share_group), format!("{TOPIC_PREFIX}+/state")]
 }
 
 /// Classifies one message: work for the writer, or a rejection to count and acknowledge.
@@ -98,7 +100,7 @@ pub async fn run(
             }
         }
     });
-    let topic = subscription(&config);
+    let topics = subscriptions(&config);
     let mut backoff = Duration::from_millis(250);
     loop {
         let event = tokio::select! {
@@ -109,7 +111,9 @@ pub async fn run(
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 metrics.mqtt_connected.store(1, Relaxed);
                 backoff = Duration::from_millis(250);
-                client.subscribe(topic.clone(), QoS::AtLeastOnce).await?;
+                for topic in &topics {
+                    client.subscribe(topic.clone(), QoS::AtLeastOnce).await?;
+                }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 let now = crate::now_ms();

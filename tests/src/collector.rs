@@ -97,13 +97,14 @@ impl Collector {
         }
     }
 
-    /// Stops it as systemd would (SIGTERM) and waits.
+    /// Stops it as systemd would (SIGTERM), waits, and checks that it exited cleanly.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
             let deadline = Instant::now() + Duration::from_secs(15);
             while Instant::now() < deadline {
-                if child.try_wait().unwrap().is_some() {
+                if let Some(status) = child.try_wait().unwrap() {
+                    assert!(status.success(), "collector exited with {status} on SIGTERM: {}", self.log());
                     return;
                 }
                 std::thread::sleep(Duration::from_millis(50));

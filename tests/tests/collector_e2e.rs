@@ -2,7 +2,8 @@
 //! into a real Mosquitto, the real collector ingests them into SQLite or PostgreSQL, joins the
 //! customer records and correlates. The data must produce exactly one access-node incident
 //! (with exactly its customers and their value), one home-network incident and one service
-//! incident, nothing else, and actions that respect opt-outs.
+//! incident, nothing else, and actions that respect opt-outs. Two collectors sharing the
+//! subscription and one PostgreSQL must reach the same result.
 
 use edgeprobe_tests::broker::{Broker, mosquitto};
 use edgeprobe_tests::collector::{Collector, TempDatabase, free_port, postgres_admin_url, replay_agent};
@@ -103,13 +104,37 @@ fn set(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 
-fn scenario(storage: &str, tag: &str) {
+/// Polls until `series` summed over the collectors reaches `target`.
+fn wait_sum(collectors: &[Collector], series: &str, target: f64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let sum: f64 = collectors.iter().map(|c| c.metric(series)).sum();
+        if sum >= target {
+            assert_eq!(sum, target, "{series} went past its target");
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{series} is {sum}, expected {target}; log:\n{}",
+            collectors[0].log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn scenario(storage: &str, tag: &str, collectors: usize) {
     let dir = std::env::temp_dir().join(format!("edgeprobe-e2e-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let broker = Broker::start(&dir.join("broker"), "");
     let broker_url = format!("mqtt://127.0.0.1:{}", broker.port);
-    let http = free_port();
-    let collector = Collector::start(&dir, "collector", http, &config(broker.port, http, storage, "collector-1"));
+    let all: Vec<Collector> = (1..=collectors)
+        .map(|n| {
+            let http = free_port();
+            let name = format!("collector-{n}");
+            Collector::start(&dir, &name, http, &config(broker.port, http, storage, &name))
+        })
+        .collect();
+    let collector = &all[0];
 
     let csv = dir.join("customers.csv");
     std::fs::write(&csv, CUSTOMERS).unwrap();
@@ -119,10 +144,15 @@ fn scenario(storage: &str, tag: &str) {
 
     let reports = play(&dir, &broker_url);
     let windows: BTreeSet<u64> = reports.iter().map(|r| r["window_start"].as_u64().unwrap()).collect();
-    collector.wait_metric("edgeprobe_collector_reports_stored_total", reports.len() as f64, Duration::from_secs(60));
-    collector.wait_metric("edgeprobe_collector_windows_evaluated_total", windows.len() as f64, Duration::from_secs(60));
-    assert_eq!(collector.metric("edgeprobe_collector_reports_duplicate_total"), 0.0);
-    assert_eq!(collector.metric("edgeprobe_collector_unknown_subscribers_total"), 0.0);
+    wait_sum(&all, "edgeprobe_collector_reports_stored_total", reports.len() as f64);
+    // Every window evaluated exactly once, by one collector or another.
+    wait_sum(&all, "edgeprobe_collector_windows_evaluated_total", windows.len() as f64);
+    for c in &all {
+        assert_eq!(c.metric("edgeprobe_collector_reports_duplicate_total"), 0.0);
+        assert_eq!(c.metric("edgeprobe_collector_unknown_subscribers_total"), 0.0);
+        // The shared subscription splits the load.
+        assert!(c.metric("edgeprobe_collector_reports_stored_total") > 0.0, "{} stored nothing", c.base);
+    }
 
     let incidents = collector.get("/api/v1/incidents?state=all")["incidents"].as_array().unwrap().clone();
     let by_kind: BTreeMap<String, &Value> =
@@ -200,7 +230,10 @@ fn scenario(storage: &str, tag: &str) {
     let agents = collector.get("/api/v1/agents")["agents"].as_array().unwrap().clone();
     assert_eq!(agents.len(), 14);
     assert!(agents.iter().all(|a| a["stopped"] == true && a["reports"].as_i64().unwrap() > 0), "{agents:#?}");
-    drop(collector);
+    // A clean stop drains and exits 0, on either store.
+    for mut c in all {
+        c.stop();
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -211,7 +244,7 @@ fn sqlite_one_incident_per_cause() {
     }
     let dir = std::env::temp_dir().join(format!("edgeprobe-e2e-sqlite-db-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    scenario(dir.to_str().unwrap(), "sqlite");
+    scenario(dir.to_str().unwrap(), "sqlite", 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -225,5 +258,20 @@ fn postgres_one_incident_per_cause() {
         return;
     };
     let db = TempDatabase::create(&admin, "e2e");
-    scenario(&db.url, "postgres");
+    scenario(&db.url, "postgres", 1);
+}
+
+/// Two collectors on one PostgreSQL, sharing the subscription: the same incidents as one,
+/// none of them twice.
+#[test]
+fn postgres_two_collectors_share_the_work() {
+    if !prerequisite(mosquitto().is_some(), "mosquitto (apt-get install mosquitto)") {
+        return;
+    }
+    let Some(admin) = postgres_admin_url() else {
+        prerequisite(false, "PostgreSQL at EDGEPROBE_POSTGRES_URL or postgres://postgres@127.0.0.1:5432/postgres");
+        return;
+    };
+    let db = TempDatabase::create(&admin, "scaleout");
+    scenario(&db.url, "scaleout", 2);
 }

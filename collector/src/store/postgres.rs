@@ -8,8 +8,22 @@ use postgres::{Client, NoTls, Statement};
 use std::collections::HashMap;
 
 pub struct Postgres {
-    client: Client,
+    /// Always Some until dropped; see `Drop`.
+    client: Option<Client>,
     statements: HashMap<String, Statement>,
+}
+
+impl Drop for Postgres {
+    /// The synchronous client blocks on its own runtime when it closes, which panics on a
+    /// thread that drives async tasks (an HTTP handler's state dropped at shutdown). Such a
+    /// thread hands the client to a plain thread to close.
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take()
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            let _ = std::thread::Builder::new().name("pg-close".into()).spawn(move || drop(client));
+        }
+    }
 }
 
 /// Any fixed number works; collectors sharing a database must agree on it.
@@ -22,14 +36,18 @@ fn err(e: postgres::Error) -> StoreError {
 impl Postgres {
     pub fn connect(url: &str) -> Result<Postgres> {
         let client = Client::connect(url, NoTls).map_err(err)?;
-        Ok(Postgres { client, statements: HashMap::new() })
+        Ok(Postgres { client: Some(client), statements: HashMap::new() })
+    }
+
+    fn client(&mut self) -> &mut Client {
+        self.client.as_mut().expect("only taken by drop")
     }
 
     fn statement(&mut self, sql: &str) -> Result<Statement> {
         if let Some(s) = self.statements.get(sql) {
             return Ok(s.clone());
         }
-        let statement = self.client.prepare(&numbered(sql)).map_err(err)?;
+        let statement = self.client().prepare(&numbered(sql)).map_err(err)?;
         self.statements.insert(sql.to_string(), statement.clone());
         Ok(statement)
     }
@@ -118,34 +136,34 @@ impl Backend for Postgres {
 
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64> {
         let statement = self.statement(sql)?;
-        self.client.execute(&statement, &refs(params)).map_err(err)
+        self.client().execute(&statement, &refs(params)).map_err(err)
     }
 
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>> {
         let statement = self.statement(sql)?;
-        self.client.query(&statement, &refs(params)).map_err(err)?.iter().map(row).collect()
+        self.client().query(&statement, &refs(params)).map_err(err)?.iter().map(row).collect()
     }
 
     fn batch(&mut self, sql: &str) -> Result<()> {
         self.statements.clear();
-        self.client.batch_execute(sql).map_err(err)
+        self.client().batch_execute(sql).map_err(err)
     }
 
     fn begin(&mut self, exclusive: bool) -> Result<()> {
-        self.client.batch_execute("BEGIN").map_err(err)?;
+        self.client().batch_execute("BEGIN").map_err(err)?;
         if exclusive {
             // Held until COMMIT or ROLLBACK; a second collector waits here.
-            self.client.execute("SELECT pg_advisory_xact_lock($1)", &[&EVALUATION_LOCK]).map_err(err)?;
+            self.client().execute("SELECT pg_advisory_xact_lock($1)", &[&EVALUATION_LOCK]).map_err(err)?;
         }
         Ok(())
     }
 
     fn commit(&mut self) -> Result<()> {
-        self.client.batch_execute("COMMIT").map_err(err)
+        self.client().batch_execute("COMMIT").map_err(err)
     }
 
     fn rollback(&mut self) -> Result<()> {
-        self.client.batch_execute("ROLLBACK").map_err(err)
+        self.client().batch_execute("ROLLBACK").map_err(err)
     }
 }
 
