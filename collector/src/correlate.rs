@@ -776,3 +776,156 @@ pub fn evaluate_agents(store: &mut Store, config: &CollectorConfig, now_ms: i64)
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use edgeprobe_wire::histogram::{new_histogram, record};
+    use edgeprobe_wire::{CaptureHealth, Counters, Metrics, Report, SubscriberReport};
+
+    const WINDOW: i64 = 60_000;
+
+    fn customer(id: &str, node: &str, region: &str) -> Customer {
+        Customer {
+            customer_id: id.into(),
+            subscriber_id: format!("sub-{id}"),
+            segment: "residential".into(),
+            plan: "basic".into(),
+            region: region.into(),
+            access_node: node.into(),
+            monthly_value: 10.0,
+            contact_opt_out: false,
+            attributes: Default::default(),
+        }
+    }
+
+    fn line(id: &str, network_ms: u64) -> SubscriberReport {
+        let mut h = new_histogram();
+        let mut home = new_histogram();
+        for _ in 0..10 {
+            record(&mut h, network_ms * 1000);
+            record(&mut home, 5_000);
+        }
+        let metrics = Metrics {
+            connect_network: Some(WireHistogram::from_histogram(&h)),
+            connect_home: Some(WireHistogram::from_histogram(&home)),
+            ..Metrics::default()
+        };
+        SubscriberReport {
+            subscriber: format!("sub-{id}"),
+            metrics,
+            counters: Counters { connects: 10, ..Counters::default() },
+            services: vec![],
+        }
+    }
+
+    /// Stores one window in which each (customer, network ms) line was measured, and evaluates it.
+    fn window(store: &mut Store, config: &CollectorConfig, n: i64, lines: &[(&str, u64)]) {
+        let report = Report {
+            v: edgeprobe_wire::SCHEMA_VERSION,
+            agent_id: "edge-1".into(),
+            boot_id: "b".into(),
+            seq: n as u64,
+            window_start: (n * WINDOW) as u64,
+            window_end: ((n + 1) * WINDOW) as u64,
+            capture: CaptureHealth::default(),
+            subscribers: lines.iter().map(|(id, ms)| line(id, *ms)).collect(),
+            agent: None,
+        };
+        store.store_reports(&[&report], 0).unwrap();
+        evaluate_window(store, config, (n * WINDOW, (n + 1) * WINDOW), n * WINDOW + WINDOW).unwrap().unwrap();
+    }
+
+    fn setup(tag: &str) -> (Store, CollectorConfig, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("edgeprobe-correlate-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut store = Store::open(dir.to_str().unwrap()).unwrap();
+        let customers = [
+            customer("a1", "OLT-1", "north"),
+            customer("a2", "OLT-1", "north"),
+            customer("a3", "OLT-1", "north"),
+            customer("b1", "OLT-2", "north"),
+            customer("b2", "OLT-2", "north"),
+            customer("c1", "OLT-3", "south"),
+            customer("c2", "OLT-3", "south"),
+        ];
+        store.upsert_customers(&customers, 0).unwrap();
+        (store, CollectorConfig::default(), dir)
+    }
+
+    fn summary(store: &mut Store) -> Vec<(String, String, String, Vec<String>)> {
+        let mut all: Vec<_> = store
+            .incidents("all", 100)
+            .unwrap()
+            .into_iter()
+            .map(|i| (i.kind.as_str().to_string(), i.scope.values().cloned().collect(), i.state, i.customers))
+            .collect();
+        all.sort();
+        all
+    }
+
+    #[test]
+    fn hysteresis_opens_after_n_bad_windows_and_resolves_after_m_good_ones() {
+        let (mut store, config, dir) = setup("hysteresis");
+        let bad = [("a1", 200), ("a2", 210), ("a3", 20), ("b1", 20), ("b2", 20)];
+        let good = [("a1", 20), ("a2", 20), ("a3", 20), ("b1", 20), ("b2", 20)];
+        for n in 1..=2 {
+            window(&mut store, &config, n, &bad);
+        }
+        let node = |s: &str| {
+            vec![(
+                "access_node".to_string(),
+                "OLT-1".to_string(),
+                s.to_string(),
+                vec!["a1".to_string(), "a2".to_string()],
+            )]
+        };
+        assert_eq!(summary(&mut store), node("pending"));
+        window(&mut store, &config, 3, &bad);
+        assert_eq!(summary(&mut store), node("open"));
+        for n in 4..=5 {
+            window(&mut store, &config, n, &good);
+            assert_eq!(summary(&mut store), node("open"), "window {n}");
+        }
+        window(&mut store, &config, 6, &good);
+        assert_eq!(summary(&mut store), node("resolved"));
+        // Actions were suggested while open, and ended when it resolved.
+        let actions = store.actions(None, false, 100).unwrap();
+        assert!(actions.iter().any(|a| a.customer_id == "a1" && a.action == "outage_notice"));
+        assert!(actions.iter().all(|a| a.ended_ms.is_some()), "{actions:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_gap_or_a_good_window_ends_a_pending_incident() {
+        let (mut store, config, dir) = setup("pending");
+        let bad = [("a1", 200), ("a2", 210), ("a3", 220)];
+        window(&mut store, &config, 1, &bad);
+        window(&mut store, &config, 2, &bad);
+        window(&mut store, &config, 4, &[("b1", 20), ("b2", 20)]);
+        assert_eq!(summary(&mut store), vec![], "a pending incident needs consecutive windows");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn one_bad_customer_is_a_customer_incident_and_nodes_failing_together_a_region() {
+        let (mut store, config, dir) = setup("scopes");
+        let lines = [("a1", 300), ("a2", 20), ("a3", 20), ("c1", 20), ("c2", 20)];
+        for n in 1..=3 {
+            window(&mut store, &config, n, &lines);
+        }
+        assert_eq!(summary(&mut store), vec![("customer".into(), "a1".into(), "open".into(), vec!["a1".into()])]);
+
+        let (mut store, config, dir2) = setup("region");
+        let lines = [("a1", 300), ("a2", 300), ("b1", 300), ("b2", 300), ("c1", 20), ("c2", 20)];
+        for n in 1..=3 {
+            window(&mut store, &config, n, &lines);
+        }
+        let all = summary(&mut store);
+        assert_eq!(all.len(), 1, "{all:?}");
+        assert_eq!((all[0].0.as_str(), all[0].1.as_str()), ("region", "north"));
+        assert_eq!(all[0].3, ["a1", "a2", "b1", "b2"]);
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&dir2);
+    }
+}

@@ -1,0 +1,124 @@
+//! Collector ingest throughput beside `mosquitto_sub`: one publisher sends N reports at QoS 1
+//! into a private Mosquitto as fast as the broker acknowledges them; the collector (shared
+//! subscription, storing every report in SQLite or PostgreSQL) and `mosquitto_sub` (its own
+//! subscription, writing to /dev/null) drain the same stream. If the collector finishes with
+//! mosquitto_sub, it is not the bottleneck.
+//!
+//! Run: `cargo bench -p edgeprobe-tests --bench ingest`
+
+use edgeprobe_tests::broker::{Broker, mosquitto};
+use edgeprobe_tests::collector::{Collector, TempDatabase, free_port, postgres_admin_url};
+use edgeprobe_tests::workspace_root;
+use edgeprobe_wire::{Encoding, Report, encode};
+use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn golden() -> Report {
+    let bytes = std::fs::read(workspace_root().join("agent/wire/tests/golden/report_v1.json")).unwrap();
+    edgeprobe_wire::decode(&bytes).unwrap()
+}
+
+/// `n` reports from `agents` agents; each carries `subscribers` subscribers.
+fn payloads(n: usize, agents: usize, subscribers: usize) -> Vec<(String, Vec<u8>)> {
+    let base = golden();
+    (0..n)
+        .map(|i| {
+            let mut r = base.clone();
+            r.agent_id = format!("bench-{}", i % agents);
+            r.seq = (i / agents) as u64;
+            let one = r.subscribers[0].clone();
+            r.subscribers = (0..subscribers)
+                .map(|s| {
+                    let mut sub = one.clone();
+                    sub.subscriber = format!("line-{}-{s}", i % agents);
+                    sub
+                })
+                .collect();
+            (format!("edgeprobe/v1/agents/{}/report", r.agent_id), encode(&r, Encoding::Cbor))
+        })
+        .collect()
+}
+
+fn run(label: &str, storage: &str, n: usize, agents: usize, subscribers: usize) {
+    let dir = std::env::temp_dir().join(format!("edgeprobe-bench-ingest-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let broker = Broker::start(&dir.join("broker"), "max_queued_messages 0\nmax_inflight_messages 0");
+    let http = free_port();
+    let config = format!(
+        "[broker]\nembedded = false\nurl = \"mqtt://127.0.0.1:{}\"\nclient_id = \"bench\"\n[storage]\nurl = \"{storage}\"\n\
+         [http]\nlisten = \"127.0.0.1:{http}\"\n",
+        broker.port
+    );
+    let collector = Collector::start(&dir, "collector", http, &config);
+    let messages = payloads(n, agents, subscribers);
+    let bytes: usize = messages.iter().map(|(_, p)| p.len()).sum();
+
+    let mut sub = Command::new("mosquitto_sub")
+        .args(["-p", &broker.port.to_string(), "-q", "1", "-t", "edgeprobe/v1/agents/+/report", "-C", &n.to_string()])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("mosquitto_sub");
+    std::thread::sleep(Duration::from_millis(500));
+
+    let mut options = MqttOptions::new("bench-publisher", "127.0.0.1", broker.port);
+    options.set_inflight(200);
+    options.set_max_packet_size(8 << 20, 8 << 20);
+    let (client, mut connection) = Client::new(options, 1000);
+    let started = Instant::now();
+    let acks = std::thread::spawn(move || {
+        let mut acked = 0;
+        for event in connection.iter() {
+            if let Ok(Event::Incoming(Packet::PubAck(_))) = event {
+                acked += 1;
+                if acked == n {
+                    return Instant::now();
+                }
+            }
+        }
+        unreachable!("the connection ended early")
+    });
+    for (topic, payload) in messages {
+        client.publish(topic, QoS::AtLeastOnce, false, payload).unwrap();
+    }
+    let published = acks.join().unwrap();
+    let subscribed = loop {
+        if sub.try_wait().unwrap().is_some() {
+            break Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    collector.wait_metric("edgeprobe_collector_reports_stored_total", n as f64, Duration::from_secs(600));
+    let stored = Instant::now();
+    let rate = |t: Instant| n as f64 / (t - started).as_secs_f64();
+    println!(
+        "{label}: {n} reports of {subscribers} subscriber(s), {:.0} bytes each: broker acked {:.0}/s, mosquitto_sub {:.0}/s, \
+         collector stored {:.0}/s",
+        bytes as f64 / n as f64,
+        rate(published),
+        rate(subscribed),
+        rate(stored)
+    );
+    drop(collector);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn main() {
+    if mosquitto().is_none() {
+        println!("ingest: skipped, mosquitto is not installed");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("edgeprobe-bench-ingest-db-{}", std::process::id()));
+    run("sqlite", dir.to_str().unwrap(), 20_000, 500, 1);
+    let _ = std::fs::remove_dir_all(&dir);
+    run("sqlite", dir.to_str().unwrap(), 1_000, 50, 50);
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Some(admin) = postgres_admin_url() {
+        let db = TempDatabase::create(&admin, "bench");
+        run("postgres", &db.url, 20_000, 500, 1);
+        let db2 = TempDatabase::create(&admin, "bench2");
+        run("postgres", &db2.url, 1_000, 50, 50);
+    } else {
+        println!("postgres: skipped, no server at EDGEPROBE_POSTGRES_URL");
+    }
+}
