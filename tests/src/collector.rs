@@ -66,6 +66,11 @@ impl Collector {
         }
     }
 
+    /// The JSON body, or None on an error status (a store reconnecting answers 503 once).
+    pub fn try_get(&self, path: &str) -> Option<Value> {
+        ureq::get(&format!("{}{path}", self.base)).call().ok().and_then(|r| r.into_json().ok())
+    }
+
     /// Status and JSON body of a POST.
     pub fn post(&self, path: &str, body: Value) -> (u16, Value) {
         match ureq::post(&format!("{}{path}", self.base)).send_json(body) {

@@ -3,18 +3,17 @@
 //! broker delivered and stores nothing twice.
 
 use edgeprobe_tests::broker::{Broker, mosquitto};
-use edgeprobe_tests::collector::{Collector, free_port};
+use edgeprobe_tests::collector::{Collector, TempDatabase, free_port, postgres_admin_url};
 use edgeprobe_tests::{fixtures, prerequisite};
 use edgeprobe_wire::{Encoding, Report, encode};
 use rumqttc::{Client, MqttOptions, QoS};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-fn config(broker_port: u16, http_port: u16, storage: &Path) -> String {
+fn config(broker_port: u16, http_port: u16, storage: &str) -> String {
     format!(
         "[broker]\nembedded = false\nurl = \"mqtt://127.0.0.1:{broker_port}\"\nclient_id = \"ingest-test\"\n\
-         [storage]\nurl = \"{}\"\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n",
-        storage.display()
+         [storage]\nurl = \"{storage}\"\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n"
     )
 }
 
@@ -62,7 +61,7 @@ impl Publisher {
     }
 }
 
-fn setup(tag: &str) -> Option<(PathBuf, Broker, Collector)> {
+fn setup(tag: &str, storage: Option<&str>) -> Option<(PathBuf, Broker, Collector)> {
     if !prerequisite(mosquitto().is_some(), "mosquitto (apt-get install mosquitto)") {
         return None;
     }
@@ -71,13 +70,14 @@ fn setup(tag: &str) -> Option<(PathBuf, Broker, Collector)> {
     // The broker's own limit sits above the collector's, so the collector is what refuses.
     let broker = Broker::start(&dir.join("broker"), "message_size_limit 0\nmax_queued_messages 100000");
     let http = free_port();
-    let collector = Collector::start(&dir, "collector", http, &config(broker.port, http, &dir.join("data")));
+    let sqlite = dir.join("data").display().to_string();
+    let collector = Collector::start(&dir, "collector", http, &config(broker.port, http, storage.unwrap_or(&sqlite)));
     Some((dir, broker, collector))
 }
 
 #[test]
 fn bad_input_is_counted_and_valid_reports_are_stored_once() {
-    let Some((dir, broker, collector)) = setup("bad") else { return };
+    let Some((dir, broker, collector)) = setup("bad", None) else { return };
     let report = sample_report();
     let agent = report.agent_id.clone();
     let topic = format!("edgeprobe/v1/agents/{agent}/report");
@@ -124,7 +124,7 @@ fn bad_input_is_counted_and_valid_reports_are_stored_once() {
 
 #[test]
 fn a_killed_collector_loses_nothing_and_stores_nothing_twice() {
-    let Some((dir, broker, mut collector)) = setup("restart") else { return };
+    let Some((dir, broker, mut collector)) = setup("restart", None) else { return };
     let report = sample_report();
     let topic = format!("edgeprobe/v1/agents/{}/report", report.agent_id);
     let publisher = Publisher::connect(broker.port);
@@ -156,6 +156,56 @@ fn a_killed_collector_loses_nothing_and_stores_nothing_twice() {
     collector.restart();
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(collector.get("/api/v1/agents")["agents"][0]["reports"], TOTAL);
+    drop(collector);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Stores reports, by agent, as the API counts them; None while the store is reconnecting.
+fn stored(collector: &Collector) -> Option<u64> {
+    collector.try_get("/api/v1/agents")?["agents"][0]["reports"].as_u64()
+}
+
+#[test]
+fn postgres_connections_cut_mid_stream_lose_nothing() {
+    let Some(admin) = postgres_admin_url() else {
+        prerequisite(false, "PostgreSQL at EDGEPROBE_POSTGRES_URL or postgres://postgres@127.0.0.1:5432/postgres");
+        return;
+    };
+    let db = TempDatabase::create(&admin, "cut");
+    let Some((dir, broker, collector)) = setup("cut", Some(&db.url)) else { return };
+    let report = sample_report();
+    let topic = format!("edgeprobe/v1/agents/{}/report", report.agent_id);
+    let publisher = Publisher::connect(broker.port);
+    let name = db.url.rsplit('/').next().unwrap().to_string();
+    let mut admin_client = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
+    const TOTAL: u64 = 300;
+    for seq in 0..TOTAL {
+        if seq == TOTAL / 2 {
+            // What a database restart or failover does to the collector's connections.
+            let cut = admin_client
+                .execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                    &[&name],
+                )
+                .unwrap();
+            assert!(cut >= 2, "the writer's and the API's connections");
+        }
+        let mut r = report.clone();
+        r.seq = seq;
+        publisher.send(&topic, encode(&r, Encoding::Cbor));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(n) = stored(&collector)
+            && n >= TOTAL
+        {
+            assert_eq!(n, TOTAL, "stored more than once");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not all stored:\n{}", collector.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(collector.metric("edgeprobe_collector_storage_errors_total") >= 1.0, "the cut was noticed and counted");
     drop(collector);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -8,6 +8,7 @@ use postgres::{Client, NoTls, Statement};
 use std::collections::HashMap;
 
 pub struct Postgres {
+    url: String,
     /// Always Some until dropped; see `Drop`.
     client: Option<Client>,
     statements: HashMap<String, Statement>,
@@ -36,18 +37,26 @@ fn err(e: postgres::Error) -> StoreError {
 impl Postgres {
     pub fn connect(url: &str) -> Result<Postgres> {
         let client = Client::connect(url, NoTls).map_err(err)?;
-        Ok(Postgres { client: Some(client), statements: HashMap::new() })
+        Ok(Postgres { url: url.to_string(), client: Some(client), statements: HashMap::new() })
     }
 
-    fn client(&mut self) -> &mut Client {
-        self.client.as_mut().expect("only taken by drop")
+    /// The connection, opened again if the server closed it (a restart, a failover): the
+    /// statement that failed returned its error, and the caller's retry lands here.
+    fn client(&mut self) -> Result<&mut Client> {
+        if self.client.as_ref().is_none_or(Client::is_closed) {
+            self.statements.clear();
+            self.client = Some(Client::connect(&self.url, NoTls).map_err(err)?);
+        }
+        Ok(self.client.as_mut().expect("just connected"))
     }
 
     fn statement(&mut self, sql: &str) -> Result<Statement> {
+        // Reconnecting first empties the cache of statements the old connection prepared.
+        self.client()?;
         if let Some(s) = self.statements.get(sql) {
             return Ok(s.clone());
         }
-        let statement = self.client().prepare(&numbered(sql)).map_err(err)?;
+        let statement = self.client()?.prepare(&numbered(sql)).map_err(err)?;
         self.statements.insert(sql.to_string(), statement.clone());
         Ok(statement)
     }
@@ -136,34 +145,34 @@ impl Backend for Postgres {
 
     fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64> {
         let statement = self.statement(sql)?;
-        self.client().execute(&statement, &refs(params)).map_err(err)
+        self.client()?.execute(&statement, &refs(params)).map_err(err)
     }
 
     fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>> {
         let statement = self.statement(sql)?;
-        self.client().query(&statement, &refs(params)).map_err(err)?.iter().map(row).collect()
+        self.client()?.query(&statement, &refs(params)).map_err(err)?.iter().map(row).collect()
     }
 
     fn batch(&mut self, sql: &str) -> Result<()> {
         self.statements.clear();
-        self.client().batch_execute(sql).map_err(err)
+        self.client()?.batch_execute(sql).map_err(err)
     }
 
     fn begin(&mut self, exclusive: bool) -> Result<()> {
-        self.client().batch_execute("BEGIN").map_err(err)?;
+        self.client()?.batch_execute("BEGIN").map_err(err)?;
         if exclusive {
             // Held until COMMIT or ROLLBACK; a second collector waits here.
-            self.client().execute("SELECT pg_advisory_xact_lock($1)", &[&EVALUATION_LOCK]).map_err(err)?;
+            self.client()?.execute("SELECT pg_advisory_xact_lock($1)", &[&EVALUATION_LOCK]).map_err(err)?;
         }
         Ok(())
     }
 
     fn commit(&mut self) -> Result<()> {
-        self.client().batch_execute("COMMIT").map_err(err)
+        self.client()?.batch_execute("COMMIT").map_err(err)
     }
 
     fn rollback(&mut self) -> Result<()> {
-        self.client().batch_execute("ROLLBACK").map_err(err)
+        self.client()?.batch_execute("ROLLBACK").map_err(err)
     }
 }
 
