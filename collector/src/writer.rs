@@ -91,21 +91,22 @@ impl Writer {
         let mut reports = Vec::new();
         let mut lag = 0;
         let metrics = self.metrics.clone();
-        let outcome = self.store.transaction(false, |store| {
+        let mut batch_reports: Vec<(&edgeprobe_wire::Report, i64)> = Vec::new();
+        for w in batch {
+            if let Work::Report { report, received_ms, .. } = w {
+                lag = received_ms - report.window_end as i64;
+                batch_reports.push((report, *received_ms));
+            }
+        }
+        self.store.transaction(false, |store| {
+            reports = store.store_reports_in_tx(&batch_reports)?;
             for w in batch {
-                match w {
-                    Work::Report { report, received_ms, .. } => {
-                        lag = received_ms - report.window_end as i64;
-                        reports.push(store.store_report_in_tx(report, *received_ms)?);
-                    }
-                    Work::State { agent_id, state, received_ms, .. } => {
-                        store.record_state(agent_id, state, *received_ms)?;
-                    }
+                if let Work::State { agent_id, state, received_ms, .. } = w {
+                    store.record_state(agent_id, state, *received_ms)?;
                 }
             }
             Ok(())
-        });
-        outcome?;
+        })?;
         for r in &reports {
             match r {
                 Stored::New => metrics.stored.fetch_add(1, Relaxed),

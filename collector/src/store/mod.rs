@@ -16,7 +16,7 @@ pub use backend::{Backend, Dialect, Result, Row, StoreError, Value};
 use crate::customers::Customer;
 use crate::model::{Action, Agent, AgentState, Incident, IncidentKind};
 use edgeprobe_wire::{Counters, METRICS, Metrics, Report};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 pub struct Store {
@@ -255,135 +255,177 @@ impl Store {
 
     /// Stores a batch of reports in one transaction.
     pub fn store_reports(&mut self, reports: &[&Report], received_ms: i64) -> Result<Vec<Stored>> {
-        self.transaction(false, |s| reports.iter().map(|r| s.store_report_in_tx(r, received_ms)).collect())
+        let batch: Vec<(&Report, i64)> = reports.iter().map(|r| (*r, received_ms)).collect();
+        self.transaction(false, |s| s.store_reports_in_tx(&batch))
     }
 
-    /// Stores one report; call inside a transaction.
-    pub fn store_report_in_tx(&mut self, r: &Report, received_ms: i64) -> Result<Stored> {
-        let ws = i64::try_from(r.window_start).unwrap_or(i64::MAX);
-        let we = i64::try_from(r.window_end).unwrap_or(i64::MAX);
-        let inserted = self.db.execute(
-            "INSERT INTO reports (agent_id, boot_id, seq, window_start, window_end, received_ms, subscribers, capture) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (agent_id, boot_id, seq) DO NOTHING",
-            &[
-                r.agent_id.as_str().into(),
-                r.boot_id.as_str().into(),
-                r.seq.into(),
-                ws.into(),
-                we.into(),
-                received_ms.into(),
-                (r.subscribers.len() as i64).into(),
-                json(&r.capture).into(),
-            ],
-        )?;
-        if inserted == 0 {
-            return Ok(Stored::Duplicate);
-        }
-        for sub in &r.subscribers {
-            self.store_measurements(ws, &r.agent_id, &sub.subscriber, "", &sub.metrics, &sub.counters)?;
-            for svc in &sub.services {
-                self.store_measurements(ws, &r.agent_id, &sub.subscriber, &svc.service, &svc.metrics, &svc.counters)?;
+    /// Stores reports with their arrival times; call inside a transaction. Rows go in with
+    /// multi-row statements, a few per batch rather than a few dozen per report, because a
+    /// round trip to PostgreSQL costs more than the rows.
+    pub fn store_reports_in_tx(&mut self, batch: &[(&Report, i64)]) -> Result<Vec<Stored>> {
+        let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        // 1. The dedup key: only reports whose key is new are stored further.
+        let mut new_keys: HashSet<(String, String, i64)> = HashSet::new();
+        for chunk in batch.chunks(400) {
+            let mut params = Vec::with_capacity(chunk.len() * 8);
+            for (r, received) in chunk {
+                params.extend([
+                    r.agent_id.as_str().into(),
+                    r.boot_id.as_str().into(),
+                    r.seq.into(),
+                    clamp(r.window_start).into(),
+                    clamp(r.window_end).into(),
+                    (*received).into(),
+                    (r.subscribers.len() as i64).into(),
+                    json(&r.capture).into(),
+                ]);
             }
-            self.db.execute(
-                "INSERT INTO agent_subscribers (agent_id, subscriber_id, last_window_ms) VALUES (?, ?, ?) \
-                 ON CONFLICT (agent_id, subscriber_id) DO UPDATE SET last_window_ms = \
-                 CASE WHEN excluded.last_window_ms > agent_subscribers.last_window_ms \
-                 THEN excluded.last_window_ms ELSE agent_subscribers.last_window_ms END",
-                &[r.agent_id.as_str().into(), sub.subscriber.as_str().into(), ws.into()],
-            )?;
+            let sql = rows_sql(
+                "INSERT INTO reports (agent_id, boot_id, seq, window_start, window_end, received_ms, subscribers, capture)",
+                &row_shape(8),
+                chunk.len(),
+                "ON CONFLICT (agent_id, boot_id, seq) DO NOTHING RETURNING agent_id, boot_id, seq",
+            );
+            for row in self.db.query(&sql, &params)? {
+                new_keys.insert((row.text(0), row.text(1), row.int(2)));
+            }
         }
-        let health = r.agent.as_ref().map(json);
-        self.db.execute(
+        let mut outcome = Vec::with_capacity(batch.len());
+        let mut fresh: Vec<(&Report, i64)> = Vec::new();
+        for (r, received) in batch {
+            // A key twice in one batch is new only the first time.
+            let new = new_keys.remove(&(r.agent_id.clone(), r.boot_id.clone(), clamp(r.seq)));
+            outcome.push(if new { Stored::New } else { Stored::Duplicate });
+            if new {
+                fresh.push((*r, *received));
+            }
+        }
+        if fresh.is_empty() {
+            return Ok(outcome);
+        }
+
+        // 2. Measurements: a row per histogram, a counters row per subscriber and service.
+        let mut samples: Vec<Value> = Vec::new();
+        let mut counters: Vec<Value> = Vec::new();
+        let mut lines: HashMap<(&str, &str), i64> = HashMap::new();
+        for (r, _) in &fresh {
+            let ws = clamp(r.window_start);
+            for sub in &r.subscribers {
+                let whole = std::iter::once(("", &sub.metrics, &sub.counters));
+                let services = sub.services.iter().map(|svc| (svc.service.as_str(), &svc.metrics, &svc.counters));
+                for (service, metrics, c) in whole.chain(services) {
+                    let line = Line { ws, agent: &r.agent_id, subscriber: &sub.subscriber, service };
+                    measurement_rows(&mut samples, &mut counters, &line, metrics, c);
+                }
+                let last = lines.entry((&r.agent_id, &sub.subscriber)).or_insert(ws);
+                *last = (*last).max(ws);
+            }
+        }
+        self.insert_rows(
+            "INSERT INTO samples (window_start, subscriber_id, service, metric, agent_id, count, min, max, p50, p90, \
+             p99, hdr)",
+            &row_shape(12),
+            12,
+            &samples,
+            "",
+        )?;
+        self.insert_rows(
+            "INSERT INTO counters (window_start, subscriber_id, service, agent_id, connects, connect_failures, \
+             dns_total, dns_failures, http_responses, http_errors, tls_ok, tls_failed, bytes_up, bytes_down, \
+             retrans_up, retrans_down, flows, detail)",
+            &row_shape(18),
+            18,
+            &counters,
+            "",
+        )?;
+        let mut rows: Vec<Value> = Vec::new();
+        for ((agent, sub), ws) in lines {
+            rows.extend([agent.into(), sub.into(), ws.into()]);
+        }
+        self.insert_rows(
+            "INSERT INTO agent_subscribers (agent_id, subscriber_id, last_window_ms)",
+            &row_shape(3),
+            3,
+            &rows,
+            "ON CONFLICT (agent_id, subscriber_id) DO UPDATE SET last_window_ms = \
+             CASE WHEN excluded.last_window_ms > agent_subscribers.last_window_ms \
+             THEN excluded.last_window_ms ELSE agent_subscribers.last_window_ms END",
+        )?;
+
+        // 3. Agents: a row each, with the batch's count and its latest report's health.
+        let mut agents: BTreeMap<&str, (i64, i64, i64, &Report)> = BTreeMap::new();
+        for (r, received) in &fresh {
+            let e = agents.entry(&r.agent_id).or_insert((0, 0, 0, r));
+            *e = (e.0 + 1, e.1.max(*received), e.2.max(clamp(r.window_start)), r);
+        }
+        let mut rows: Vec<Value> = Vec::new();
+        for (agent, (count, received, ws, last)) in &agents {
+            rows.extend([
+                (*agent).into(),
+                last.boot_id.as_str().into(),
+                (*received).into(),
+                (*received).into(),
+                (*ws).into(),
+                (*count).into(),
+                json(&last.capture).into(),
+                last.agent.as_ref().map(json).into(),
+            ]);
+        }
+        self.insert_rows(
             "INSERT INTO agents (agent_id, online, stopped, boot_id, version, capabilities, state_ms, last_report_ms, \
-             last_window_ms, reports, capture, health) VALUES (?, 1, 0, ?, '', '[]', ?, ?, ?, 1, ?, ?) \
-             ON CONFLICT (agent_id) DO UPDATE SET last_report_ms = excluded.last_report_ms, \
-             reports = agents.reports + 1, \
+             last_window_ms, reports, capture, health)",
+            "(?, 1, 0, ?, '', '[]', ?, ?, ?, ?, ?, ?)",
+            8,
+            &rows,
+            "ON CONFLICT (agent_id) DO UPDATE SET last_report_ms = excluded.last_report_ms, \
+             reports = agents.reports + excluded.reports, \
              last_window_ms = CASE WHEN agents.last_window_ms IS NULL OR excluded.last_window_ms > agents.last_window_ms \
              THEN excluded.last_window_ms ELSE agents.last_window_ms END, \
              capture = excluded.capture, health = COALESCE(excluded.health, agents.health)",
-            &[
-                r.agent_id.as_str().into(),
-                r.boot_id.as_str().into(),
-                received_ms.into(),
-                received_ms.into(),
-                ws.into(),
-                json(&r.capture).into(),
-                health.into(),
-            ],
         )?;
-        let evaluated = self
-            .db
-            .query("SELECT evaluated FROM windows WHERE window_start = ?", &[ws.into()])?
-            .first()
-            .is_some_and(|row| row.int(0) != 0);
-        self.db.execute(
-            "INSERT INTO windows (window_start, window_end, last_arrival_ms, evaluated) VALUES (?, ?, ?, 0) \
-             ON CONFLICT (window_start) DO UPDATE SET last_arrival_ms = excluded.last_arrival_ms",
-            &[ws.into(), we.into(), received_ms.into()],
+
+        // 4. Windows, noted for evaluation; a report for one already evaluated is late.
+        let mut windows: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+        for (r, received) in &fresh {
+            let e = windows.entry(clamp(r.window_start)).or_insert((0, 0));
+            *e = (e.0.max(clamp(r.window_end)), e.1.max(*received));
+        }
+        let starts: Vec<Value> = windows.keys().map(|w| Value::Int(*w)).collect();
+        let mut evaluated: HashSet<i64> = HashSet::new();
+        for chunk in starts.chunks(500) {
+            let sql = format!(
+                "SELECT window_start FROM windows WHERE evaluated = 1 AND window_start IN ({})",
+                marks(chunk.len())
+            );
+            evaluated.extend(self.db.query(&sql, chunk)?.iter().map(|r| r.int(0)));
+        }
+        let mut rows: Vec<Value> = Vec::new();
+        for (ws, (we, arrival)) in &windows {
+            rows.extend([(*ws).into(), (*we).into(), (*arrival).into()]);
+        }
+        self.insert_rows(
+            "INSERT INTO windows (window_start, window_end, last_arrival_ms, evaluated)",
+            "(?, ?, ?, 0)",
+            3,
+            &rows,
+            "ON CONFLICT (window_start) DO UPDATE SET last_arrival_ms = excluded.last_arrival_ms",
         )?;
-        Ok(if evaluated { Stored::AfterEvaluation } else { Stored::New })
+        for (o, (r, _)) in outcome.iter_mut().zip(batch) {
+            if *o == Stored::New && evaluated.contains(&clamp(r.window_start)) {
+                *o = Stored::AfterEvaluation;
+            }
+        }
+        Ok(outcome)
     }
 
-    fn store_measurements(
-        &mut self,
-        ws: i64,
-        agent: &str,
-        subscriber: &str,
-        service: &str,
-        metrics: &Metrics,
-        c: &Counters,
-    ) -> Result<()> {
-        for name in METRICS {
-            let Some(h) = metrics.get(name) else { continue };
-            if h.count == 0 {
-                continue;
-            }
-            self.db.execute(
-                "INSERT INTO samples (window_start, subscriber_id, service, metric, agent_id, count, min, max, p50, p90, \
-                 p99, hdr) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                &[
-                    ws.into(),
-                    subscriber.into(),
-                    service.into(),
-                    name.into(),
-                    agent.into(),
-                    h.count.into(),
-                    h.min.into(),
-                    h.max.into(),
-                    h.p50.into(),
-                    h.p90.into(),
-                    h.p99.into(),
-                    h.hdr.clone().into(),
-                ],
-            )?;
+    /// Inserts `values`, `per_row` parameters to a row of `shape`, with multi-row statements.
+    fn insert_rows(&mut self, head: &str, shape: &str, per_row: usize, values: &[Value], tail: &str) -> Result<()> {
+        // Far below either database's parameter limit, and only two statement shapes per
+        // table (a full chunk and the remainder) to prepare.
+        let rows = (4000 / per_row).max(1);
+        for chunk in values.chunks(rows * per_row) {
+            self.db.execute(&rows_sql(head, shape, chunk.len() / per_row, tail), chunk)?;
         }
-        let detail = serde_json::json!({"dns": c.dns, "connect_refused": c.connect_refused,
-            "connect_timeout": c.connect_timeout, "http_4xx": c.http_4xx, "http_5xx": c.http_5xx});
-        self.db.execute(
-            "INSERT INTO counters (window_start, subscriber_id, service, agent_id, connects, connect_failures, dns_total, \
-             dns_failures, http_responses, http_errors, tls_ok, tls_failed, bytes_up, bytes_down, retrans_up, \
-             retrans_down, flows, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            &[
-                ws.into(),
-                subscriber.into(),
-                service.into(),
-                agent.into(),
-                c.connects.into(),
-                (c.connect_refused + c.connect_timeout).into(),
-                c.dns.values().sum::<u64>().into(),
-                dns_failures(c).into(),
-                c.http_responses.into(),
-                c.http_5xx.into(),
-                c.tls_ok.into(),
-                c.tls_failed.into(),
-                c.bytes_up.into(),
-                c.bytes_down.into(),
-                c.retrans_up.into(),
-                c.retrans_down.into(),
-                c.flows.into(),
-                detail.to_string().into(),
-            ],
-        )?;
         Ok(())
     }
 
@@ -749,4 +791,77 @@ fn sample(r: &Row) -> SampleRow {
         p99: r.int(7),
         hdr: r.bytes(8),
     }
+}
+
+/// `(?, ?, ...)` with `n` parameters.
+fn row_shape(n: usize) -> String {
+    format!("({})", marks(n))
+}
+
+/// `HEAD VALUES shape, shape, ... TAIL` with `rows` rows.
+fn rows_sql(head: &str, shape: &str, rows: usize, tail: &str) -> String {
+    let mut sql = String::with_capacity(head.len() + tail.len() + rows * (shape.len() + 2) + 16);
+    sql.push_str(head);
+    sql.push_str(" VALUES ");
+    for i in 0..rows {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(shape);
+    }
+    sql.push(' ');
+    sql.push_str(tail);
+    sql
+}
+
+/// Where a set of measurements belongs: window, agent, subscriber and service (`""` for the
+/// whole line).
+struct Line<'a> {
+    ws: i64,
+    agent: &'a str,
+    subscriber: &'a str,
+    service: &'a str,
+}
+
+/// Appends the sample and counters rows one subscriber (or one of its services) adds.
+fn measurement_rows(samples: &mut Vec<Value>, counters: &mut Vec<Value>, l: &Line, metrics: &Metrics, c: &Counters) {
+    for name in METRICS {
+        let Some(h) = metrics.get(name).filter(|h| h.count > 0) else { continue };
+        samples.extend([
+            l.ws.into(),
+            l.subscriber.into(),
+            l.service.into(),
+            name.into(),
+            l.agent.into(),
+            h.count.into(),
+            h.min.into(),
+            h.max.into(),
+            h.p50.into(),
+            h.p90.into(),
+            h.p99.into(),
+            h.hdr.clone().into(),
+        ]);
+    }
+    let detail = serde_json::json!({"dns": c.dns, "connect_refused": c.connect_refused,
+        "connect_timeout": c.connect_timeout, "http_4xx": c.http_4xx, "http_5xx": c.http_5xx});
+    counters.extend([
+        l.ws.into(),
+        l.subscriber.into(),
+        l.service.into(),
+        l.agent.into(),
+        c.connects.into(),
+        (c.connect_refused + c.connect_timeout).into(),
+        c.dns.values().sum::<u64>().into(),
+        dns_failures(c).into(),
+        c.http_responses.into(),
+        c.http_5xx.into(),
+        c.tls_ok.into(),
+        c.tls_failed.into(),
+        c.bytes_up.into(),
+        c.bytes_down.into(),
+        c.retrans_up.into(),
+        c.retrans_down.into(),
+        c.flows.into(),
+        detail.to_string().into(),
+    ]);
 }

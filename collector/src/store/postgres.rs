@@ -57,6 +57,10 @@ impl Postgres {
             return Ok(s.clone());
         }
         let statement = self.client()?.prepare(&numbered(sql)).map_err(err)?;
+        // Multi-row inserts come in many lengths; the cache stays bounded.
+        if self.statements.len() >= 512 {
+            self.statements.clear();
+        }
         self.statements.insert(sql.to_string(), statement.clone());
         Ok(statement)
     }
