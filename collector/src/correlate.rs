@@ -928,4 +928,26 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let _ = std::fs::remove_dir_all(&dir2);
     }
+
+    #[test]
+    fn retention_drops_old_windows_and_resolved_incidents_only() {
+        let (mut store, config, dir) = setup("retention");
+        let bad = [("a1", 200), ("a2", 210), ("a3", 220)];
+        for n in 1..=3 {
+            window(&mut store, &config, n, &bad);
+        }
+        for n in 4..=6 {
+            window(&mut store, &config, n, &[("a1", 20), ("a2", 20), ("a3", 20)]);
+        }
+        window(&mut store, &config, 20, &bad);
+        assert_eq!(store.incidents("resolved", 10).unwrap().len(), 1);
+        let resolved_at = store.incidents("resolved", 10).unwrap()[0].resolved_at.unwrap();
+        // Everything before window 10 goes, and the incident that resolved before it.
+        store.prune((10 * WINDOW).max(resolved_at + 1)).unwrap();
+        assert!(store.incidents("resolved", 10).unwrap().is_empty());
+        assert_eq!(store.incidents("pending", 10).unwrap().len(), 1, "the newer pending incident stays");
+        assert!(store.subscriber_samples("sub-a1", 0).unwrap().iter().all(|s| s.window_start >= 10 * WINDOW));
+        assert_eq!(store.subscriber_samples("sub-a1", 0).unwrap().len(), 2, "window 20 is kept");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
