@@ -72,8 +72,8 @@ pub fn classify(publish: &Publish, received_ms: i64) -> Result<Work, Reject> {
             }
             Ok(Work::Report { report: Box::new(report), received_ms, ack: publish.clone() })
         }
+        Some(Topic::State(_)) if publish.payload.is_empty() => Err(Reject::Cleared),
         Some(Topic::State(agent)) => {
-            // An empty retained message clears the topic; it says nothing about the agent.
             let state: AgentState = serde_json::from_slice(&publish.payload).map_err(|_| Reject::Topic)?;
             Ok(Work::State { agent_id: agent.to_string(), state, received_ms, ack: publish.clone() })
         }
@@ -131,7 +131,9 @@ pub async fn run(
                         }
                     }
                     Err(why) => {
-                        metrics.reject(why);
+                        if why != Reject::Cleared {
+                            metrics.reject(why);
+                        }
                         let _ = client.ack(&p).await;
                     }
                 }

@@ -18,6 +18,8 @@ pub enum Reject {
     /// A topic under `edgeprobe/v1/agents/` that is neither `report` nor `state`, or a state
     /// message that does not parse.
     Topic,
+    /// An empty retained message clearing a state topic: nothing to store, nothing wrong.
+    Cleared,
 }
 
 const REJECTS: [(Reject, &str); 6] = [
@@ -52,13 +54,9 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn reject(&self, why: Reject) {
-        let i = REJECTS.iter().position(|(r, _)| *r == why).expect("every reason is listed");
-        self.rejects[i].fetch_add(1, Relaxed);
-    }
-
-    pub fn rejected(&self, why: Reject) -> u64 {
-        let i = REJECTS.iter().position(|(r, _)| *r == why).expect("every reason is listed");
-        self.rejects[i].load(Relaxed)
+        if let Some(i) = REJECTS.iter().position(|(r, _)| *r == why) {
+            self.rejects[i].fetch_add(1, Relaxed);
+        }
     }
 
     pub fn render(&self) -> String {

@@ -32,6 +32,7 @@ impl Writer {
         let tick = Duration::from_secs(self.config.correlation.tick_secs);
         let mut next_tick = Instant::now();
         let mut next_prune = Instant::now();
+        let mut next_agents = Instant::now();
         let mut batch: Vec<Work> = Vec::with_capacity(BATCH);
         let mut failures = 0u32;
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("a timer runtime");
@@ -73,7 +74,12 @@ impl Writer {
             }
             if Instant::now() >= next_tick {
                 next_tick = Instant::now() + tick;
-                if let Err(e) = self.evaluate(crate::now_ms()) {
+                // Silent agents matter on the scale of minutes; reading every agent is not free.
+                let agents = Instant::now() >= next_agents;
+                if agents {
+                    next_agents = Instant::now() + tick.max(Duration::from_secs(10));
+                }
+                if let Err(e) = self.evaluate(crate::now_ms(), agents) {
                     self.metrics.storage_errors.fetch_add(1, Relaxed);
                     eprintln!("edgeprobe-collector: evaluation failed, will retry: {e}");
                 }
@@ -84,7 +90,7 @@ impl Writer {
             }
         }
         // Drained: one last evaluation, so a clean stop leaves nothing ready unevaluated.
-        let _ = self.evaluate(crate::now_ms());
+        let _ = self.evaluate(crate::now_ms(), true);
     }
 
     fn store_batch(&mut self, batch: &[Work]) -> crate::store::Result<()> {
@@ -125,8 +131,8 @@ impl Writer {
         Ok(())
     }
 
-    /// Evaluates every ready window, oldest first, then the agents.
-    pub fn evaluate(&mut self, now_ms: i64) -> crate::store::Result<()> {
+    /// Evaluates every ready window, oldest first, then (if `agents`) the agents.
+    pub fn evaluate(&mut self, now_ms: i64, agents: bool) -> crate::store::Result<()> {
         let c = &self.config.correlation;
         let ready = self.store.ready_windows(now_ms, c.grace_secs as i64 * 1000, c.settle_secs as i64 * 1000)?;
         for window in ready {
@@ -137,7 +143,9 @@ impl Writer {
                 self.metrics.incidents_resolved.fetch_add(s.resolved, Relaxed);
             }
         }
-        correlate::evaluate_agents(&mut self.store, &self.config, now_ms)?;
+        if agents {
+            correlate::evaluate_agents(&mut self.store, &self.config, now_ms)?;
+        }
         self.metrics.open_incidents.store(self.store.open_incident_count()?, Relaxed);
         Ok(())
     }

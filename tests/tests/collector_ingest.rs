@@ -100,6 +100,8 @@ fn bad_input_is_counted_and_valid_reports_are_stored_once() {
     second.seq += 1;
     publisher.send(&topic, encode(&second, Encoding::Json));
     publisher.send(&format!("edgeprobe/v1/agents/{agent}/state"), b"{not json".to_vec());
+    // Clearing a retained state is nothing wrong.
+    publisher.send(&format!("edgeprobe/v1/agents/{agent}/state"), Vec::new());
 
     collector.wait_metric("edgeprobe_collector_reports_received_total", 8.0, Duration::from_secs(20));
     collector.wait_metric("edgeprobe_collector_reports_stored_total", 2.0, Duration::from_secs(20));
