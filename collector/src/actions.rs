@@ -11,7 +11,8 @@ use crate::store::{Result, Store};
 /// The suggestion before the customer's contact preferences are applied.
 fn proposal(incident: &Incident, customer: &Customer, config: &ActionsConfig) -> (&'static str, bool, String) {
     let scope = incident.scope.values().cloned().collect::<Vec<_>>().join(", ");
-    let ticket_segment = config.ticket_segments.iter().any(|s| s.eq_ignore_ascii_case(&customer.segment));
+    let ticket_segment = config.ticket_segments.iter().any(|s| s.eq_ignore_ascii_case(&customer.segment))
+        || config.ticket_plans.iter().any(|p| p.eq_ignore_ascii_case(&customer.plan));
     match incident.kind {
         IncidentKind::AccessNode | IncidentKind::Region | IncidentKind::Resolver | IncidentKind::AgentsOffline => (
             "outage_notice",
@@ -24,7 +25,10 @@ fn proposal(incident: &Incident, customer: &Customer, config: &ActionsConfig) ->
         IncidentKind::Service if ticket_segment => (
             "service_ticket",
             false,
-            format!("{} customer affected by degraded service {scope}; a ticket tracks it with the provider", customer.segment),
+            format!(
+                "{} customer on plan {} affected by degraded service {scope}; a ticket tracks it with the provider",
+                customer.segment, customer.plan
+            ),
         ),
         IncidentKind::Service => (
             "none",
@@ -96,4 +100,99 @@ pub fn suggest(store: &mut Store, incident: &Incident, config: &ActionsConfig, n
         added += usize::from(store.insert_action(&hold)?);
     }
     Ok(added)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn customer(id: &str, segment: &str, plan: &str, opt_out: bool) -> Customer {
+        Customer {
+            customer_id: id.into(),
+            subscriber_id: format!("sub-{id}"),
+            segment: segment.into(),
+            plan: plan.into(),
+            region: "north".into(),
+            access_node: "OLT-1".into(),
+            monthly_value: 10.0,
+            contact_opt_out: opt_out,
+            attributes: BTreeMap::new(),
+        }
+    }
+
+    fn incident(store: &mut Store, kind: IncidentKind, customers: &[&str]) -> Incident {
+        let mut i = Incident {
+            id: 0,
+            kind,
+            scope: BTreeMap::from([("scope".to_string(), "x".to_string())]),
+            state: "open".into(),
+            severity: "major".into(),
+            opened_at: Some(0),
+            resolved_at: None,
+            first_window: 0,
+            last_window: 0,
+            bad_windows: 3,
+            good_windows: 0,
+            metric: "connect_network".into(),
+            evidence: serde_json::json!({}),
+            probable_cause: String::new(),
+            customers: customers.iter().map(|c| c.to_string()).collect(),
+            affected_customers: customers.len() as i64,
+            value_at_risk: 0.0,
+            acked_at: None,
+            acked_by: None,
+        };
+        store.save_incident(&mut i).unwrap();
+        i
+    }
+
+    fn chosen(store: &mut Store, incident: i64, customer: &str) -> (String, String) {
+        let a = store.actions(Some(customer), false, 100).unwrap();
+        let a = a.iter().find(|a| a.incident_id == incident && a.action != "hold_marketing").unwrap();
+        (a.action.clone(), a.reason.clone())
+    }
+
+    #[test]
+    fn the_contact_cap_opt_outs_and_plans_shape_the_choice() {
+        let dir = std::env::temp_dir().join(format!("edgeprobe-actions-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut store = Store::open(dir.to_str().unwrap()).unwrap();
+        let customers = [
+            customer("busy", "residential", "basic", false),
+            customer("quiet", "residential", "basic", true),
+            customer("sla", "residential", "gold-sla", false),
+        ];
+        store.upsert_customers(&customers, 0).unwrap();
+        let config =
+            ActionsConfig { max_contacts: 1, ticket_plans: vec!["gold-sla".into()], ..ActionsConfig::default() };
+        let hour = 3_600_000;
+
+        // A first outage: a notice for the customer who may be contacted, none for the one who opted out.
+        let first = incident(&mut store, IncidentKind::AccessNode, &["busy", "quiet"]);
+        suggest(&mut store, &first, &config, 10 * hour).unwrap();
+        assert_eq!(chosen(&mut store, first.id, "busy").0, "outage_notice");
+        let (action, why) = chosen(&mut store, first.id, "quiet");
+        assert_eq!(action, "none");
+        assert!(why.contains("opted out"), "{why}");
+
+        // A second one within the contact window: the cap holds; a day later it would not.
+        let second = incident(&mut store, IncidentKind::Region, &["busy"]);
+        suggest(&mut store, &second, &config, 12 * hour).unwrap();
+        let (action, why) = chosen(&mut store, second.id, "busy");
+        assert_eq!(action, "none");
+        assert!(why.contains("contacted 1 times in the last 24 h (cap 1)"), "{why}");
+        let third = incident(&mut store, IncidentKind::Region, &["busy"]);
+        suggest(&mut store, &third, &config, 40 * hour).unwrap();
+        assert_eq!(chosen(&mut store, third.id, "busy").0, "outage_notice");
+
+        // A degraded service: a ticket for the SLA plan, nothing for a residential basic line.
+        let service = incident(&mut store, IncidentKind::Service, &["sla", "busy"]);
+        suggest(&mut store, &service, &config, 41 * hour).unwrap();
+        assert_eq!(chosen(&mut store, service.id, "sla").0, "service_ticket");
+        assert_eq!(chosen(&mut store, service.id, "busy").0, "none");
+        // Suggesting again adds nothing.
+        assert_eq!(suggest(&mut store, &service, &config, 42 * hour).unwrap(), 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

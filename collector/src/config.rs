@@ -211,6 +211,8 @@ pub struct ActionsConfig {
     pub contact_window_hours: u64,
     /// Segments whose service problems open a ticket rather than wait.
     pub ticket_segments: Vec<String>,
+    /// Plans that do the same, whatever the segment (premium tiers with an SLA).
+    pub ticket_plans: Vec<String>,
 }
 
 impl Default for ActionsConfig {
@@ -219,6 +221,7 @@ impl Default for ActionsConfig {
             max_contacts: 2,
             contact_window_hours: 24,
             ticket_segments: vec!["business".into(), "premium".into()],
+            ticket_plans: Vec::new(),
         }
     }
 }
