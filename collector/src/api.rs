@@ -147,8 +147,7 @@ async fn incident(State(state): State<Shared>, Path(id): Path<i64>) -> Result<Js
     with_store(&state, move |store, _| {
         let i = store.incident(id)?.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no incident {id}")))?;
         let customers = store.customers_by_id(&i.customers)?;
-        let actions: Vec<_> =
-            store.actions(None, false, 100_000)?.into_iter().filter(|a| a.incident_id == id).collect();
+        let actions = store.incident_actions(id)?;
         let mut body = serde_json::to_value(&i).expect("plain data");
         body["customer_records"] = json!(customers);
         body["actions"] = json!(actions);

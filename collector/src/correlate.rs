@@ -73,7 +73,6 @@ struct Candidate {
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Summary {
-    pub windows: u64,
     pub unknown_subscribers: u64,
     pub opened: u64,
     pub resolved: u64,
@@ -110,10 +109,6 @@ fn add_counters(to: &mut CounterRow, c: &CounterRow) {
     to.connect_failures += c.connect_failures;
     to.dns_total += c.dns_total;
     to.dns_failures += c.dns_failures;
-    to.http_responses += c.http_responses;
-    to.http_errors += c.http_errors;
-    to.bytes_up += c.bytes_up;
-    to.bytes_down += c.bytes_down;
 }
 
 fn lines(samples: &[SampleRow], counters: Vec<(String, String, CounterRow)>) -> BTreeMap<String, Line> {
@@ -306,8 +301,8 @@ fn evaluate(store: &mut Store, config: &CollectorConfig, window: (i64, i64), now
     let lines = lines(&samples, counters);
     let keys: Vec<String> = lines.keys().cloned().collect();
     let customers = store.customers_by_subscriber(&keys)?;
-    let mut summary = Summary { windows: 1, ..Summary::default() };
-    summary.unknown_subscribers = keys.iter().filter(|k| !customers.contains_key(*k)).count() as u64;
+    let unknown_subscribers = keys.iter().filter(|k| !customers.contains_key(*k)).count() as u64;
+    let mut summary = Summary { unknown_subscribers, ..Summary::default() };
     let ids: Vec<String> = customers.values().map(|c| c.customer_id.clone()).collect();
     let baselines = store.baselines(&ids)?;
     let mut active: HashMap<String, Incident> = store
@@ -597,27 +592,8 @@ fn evaluate(store: &mut Store, config: &CollectorConfig, window: (i64, i64), now
     let mut touched: Vec<Incident> = Vec::new();
     for cand in candidates {
         let key = Incident::scope_key(cand.kind, &cand.scope);
-        let mut incident = active.remove(&key).unwrap_or_else(|| Incident {
-            id: 0,
-            kind: cand.kind,
-            scope: cand.scope.clone(),
-            state: "pending".into(),
-            severity: "minor".into(),
-            opened_at: None,
-            resolved_at: None,
-            first_window: window.0,
-            last_window: window.0,
-            bad_windows: 0,
-            good_windows: 0,
-            metric: String::new(),
-            evidence: json!({}),
-            probable_cause: String::new(),
-            customers: Vec::new(),
-            affected_customers: 0,
-            value_at_risk: 0.0,
-            acked_at: None,
-            acked_by: None,
-        });
+        let mut incident =
+            active.remove(&key).unwrap_or_else(|| Incident::new(cand.kind, cand.scope.clone(), window.0));
         incident.bad_windows += 1;
         incident.good_windows = 0;
         incident.last_window = window.0;
@@ -733,26 +709,12 @@ pub fn evaluate_agents(store: &mut Store, config: &CollectorConfig, now_ms: i64)
             }
             let ids: Vec<&str> = agents.iter().map(|a| a.agent_id.as_str()).collect();
             let wills = agents.iter().filter(|a| !a.online).count();
-            let mut incident = active.remove(node).unwrap_or_else(|| Incident {
-                id: 0,
-                kind: IncidentKind::AgentsOffline,
-                scope: BTreeMap::from([("access_node".to_string(), node.clone())]),
-                state: "open".into(),
-                severity: "minor".into(),
-                opened_at: Some(now_ms),
-                resolved_at: None,
-                first_window: now_ms,
-                last_window: now_ms,
-                bad_windows: 0,
-                good_windows: 0,
-                metric: "agent_state".into(),
-                evidence: json!({}),
-                probable_cause: String::new(),
-                customers: Vec::new(),
-                affected_customers: 0,
-                value_at_risk: 0.0,
-                acked_at: None,
-                acked_by: None,
+            let mut incident = active.remove(node).unwrap_or_else(|| {
+                let scope = BTreeMap::from([("access_node".to_string(), node.clone())]);
+                let mut i = Incident::new(IncidentKind::AgentsOffline, scope, now_ms);
+                // The last will is the evidence: no hysteresis.
+                (i.state, i.opened_at, i.metric) = ("open".into(), Some(now_ms), "agent_state".into());
+                i
             });
             let before = (incident.customers.clone(), incident.evidence.clone());
             incident.last_window = now_ms;

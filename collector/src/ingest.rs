@@ -57,8 +57,9 @@ pub fn subscriptions(config: &BrokerConfig) -> [String; 2] {
     [format!("$share/{}/{TOPIC_PREFIX}+/report", config.share_group), format!("{TOPIC_PREFIX}+/state")]
 }
 
-/// Classifies one message: work for the writer, or a rejection to count and acknowledge.
-pub fn classify(publish: &Publish, received_ms: i64) -> Result<Work, Reject> {
+/// Classifies one message: work for the writer, nothing to do (an emptied retained state), or
+/// a rejection to count. Only work waits for the writer before it is acknowledged.
+pub fn classify(publish: &Publish, received_ms: i64) -> Result<Option<Work>, Reject> {
     match parse_topic(&publish.topic) {
         Some(Topic::Report(agent)) => {
             let report = decode(&publish.payload).map_err(|e| match e {
@@ -70,12 +71,12 @@ pub fn classify(publish: &Publish, received_ms: i64) -> Result<Work, Reject> {
             if report.agent_id != agent {
                 return Err(Reject::AgentMismatch);
             }
-            Ok(Work::Report { report: Box::new(report), received_ms, ack: publish.clone() })
+            Ok(Some(Work::Report { report: Box::new(report), received_ms, ack: publish.clone() }))
         }
-        Some(Topic::State(_)) if publish.payload.is_empty() => Err(Reject::Cleared),
+        Some(Topic::State(_)) if publish.payload.is_empty() => Ok(None),
         Some(Topic::State(agent)) => {
             let state: AgentState = serde_json::from_slice(&publish.payload).map_err(|_| Reject::Topic)?;
-            Ok(Work::State { agent_id: agent.to_string(), state, received_ms, ack: publish.clone() })
+            Ok(Some(Work::State { agent_id: agent.to_string(), state, received_ms, ack: publish.clone() }))
         }
         None => Err(Reject::Topic),
     }
@@ -122,7 +123,7 @@ pub async fn run(
                     metrics.received.fetch_add(1, Relaxed);
                 }
                 match classify(&p, now) {
-                    Ok(w) => {
+                    Ok(Some(w)) => {
                         metrics.queue_depth.fetch_add(1, Relaxed);
                         // Waiting here when the writer is behind stops reading from the broker,
                         // which holds the rest: memory stays bounded by `queue_capacity`.
@@ -130,10 +131,11 @@ pub async fn run(
                             break;
                         }
                     }
+                    Ok(None) => {
+                        let _ = client.ack(&p).await;
+                    }
                     Err(why) => {
-                        if why != Reject::Cleared {
-                            metrics.reject(why);
-                        }
+                        metrics.reject(why);
                         let _ = client.ack(&p).await;
                     }
                 }

@@ -18,8 +18,6 @@ pub enum Reject {
     /// A topic under `edgeprobe/v1/agents/` that is neither `report` nor `state`, or a state
     /// message that does not parse.
     Topic,
-    /// An empty retained message clearing a state topic: nothing to store, nothing wrong.
-    Cleared,
 }
 
 const REJECTS: [(Reject, &str); 6] = [
@@ -54,9 +52,8 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn reject(&self, why: Reject) {
-        if let Some(i) = REJECTS.iter().position(|(r, _)| *r == why) {
-            self.rejects[i].fetch_add(1, Relaxed);
-        }
+        let i = REJECTS.iter().position(|(r, _)| *r == why).expect("every reason is listed");
+        self.rejects[i].fetch_add(1, Relaxed);
     }
 
     pub fn render(&self) -> String {

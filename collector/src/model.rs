@@ -73,6 +73,31 @@ pub struct Incident {
 }
 
 impl Incident {
+    /// A new pending incident, first seen in the window starting at `window`.
+    pub fn new(kind: IncidentKind, scope: BTreeMap<String, String>, window: i64) -> Incident {
+        Incident {
+            id: 0,
+            kind,
+            scope,
+            state: "pending".into(),
+            severity: "minor".into(),
+            opened_at: None,
+            resolved_at: None,
+            first_window: window,
+            last_window: window,
+            bad_windows: 0,
+            good_windows: 0,
+            metric: String::new(),
+            evidence: serde_json::json!({}),
+            probable_cause: String::new(),
+            customers: Vec::new(),
+            affected_customers: 0,
+            value_at_risk: 0.0,
+            acked_at: None,
+            acked_by: None,
+        }
+    }
+
     /// One key per kind and scope; at most one unresolved incident has it.
     pub fn scope_key(kind: IncidentKind, scope: &BTreeMap<String, String>) -> String {
         let parts: Vec<String> = scope.iter().map(|(k, v)| format!("{k}={v}")).collect();

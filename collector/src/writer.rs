@@ -94,9 +94,7 @@ impl Writer {
     }
 
     fn store_batch(&mut self, batch: &[Work]) -> crate::store::Result<()> {
-        let mut reports = Vec::new();
         let mut lag = 0;
-        let metrics = self.metrics.clone();
         let mut batch_reports: Vec<(&edgeprobe_wire::Report, i64)> = Vec::new();
         for w in batch {
             if let Work::Report { report, received_ms, .. } = w {
@@ -104,15 +102,16 @@ impl Writer {
                 batch_reports.push((report, *received_ms));
             }
         }
-        self.store.transaction(false, |store| {
-            reports = store.store_reports_in_tx(&batch_reports)?;
+        let reports = self.store.transaction(false, |store| {
+            let reports = store.store_reports_in_tx(&batch_reports)?;
             for w in batch {
                 if let Work::State { agent_id, state, received_ms, .. } = w {
                     store.record_state(agent_id, state, *received_ms)?;
                 }
             }
-            Ok(())
+            Ok(reports)
         })?;
+        let metrics = &self.metrics;
         for r in &reports {
             match r {
                 Stored::New => metrics.stored.fetch_add(1, Relaxed),
@@ -137,7 +136,7 @@ impl Writer {
         let ready = self.store.ready_windows(now_ms, c.grace_secs as i64 * 1000, c.settle_secs as i64 * 1000)?;
         for window in ready {
             if let Some(s) = correlate::evaluate_window(&mut self.store, &self.config, window, now_ms)? {
-                self.metrics.windows_evaluated.fetch_add(s.windows, Relaxed);
+                self.metrics.windows_evaluated.fetch_add(1, Relaxed);
                 self.metrics.unknown_subscribers.fetch_add(s.unknown_subscribers, Relaxed);
                 self.metrics.incidents_opened.fetch_add(s.opened, Relaxed);
                 self.metrics.incidents_resolved.fetch_add(s.resolved, Relaxed);

@@ -152,6 +152,13 @@ pub fn postgres_admin_url() -> Option<String> {
     postgres::Client::connect(&url, postgres::NoTls).ok().map(|_| url)
 }
 
+/// The PostgreSQL server for a test, or None after `prerequisite` has said why it is skipped.
+pub fn require_postgres() -> Option<String> {
+    let url = postgres_admin_url();
+    let what = "PostgreSQL at EDGEPROBE_POSTGRES_URL or postgres://postgres@127.0.0.1:5432/postgres";
+    if crate::prerequisite(url.is_some(), what) { url } else { None }
+}
+
 /// A database of its own for one test, dropped afterwards.
 pub struct TempDatabase {
     admin: String,

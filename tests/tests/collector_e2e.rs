@@ -6,7 +6,7 @@
 //! subscription and one PostgreSQL must reach the same result.
 
 use edgeprobe_tests::broker::{Broker, mosquitto};
-use edgeprobe_tests::collector::{Collector, TempDatabase, free_port, postgres_admin_url, replay_agent};
+use edgeprobe_tests::collector::{Collector, TempDatabase, free_port, replay_agent, require_postgres};
 use edgeprobe_tests::{fixtures, prerequisite};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -253,10 +253,7 @@ fn postgres_one_incident_per_cause() {
     if !prerequisite(mosquitto().is_some(), "mosquitto (apt-get install mosquitto)") {
         return;
     }
-    let Some(admin) = postgres_admin_url() else {
-        prerequisite(false, "PostgreSQL at EDGEPROBE_POSTGRES_URL or postgres://postgres@127.0.0.1:5432/postgres");
-        return;
-    };
+    let Some(admin) = require_postgres() else { return };
     let db = TempDatabase::create(&admin, "e2e");
     scenario(&db.url, "postgres", 1);
 }
@@ -268,10 +265,7 @@ fn postgres_two_collectors_share_the_work() {
     if !prerequisite(mosquitto().is_some(), "mosquitto (apt-get install mosquitto)") {
         return;
     }
-    let Some(admin) = postgres_admin_url() else {
-        prerequisite(false, "PostgreSQL at EDGEPROBE_POSTGRES_URL or postgres://postgres@127.0.0.1:5432/postgres");
-        return;
-    };
+    let Some(admin) = require_postgres() else { return };
     let db = TempDatabase::create(&admin, "scaleout");
     scenario(&db.url, "scaleout", 2);
 }

@@ -3,7 +3,7 @@
 //! broker delivered and stores nothing twice.
 
 use edgeprobe_tests::broker::{Broker, mosquitto};
-use edgeprobe_tests::collector::{Collector, TempDatabase, free_port, postgres_admin_url};
+use edgeprobe_tests::collector::{Collector, TempDatabase, free_port, require_postgres};
 use edgeprobe_tests::{fixtures, prerequisite};
 use edgeprobe_wire::{Encoding, Report, encode};
 use rumqttc::{Client, MqttOptions, QoS};
@@ -169,10 +169,7 @@ fn stored(collector: &Collector) -> Option<u64> {
 
 #[test]
 fn postgres_connections_cut_mid_stream_lose_nothing() {
-    let Some(admin) = postgres_admin_url() else {
-        prerequisite(false, "PostgreSQL at EDGEPROBE_POSTGRES_URL or postgres://postgres@127.0.0.1:5432/postgres");
-        return;
-    };
+    let Some(admin) = require_postgres() else { return };
     let db = TempDatabase::create(&admin, "cut");
     let Some((dir, broker, collector)) = setup("cut", Some(&db.url)) else { return };
     let report = sample_report();

@@ -54,10 +54,6 @@ pub struct CounterRow {
     pub connect_failures: i64,
     pub dns_total: i64,
     pub dns_failures: i64,
-    pub http_responses: i64,
-    pub http_errors: i64,
-    pub bytes_up: i64,
-    pub bytes_down: i64,
 }
 
 fn dns_failures(c: &Counters) -> u64 {
@@ -485,8 +481,8 @@ impl Store {
 
     pub fn window_counters(&mut self, window_start: i64) -> Result<Vec<(String, String, CounterRow)>> {
         let rows = self.db.query(
-            "SELECT subscriber_id, service, connects, connect_failures, dns_total, dns_failures, http_responses, \
-             http_errors, bytes_up, bytes_down FROM counters WHERE window_start = ?",
+            "SELECT subscriber_id, service, connects, connect_failures, dns_total, dns_failures FROM counters \
+             WHERE window_start = ?",
             &[window_start.into()],
         )?;
         Ok(rows
@@ -497,10 +493,6 @@ impl Store {
                     connect_failures: r.int(3),
                     dns_total: r.int(4),
                     dns_failures: r.int(5),
-                    http_responses: r.int(6),
-                    http_errors: r.int(7),
-                    bytes_up: r.int(8),
-                    bytes_down: r.int(9),
                 };
                 (r.text(0), r.text(1), c)
             })
@@ -661,6 +653,12 @@ impl Store {
             &[now_ms.into(), incident_id.into()],
         )?;
         Ok(())
+    }
+
+    /// One incident's actions, oldest first.
+    pub fn incident_actions(&mut self, incident_id: i64) -> Result<Vec<Action>> {
+        let sql = format!("SELECT {ACTION_COLUMNS} FROM actions WHERE incident_id = ? ORDER BY id");
+        Ok(self.db.query(&sql, &[incident_id.into()])?.iter().map(action).collect())
     }
 
     /// Actions, newest first; optionally one customer's, optionally only those still current.
