@@ -2,12 +2,12 @@
 //!
 //! One thread captures and measures (the core is single-threaded and needs no locks); a small
 //! tokio runtime runs the MQTT publisher and the signal handlers. Time: measurements use the
-//! kernel's packet timestamps only. Timers between packets advance from the last packet's
-//! timestamp by the monotonic clock, so a wall-clock step on a gateway without an RTC (NTP
-//! arriving after boot) moves no timer and no latency.
+//! kernel's packet timestamps, which are wall-clock time; the packet clock (`capture::clock`)
+//! takes wall-clock steps out of them (NTP's first sync on a gateway without an RTC), so a step
+//! moves no timer and no latency, and only relabels the report windows.
 
+use crate::capture::clock::{PacketClock, Reading, read_clocks};
 use crate::capture::live::Backend;
-use crate::capture::portable::PortableCapture;
 use crate::capture::ring::{Ring, RingConfig, parse_bpf, wait};
 use crate::config::AgentConfig;
 use crate::publish::mqtt::{Identity, Publisher};
@@ -70,7 +70,8 @@ pub fn run(config: AgentConfig, print_events: bool, capabilities: Vec<String>) -
     let stdout = std::io::stdout();
     let mut m = Measure {
         probe,
-        clock: None,
+        clock: PacketClock::default(),
+        started: false,
         runtime: &runtime,
         publisher: &publisher,
         out: print_events.then(|| std::io::BufWriter::new(stdout)),
@@ -78,8 +79,9 @@ pub fn run(config: AgentConfig, print_events: bool, capabilities: Vec<String>) -
     };
     match config.capture.backend {
         Backend::Ring => ring_loop(&mut m, &mut interfaces, &ring_config, &stop),
+        #[cfg(feature = "pnet")]
         Backend::Pnet => {
-            let capture = PortableCapture::start(&config.capture.interfaces, stop.clone());
+            let capture = crate::capture::portable::PortableCapture::start(&config.capture.interfaces, stop.clone());
             while !stop.load(Ordering::SeqCst) {
                 if let Some(frame) = capture.next(Duration::from_millis(POLL_MS as u64)) {
                     m.frame(frame.ts_nanos, &frame.data, frame.data.len() as u32);
@@ -88,18 +90,20 @@ pub fn run(config: AgentConfig, print_events: bool, capabilities: Vec<String>) -
                 m.tick();
             }
         }
+        #[cfg(not(feature = "pnet"))]
+        Backend::Pnet => anyhow::bail!("this build leaves out the pnet backend; use \"ring\""),
     }
+    let now = m.clock.now(read_clocks());
+    let offset = m.clock.wall_offset();
     let mut probe = m.probe;
-    let clock = m.clock;
     let mut out = m.out;
     let c = probe.counters();
     eprintln!(
         "edgeprobe: stopped: {} packets, {} kernel drops, {} flow evictions",
         c.packets, c.kernel_drops, c.flow_evictions
     );
-    let now = clock.map_or(Timestamp::ZERO, |(ts, at)| ts.add_nanos(at.elapsed().as_nanos() as u64));
     probe.finish(now);
-    drain(&mut probe, &runtime, &publisher, out.as_mut().map(|w| w as &mut dyn Write));
+    drain(&mut probe, &runtime, &publisher, out.as_mut().map(|w| w as &mut dyn Write), offset);
     let left = runtime.block_on(publisher.shutdown(Duration::from_secs(10)));
     if left > 0 {
         eprintln!("edgeprobe: {left} reports wait in the spool for the broker");
@@ -113,8 +117,9 @@ pub fn run(config: AgentConfig, print_events: bool, capabilities: Vec<String>) -
 /// The measuring side of the capture loop: the core, its packet clock, and where output goes.
 struct Measure<'a> {
     probe: Probe,
-    /// The last packet's kernel timestamp, and when we saw it.
-    clock: Option<(Timestamp, Instant)>,
+    clock: PacketClock,
+    /// Whether a packet has been seen: timers start with the first one.
+    started: bool,
     runtime: &'a tokio::runtime::Runtime,
     publisher: &'a Publisher,
     out: Option<std::io::BufWriter<std::io::Stdout>>,
@@ -123,8 +128,10 @@ struct Measure<'a> {
 
 impl Measure<'_> {
     fn frame(&mut self, ts_nanos: u64, data: &[u8], wire_len: u32) {
-        let ts = Timestamp(ts_nanos);
-        self.clock = Some((ts, Instant::now()));
+        let reading = read_clocks();
+        self.observe(reading);
+        let ts = self.clock.convert(ts_nanos, reading.monotonic);
+        self.started = true;
         let data = &data[..data.len().min(self.snaplen)];
         self.probe.handle_frame(ts, LinkType::Ethernet, data, wire_len);
         // Drain per frame: a full ring holds a hundred thousand frames, and their events must
@@ -132,16 +139,30 @@ impl Measure<'_> {
         self.drain();
     }
 
-    /// Timers between packets: from the last packet's timestamp by the monotonic clock.
+    /// Timers between packets, on the packet clock.
     fn tick(&mut self) {
-        if let Some((ts, at)) = self.clock {
-            self.probe.handle_timeout(ts.add_nanos(at.elapsed().as_nanos() as u64));
+        let reading = read_clocks();
+        self.observe(reading);
+        if self.started {
+            self.probe.handle_timeout(self.clock.now(reading));
         }
         self.drain();
     }
 
+    fn observe(&mut self, reading: Reading) {
+        let before = self.clock.wall_offset();
+        if let Some(offset) = self.clock.observe(reading) {
+            eprintln!(
+                "edgeprobe: the wall clock stepped by {:+.3} s; latencies are unaffected, report windows follow the new time",
+                (offset - before) as f64 / 1e9
+            );
+            self.probe.clock_stepped(self.clock.now(reading), offset);
+        }
+    }
+
     fn drain(&mut self) {
-        drain(&mut self.probe, self.runtime, self.publisher, self.out.as_mut().map(|w| w as &mut dyn Write));
+        let offset = self.clock.wall_offset();
+        drain(&mut self.probe, self.runtime, self.publisher, self.out.as_mut().map(|w| w as &mut dyn Write), offset);
     }
 }
 
@@ -201,9 +222,17 @@ fn ring_loop(m: &mut Measure<'_>, interfaces: &mut [Interface], ring_config: &Ri
     }
 }
 
-fn drain(probe: &mut Probe, runtime: &tokio::runtime::Runtime, publisher: &Publisher, mut out: Option<&mut dyn Write>) {
-    while let Some(event) = probe.poll_event() {
+/// Events carry wall time, so their timestamps get the packet clock's `wall_offset` back.
+fn drain(
+    probe: &mut Probe,
+    runtime: &tokio::runtime::Runtime,
+    publisher: &Publisher,
+    mut out: Option<&mut dyn Write>,
+    wall_offset: i64,
+) {
+    while let Some(mut event) = probe.poll_event() {
         if let Some(w) = out.as_mut() {
+            event.ts = Timestamp(event.ts.as_nanos().saturating_add_signed(wall_offset));
             let _ = serde_json::to_writer(&mut **w, &event);
             let _ = w.write_all(b"\n");
             let _ = w.flush();

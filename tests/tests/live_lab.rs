@@ -545,3 +545,140 @@ fn a_bpf_filter_keeps_unwanted_packets_in_the_kernel() {
     assert_eq!(count("dns"), 3, "DNS passes the filter");
     assert_eq!(count("tcp_connect"), 0, "TCP never reaches the agent");
 }
+
+/// Steps this machine's wall clock by `secs` (root), as NTP or `date -s` would.
+fn step_wall_clock(secs: i64) {
+    let script = format!(
+        "import time; time.clock_settime(time.CLOCK_REALTIME, time.clock_gettime(time.CLOCK_REALTIME) + ({secs}))"
+    );
+    assert!(Command::new("python3").args(["-c", &script]).status().unwrap().success(), "step the clock by {secs} s");
+}
+
+/// Undoes a forward step if the test ends before it does.
+struct Stepped(i64);
+
+impl Drop for Stepped {
+    fn drop(&mut self) {
+        if self.0 != 0 {
+            step_wall_clock(-self.0);
+        }
+    }
+}
+
+#[test]
+fn a_wall_clock_step_moves_no_latency_and_relabels_windows() {
+    const STEP_CLOCK: &str = "EDGEPROBE_STEP_CLOCK";
+    if !prerequisite(
+        std::env::var_os(STEP_CLOCK).is_some_and(|v| v == "1"),
+        &format!("{STEP_CLOCK}=1, the consent to step this machine's wall clock by an hour and back"),
+    ) {
+        return;
+    }
+    let tools = ["ip", "dnsmasq", "dig", "curl", "mosquitto", "mosquitto_sub", "python3", "ping", "setpriv"];
+    // The network side takes 2 x 150 ms, so a step almost always falls inside a transaction.
+    let Some(setup) = setup("clockstep", &tools, Some(("2", "150"))) else { return };
+    let (lab_dir, work) = (&setup.dir, &setup.work);
+    let mut servers = vec![
+        lab_dnsmasq(),
+        background(
+            netns("ep-srv", &["python3", lab_dir.join("http_server.py").to_str().unwrap(), "198.51.100.10", "80"]),
+            None,
+        ),
+    ];
+    let broker_conf = work.join("mosquitto.conf");
+    std::fs::write(&broker_conf, "listener 1883 127.0.0.1\nallow_anonymous true\n").unwrap();
+    servers.push(background(netns("ep-gw", &["mosquitto", "-c", broker_conf.to_str().unwrap()]), None));
+    std::thread::sleep(Duration::from_millis(500));
+    let reports_path = work.join("reports.jsonl");
+    servers.push(background(
+        netns("ep-gw", &["mosquitto_sub", "-h", "127.0.0.1", "-q", "1", "-t", "edgeprobe/v1/agents/+/report"]),
+        Some(&reports_path),
+    ));
+    let config = work.join("agent.toml");
+    std::fs::write(
+        &config,
+        "[agent]\nid = \"gw-clock\"\n[capture]\ninterfaces = [\"g0\"]\n[measure]\nreport_interval_secs = 1\n\
+         [mqtt]\nurl = \"mqtt://127.0.0.1:1883\"\nencoding = \"json\"\n",
+    )
+    .unwrap();
+    let events_path = work.join("events.jsonl");
+    let stderr_path = work.join("agent.err");
+    let bin = edgeprobe_bin();
+    let mut args: Vec<&str> = UNPRIVILEGED.to_vec();
+    args.extend([bin.to_str().unwrap(), "run", "--config", config.to_str().unwrap(), "--events"]);
+    let mut agent = netns("ep-gw", &args)
+        .stdout(std::fs::File::create(&events_path).unwrap())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+
+    // Queries and connects back to back, from two threads, for the whole test.
+    let on = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let loops: Vec<_> = [
+        vec!["dig", "+tries=1", "+timeout=2", "@198.51.100.10", "ok.lab.example"],
+        vec!["curl", "-s", "-o", "/dev/null", "--max-time", "3", "http://198.51.100.10/"],
+    ]
+    .into_iter()
+    .map(|cmd| {
+        let on = on.clone();
+        std::thread::spawn(move || {
+            while on.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = netns("ep-cli", &cmd).output();
+            }
+        })
+    })
+    .collect();
+    let hour: i32 = 3600;
+    let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    std::thread::sleep(Duration::from_millis(2200));
+    let mut stepped = Stepped(hour.into());
+    step_wall_clock(hour.into());
+    std::thread::sleep(Duration::from_millis(3100));
+    step_wall_clock((-hour).into());
+    stepped.0 = 0;
+    std::thread::sleep(Duration::from_millis(2200));
+    on.store(false, std::sync::atomic::Ordering::Relaxed);
+    loops.into_iter().for_each(|t| t.join().unwrap());
+    std::thread::sleep(Duration::from_millis(500));
+    interrupt(&mut agent);
+    std::thread::sleep(Duration::from_millis(500));
+    for s in servers.iter_mut() {
+        let _ = s.kill();
+        let _ = s.wait();
+    }
+
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap();
+    assert_eq!(stderr.matches("wall clock stepped").count(), 2, "the agent reports both steps:\n{stderr}");
+    let events: Vec<Value> =
+        std::fs::read_to_string(&events_path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let latencies = |kind: &str, field: &str| -> Vec<u64> {
+        events.iter().filter(|e| e["kind"] == kind).filter_map(|e| e[field].as_u64()).collect()
+    };
+    let dns = latencies("dns", "latency_us");
+    let connects = latencies("tcp_connect", "syn_to_synack_us");
+    eprintln!(
+        "clock step: {} DNS and {} connect latencies, all in ms: {dns:?} {connects:?}",
+        dns.len(),
+        connects.len()
+    );
+    assert!(dns.len() >= 12 && connects.len() >= 8, "too little traffic seen");
+    // 2 x 150 ms, the delay lines' own scheduling on top; never 0 or an hour.
+    for (what, values) in [("DNS", &dns), ("connect", &connects)] {
+        let wrong: Vec<_> = values.iter().filter(|&&us| !(299_000..=340_000).contains(&us)).collect();
+        assert!(wrong.is_empty(), "{what} latencies off 300 ms across the steps: {wrong:?}");
+    }
+    // Events and report windows carry the wall time of their moment, stepped or not.
+    let ts: Vec<f64> = events.iter().filter_map(|e| e["ts"].as_f64()).collect();
+    let in_step = |t: f64| t > before + f64::from(hour) - 60.0 && t < before + f64::from(hour) + 60.0;
+    let near_now = |t: f64| t > before - 60.0 && t < before + 60.0;
+    assert!(ts.iter().any(|&t| in_step(t)) && ts.iter().all(|&t| in_step(t) || near_now(t)), "event times: {ts:?}");
+    let windows: Vec<f64> = std::fs::read_to_string(&reports_path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["window_start"].as_f64().unwrap() / 1000.0)
+        .collect();
+    assert!(windows.iter().any(|&t| in_step(t)), "a report window in the stepped hour: {windows:?}");
+    assert!(windows.last().is_some_and(|&t| near_now(t)), "the last window back in the present: {windows:?}");
+    assert!(windows.iter().all(|&t| in_step(t) || near_now(t)), "windows: {windows:?}");
+}

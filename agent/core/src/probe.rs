@@ -221,6 +221,17 @@ impl Probe {
         }
     }
 
+    /// The capture's wall clock stepped (see the agent's packet clock): packet timestamps stay on
+    /// their step-free timeline, and windows are labelled from now on in packet time plus
+    /// `wall_offset` nanoseconds. The open window closes early, under its old label.
+    pub fn clock_stepped(&mut self, now: Timestamp, wall_offset: i64) {
+        self.handle_timeout(now);
+        self.sync_cache_counters();
+        if let Some(report) = self.windows.step(now.max(self.now), wall_offset, &self.counters) {
+            self.reports.push_back(report);
+        }
+    }
+
     /// Closes the open window. Flows count their traffic as it passes, so nothing is left to
     /// collect from them.
     fn close_window(&mut self, now: Timestamp) {
@@ -758,6 +769,32 @@ mod tests {
         let event = std::iter::from_fn(|| p.poll_event()).find(|e| matches!(e.detail, Detail::Dns(_))).unwrap();
         assert_eq!(event.subscriber, "line-000123");
         assert_eq!(event.service.as_deref(), Some("portal.example"));
+    }
+
+    #[test]
+    fn a_wall_clock_step_relabels_windows_and_keeps_the_query_latency() {
+        let mut p = Probe::new(CoreConfig { report_interval_secs: 60, ..CoreConfig::default() });
+        // Packet time: a gateway that booted at the epoch. Its clock is then found to be
+        // 1,700,000,000 s behind, while a query is in flight.
+        let t = |ms: u64| Timestamp(3_000_000_000_000 + ms * 1_000_000);
+        let query = udp_frame([192, 0, 2, 55], 40000, [198, 51, 100, 53], 53, &dns(false));
+        let answer = udp_frame([198, 51, 100, 53], 53, [192, 0, 2, 55], 40000, &dns(true));
+        p.handle_frame(t(10), LinkType::Ethernet, &query, 0);
+        let offset = 1_700_000_000_000_000_000i64;
+        p.clock_stepped(t(12), offset);
+        p.handle_frame(t(35), LinkType::Ethernet, &answer, 0);
+        p.finish(t(100));
+        let dns = std::iter::from_fn(|| p.poll_event()).find_map(|e| match e.detail {
+            Detail::Dns(d) => Some(d),
+            _ => None,
+        });
+        assert_eq!(dns.unwrap().latency_us, Some(25_000));
+        let reports: Vec<_> = std::iter::from_fn(|| p.poll_report()).collect();
+        assert_eq!(reports.len(), 2, "the step closes the open window");
+        assert_eq!(reports[0].window_start, 3_000_000 / 60_000 * 60_000);
+        let wall_ms = (3_000_000_000_000 + offset as u64) / 1_000_000;
+        assert_eq!(reports[1].window_start, wall_ms / 60_000 * 60_000);
+        assert_eq!(reports[1].subscribers[0].metrics.dns.as_ref().unwrap().count, 1);
     }
 
     #[test]

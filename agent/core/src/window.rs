@@ -80,8 +80,10 @@ pub struct Windows {
     seq: u64,
     /// Changes at every window close, so cached cells can tell they are stale.
     epoch: u16,
-    /// Start of the open window, once the first packet set it.
+    /// Start of the open window in wall time, once the first packet set it.
     start: Option<u64>,
+    /// Wall time minus packet time: non-zero once the capture shell saw the wall clock step.
+    wall_offset: i64,
     subscribers: Vec<Subscriber>,
     index: HashMap<String, u16>,
     samples: Vec<Sample>,
@@ -105,6 +107,7 @@ impl Windows {
             seq: 0,
             epoch: 0,
             start: None,
+            wall_offset: 0,
             subscribers: Vec::new(),
             index: HashMap::new(),
             samples: Vec::with_capacity(config.sample_capacity),
@@ -121,24 +124,39 @@ impl Windows {
         self.identity = identity;
     }
 
+    /// Windows are aligned to and labelled in wall time.
+    fn wall(&self, now: Timestamp) -> u64 {
+        now.as_nanos().saturating_add_signed(self.wall_offset)
+    }
+
     /// True when `now` closes the open window.
     pub fn due(&self, now: Timestamp) -> bool {
-        self.start.is_some_and(|start| now.as_nanos() >= start + self.interval_ns)
+        self.start.is_some_and(|start| self.wall(now) >= start + self.interval_ns)
     }
 
     /// Closes the open window if `now` is past its end. Returns its report, if it saw packets.
     /// Windows with no packet at all are skipped, so a gap in the capture yields no empty reports.
     pub fn advance(&mut self, now: Timestamp, capture: &CaptureCounters) -> Option<Report> {
-        let aligned = now.as_nanos() / self.interval_ns * self.interval_ns;
+        let wall = self.wall(now);
+        let aligned = wall / self.interval_ns * self.interval_ns;
         let Some(start) = self.start else {
             self.start = Some(aligned);
             return None;
         };
-        if now.as_nanos() < start + self.interval_ns {
+        if wall < start + self.interval_ns {
             return None;
         }
         let report = self.close(start, capture);
         self.start = Some(aligned);
+        report
+    }
+
+    /// The wall clock stepped: wall time is now packet time plus `wall_offset`. The open window
+    /// is closed under its old label and the next one is aligned to the new wall time.
+    pub fn step(&mut self, now: Timestamp, wall_offset: i64, capture: &CaptureCounters) -> Option<Report> {
+        let report = self.start.take().and_then(|start| self.close(start, capture));
+        self.wall_offset = wall_offset;
+        self.start = Some(self.wall(now) / self.interval_ns * self.interval_ns);
         report
     }
 

@@ -45,6 +45,9 @@ impl Default for CaptureConfig {
 
 impl CaptureConfig {
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.backend == Backend::Pnet && !cfg!(feature = "pnet") {
+            return Err(("backend", "this build leaves out the pnet backend; use \"ring\"".into()));
+        }
         if self.snaplen < 64 {
             return Err(("snaplen", "must be at least 64".into()));
         }
