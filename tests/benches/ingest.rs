@@ -109,15 +109,15 @@ fn main() {
         return;
     }
     let dir = std::env::temp_dir().join(format!("edgeprobe-bench-ingest-db-{}", std::process::id()));
-    run("sqlite", dir.to_str().unwrap(), 20_000, 500, 1);
+    run("sqlite", dir.to_str().unwrap(), 100_000, 500, 1);
     let _ = std::fs::remove_dir_all(&dir);
-    run("sqlite", dir.to_str().unwrap(), 1_000, 50, 50);
+    run("sqlite", dir.to_str().unwrap(), 5_000, 50, 50);
     let _ = std::fs::remove_dir_all(&dir);
     if let Some(admin) = postgres_admin_url() {
         let db = TempDatabase::create(&admin, "bench");
-        run("postgres", &db.url, 20_000, 500, 1);
+        run("postgres", &db.url, 100_000, 500, 1);
         let db2 = TempDatabase::create(&admin, "bench2");
-        run("postgres", &db2.url, 1_000, 50, 50);
+        run("postgres", &db2.url, 5_000, 50, 50);
     } else {
         println!("postgres: skipped, no server at EDGEPROBE_POSTGRES_URL");
     }

@@ -98,7 +98,7 @@ impl Collector {
                 return;
             }
             assert!(Instant::now() < deadline, "{series} is {v}, expected {at_least} in time; log:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(200));
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 

@@ -15,7 +15,7 @@ pub use backend::{Backend, Dialect, Result, Row, StoreError, Value};
 
 use crate::customers::Customer;
 use crate::model::{Action, Agent, AgentState, Incident, IncidentKind};
-use edgeprobe_wire::{Counters, METRICS, Metrics, Report};
+use edgeprobe_wire::{Counters, METRICS, Metrics, Report, ServiceReport, SubscriberReport};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
@@ -300,38 +300,24 @@ impl Store {
             return Ok(outcome);
         }
 
-        // 2. Measurements: a row per histogram, a counters row per subscriber and service.
-        let mut samples: Vec<Value> = Vec::new();
-        let mut counters: Vec<Value> = Vec::new();
+        // 2. Measurements: a row per subscriber, its part of the report as CBOR.
+        let mut rows: Vec<Value> = Vec::new();
         let mut lines: HashMap<(&str, &str), i64> = HashMap::new();
         for (r, _) in &fresh {
             let ws = clamp(r.window_start);
             for sub in &r.subscribers {
-                let whole = std::iter::once(("", &sub.metrics, &sub.counters));
-                let services = sub.services.iter().map(|svc| (svc.service.as_str(), &svc.metrics, &svc.counters));
-                for (service, metrics, c) in whole.chain(services) {
-                    let line = Line { ws, agent: &r.agent_id, subscriber: &sub.subscriber, service };
-                    measurement_rows(&mut samples, &mut counters, &line, metrics, c);
-                }
+                let mut blob = Vec::with_capacity(1024);
+                ciborium::into_writer(sub, &mut blob).expect("CBOR into memory cannot fail");
+                rows.extend([ws.into(), sub.subscriber.as_str().into(), r.agent_id.as_str().into(), blob.into()]);
                 let last = lines.entry((&r.agent_id, &sub.subscriber)).or_insert(ws);
                 *last = (*last).max(ws);
             }
         }
         self.insert_rows(
-            "INSERT INTO samples (window_start, subscriber_id, service, metric, agent_id, count, min, max, p50, p90, \
-             p99, hdr)",
-            &row_shape(12),
-            12,
-            &samples,
-            "",
-        )?;
-        self.insert_rows(
-            "INSERT INTO counters (window_start, subscriber_id, service, agent_id, connects, connect_failures, \
-             dns_total, dns_failures, http_responses, http_errors, tls_ok, tls_failed, bytes_up, bytes_down, \
-             retrans_up, retrans_down, flows, detail)",
-            &row_shape(18),
-            18,
-            &counters,
+            "INSERT INTO lines (window_start, subscriber_id, agent_id, report)",
+            &row_shape(4),
+            4,
+            &rows,
             "",
         )?;
         let mut rows: Vec<Value> = Vec::new();
@@ -414,15 +400,8 @@ impl Store {
         Ok(outcome)
     }
 
-    /// Inserts `values`, `per_row` parameters to a row of `shape`, with multi-row statements.
     fn insert_rows(&mut self, head: &str, shape: &str, per_row: usize, values: &[Value], tail: &str) -> Result<()> {
-        // Far below either database's parameter limit, and only two statement shapes per
-        // table (a full chunk and the remainder) to prepare.
-        let rows = (4000 / per_row).max(1);
-        for chunk in values.chunks(rows * per_row) {
-            self.db.execute(&rows_sql(head, shape, chunk.len() / per_row, tail), chunk)?;
-        }
-        Ok(())
+        insert_rows(&mut *self.db, head, shape, per_row, values, tail)
     }
 
     /// Records an agent's birth message or last will.
@@ -471,32 +450,29 @@ impl Store {
     }
 
     pub fn window_samples(&mut self, window_start: i64) -> Result<Vec<SampleRow>> {
-        let rows = self.db.query(
-            "SELECT window_start, subscriber_id, service, metric, count, p50, p90, p99, hdr FROM samples \
-             WHERE window_start = ?",
-            &[window_start.into()],
-        )?;
-        Ok(rows.iter().map(sample).collect())
+        let rows =
+            self.db.query("SELECT window_start, report FROM lines WHERE window_start = ?", &[window_start.into()])?;
+        let mut out = Vec::new();
+        for (ws, line) in decode_lines(&rows)? {
+            push_samples(&mut out, ws, &line.subscriber, "", &line.metrics);
+            for svc in &line.services {
+                push_samples(&mut out, ws, &line.subscriber, &svc.service, &svc.metrics);
+            }
+        }
+        Ok(out)
     }
 
     pub fn window_counters(&mut self, window_start: i64) -> Result<Vec<(String, String, CounterRow)>> {
-        let rows = self.db.query(
-            "SELECT subscriber_id, service, connects, connect_failures, dns_total, dns_failures FROM counters \
-             WHERE window_start = ?",
-            &[window_start.into()],
-        )?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                let c = CounterRow {
-                    connects: r.int(2),
-                    connect_failures: r.int(3),
-                    dns_total: r.int(4),
-                    dns_failures: r.int(5),
-                };
-                (r.text(0), r.text(1), c)
-            })
-            .collect())
+        let rows =
+            self.db.query("SELECT window_start, report FROM lines WHERE window_start = ?", &[window_start.into()])?;
+        let mut out = Vec::new();
+        for (_, line) in decode_lines(&rows)? {
+            out.push((line.subscriber.clone(), String::new(), counter_row(&line.counters)));
+            for svc in &line.services {
+                out.push((line.subscriber.clone(), svc.service.clone(), counter_row(&svc.counters)));
+            }
+        }
+        Ok(out)
     }
 
     /// Per customer and metric: the baseline p90 in µs and how many windows built it.
@@ -729,28 +705,56 @@ impl Store {
     /// A subscriber's whole-line histograms since `since_ms`, oldest window first.
     pub fn subscriber_samples(&mut self, subscriber_id: &str, since_ms: i64) -> Result<Vec<SampleRow>> {
         let rows = self.db.query(
-            "SELECT window_start, subscriber_id, service, metric, count, p50, p90, p99, hdr FROM samples \
-             WHERE subscriber_id = ? AND window_start >= ? AND service = '' ORDER BY window_start",
+            "SELECT window_start, report FROM lines WHERE subscriber_id = ? AND window_start >= ? \
+             ORDER BY window_start",
             &[subscriber_id.into(), since_ms.into()],
         )?;
-        Ok(rows.iter().map(sample).collect())
+        let mut out = Vec::new();
+        for (ws, line) in decode_lines(&rows)? {
+            push_samples(&mut out, ws, &line.subscriber, "", &line.metrics);
+        }
+        Ok(out)
     }
 
     /// The latest window with data for the subscriber, per metric (whole line).
     pub fn latest_samples(&mut self, subscriber_id: &str) -> Result<BTreeMap<String, SampleRow>> {
-        let rows = self.db.query(
-            "SELECT s.window_start, s.subscriber_id, s.service, s.metric, s.count, s.p50, s.p90, s.p99, s.hdr \
-             FROM samples s JOIN (SELECT metric, MAX(window_start) AS ws FROM samples \
-             WHERE subscriber_id = ? AND service = '' GROUP BY metric) m ON m.metric = s.metric AND m.ws = s.window_start \
-             WHERE s.subscriber_id = ? AND s.service = ''",
-            &[subscriber_id.into(), subscriber_id.into()],
-        )?;
+        const PAGE: usize = 500;
         let mut out: BTreeMap<String, SampleRow> = BTreeMap::new();
-        for s in rows.iter().map(sample) {
-            // Two agents may report one subscriber in a window; the larger sample stands for it.
-            if out.get(&s.metric).is_none_or(|o| o.count < s.count) {
-                out.insert(s.metric.clone(), s);
+        let mut before = i64::MAX;
+        // Newest windows first, a page at a time, until every metric has its latest window.
+        loop {
+            let rows = self.db.query(
+                &format!(
+                    "SELECT window_start, report FROM lines WHERE subscriber_id = ? \
+                     AND window_start < ? ORDER BY window_start DESC LIMIT {PAGE}"
+                ),
+                &[subscriber_id.into(), before.into()],
+            )?;
+            let full = rows.len() == PAGE;
+            let (Some(first), Some(last)) = (rows.first(), rows.last()) else { break };
+            let cut = last.int(0);
+            if full && first.int(0) == cut {
+                break; // a page of one window: one line per agent, so not a real database
             }
+            let mut samples = Vec::new();
+            for (ws, line) in decode_lines(&rows)? {
+                push_samples(&mut samples, ws, &line.subscriber, "", &line.metrics);
+            }
+            for s in samples {
+                // A full page may end inside a window; that window is read whole next time.
+                if full && s.window_start == cut {
+                    continue;
+                }
+                // The newest window wins; within it, with two agents, the larger sample.
+                let newer = out.get(&s.metric).is_none_or(|o| o.window_start == s.window_start && o.count < s.count);
+                if newer {
+                    out.insert(s.metric.clone(), s);
+                }
+            }
+            if !full || out.len() == METRICS.len() {
+                break;
+            }
+            before = cut + 1;
         }
         Ok(out)
     }
@@ -763,8 +767,7 @@ impl Store {
         self.transaction(false, |s| {
             let mut n = 0;
             for sql in [
-                "DELETE FROM samples WHERE window_start < ?",
-                "DELETE FROM counters WHERE window_start < ?",
+                "DELETE FROM lines WHERE window_start < ?",
                 "DELETE FROM reports WHERE window_start < ?",
                 "DELETE FROM windows WHERE window_start < ?",
                 "DELETE FROM actions WHERE incident_id IN (SELECT id FROM incidents WHERE resolved_at < ?)",
@@ -777,17 +780,43 @@ impl Store {
     }
 }
 
-fn sample(r: &Row) -> SampleRow {
-    SampleRow {
-        window_start: r.int(0),
-        subscriber_id: r.text(1),
-        service: r.text(2),
-        metric: r.text(3),
-        count: r.int(4),
-        p50: r.int(5),
-        p90: r.int(6),
-        p99: r.int(7),
-        hdr: r.bytes(8),
+/// Rows of `(window_start, report)` from `lines`, decoded.
+fn decode_lines(rows: &[Row]) -> Result<Vec<(i64, SubscriberReport)>> {
+    rows.iter()
+        .map(|r| {
+            let line: SubscriberReport = ciborium::from_reader(&r.bytes(1)[..])
+                .map_err(|e| StoreError(format!("a stored subscriber report does not decode: {e}")))?;
+            Ok((r.int(0), line))
+        })
+        .collect()
+}
+
+/// Appends a sample row for each non-empty histogram of `metrics`.
+fn push_samples(out: &mut Vec<SampleRow>, ws: i64, subscriber: &str, service: &str, metrics: &Metrics) {
+    let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    for name in METRICS {
+        let Some(h) = metrics.get(name).filter(|h| h.count > 0) else { continue };
+        out.push(SampleRow {
+            window_start: ws,
+            subscriber_id: subscriber.to_string(),
+            service: service.to_string(),
+            metric: name.to_string(),
+            count: int(h.count),
+            p50: int(h.p50),
+            p90: int(h.p90),
+            p99: int(h.p99),
+            hdr: h.hdr.clone(),
+        });
+    }
+}
+
+fn counter_row(c: &Counters) -> CounterRow {
+    let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    CounterRow {
+        connects: int(c.connects),
+        connect_failures: int(c.connect_refused + c.connect_timeout),
+        dns_total: int(c.dns.values().sum()),
+        dns_failures: int(dns_failures(c)),
     }
 }
 
@@ -812,54 +841,98 @@ fn rows_sql(head: &str, shape: &str, rows: usize, tail: &str) -> String {
     sql
 }
 
-/// Where a set of measurements belongs: window, agent, subscriber and service (`""` for the
-/// whole line).
-struct Line<'a> {
-    ws: i64,
-    agent: &'a str,
-    subscriber: &'a str,
-    service: &'a str,
+/// Inserts `values`, `per_row` parameters to a row of `shape`, with multi-row statements.
+fn insert_rows(
+    db: &mut dyn Backend,
+    head: &str,
+    shape: &str,
+    per_row: usize,
+    values: &[Value],
+    tail: &str,
+) -> Result<()> {
+    // Far below either database's parameter limit, and only two statement shapes per table (a
+    // full chunk and the remainder) to prepare.
+    let rows = (4000 / per_row).max(1);
+    for chunk in values.chunks(rows * per_row) {
+        db.execute(&rows_sql(head, shape, chunk.len() / per_row, tail), chunk)?;
+    }
+    Ok(())
 }
 
-/// Appends the sample and counters rows one subscriber (or one of its services) adds.
-fn measurement_rows(samples: &mut Vec<Value>, counters: &mut Vec<Value>, l: &Line, metrics: &Metrics, c: &Counters) {
-    for name in METRICS {
-        let Some(h) = metrics.get(name).filter(|h| h.count > 0) else { continue };
-        samples.extend([
-            l.ws.into(),
-            l.subscriber.into(),
-            l.service.into(),
-            name.into(),
-            l.agent.into(),
-            h.count.into(),
-            h.min.into(),
-            h.max.into(),
-            h.p50.into(),
-            h.p90.into(),
-            h.p99.into(),
-            h.hdr.clone().into(),
-        ]);
+/// Schema version 2: the version-1 `samples` and `counters` rows become `lines`, one window
+/// at a time so memory stays bounded by a window's rows.
+pub(crate) fn move_samples_to_lines(db: &mut dyn Backend) -> Result<()> {
+    type Key = (String, String); // subscriber, agent
+    let windows = db.query("SELECT DISTINCT window_start FROM counters ORDER BY window_start", &[])?;
+    for w in windows {
+        let ws = w.int(0);
+        let mut parts: BTreeMap<Key, BTreeMap<String, (Metrics, Counters)>> = BTreeMap::new();
+        for r in db.query(
+            "SELECT subscriber_id, service, agent_id, connects, tls_ok, tls_failed, http_responses, bytes_up, \
+             bytes_down, retrans_up, retrans_down, flows, detail FROM counters WHERE window_start = ?",
+            &[ws.into()],
+        )? {
+            let u = |i: usize| u64::try_from(r.int(i)).unwrap_or(0);
+            let detail: serde_json::Value = serde_json::from_str(&r.text(12)).unwrap_or_default();
+            let d = |k: &str| detail[k].as_u64().unwrap_or(0);
+            let c = Counters {
+                connects: u(3),
+                connect_refused: d("connect_refused"),
+                connect_timeout: d("connect_timeout"),
+                dns: serde_json::from_value(detail["dns"].clone()).unwrap_or_default(),
+                tls_ok: u(4),
+                tls_failed: u(5),
+                http_responses: u(6),
+                http_4xx: d("http_4xx"),
+                http_5xx: d("http_5xx"),
+                flows: u(11),
+                bytes_up: u(7),
+                bytes_down: u(8),
+                retrans_up: u(9),
+                retrans_down: u(10),
+            };
+            parts.entry((r.text(0), r.text(2))).or_default().insert(r.text(1), (Metrics::default(), c));
+        }
+        for r in db.query(
+            "SELECT subscriber_id, service, agent_id, metric, count, min, max, p50, p90, p99, hdr FROM samples \
+             WHERE window_start = ?",
+            &[ws.into()],
+        )? {
+            let u = |i: usize| u64::try_from(r.int(i)).unwrap_or(0);
+            let line = parts.entry((r.text(0), r.text(2))).or_default();
+            let (metrics, _) = line.entry(r.text(1)).or_default();
+            if let Some(slot) = metrics.slot(&r.text(3)) {
+                *slot = Some(edgeprobe_wire::WireHistogram {
+                    count: u(4),
+                    min: u(5),
+                    max: u(6),
+                    p50: u(7),
+                    p90: u(8),
+                    p99: u(9),
+                    hdr: r.bytes(10),
+                });
+            }
+        }
+        let mut rows: Vec<Value> = Vec::new();
+        for ((subscriber, agent), mut services) in parts {
+            let (metrics, counters) = services.remove("").unwrap_or_default();
+            let services = services
+                .into_iter()
+                .map(|(service, (metrics, counters))| ServiceReport { service, metrics, counters })
+                .collect();
+            let line = SubscriberReport { subscriber: subscriber.clone(), metrics, counters, services };
+            let mut blob = Vec::new();
+            ciborium::into_writer(&line, &mut blob).expect("CBOR into memory cannot fail");
+            rows.extend([ws.into(), subscriber.into(), agent.into(), blob.into()]);
+        }
+        insert_rows(
+            db,
+            "INSERT INTO lines (window_start, subscriber_id, agent_id, report)",
+            &row_shape(4),
+            4,
+            &rows,
+            "",
+        )?;
     }
-    let detail = serde_json::json!({"dns": c.dns, "connect_refused": c.connect_refused,
-        "connect_timeout": c.connect_timeout, "http_4xx": c.http_4xx, "http_5xx": c.http_5xx});
-    counters.extend([
-        l.ws.into(),
-        l.subscriber.into(),
-        l.service.into(),
-        l.agent.into(),
-        c.connects.into(),
-        (c.connect_refused + c.connect_timeout).into(),
-        c.dns.values().sum::<u64>().into(),
-        dns_failures(c).into(),
-        c.http_responses.into(),
-        c.http_5xx.into(),
-        c.tls_ok.into(),
-        c.tls_failed.into(),
-        c.bytes_up.into(),
-        c.bytes_down.into(),
-        c.retrans_up.into(),
-        c.retrans_down.into(),
-        c.flows.into(),
-        detail.to_string().into(),
-    ]);
+    Ok(())
 }

@@ -5,9 +5,10 @@
 use super::backend::{Backend, Dialect, Result, StoreError};
 
 /// `{ID}` is an auto-numbered key, `{BLOB}` a byte string, `{REAL}` a double.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "
 CREATE TABLE customers (
     customer_id TEXT PRIMARY KEY,
     subscriber_id TEXT NOT NULL UNIQUE,
@@ -140,7 +141,33 @@ CREATE TABLE actions (
 CREATE UNIQUE INDEX actions_once ON actions (incident_id, customer_id, action);
 CREATE INDEX actions_customer ON actions (customer_id, created_ms);
 ",
-)];
+    ),
+    (
+        // One row per agent, subscriber and window holding the subscriber's part of the report
+        // (histograms, counters, services) as CBOR: a report of 50 subscribers with 5 services
+        // each was 1,050 rows and is now 50, and ingest is bound by rows.
+        2,
+        "
+CREATE TABLE lines (
+    window_start BIGINT NOT NULL,
+    subscriber_id TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    report {BLOB} NOT NULL
+);
+CREATE INDEX lines_window ON lines (window_start);
+CREATE INDEX lines_subscriber ON lines (subscriber_id, window_start);
+",
+    ),
+];
+
+/// Data moves that SQL alone cannot do, run after the version's SQL in the same transaction.
+fn move_data(db: &mut dyn Backend, version: i64) -> Result<()> {
+    if version == 2 {
+        super::move_samples_to_lines(db)?;
+        db.batch("DROP TABLE samples; DROP TABLE counters;")?;
+    }
+    Ok(())
+}
 
 fn spell(sql: &str, dialect: Dialect) -> String {
     let (id, blob, real) = match dialect {
@@ -152,9 +179,13 @@ fn spell(sql: &str, dialect: Dialect) -> String {
 
 /// Brings the schema up to date; returns the version now in place.
 pub fn migrate(db: &mut dyn Backend) -> Result<i64> {
+    migrate_to(db, MIGRATIONS.last().map_or(0, |m| m.0))
+}
+
+fn migrate_to(db: &mut dyn Backend, target: i64) -> Result<i64> {
     db.batch("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_ms BIGINT NOT NULL)")?;
     let latest = MIGRATIONS.last().map_or(0, |m| m.0);
-    for &(version, sql) in MIGRATIONS {
+    for &(version, sql) in MIGRATIONS.iter().take_while(|m| m.0 <= target) {
         // Exclusive, so two collectors starting together on one PostgreSQL do not race.
         db.begin(true)?;
         let applied = db.query("SELECT MAX(version) FROM schema_migrations", &[])?;
@@ -169,7 +200,7 @@ pub fn migrate(db: &mut dyn Backend) -> Result<i64> {
             db.rollback()?;
             continue;
         }
-        let step = db.batch(&spell(sql, db.dialect())).and_then(|_| {
+        let step = db.batch(&spell(sql, db.dialect())).and_then(|_| move_data(db, version)).and_then(|_| {
             db.execute(
                 "INSERT INTO schema_migrations (version, applied_ms) VALUES (?, ?)",
                 &[version.into(), crate::now_ms().into()],
@@ -181,5 +212,94 @@ pub fn migrate(db: &mut dyn Backend) -> Result<i64> {
         }
         db.commit()?;
     }
-    Ok(latest)
+    Ok(target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Store, sqlite::Sqlite};
+    use edgeprobe_wire::METRICS;
+    use edgeprobe_wire::histogram::{new_histogram, record};
+
+    #[test]
+    fn version_2_moves_every_histogram_and_counter_into_lines() {
+        let dir = std::env::temp_dir().join(format!("edgeprobe-migrate-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("v1.db");
+        let mut db = Sqlite::open(&file).unwrap();
+        assert_eq!(migrate_to(&mut db, 1).unwrap(), 1);
+        // Version 1 rows: two windows; a line with three histograms and a service with one.
+        let mut hdrs = Vec::new();
+        for (i, (ws, service, metric)) in [
+            (60_000, "", "dns"),
+            (60_000, "", "connect_network"),
+            (60_000, "portal.example", "tls_handshake"),
+            (120_000, "", "dns"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut h = new_histogram();
+            for v in 0..=i as u64 {
+                record(&mut h, 1_000 + v * 250);
+            }
+            let wire = edgeprobe_wire::WireHistogram::from_histogram(&h);
+            hdrs.push((ws, service, metric, wire.clone()));
+            db.execute(
+                "INSERT INTO samples VALUES (?, 'sub-1', ?, ?, 'gw-1', ?, ?, ?, ?, ?, ?, ?)",
+                &[
+                    ws.into(),
+                    service.into(),
+                    metric.into(),
+                    wire.count.into(),
+                    wire.min.into(),
+                    wire.max.into(),
+                    wire.p50.into(),
+                    wire.p90.into(),
+                    wire.p99.into(),
+                    wire.hdr.into(),
+                ],
+            )
+            .unwrap();
+        }
+        for (ws, service) in [(60_000, ""), (60_000, "portal.example"), (120_000, "")] {
+            db.execute(
+                "INSERT INTO counters VALUES (?, 'sub-1', ?, 'gw-1', 7, 1, 5, 2, 3, 1, 4, 0, 100, 2000, 1, 2, 9, \
+                 '{\"dns\":{\"NOERROR\":3,\"SERVFAIL\":2},\"connect_refused\":1,\"connect_timeout\":0,\
+                 \"http_4xx\":0,\"http_5xx\":1}')",
+                &[i64::from(ws).into(), service.into()],
+            )
+            .unwrap();
+        }
+        drop(db);
+
+        let mut store = Store::open(file.to_str().unwrap()).unwrap();
+        let mut seen = 0;
+        for ws in [60_000, 120_000] {
+            let samples = store.window_samples(ws).unwrap();
+            for (hws, service, metric, wire) in hdrs.iter().filter(|h| h.0 == ws) {
+                let s = samples.iter().find(|s| s.service == *service && s.metric == *metric).unwrap();
+                assert_eq!(
+                    (s.window_start, s.count, s.p90, &s.hdr),
+                    (*hws, wire.count as i64, wire.p90 as i64, &wire.hdr)
+                );
+                seen += 1;
+            }
+            assert_eq!(samples.len(), hdrs.iter().filter(|h| h.0 == ws).count());
+            let counters = store.window_counters(ws).unwrap();
+            assert!(
+                counters
+                    .iter()
+                    .all(|(_, _, c)| (c.connects, c.connect_failures, c.dns_total, c.dns_failures) == (7, 1, 5, 2))
+            );
+        }
+        assert_eq!(seen, 4);
+        let latest = store.latest_samples("sub-1").unwrap();
+        assert_eq!(latest["dns"].window_start, 120_000);
+        assert_eq!(latest["connect_network"].window_start, 60_000);
+        assert!(latest.keys().all(|k| METRICS.contains(&k.as_str())));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
