@@ -2,7 +2,7 @@
 # ARM gateway builds of the agent with Debian bookworm's Rust 1.85 (rustup cannot add targets
 # without the internet; Debian ships the ARM standard libraries).
 #
-#   cross/build.sh install   install the toolchain, linkers and qemu-user (root, Debian bookworm)
+#   cross/build.sh install   install the toolchain, linkers, qemu-user and file (root, Debian bookworm)
 #   cross/build.sh build     build edgeprobe for every target below
 #   cross/build.sh           both
 #
@@ -19,7 +19,7 @@ gnu_prefix() { case $1 in aarch64-*) echo aarch64-linux-gnu ;; armv7-*) echo arm
 
 install() {
     export DEBIAN_FRONTEND=noninteractive
-    local packages=(qemu-user)
+    local packages=(qemu-user file)
     for t in "${TARGETS[@]}"; do
         local arch
         arch=$(deb_arch "$t")

@@ -26,6 +26,7 @@ fn toolchain_ready() -> bool {
             .all(|(triple, qemu)| Path::new("/usr/lib/rustlib").join(triple).join("lib").is_dir() && tool(qemu))
         && tool("aarch64-linux-gnu-gcc")
         && tool("arm-linux-gnueabihf-gcc")
+        && tool("file")
 }
 
 fn binary(triple: &str) -> PathBuf {
@@ -62,11 +63,9 @@ fn arm_builds_print_exactly_what_the_x86_64_build_prints() {
     let build = Command::new(workspace_root().join("cross/build.sh")).arg("build").output().unwrap();
     assert!(build.status.success(), "cross/build.sh build:\n{}", String::from_utf8_lossy(&build.stderr));
     for (triple, _) in TARGETS {
-        let file =
-            Command::new("file").arg(binary(triple)).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
-        if let Ok(file) = file {
-            assert!(file.contains("statically linked"), "{triple} is not static: {file}");
-        }
+        let file = Command::new("file").arg(binary(triple)).output().expect("file(1)");
+        let file = String::from_utf8_lossy(&file.stdout);
+        assert!(file.contains("statically linked"), "{triple} is not static: {file}");
     }
     let size = |triple: &str| std::fs::metadata(binary(triple)).unwrap().len();
     assert!(size(TARGETS[0].0) <= AARCH64_MAX_BYTES, "aarch64 binary is {} bytes", size(TARGETS[0].0));

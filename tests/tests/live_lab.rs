@@ -77,13 +77,30 @@ fn setup(name: &str, tools: &[&str], delays: Option<(&str, &str)>) -> Option<Set
 /// `edgeprobe run` on the lab gateway as a field engineer installs it (see `UNPRIVILEGED`);
 /// with `events`, its events go to that file.
 fn gateway_agent(config: &Path, events: Option<&Path>) -> Child {
+    background(gateway_command(config, events.is_some()), events)
+}
+
+fn gateway_command(config: &Path, events: bool) -> Command {
     let bin = edgeprobe_bin();
     let mut args: Vec<&str> = UNPRIVILEGED.to_vec();
     args.extend([bin.to_str().unwrap(), "run", "--config", config.to_str().unwrap()]);
-    if events.is_some() {
+    if events {
         args.push("--events");
     }
-    background(netns("ep-gw", &args), events)
+    netns("ep-gw", &args)
+}
+
+/// The lab's servers: dnsmasq and an HTTP server on the server side, and an open Mosquitto on
+/// the gateway for the agent to publish to.
+fn lab_servers(lab_dir: &Path, work: &Path) -> Vec<Child> {
+    let http_server = lab_dir.join("http_server.py");
+    let broker_conf = work.join("mosquitto.conf");
+    std::fs::write(&broker_conf, "listener 1883 127.0.0.1\nallow_anonymous true\n").unwrap();
+    vec![
+        lab_dnsmasq(),
+        background(netns("ep-srv", &["python3", http_server.to_str().unwrap(), "198.51.100.10", "80"]), None),
+        background(netns("ep-gw", &["mosquitto", "-c", broker_conf.to_str().unwrap()]), None),
+    ]
 }
 
 /// dnsmasq on the lab server, answering ok.lab.example.
@@ -126,16 +143,7 @@ fn live_latencies_match_tshark_on_the_same_interface() {
     let Some(setup) = setup("live", &TOOLS, Some(("5", "20"))) else { return };
     let (lab_dir, work) = (&setup.dir, &setup.work);
 
-    let mut servers = vec![
-        lab_dnsmasq(),
-        background(
-            netns("ep-srv", &["python3", lab_dir.join("http_server.py").to_str().unwrap(), "198.51.100.10", "80"]),
-            None,
-        ),
-    ];
-    let broker_conf = work.join("mosquitto.conf");
-    std::fs::write(&broker_conf, "listener 1883 127.0.0.1\nallow_anonymous true\n").unwrap();
-    servers.push(background(netns("ep-gw", &["mosquitto", "-c", broker_conf.to_str().unwrap()]), None));
+    let mut servers = lab_servers(lab_dir, work);
 
     let pcap = work.join("gw.pcap");
     let mut tcpdump = background(
@@ -578,16 +586,7 @@ fn a_wall_clock_step_moves_no_latency_and_relabels_windows() {
     // The network side takes 2 x 150 ms, so a step almost always falls inside a transaction.
     let Some(setup) = setup("clockstep", &tools, Some(("2", "150"))) else { return };
     let (lab_dir, work) = (&setup.dir, &setup.work);
-    let mut servers = vec![
-        lab_dnsmasq(),
-        background(
-            netns("ep-srv", &["python3", lab_dir.join("http_server.py").to_str().unwrap(), "198.51.100.10", "80"]),
-            None,
-        ),
-    ];
-    let broker_conf = work.join("mosquitto.conf");
-    std::fs::write(&broker_conf, "listener 1883 127.0.0.1\nallow_anonymous true\n").unwrap();
-    servers.push(background(netns("ep-gw", &["mosquitto", "-c", broker_conf.to_str().unwrap()]), None));
+    let mut servers = lab_servers(lab_dir, work);
     std::thread::sleep(Duration::from_millis(500));
     let reports_path = work.join("reports.jsonl");
     servers.push(background(
@@ -603,10 +602,7 @@ fn a_wall_clock_step_moves_no_latency_and_relabels_windows() {
     .unwrap();
     let events_path = work.join("events.jsonl");
     let stderr_path = work.join("agent.err");
-    let bin = edgeprobe_bin();
-    let mut args: Vec<&str> = UNPRIVILEGED.to_vec();
-    args.extend([bin.to_str().unwrap(), "run", "--config", config.to_str().unwrap(), "--events"]);
-    let mut agent = netns("ep-gw", &args)
+    let mut agent = gateway_command(&config, true)
         .stdout(std::fs::File::create(&events_path).unwrap())
         .stderr(std::fs::File::create(&stderr_path).unwrap())
         .spawn()

@@ -11,7 +11,7 @@
 //! the kernel stamp exactly until the first step (the live tests compare it with tshark's).
 //! Packets read just after a step may have been stamped before it: a stamp is placed in the
 //! newest scale in which its arrival, converted to the monotonic clock, is plausible (after the
-//! scale began, before the packet was read). Steps under `STEP_NS` go unnoticed, and a step of
+//! scale began, before the clocks were read for the batch that held the packet). Steps under `STEP_NS` go unnoticed, and a step of
 //! less than the time packets wait in the capture ring can misplace the few packets stamped
 //! around it.
 
@@ -102,7 +102,8 @@ impl PacketClock {
         Some(scale.shift)
     }
 
-    /// The core's timeline for a packet stamped `kernel_ns` and read at `read_at`.
+    /// The core's timeline for a packet stamped `kernel_ns`, known to have arrived before the
+    /// monotonic time `read_at`.
     pub fn convert(&self, kernel_ns: u64, read_at: i64) -> Timestamp {
         let k = kernel_ns as i64;
         let plausible = |s: &Scale| {

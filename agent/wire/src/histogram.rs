@@ -136,16 +136,13 @@ impl HistogramEncoder {
         zlib(&mut self.fixed, &self.plain, &mut out);
         // Dynamic tables need more input than a 40-byte header and a few counts to pay off;
         // each reset costs a memset of the compressor's tables, so small ones skip the try.
-        if self.plain.len() < 96 {
-            let len = (out.len() - 8) as u32;
-            out[4..8].copy_from_slice(&len.to_be_bytes());
-            return out;
-        }
-        self.scratch.clear();
-        zlib(&mut self.dynamic, &self.plain, &mut self.scratch);
-        if self.scratch.len() < out.len() - 8 {
-            out.truncate(8);
-            out.extend_from_slice(&self.scratch);
+        if self.plain.len() >= 96 {
+            self.scratch.clear();
+            zlib(&mut self.dynamic, &self.plain, &mut self.scratch);
+            if self.scratch.len() < out.len() - 8 {
+                out.truncate(8);
+                out.extend_from_slice(&self.scratch);
+            }
         }
         let len = (out.len() - 8) as u32;
         out[4..8].copy_from_slice(&len.to_be_bytes());
