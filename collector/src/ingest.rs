@@ -10,8 +10,9 @@
 use crate::config::BrokerConfig;
 use crate::metrics::{Metrics, Reject};
 use crate::model::AgentState;
+use crate::store::Incoming;
 use edgeprobe_wire::mqtt::{TOPIC_PREFIX, Topic, parse_topic, parse_url, tls_config};
-use edgeprobe_wire::{DecodeError, Report, decode};
+use edgeprobe_wire::{DecodeError, decode};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, TlsConfiguration, Transport};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -20,7 +21,7 @@ use tokio::sync::mpsc;
 
 /// What the writer stores; `ack` goes back to the broker once it is committed.
 pub enum Work {
-    Report { report: Box<Report>, received_ms: i64, ack: Publish },
+    Report { report: Box<Incoming>, received_ms: i64, ack: Publish },
     State { agent_id: String, state: AgentState, received_ms: i64, ack: Publish },
 }
 
@@ -71,7 +72,7 @@ pub fn classify(publish: &Publish, received_ms: i64) -> Result<Option<Work>, Rej
             if report.agent_id != agent {
                 return Err(Reject::AgentMismatch);
             }
-            Ok(Some(Work::Report { report: Box::new(report), received_ms, ack: publish.clone() }))
+            Ok(Some(Work::Report { report: Box::new(Incoming::new(report)), received_ms, ack: publish.clone() }))
         }
         Some(Topic::State(_)) if publish.payload.is_empty() => Ok(None),
         Some(Topic::State(agent)) => {

@@ -95,10 +95,10 @@ impl Writer {
 
     fn store_batch(&mut self, batch: &[Work]) -> crate::store::Result<()> {
         let mut lag = 0;
-        let mut batch_reports: Vec<(&edgeprobe_wire::Report, i64)> = Vec::new();
+        let mut batch_reports: Vec<(&crate::store::Incoming, i64)> = Vec::new();
         for w in batch {
             if let Work::Report { report, received_ms, .. } = w {
-                lag = received_ms - report.window_end as i64;
+                lag = received_ms - report.report.window_end as i64;
                 batch_reports.push((report, *received_ms));
             }
         }

@@ -32,13 +32,20 @@ pub enum DecodeError {
 
 pub fn encode(report: &Report, encoding: Encoding) -> Vec<u8> {
     match encoding {
-        Encoding::Cbor => {
-            let mut out = Vec::with_capacity(1024);
-            ciborium::into_writer(report, &mut out).expect("writing CBOR to memory cannot fail");
-            out
-        }
+        Encoding::Cbor => to_cbor(report),
         Encoding::Json => serde_json::to_vec(report).expect("reports always serialize"),
     }
+}
+
+/// Any part of a report as CBOR; the collector stores a subscriber's part this way.
+pub fn to_cbor<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    cbor4ii::serde::to_vec(Vec::with_capacity(1024), value).expect("plain data serializes to memory")
+}
+
+/// Reads what [`to_cbor`] wrote. The decoder limits nesting depth and never trusts a length
+/// prefix for an allocation, so hostile bytes cost at most their own size.
+pub fn from_cbor<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    cbor4ii::serde::from_slice(bytes).map_err(|e| e.to_string())
 }
 
 /// The encoding a payload uses, by its first byte.
@@ -57,7 +64,7 @@ pub fn decode(payload: &[u8]) -> Result<Report, DecodeError> {
     }
     let report: Report = match sniff(payload)? {
         Encoding::Json => serde_json::from_slice(payload).map_err(|e| DecodeError::Json(e.to_string()))?,
-        Encoding::Cbor => ciborium::from_reader(payload).map_err(|e| DecodeError::Cbor(e.to_string()))?,
+        Encoding::Cbor => from_cbor(payload).map_err(DecodeError::Cbor)?,
     };
     if report.v != SCHEMA_VERSION {
         return Err(DecodeError::Version(report.v));

@@ -23,6 +23,21 @@ pub struct Store {
     db: Box<dyn Backend>,
 }
 
+/// A decoded report with each subscriber's part already encoded for the `lines` table, so
+/// ingest can do that work beside the writer rather than in it.
+#[derive(Clone, Debug)]
+pub struct Incoming {
+    pub report: Report,
+    pub lines: Vec<Vec<u8>>,
+}
+
+impl Incoming {
+    pub fn new(report: Report) -> Incoming {
+        let lines = report.subscribers.iter().map(edgeprobe_wire::to_cbor).collect();
+        Incoming { report, lines }
+    }
+}
+
 /// What storing one report did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stored {
@@ -251,20 +266,22 @@ impl Store {
 
     /// Stores a batch of reports in one transaction.
     pub fn store_reports(&mut self, reports: &[&Report], received_ms: i64) -> Result<Vec<Stored>> {
-        let batch: Vec<(&Report, i64)> = reports.iter().map(|r| (*r, received_ms)).collect();
+        let encoded: Vec<Incoming> = reports.iter().map(|r| Incoming::new((*r).clone())).collect();
+        let batch: Vec<(&Incoming, i64)> = encoded.iter().map(|r| (r, received_ms)).collect();
         self.transaction(false, |s| s.store_reports_in_tx(&batch))
     }
 
     /// Stores reports with their arrival times; call inside a transaction. Rows go in with
     /// multi-row statements, a few per batch rather than a few dozen per report, because a
     /// round trip to PostgreSQL costs more than the rows.
-    pub fn store_reports_in_tx(&mut self, batch: &[(&Report, i64)]) -> Result<Vec<Stored>> {
+    pub fn store_reports_in_tx(&mut self, batch: &[(&Incoming, i64)]) -> Result<Vec<Stored>> {
         let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         // 1. The dedup key: only reports whose key is new are stored further.
         let mut new_keys: HashSet<(String, String, i64)> = HashSet::new();
         for chunk in batch.chunks(400) {
             let mut params = Vec::with_capacity(chunk.len() * 8);
-            for (r, received) in chunk {
+            for (incoming, received) in chunk {
+                let r = &incoming.report;
                 params.extend([
                     r.agent_id.as_str().into(),
                     r.boot_id.as_str().into(),
@@ -288,12 +305,15 @@ impl Store {
         }
         let mut outcome = Vec::with_capacity(batch.len());
         let mut fresh: Vec<(&Report, i64)> = Vec::new();
-        for (r, received) in batch {
+        let mut fresh_lines: Vec<&[Vec<u8>]> = Vec::new();
+        for (incoming, received) in batch {
+            let r = &incoming.report;
             // A key twice in one batch is new only the first time.
             let new = new_keys.remove(&(r.agent_id.clone(), r.boot_id.clone(), clamp(r.seq)));
             outcome.push(if new { Stored::New } else { Stored::Duplicate });
             if new {
-                fresh.push((*r, *received));
+                fresh.push((r, *received));
+                fresh_lines.push(&incoming.lines);
             }
         }
         if fresh.is_empty() {
@@ -303,12 +323,15 @@ impl Store {
         // 2. Measurements: a row per subscriber, its part of the report as CBOR.
         let mut rows: Vec<Value> = Vec::new();
         let mut lines: HashMap<(&str, &str), i64> = HashMap::new();
-        for (r, _) in &fresh {
+        for ((r, _), blobs) in fresh.iter().zip(&fresh_lines) {
             let ws = clamp(r.window_start);
-            for sub in &r.subscribers {
-                let mut blob = Vec::with_capacity(1024);
-                ciborium::into_writer(sub, &mut blob).expect("CBOR into memory cannot fail");
-                rows.extend([ws.into(), sub.subscriber.as_str().into(), r.agent_id.as_str().into(), blob.into()]);
+            for (sub, blob) in r.subscribers.iter().zip(blobs.iter()) {
+                rows.extend([
+                    ws.into(),
+                    sub.subscriber.as_str().into(),
+                    r.agent_id.as_str().into(),
+                    blob.clone().into(),
+                ]);
                 let last = lines.entry((&r.agent_id, &sub.subscriber)).or_insert(ws);
                 *last = (*last).max(ws);
             }
@@ -393,7 +416,7 @@ impl Store {
             "ON CONFLICT (window_start) DO UPDATE SET last_arrival_ms = excluded.last_arrival_ms",
         )?;
         for (o, (r, _)) in outcome.iter_mut().zip(batch) {
-            if *o == Stored::New && evaluated.contains(&clamp(r.window_start)) {
+            if *o == Stored::New && evaluated.contains(&clamp(r.report.window_start)) {
                 *o = Stored::AfterEvaluation;
             }
         }
@@ -784,7 +807,7 @@ impl Store {
 fn decode_lines(rows: &[Row]) -> Result<Vec<(i64, SubscriberReport)>> {
     rows.iter()
         .map(|r| {
-            let line: SubscriberReport = ciborium::from_reader(&r.bytes(1)[..])
+            let line: SubscriberReport = edgeprobe_wire::from_cbor(&r.bytes(1))
                 .map_err(|e| StoreError(format!("a stored subscriber report does not decode: {e}")))?;
             Ok((r.int(0), line))
         })
@@ -921,9 +944,7 @@ pub(crate) fn move_samples_to_lines(db: &mut dyn Backend) -> Result<()> {
                 .map(|(service, (metrics, counters))| ServiceReport { service, metrics, counters })
                 .collect();
             let line = SubscriberReport { subscriber: subscriber.clone(), metrics, counters, services };
-            let mut blob = Vec::new();
-            ciborium::into_writer(&line, &mut blob).expect("CBOR into memory cannot fail");
-            rows.extend([ws.into(), subscriber.into(), agent.into(), blob.into()]);
+            rows.extend([ws.into(), subscriber.into(), agent.into(), edgeprobe_wire::to_cbor(&line).into()]);
         }
         insert_rows(
             db,

@@ -21,8 +21,14 @@ impl Sqlite {
         let conn = Connection::open(path).map_err(|e| StoreError(format!("sqlite {}: {e}", path.display())))?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
         conn.set_prepared_statement_cache_capacity(64);
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
-            .map_err(err)?;
+        // A writer's batch (up to 256 reports of 50 lines, about 11 MB) must fit the page cache,
+        // or SQLite spills pages mid-transaction; statement journals stay in memory for the same
+        // reason. Both are limits, reached only by large batches.
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+             PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;",
+        )
+        .map_err(err)?;
         Ok(Sqlite { conn })
     }
 }
