@@ -20,6 +20,8 @@ pub struct AgentConfig {
     pub mqtt: MqttConfig,
     /// What `edgeprobe run` captures.
     pub capture: CaptureConfig,
+    /// Customer journeys to measure as episodes (`[[journeys]]`).
+    pub journeys: Vec<edgeprobe_core::journey::JourneyConfig>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -42,7 +44,7 @@ pub struct ConfigError {
 impl AgentConfig {
     /// The core's configuration: the measure section with the subscriber rules.
     pub fn core(&self) -> CoreConfig {
-        CoreConfig { subscribers: self.subscribers.clone(), ..self.measure.clone() }
+        CoreConfig { subscribers: self.subscribers.clone(), journeys: self.journeys.clone(), ..self.measure.clone() }
     }
 
     /// The configured id, else the host name, else "edgeprobe".
@@ -87,8 +89,17 @@ impl AgentConfig {
             let (line, column) = find_key(text, "subscribers", e.field);
             errors.push(ConfigError { file: file.into(), line, column, message: format!("subscribers.{e}") });
         }
+        if let Err(reason) = edgeprobe_core::journey::validate(&config.journeys) {
+            let (line, column) = find_journey(text);
+            errors.push(ConfigError { file: file.into(), line, column, message: format!("journeys: {reason}") });
+        }
         if errors.is_empty() { Ok(config) } else { Err(errors) }
     }
+}
+
+/// The first `[[journeys]]` table, where a journey error is reported.
+fn find_journey(text: &str) -> (usize, usize) {
+    text.lines().position(|l| l.trim() == "[[journeys]]").map_or((1, 1), |i| (i + 1, 1))
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {

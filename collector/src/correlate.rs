@@ -778,6 +778,7 @@ mod tests {
             metrics,
             counters: Counters { connects: 10, ..Counters::default() },
             services: vec![],
+            journeys: vec![],
         }
     }
 

@@ -18,6 +18,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
         parts = self.path.strip("/").split("/")
         if parts[0] == "delay" and len(parts) > 1:
             time.sleep(int(parts[1]) / 1000.0)
+        if parts[0] == "bytes" and len(parts) > 1:
+            n = min(int(parts[1]), 50_000_000)
+            self.send_response(200)
+            self.send_header("Content-Length", str(n))
+            self.end_headers()
+            try:
+                while n > 0:
+                    piece = min(n, 65536)
+                    self.wfile.write(b"v" * piece)
+                    n -= piece
+            except OSError:
+                pass  # the client gave up
+            return
         if parts[0] == "chunked":
             self.send_response(200)
             self.send_header("Transfer-Encoding", "chunked")

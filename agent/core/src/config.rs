@@ -9,6 +9,11 @@ pub struct CoreConfig {
     /// Who flows belong to; set from the agent config's `[subscribers]` section.
     #[serde(skip)]
     pub subscribers: crate::subscriber::SubscriberConfig,
+    /// Journeys to follow; set from the agent config's `[[journeys]]`.
+    #[serde(skip)]
+    pub journeys: Vec<crate::journey::JourneyConfig>,
+    /// Journey episodes open at once; when full, the oldest is evicted and counted.
+    pub episode_capacity: usize,
     /// Flows tracked at once. When full, the least recently active flow is ended ("evicted").
     pub flow_capacity: usize,
     /// DNS queries awaiting an answer at once. When full, the oldest is dropped and counted.
@@ -48,6 +53,8 @@ impl Default for CoreConfig {
     fn default() -> Self {
         CoreConfig {
             subscribers: Default::default(),
+            journeys: Vec::new(),
+            episode_capacity: 256,
             flow_capacity: 65_536,
             dns_capacity: 4096,
             stream_capacity: 1024,
@@ -90,6 +97,8 @@ impl CoreConfig {
         positive("services_tracked_per_subscriber", self.services_tracked_per_subscriber)?;
         positive("sample_capacity", self.sample_capacity)?;
         positive("service_cache_capacity", self.service_cache_capacity)?;
+        positive("episode_capacity", self.episode_capacity)?;
+        crate::journey::validate(&self.journeys).map_err(|reason| ConfigError { field: "journeys", reason })?;
         if self.max_subscribers > usize::from(u16::MAX) || self.services_tracked_per_subscriber > 1024 {
             return Err(ConfigError {
                 field: "max_subscribers",

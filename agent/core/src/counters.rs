@@ -42,6 +42,8 @@ pub struct Counters {
     /// Entries the learned caches forgot to make room (DHCP bindings, DNS-answer names).
     pub dhcp_binding_evictions: u64,
     pub service_name_evictions: u64,
+    /// Journey episodes ended unreported because the episode table was full.
+    pub episode_evictions: u64,
 }
 
 impl Counters {

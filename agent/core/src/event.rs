@@ -33,6 +33,41 @@ pub enum Detail {
     Tls(TlsEvent),
     Http(HttpEvent),
     FlowEnd(FlowEndEvent),
+    Episode(EpisodeEvent),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EpisodeOutcome {
+    Ok,
+    Failed,
+    Timeout,
+}
+
+/// A step of an episode: its first packet's offset from the episode's first packet, and how
+/// long it took to its last packet.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EpisodeStep {
+    pub name: String,
+    pub offset_us: u64,
+    pub duration_us: u64,
+}
+
+/// One run of a journey. `latency_us` runs from the first step's first packet to completion (or
+/// to the failure); it is `None` on timeout. `client` and `server` are the last step's.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EpisodeEvent {
+    pub journey: String,
+    pub phase: String,
+    pub channel: String,
+    pub outcome: EpisodeOutcome,
+    pub latency_us: Option<u64>,
+    pub steps: Vec<EpisodeStep>,
+    /// The step that failed, or that never came (timeout).
+    pub failed_step: Option<String>,
+    pub reason: Option<String>,
+    /// The customer gave up: the connection closed before the journey completed.
+    pub abandoned: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

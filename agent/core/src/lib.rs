@@ -17,6 +17,7 @@ pub mod flow;
 pub mod frag;
 pub mod http;
 pub mod interner;
+pub mod journey;
 pub mod probe;
 pub mod services;
 pub mod stream;

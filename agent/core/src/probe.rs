@@ -16,6 +16,7 @@ use crate::{
     frag::{FragKey, Reassembler},
     http::{self, HttpSession},
     interner::{Interner, NONE},
+    journey::Tracker,
     services::{NameCache, host_service},
     subscriber::{ClientContext, Mode, Owner, Resolver, mac_string},
     tcp::Segment,
@@ -67,6 +68,7 @@ pub struct Probe {
     dns_done: Vec<Vec<u8>>,
     http_done: Vec<HttpEvent>,
     timeouts: Timeouts,
+    journeys: Tracker,
 }
 
 /// The analyzer following a TCP connection's bytes.
@@ -113,6 +115,7 @@ impl Probe {
                 idle: [secs_to_nanos(config.tcp_idle_timeout_secs), secs_to_nanos(config.udp_idle_timeout_secs)],
                 linger: secs_to_nanos(config.tcp_close_linger_secs),
             },
+            journeys: Tracker::new(config.journeys.clone(), config.episode_capacity),
             config,
         }
     }
@@ -172,6 +175,10 @@ impl Probe {
         while let Some(out) = self.dns.poll_timeout(now) {
             self.emit_dns(out);
         }
+        if self.journeys.due(now) {
+            self.journeys.poll_timeouts(now);
+            self.drain_episodes();
+        }
         while let Some(&(due, slot, generation)) = self.connect_timers.front() {
             if due > now {
                 break;
@@ -213,6 +220,8 @@ impl Probe {
         for slot in self.flows.live() {
             self.end_flow(slot, FlowEndReason::EndOfCapture, now);
         }
+        self.journeys.finish_all(now);
+        self.drain_episodes();
         self.connect_timers.clear();
         self.close_timers.clear();
         self.sync_cache_counters();
@@ -244,6 +253,12 @@ impl Probe {
     fn sync_cache_counters(&mut self) {
         self.counters.dhcp_binding_evictions = self.resolver.learned_evictions();
         self.counters.service_name_evictions = self.names.evictions;
+        self.counters.episode_evictions = self.journeys.evicted();
+    }
+
+    /// Replaces the journeys followed, as a pushed config does; open episodes end unreported.
+    pub fn set_journeys(&mut self, journeys: Vec<crate::journey::JourneyConfig>) {
+        self.journeys.set_journeys(journeys);
     }
 
     /// Counts a packet's payload (and a retransmission) for its flow's subscriber and service
@@ -253,6 +268,15 @@ impl Probe {
         if f.owner == OPTED_OUT {
             return;
         }
+        if dir == 1 && bytes > 0 && self.journeys.completing() {
+            let (client, server) = (f.client(), f.server());
+            if self.journeys.watches(client, server) {
+                let now = self.now;
+                self.journeys.on_payload(client, server, dir, bytes, now);
+                self.drain_episodes();
+            }
+        }
+        let f = self.flows.flow(slot);
         let epoch = self.windows.epoch();
         let cell = if f.cell.epoch == epoch {
             f.cell
@@ -442,6 +466,12 @@ impl Probe {
         }
         if let Some(c) = connect {
             self.emit_for(slot, ts, client, server, Detail::TcpConnect(c));
+        }
+        if seg.has(flags::FIN | flags::RST) && self.journeys.has_open() {
+            // A connection closing under an episode that has not completed: given up by the
+            // customer's side, or cut by the server's.
+            self.journeys.on_close(client, server, dir == 0, ts);
+            self.drain_episodes();
         }
         if seg.len > 0 {
             let dns_port = sp == DNS_PORT || dp == DNS_PORT;
@@ -683,7 +713,7 @@ impl Probe {
             self.names.insert(*addr, out.event.query.clone());
         }
         let service = Some(out.event.query.clone());
-        self.push_event(Event {
+        let event = Event {
             ts: out.ts,
             subscriber: out.subscriber.to_string(),
             device: None,
@@ -691,7 +721,18 @@ impl Probe {
             server: out.server,
             service,
             detail: Detail::Dns(out.event),
-        });
+        };
+        self.journeys.on_event(&event, &out.addresses);
+        self.push_event(event);
+        self.drain_episodes();
+    }
+
+    /// Episodes the tracker finished go out like any other event.
+    fn drain_episodes(&mut self) {
+        let done: Vec<Event> = self.journeys.drain().collect();
+        for event in done {
+            self.push_event(event);
+        }
     }
 
     /// An event of the live flow in `slot`, for its subscriber; nothing for an opted-out one.
@@ -710,7 +751,12 @@ impl Probe {
         detail: Detail,
     ) {
         let (subscriber, device, service) = (subscriber.clone(), device.clone(), service.clone());
-        self.push_event(Event { detail, ts, subscriber, device, client, server, service });
+        let event = Event { detail, ts, subscriber, device, client, server, service };
+        if !self.journeys.is_empty() && !matches!(event.detail, Detail::FlowEnd(_)) {
+            self.journeys.on_event(&event, &[]);
+        }
+        self.push_event(event);
+        self.drain_episodes();
     }
 
     fn push_event(&mut self, event: Event) {

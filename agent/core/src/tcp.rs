@@ -85,7 +85,7 @@ pub struct Segment {
 }
 
 impl Segment {
-    fn has(&self, f: u8) -> bool {
+    pub(crate) fn has(&self, f: u8) -> bool {
         self.flags & f != 0
     }
 }

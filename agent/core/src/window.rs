@@ -10,11 +10,11 @@
 
 use crate::config::CoreConfig;
 use crate::counters::Counters as CaptureCounters;
-use crate::event::{ConnectOutcome, Detail, Event, TlsOutcome};
+use crate::event::{ConnectOutcome, Detail, EpisodeOutcome, Event, TlsOutcome};
 use crate::time::Timestamp;
 use edgeprobe_wire::histogram::{HistogramEncoder, new_histogram, record};
 use edgeprobe_wire::{
-    CaptureHealth, Counters, Evictions, Metrics, OTHER_SERVICE, Report, SCHEMA_VERSION, ServiceReport,
+    CaptureHealth, Counters, Evictions, JourneyReport, Metrics, OTHER_SERVICE, Report, SCHEMA_VERSION, ServiceReport,
     SubscriberReport, WireHistogram,
 };
 use hashbrown::HashMap;
@@ -30,6 +30,8 @@ enum Metric {
     Dns,
     TlsHandshake,
     HttpTtfb,
+    /// A journey's latency; the sample's `service` is the journey's index in the subscriber.
+    Journey,
 }
 
 impl Metric {
@@ -40,6 +42,7 @@ impl Metric {
             Metric::Dns => &mut m.dns,
             Metric::TlsHandshake => &mut m.tls_handshake,
             Metric::HttpTtfb => &mut m.http_ttfb,
+            Metric::Journey => unreachable!("journey samples have their own histograms"),
         }
     }
 }
@@ -62,6 +65,7 @@ struct Subscriber {
     counters: Counters,
     services: Vec<Service>,
     by_name: HashMap<String, u16>,
+    journeys: Vec<JourneyReport>,
 }
 
 /// Names the agent in its reports.
@@ -204,6 +208,36 @@ impl Windows {
                 sample(Metric::HttpTtfb, Some(h.ttfb_us));
             }
             Detail::FlowEnd(_) => counters.flows = 1,
+            Detail::Episode(e) => {
+                // Journeys are per subscriber, not per service.
+                let journeys = &mut self.subscribers[usize::from(sub)].journeys;
+                let i = match journeys.iter().position(|j| j.journey == e.journey) {
+                    Some(i) => i,
+                    None => {
+                        journeys.push(JourneyReport {
+                            journey: e.journey.clone(),
+                            phase: e.phase.clone(),
+                            channel: e.channel.clone(),
+                            ..Default::default()
+                        });
+                        journeys.len() - 1
+                    }
+                };
+                let j = &mut journeys[i];
+                match e.outcome {
+                    EpisodeOutcome::Ok => j.ok += 1,
+                    EpisodeOutcome::Failed => j.failed += 1,
+                    EpisodeOutcome::Timeout => j.timeout += 1,
+                }
+                j.abandoned += u64::from(e.abandoned);
+                if let Some(step) = &e.failed_step {
+                    *j.failed_steps.entry(step.clone()).or_default() += 1;
+                }
+                if e.outcome == EpisodeOutcome::Ok {
+                    self.push_sample(sub, i as u16, Metric::Journey, e.latency_us.unwrap_or(0));
+                }
+                return;
+            }
         }
         self.add(sub, svc, &counters);
     }
@@ -265,6 +299,7 @@ impl Windows {
                     counters: Counters::default(),
                     services: Vec::new(),
                     by_name: HashMap::new(),
+                    journeys: Vec::new(),
                 });
                 self.index.insert(subscriber.to_string(), i);
                 i
@@ -302,6 +337,7 @@ impl Windows {
                 samples: std::mem::take(&mut self.dropped_samples),
                 dhcp_bindings: capture.dhcp_binding_evictions - self.baseline.dhcp_binding_evictions,
                 service_names: capture.service_name_evictions - self.baseline.service_name_evictions,
+                episodes: capture.episode_evictions - self.baseline.episode_evictions,
             },
         };
         self.baseline = capture.clone();
@@ -376,14 +412,24 @@ impl Windows {
                 metrics: Metrics::default(),
                 counters: s.counters.clone(),
                 services,
+                journeys: s.journeys.clone(),
             });
         }
-        // Subscriber-wide histograms: every sample of the subscriber.
-        self.samples.sort_unstable_by_key(|s| (s.subscriber, s.metric));
-        for run in self.samples.chunk_by(|a, b| (a.subscriber, a.metric) == (b.subscriber, b.metric)) {
+        // Subscriber-wide histograms: every sample of the subscriber; journeys by journey.
+        self.samples.sort_unstable_by_key(|s| (s.subscriber, s.metric, s.service));
+        for run in self.samples.chunk_by(|a, b| {
+            (a.subscriber, a.metric) == (b.subscriber, b.metric)
+                && (a.metric != Metric::Journey || a.service == b.service)
+        }) {
             let (sub, metric) = (usize::from(run[0].subscriber), run[0].metric);
-            *metric.slot(&mut out[sub].metrics) = Some(histogram_of(&mut self.scratch, &mut self.serializer, run));
+            let histogram = Some(histogram_of(&mut self.scratch, &mut self.serializer, run));
+            if metric == Metric::Journey {
+                out[sub].journeys[usize::from(run[0].service)].latency = histogram;
+            } else {
+                *metric.slot(&mut out[sub].metrics) = histogram;
+            }
         }
+        self.samples.retain(|s| s.metric != Metric::Journey);
         // Per-service histograms, through the top-N mapping.
         for s in self.samples.iter_mut() {
             if s.service != NO_SERVICE {

@@ -70,6 +70,9 @@ pub struct Evictions {
     /// Server addresses from DNS answers, forgotten to make room.
     #[serde(skip_serializing_if = "is_zero")]
     pub service_names: u64,
+    /// Open journey episodes ended unreported to make room.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub episodes: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -82,6 +85,34 @@ pub struct SubscriberReport {
     /// The top services by traffic; the rest are folded into one named `other`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<ServiceReport>,
+    /// Journey episodes that ended in the window, per journey.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub journeys: Vec<JourneyReport>,
+}
+
+/// One journey's episodes of a subscriber in a window.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct JourneyReport {
+    pub journey: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub phase: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub channel: String,
+    /// Latency of the episodes that completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<WireHistogram>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ok: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failed: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub timeout: u64,
+    /// Of those, the customer gave up.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub abandoned: u64,
+    /// Failed and timed-out episodes by the step that failed or never came.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub failed_steps: BTreeMap<String, u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -60,6 +60,7 @@ fn sample_report() -> Report {
             },
             counters,
             services: vec![service],
+            journeys: vec![],
         }],
         agent: None,
     }

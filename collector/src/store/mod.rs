@@ -943,7 +943,8 @@ pub(crate) fn move_samples_to_lines(db: &mut dyn Backend) -> Result<()> {
                 .into_iter()
                 .map(|(service, (metrics, counters))| ServiceReport { service, metrics, counters })
                 .collect();
-            let line = SubscriberReport { subscriber: subscriber.clone(), metrics, counters, services };
+            let line =
+                SubscriberReport { subscriber: subscriber.clone(), metrics, counters, services, journeys: Vec::new() };
             rows.extend([ws.into(), subscriber.into(), agent.into(), edgeprobe_wire::to_cbor(&line).into()]);
         }
         insert_rows(
