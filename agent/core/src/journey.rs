@@ -169,6 +169,15 @@ impl Episode {
     fn start(&self) -> Timestamp {
         self.done.first().map_or(Timestamp::ZERO, |s| s.start)
     }
+
+    /// Remembers a lookup's addresses, the first 8: more only add ways to mislink.
+    fn add_addresses(&mut self, addresses: &[IpAddr]) {
+        for a in addresses {
+            if !self.addresses.contains(a) {
+                let _ = self.addresses.push(*a);
+            }
+        }
+    }
 }
 
 /// Follows episodes; see the module documentation.
@@ -203,13 +212,14 @@ impl Tracker {
         }
     }
 
+    /// No journeys are configured: the probe need not show it anything.
     pub fn is_empty(&self) -> bool {
         self.journeys.is_empty()
     }
 
-    /// Replaces the journeys; open episodes end without an event, as their definitions are gone.
-    pub fn set_journeys(&mut self, journeys: Vec<JourneyConfig>) {
-        *self = Tracker { evicted: self.evicted, ..Tracker::new(journeys, self.capacity) };
+    /// Some episode is open, so a closing connection may end it.
+    pub fn has_open(&self) -> bool {
+        !self.open.is_empty()
     }
 
     /// Whether an episode waits for payload, so the probe can skip the lookup on most packets.
@@ -234,17 +244,9 @@ impl Tracker {
         self.evicted
     }
 
-    /// Whether payload on `(client, server)` can complete an episode, so the probe only reports
-    /// the packets that matter.
-    pub fn watches(&self, client: SocketAddr, server: SocketAddr) -> bool {
-        self.open
-            .iter()
-            .any(|e| e.conn == Some((client, server)) && e.done.len() == self.kinds[usize::from(e.journey)].len())
-    }
-
     /// Finished episodes, as events.
-    pub fn drain(&mut self) -> std::vec::Drain<'_, Event> {
-        self.out.drain(..)
+    pub fn take_finished(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.out)
     }
 
     /// One measurement event; `addresses` are the servers a DNS answer named.
@@ -260,11 +262,7 @@ impl Tracker {
                 if let Some(i) = self.same_lookup(j, event) {
                     let e = &mut self.open[i];
                     e.done[0].end = e.done[0].end.max(end);
-                    for a in addresses {
-                        if !e.addresses.contains(a) {
-                            let _ = e.addresses.push(*a);
-                        }
-                    }
+                    e.add_addresses(addresses);
                     continue;
                 }
                 if self.recent_failures.iter().any(|(c, q)| *c == event.client && Some(q) == name.as_ref()) {
@@ -282,7 +280,7 @@ impl Tracker {
                     e.conn = Some((event.client, event.server));
                 }
                 if failure.is_some() {
-                    self.finish(i, EpisodeOutcome::Failed, end, failure.clone());
+                    self.finish(i, EpisodeOutcome::Failed, end, failure.clone(), false);
                 } else {
                     self.after_step(i, end);
                 }
@@ -311,9 +309,7 @@ impl Tracker {
                 deadline: start.add_nanos(timeout),
             };
             let _ = e.done.push(StepTimes { start, end });
-            for a in addresses.iter().take(8) {
-                let _ = e.addresses.push(*a);
-            }
+            e.add_addresses(addresses);
             self.open.push_back(e);
             let i = self.open.len() - 1;
             if failure.is_some() {
@@ -323,7 +319,7 @@ impl Tracker {
                     }
                     let _ = self.recent_failures.push_back((event.client, q.clone()));
                 }
-                self.finish(i, EpisodeOutcome::Failed, end, failure.clone());
+                self.finish(i, EpisodeOutcome::Failed, end, failure.clone(), false);
             } else {
                 self.after_step(i, end);
             }
@@ -343,11 +339,8 @@ impl Tracker {
         })
     }
 
-    /// Payload on a watched connection, in direction `dir` (1 is down).
-    pub fn on_payload(&mut self, client: SocketAddr, server: SocketAddr, dir: usize, bytes: u64, ts: Timestamp) {
-        if dir != 1 || bytes == 0 {
-            return;
-        }
+    /// Payload down `(client, server)`; the probe calls this only while `completing`.
+    pub fn on_payload(&mut self, client: SocketAddr, server: SocketAddr, bytes: u64, ts: Timestamp) {
         let mut i = 0;
         while i < self.open.len() {
             let e = &mut self.open[i];
@@ -359,16 +352,12 @@ impl Tracker {
                 e.bytes_down += bytes;
                 let need = self.journeys[j].complete_bytes.unwrap_or(1);
                 if e.bytes_down >= need {
-                    self.finish(i, EpisodeOutcome::Ok, ts, None);
+                    self.finish(i, EpisodeOutcome::Ok, ts, None, false);
                     continue;
                 }
             }
             i += 1;
         }
-    }
-
-    pub fn has_open(&self) -> bool {
-        !self.open.is_empty()
     }
 
     /// The connection `(client, server)` is closing (FIN or RST) from the client's side or the
@@ -381,10 +370,11 @@ impl Tracker {
                 let j = usize::from(self.open[i].journey);
                 let during = self.step_name(j, step);
                 if by_client {
-                    self.finish_abandoned(i, ts, format!("the client closed the connection during {during}"));
+                    let why = format!("the client closed the connection during {during}");
+                    self.finish(i, EpisodeOutcome::Timeout, ts, Some(why), true);
                 } else {
                     let why = format!("the server closed the connection during {during}");
-                    self.finish(i, EpisodeOutcome::Failed, ts, Some(why));
+                    self.finish(i, EpisodeOutcome::Failed, ts, Some(why), false);
                 }
                 continue;
             }
@@ -398,7 +388,7 @@ impl Tracker {
         while i < self.open.len() {
             if self.open[i].deadline <= now {
                 let deadline = self.open[i].deadline;
-                self.finish(i, EpisodeOutcome::Timeout, deadline, Some("no progress within the timeout".into()));
+                self.finish(i, EpisodeOutcome::Timeout, deadline, Some("no progress within the timeout".into()), false);
                 continue;
             }
             i += 1;
@@ -409,7 +399,7 @@ impl Tracker {
     pub fn finish_all(&mut self, now: Timestamp) {
         while !self.open.is_empty() {
             let at = self.open[0].deadline.min(now);
-            self.finish(0, EpisodeOutcome::Timeout, at, Some("capture ended".into()));
+            self.finish(0, EpisodeOutcome::Timeout, at, Some("capture ended".into()), false);
         }
     }
 
@@ -427,7 +417,7 @@ impl Tracker {
             && matches!(kinds[kinds.len() - 1], Kind::Http | Kind::Dns)
         {
             // An HTTP step ends at the response's first byte; a lookup at its answer.
-            self.finish(i, EpisodeOutcome::Ok, end, None);
+            self.finish(i, EpisodeOutcome::Ok, end, None, false);
         }
     }
 
@@ -455,15 +445,9 @@ impl Tracker {
         })
     }
 
-    fn finish_abandoned(&mut self, i: usize, ts: Timestamp, why: String) {
+    fn finish(&mut self, i: usize, outcome: EpisodeOutcome, ts: Timestamp, why: Option<String>, abandoned: bool) {
         let e = self.open.remove(i).expect("index in range");
-        self.emit(e, EpisodeOutcome::Timeout, ts, Some(why), true);
-        self.refresh();
-    }
-
-    fn finish(&mut self, i: usize, outcome: EpisodeOutcome, ts: Timestamp, why: Option<String>) {
-        let e = self.open.remove(i).expect("index in range");
-        self.emit(e, outcome, ts, why, false);
+        self.emit(e, outcome, ts, why, abandoned);
         self.refresh();
     }
 

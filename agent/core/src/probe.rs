@@ -256,11 +256,6 @@ impl Probe {
         self.counters.episode_evictions = self.journeys.evicted();
     }
 
-    /// Replaces the journeys followed, as a pushed config does; open episodes end unreported.
-    pub fn set_journeys(&mut self, journeys: Vec<crate::journey::JourneyConfig>) {
-        self.journeys.set_journeys(journeys);
-    }
-
     /// Counts a packet's payload (and a retransmission) for its flow's subscriber and service
     /// in the open window. The window cell is looked up once per flow and window.
     fn account(&mut self, slot: u32, dir: usize, bytes: u64, retrans: u64) {
@@ -269,12 +264,9 @@ impl Probe {
             return;
         }
         if dir == 1 && bytes > 0 && self.journeys.completing() {
-            let (client, server) = (f.client(), f.server());
-            if self.journeys.watches(client, server) {
-                let now = self.now;
-                self.journeys.on_payload(client, server, dir, bytes, now);
-                self.drain_episodes();
-            }
+            let (client, server, now) = (f.client(), f.server(), self.now);
+            self.journeys.on_payload(client, server, bytes, now);
+            self.drain_episodes();
         }
         let f = self.flows.flow(slot);
         let epoch = self.windows.epoch();
@@ -729,8 +721,7 @@ impl Probe {
 
     /// Episodes the tracker finished go out like any other event.
     fn drain_episodes(&mut self) {
-        let done: Vec<Event> = self.journeys.drain().collect();
-        for event in done {
+        for event in self.journeys.take_finished() {
             self.push_event(event);
         }
     }

@@ -35,15 +35,16 @@ enum Metric {
 }
 
 impl Metric {
-    fn slot(self, m: &mut Metrics) -> &mut Option<WireHistogram> {
-        match self {
+    /// Where the metric's histogram goes in a report; journeys have their own place.
+    fn slot(self, m: &mut Metrics) -> Option<&mut Option<WireHistogram>> {
+        Some(match self {
             Metric::ConnectNetwork => &mut m.connect_network,
             Metric::ConnectHome => &mut m.connect_home,
             Metric::Dns => &mut m.dns,
             Metric::TlsHandshake => &mut m.tls_handshake,
             Metric::HttpTtfb => &mut m.http_ttfb,
-            Metric::Journey => unreachable!("journey samples have their own histograms"),
-        }
+            Metric::Journey => return None,
+        })
     }
 }
 
@@ -423,10 +424,9 @@ impl Windows {
         }) {
             let (sub, metric) = (usize::from(run[0].subscriber), run[0].metric);
             let histogram = Some(histogram_of(&mut self.scratch, &mut self.serializer, run));
-            if metric == Metric::Journey {
-                out[sub].journeys[usize::from(run[0].service)].latency = histogram;
-            } else {
-                *metric.slot(&mut out[sub].metrics) = histogram;
+            match metric.slot(&mut out[sub].metrics) {
+                Some(slot) => *slot = histogram,
+                None => out[sub].journeys[usize::from(run[0].service)].latency = histogram,
             }
         }
         self.samples.retain(|s| s.metric != Metric::Journey);
@@ -445,7 +445,9 @@ impl Windows {
                 continue;
             }
             let service = &mut out[usize::from(s.subscriber)].services[usize::from(s.service)];
-            *s.metric.slot(&mut service.metrics) = Some(histogram_of(&mut self.scratch, &mut self.serializer, run));
+            if let Some(slot) = s.metric.slot(&mut service.metrics) {
+                *slot = Some(histogram_of(&mut self.scratch, &mut self.serializer, run));
+            }
         }
         out
     }
