@@ -1,9 +1,10 @@
 //! Next best actions: for each customer an open incident affects, what to do and why. The
 //! choice follows the incident's kind and the customer's segment; a contact is never suggested
 //! to a customer who opted out, or beyond the contact cap; and every affected customer gets a
-//! marketing hold until the incident resolves.
+//! marketing hold until the incident resolves. Journey rules act on a customer's own failed
+//! journeys, whether or not an incident explains them.
 
-use crate::config::ActionsConfig;
+use crate::config::{ActionsConfig, JourneyRule};
 use crate::customers::Customer;
 use crate::model::{Action, Incident, IncidentKind};
 use crate::store::{Result, Store};
@@ -52,6 +53,92 @@ fn proposal(incident: &Incident, customer: &Customer, config: &ActionsConfig) ->
     }
 }
 
+/// A contact becomes `none`, with the reason, for a customer who opted out or was contacted
+/// as often as the cap allows.
+fn respect_preferences(
+    store: &mut Store,
+    customer: &Customer,
+    config: &ActionsConfig,
+    (kind, contact, reason): (&'static str, bool, String),
+    now_ms: i64,
+) -> Result<(&'static str, bool, String)> {
+    if !contact {
+        return Ok((kind, contact, reason));
+    }
+    if customer.contact_opt_out {
+        return Ok(("none", false, format!("would suggest {kind}, but the customer opted out of contact ({reason})")));
+    }
+    let since = now_ms - (config.contact_window_hours as i64) * 3_600_000;
+    let recent = store.contacts_since(&customer.customer_id, since)?;
+    if recent >= config.max_contacts as i64 {
+        let why = format!(
+            "would suggest {kind}, but the customer was contacted {recent} times in the last {} h (cap {})",
+            config.contact_window_hours, config.max_contacts
+        );
+        return Ok(("none", false, why));
+    }
+    Ok((kind, contact, reason))
+}
+
+/// Applies the journey rules to a customer who had failed episodes of `journey` in the window
+/// ending at `window_end`: where the customer's failures within a rule's hours reach its count,
+/// and the rule has not acted for them within those hours, its action is stored. Returns how
+/// many were added.
+pub fn journey_rules(
+    store: &mut Store,
+    customer: &Customer,
+    journey: &str,
+    window_end: i64,
+    config: &ActionsConfig,
+    now_ms: i64,
+) -> Result<usize> {
+    let mut added = 0;
+    for rule in config.journey_rules.iter().filter(|r| r.journey == journey) {
+        if !rule.applies_to(&customer.segment, &customer.plan) {
+            continue;
+        }
+        let key = format!("journey:{}", rule.journey);
+        let span = rule.within_hours as i64 * 3_600_000;
+        if store.has_rule_action(&customer.customer_id, &key, now_ms - span)? {
+            continue;
+        }
+        let failures = store.journey_failures(&customer.subscriber_id, journey, window_end - span, window_end)?;
+        if failures < rule.failures {
+            continue;
+        }
+        let proposal = (action_name(rule), rule.contact, rule_reason(rule, customer, failures));
+        let (kind, contact, reason) = respect_preferences(store, customer, config, proposal, now_ms)?;
+        let action = Action {
+            id: 0,
+            incident_id: None,
+            rule: Some(key),
+            customer_id: customer.customer_id.clone(),
+            action: kind.to_string(),
+            contact,
+            reason,
+            created_ms: now_ms,
+            ended_ms: None,
+        };
+        added += usize::from(store.insert_action(&action)?);
+    }
+    Ok(added)
+}
+
+fn action_name(rule: &JourneyRule) -> &'static str {
+    match rule.action.as_str() {
+        "wifi_help" => "wifi_help",
+        "outage_notice" => "outage_notice",
+        _ => "service_ticket",
+    }
+}
+
+fn rule_reason(rule: &JourneyRule, customer: &Customer, failures: u64) -> String {
+    format!(
+        "{} customer on plan {}: {failures} {:?} journeys failed or timed out in the last {} h (rule: {} or more)",
+        customer.segment, customer.plan, rule.journey, rule.within_hours, rule.failures
+    )
+}
+
 /// Stores the actions an open incident calls for, for customers who have none for it yet.
 /// Returns how many were added.
 pub fn suggest(store: &mut Store, incident: &Incident, config: &ActionsConfig, now_ms: i64) -> Result<usize> {
@@ -61,24 +148,12 @@ pub fn suggest(store: &mut Store, incident: &Incident, config: &ActionsConfig, n
         if store.has_action(incident.id, &customer.customer_id)? {
             continue;
         }
-        let (mut kind, mut contact, mut reason) = proposal(incident, &customer, config);
-        if contact {
-            let since = now_ms - (config.contact_window_hours as i64) * 3_600_000;
-            let recent = store.contacts_since(&customer.customer_id, since)?;
-            if customer.contact_opt_out {
-                reason = format!("would suggest {kind}, but the customer opted out of contact ({reason})");
-                (kind, contact) = ("none", false);
-            } else if recent >= config.max_contacts as i64 {
-                reason = format!(
-                    "would suggest {kind}, but the customer was contacted {recent} times in the last {} h (cap {})",
-                    config.contact_window_hours, config.max_contacts
-                );
-                (kind, contact) = ("none", false);
-            }
-        }
+        let (kind, contact, reason) = proposal(incident, &customer, config);
+        let (kind, contact, reason) = respect_preferences(store, &customer, config, (kind, contact, reason), now_ms)?;
         let base = Action {
             id: 0,
-            incident_id: incident.id,
+            incident_id: Some(incident.id),
+            rule: None,
             customer_id: customer.customer_id.clone(),
             action: kind.to_string(),
             contact,
@@ -149,7 +224,7 @@ mod tests {
 
     fn chosen(store: &mut Store, incident: i64, customer: &str) -> (String, String) {
         let a = store.actions(Some(customer), false, 100).unwrap();
-        let a = a.iter().find(|a| a.incident_id == incident && a.action != "hold_marketing").unwrap();
+        let a = a.iter().find(|a| a.incident_id == Some(incident) && a.action != "hold_marketing").unwrap();
         (a.action.clone(), a.reason.clone())
     }
 

@@ -4,7 +4,7 @@
 use crate::config::CollectorConfig;
 use crate::metrics::Metrics;
 use crate::model::Incident;
-use crate::store::{Store, StoreError};
+use crate::store::{JourneyStats, Store, StoreError};
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -32,6 +32,7 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/incidents/{id}", get(incident))
         .route("/api/v1/incidents/{id}/ack", post(ack))
         .route("/api/v1/actions", get(actions))
+        .route("/api/v1/journeys", get(journeys))
         .route("/metrics", get(metrics))
         .with_state(state)
 }
@@ -106,7 +107,93 @@ async fn customer(State(state): State<Shared>, Path(id): Path<String>) -> Result
         let incidents: Vec<Incident> =
             store.active_incidents()?.into_iter().filter(|i| i.customers.contains(&c.customer_id)).collect();
         let actions = store.actions(Some(&c.customer_id), false, 50)?;
-        Ok(Json(json!({"customer": c, "qoe": qoe, "score": score, "incidents": incidents, "actions": actions})))
+        let now = crate::now_ms();
+        let journeys = customer_journeys(store, &c.subscriber_id, now - DAY_MS, now)?;
+        Ok(Json(json!({"customer": c, "qoe": qoe, "score": score, "incidents": incidents, "actions": actions,
+            "journeys": journeys})))
+    })
+    .await
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+/// One customer's journeys over windows in `[since, until)`, from their own lines.
+fn customer_journeys(store: &mut Store, subscriber: &str, since: i64, until: i64) -> Result<Vec<Value>, ApiError> {
+    let mut by_journey: std::collections::BTreeMap<String, JourneyStats> = Default::default();
+    for (_, line) in store.subscriber_lines(subscriber, since, until)? {
+        for j in &line.journeys {
+            let s = by_journey.entry(j.journey.clone()).or_insert_with(|| JourneyStats {
+                dimension: "customer".into(),
+                journey: j.journey.clone(),
+                phase: j.phase.clone(),
+                channel: j.channel.clone(),
+                customers: 1,
+                ..JourneyStats::default()
+            });
+            (s.ok, s.failed, s.timeout, s.abandoned) =
+                (s.ok + j.ok, s.failed + j.failed, s.timeout + j.timeout, s.abandoned + j.abandoned);
+            s.add_steps(&j.failed_steps);
+            if let Some(h) = &j.latency {
+                s.add_latency(&h.hdr);
+            }
+        }
+    }
+    Ok(by_journey.values().map(JourneyStats::to_json).collect())
+}
+
+#[derive(Deserialize)]
+struct JourneyQuery {
+    /// `all`, `segment`, `region`, `access_node` or `customer`.
+    by: Option<String>,
+    /// With `by=customer`, whose.
+    customer_id: Option<String>,
+    journey: Option<String>,
+    /// Only this group (a segment, region or access node).
+    group: Option<String>,
+    /// The range: the last `hours` (default 24), or windows from `since` to `until` (Unix ms).
+    hours: Option<i64>,
+    since: Option<i64>,
+    until: Option<i64>,
+}
+
+/// Journey success rate and latency percentiles per customer group, over a time range.
+async fn journeys(State(state): State<Shared>, Query(q): Query<JourneyQuery>) -> Result<Json<Value>, ApiError> {
+    let by = q.by.clone().unwrap_or_else(|| "all".into());
+    if !["all", "segment", "region", "access_node", "customer"].contains(&by.as_str()) {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "by must be all, segment, region, access_node or customer".into(),
+        ));
+    }
+    let until = q.until.unwrap_or_else(|| crate::now_ms() + 1);
+    let since = q.since.unwrap_or(until - q.hours.unwrap_or(24).clamp(1, 24 * 366) * 3_600_000);
+    with_store(&state, move |store, _| {
+        let mut list: Vec<Value> = if by == "customer" {
+            let id = q
+                .customer_id
+                .as_deref()
+                .ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, "by=customer needs customer_id".into()))?;
+            let c =
+                store.customer(id)?.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no customer {id:?}")))?;
+            let mut list = customer_journeys(store, &c.subscriber_id, since, until)?;
+            for v in &mut list {
+                v["group"] = json!(c.customer_id);
+            }
+            list
+        } else {
+            store
+                .journey_stats(&by, since, until)?
+                .iter()
+                .filter(|s| q.group.as_ref().is_none_or(|g| g == &s.group))
+                .map(|s| {
+                    let mut v = s.to_json();
+                    v["group"] = json!(s.group);
+                    v
+                })
+                .collect()
+        };
+        list.retain(|v| q.journey.as_ref().is_none_or(|j| v["journey"] == j.as_str()));
+        Ok(Json(json!({"by": by, "since": since, "until": until, "journeys": list})))
     })
     .await
 }

@@ -169,6 +169,11 @@ pub struct PlanThresholds {
     pub dns_failure_ratio: f64,
     /// Refused and timed-out connects over all attempts.
     pub connect_failure_ratio: f64,
+    /// Journey episodes that failed or timed out over all episodes of the journey.
+    pub journey_failure_ratio: f64,
+    /// p90 limits on completed episodes, by journey name; journeys not listed are judged on
+    /// failures only.
+    pub journey_p90_ms: BTreeMap<String, f64>,
     pub min_samples: u64,
 }
 
@@ -182,6 +187,8 @@ impl Default for PlanThresholds {
             http_ttfb_p90_ms: 1000.0,
             dns_failure_ratio: 0.25,
             connect_failure_ratio: 0.25,
+            journey_failure_ratio: 0.2,
+            journey_p90_ms: BTreeMap::new(),
             min_samples: 3,
         }
     }
@@ -213,6 +220,48 @@ pub struct ActionsConfig {
     pub ticket_segments: Vec<String>,
     /// Plans that do the same, whatever the segment (premium tiers with an SLA).
     pub ticket_plans: Vec<String>,
+    /// Actions on a customer's own journey failures, whether or not an incident explains them
+    /// (`[[actions.journey_rules]]`).
+    pub journey_rules: Vec<JourneyRule>,
+}
+
+/// "A premium customer whose video starts failed three times today gets a service ticket."
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JourneyRule {
+    pub journey: String,
+    /// Failed or timed-out episodes ...
+    pub failures: u64,
+    /// ... within this many hours.
+    #[serde(default = "default_within_hours")]
+    pub within_hours: u64,
+    /// Customers of these segments or plans; both empty: every customer.
+    #[serde(default)]
+    pub segments: Vec<String>,
+    #[serde(default)]
+    pub plans: Vec<String>,
+    /// `service_ticket`, `wifi_help` or `outage_notice`.
+    pub action: String,
+    /// The action reaches out to the customer, so opt-outs and the contact cap apply. A
+    /// ticket raised from the network's own data is proactive, so the default is true.
+    #[serde(default = "default_true")]
+    pub contact: bool,
+}
+
+fn default_within_hours() -> u64 {
+    24
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl JourneyRule {
+    pub fn applies_to(&self, segment: &str, plan: &str) -> bool {
+        (self.segments.is_empty() && self.plans.is_empty())
+            || self.segments.iter().any(|s| s.eq_ignore_ascii_case(segment))
+            || self.plans.iter().any(|p| p.eq_ignore_ascii_case(plan))
+    }
 }
 
 impl Default for ActionsConfig {
@@ -222,6 +271,7 @@ impl Default for ActionsConfig {
             contact_window_hours: 24,
             ticket_segments: vec!["business".into(), "premium".into()],
             ticket_plans: Vec::new(),
+            journey_rules: Vec::new(),
         }
     }
 }
@@ -279,8 +329,21 @@ impl CollectorConfig {
             if values.iter().any(|v| !v.is_finite() || *v <= 0.0) {
                 return Err((format!("plans.{name}"), "latency thresholds must be positive".into()));
             }
-            if !(0.0..=1.0).contains(&plan.dns_failure_ratio) || !(0.0..=1.0).contains(&plan.connect_failure_ratio) {
+            let ratios = [plan.dns_failure_ratio, plan.connect_failure_ratio, plan.journey_failure_ratio];
+            if ratios.iter().any(|r| !(0.0..=1.0).contains(r)) {
                 return Err((format!("plans.{name}"), "failure ratios must lie between 0 and 1".into()));
+            }
+            if plan.journey_p90_ms.values().any(|v| !v.is_finite() || *v <= 0.0) {
+                return Err((format!("plans.{name}.journey_p90_ms"), "latency thresholds must be positive".into()));
+            }
+        }
+        for (i, r) in self.actions.journey_rules.iter().enumerate() {
+            let field = format!("actions.journey_rules[{i}]");
+            if r.journey.is_empty() || r.failures == 0 || r.within_hours == 0 {
+                return Err((field, "needs a journey, failures of at least 1 and within_hours of at least 1".into()));
+            }
+            if !["service_ticket", "wifi_help", "outage_notice"].contains(&r.action.as_str()) {
+                return Err((field, "action must be service_ticket, wifi_help or outage_notice".into()));
             }
         }
         if self.broker.queue_capacity == 0 {

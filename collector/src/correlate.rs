@@ -17,8 +17,8 @@ use crate::actions;
 use crate::config::CollectorConfig;
 use crate::customers::Customer;
 use crate::model::{Incident, IncidentKind};
-use crate::store::{CounterRow, Result, SampleRow, Store};
-use edgeprobe_wire::WireHistogram;
+use crate::store::{CounterRow, JourneyStats, Result, SampleRow, Store};
+use edgeprobe_wire::{SubscriberReport, WireHistogram};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -27,6 +27,24 @@ const NETWORK_METRICS: [&str; 6] =
     ["connect_network", "dns", "dns_failures", "tls_handshake", "http_ttfb", "connect_failures"];
 const LATENCY_METRICS: [&str; 5] = ["connect_network", "connect_home", "dns", "tls_handshake", "http_ttfb"];
 const DNS_METRICS: [&str; 2] = ["dns", "dns_failures"];
+/// Journeys are judged as `journey:NAME` (the share of episodes that failed or timed out) and
+/// `journey_latency:NAME` (the p90 of completed episodes, where the plan sets a limit).
+const JOURNEY_FAILURES: &str = "journey:";
+const JOURNEY_LATENCY: &str = "journey_latency:";
+
+/// The journey a metric is about, if it is a journey metric.
+fn journey_of(metric: &str) -> Option<&str> {
+    metric.strip_prefix(JOURNEY_FAILURES).or_else(|| metric.strip_prefix(JOURNEY_LATENCY))
+}
+
+/// Journeys run over the network, so they count with the network-side metrics.
+fn is_network(metric: &str) -> bool {
+    NETWORK_METRICS.contains(&metric) || journey_of(metric).is_some()
+}
+
+fn is_ratio(metric: &str) -> bool {
+    metric.ends_with("_failures") || metric.starts_with(JOURNEY_FAILURES)
+}
 
 /// A window's latency for one metric: its sample count and p90 in µs.
 #[derive(Clone, Copy, Debug)]
@@ -39,6 +57,18 @@ struct Latency {
 struct Measured {
     latency: BTreeMap<String, Latency>,
     counters: CounterRow,
+    /// The subscriber's journeys, by name (whole line only).
+    journeys: BTreeMap<String, JourneyWindow>,
+}
+
+/// One journey's episodes in a window, summed over the agents that saw them.
+#[derive(Default)]
+struct JourneyWindow {
+    episodes: u64,
+    /// Failed or timed out (given up included).
+    failures: u64,
+    failed_steps: BTreeMap<String, u64>,
+    latency: Vec<SampleRow>,
 }
 
 #[derive(Default)]
@@ -53,9 +83,11 @@ struct Finding {
     value: f64,
     threshold: f64,
     basis: &'static str,
+    /// For a failing journey, the step most episodes failed at.
+    step: Option<String>,
 }
 
-type Findings = BTreeMap<&'static str, Finding>;
+type Findings = BTreeMap<String, Finding>;
 /// Baseline p90 (µs) and its window count, by customer and metric.
 type Baselines = HashMap<(String, String), (f64, i64)>;
 /// The degraded customers of one access node, keyed by (region, node).
@@ -131,6 +163,35 @@ fn lines(samples: &[SampleRow], counters: Vec<(String, String, CounterRow)>) -> 
     out
 }
 
+/// Adds each subscriber's journeys, summed over the agents that reported them.
+fn add_journeys(lines: &mut BTreeMap<String, Line>, window_start: i64, reports: &[SubscriberReport]) {
+    for r in reports {
+        let line = lines.entry(r.subscriber.clone()).or_default();
+        for j in &r.journeys {
+            let w = line.whole.journeys.entry(j.journey.clone()).or_default();
+            w.episodes += j.ok + j.failed + j.timeout;
+            w.failures += j.failed + j.timeout;
+            for (step, n) in &j.failed_steps {
+                *w.failed_steps.entry(step.clone()).or_default() += n;
+            }
+            if let Some(h) = j.latency.as_ref().filter(|h| h.count > 0) {
+                let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+                w.latency.push(SampleRow {
+                    window_start,
+                    subscriber_id: r.subscriber.clone(),
+                    service: String::new(),
+                    metric: format!("{JOURNEY_LATENCY}{}", j.journey),
+                    count: int(h.count),
+                    p50: int(h.p50),
+                    p90: int(h.p90),
+                    p99: int(h.p99),
+                    hdr: h.hdr.clone(),
+                });
+            }
+        }
+    }
+}
+
 /// Judges one customer's (or one service's) window against the plan and, for the whole line,
 /// the customer's baseline.
 fn judge(
@@ -139,7 +200,7 @@ fn judge(
     baseline: Option<&Baselines>,
     customer_id: &str,
     config: &crate::config::CorrelationConfig,
-) -> (Findings, BTreeSet<&'static str>) {
+) -> (Findings, BTreeSet<String>) {
     let mut bad = Findings::new();
     let mut judged = BTreeSet::new();
     for metric in LATENCY_METRICS {
@@ -147,10 +208,10 @@ fn judge(
         if l.count < plan.min_samples {
             continue;
         }
-        judged.insert(metric);
+        judged.insert(metric.to_string());
         let threshold = plan.latency_us(metric).expect("a latency metric");
         if l.p90 > threshold {
-            bad.insert(metric, Finding { value: l.p90, threshold, basis: "plan" });
+            bad.insert(metric.to_string(), Finding { value: l.p90, threshold, basis: "plan", step: None });
             continue;
         }
         if let Some(&(base, windows)) = baseline.and_then(|b| b.get(&(customer_id.to_string(), metric.to_string())))
@@ -158,7 +219,10 @@ fn judge(
         {
             let limit = (base * config.baseline_factor).max(base + config.baseline_min_ms * 1000.0);
             if l.p90 > limit {
-                bad.insert(metric, Finding { value: l.p90, threshold: limit, basis: "baseline" });
+                bad.insert(
+                    metric.to_string(),
+                    Finding { value: l.p90, threshold: limit, basis: "baseline", step: None },
+                );
             }
         }
     }
@@ -171,17 +235,45 @@ fn judge(
         if total < plan.min_samples as i64 {
             continue;
         }
-        judged.insert(metric);
+        judged.insert(metric.to_string());
         let ratio = failures as f64 / total as f64;
         if ratio > limit {
-            bad.insert(metric, Finding { value: ratio, threshold: limit, basis: "plan" });
+            bad.insert(metric.to_string(), Finding { value: ratio, threshold: limit, basis: "plan", step: None });
+        }
+    }
+    for (name, j) in &m.journeys {
+        if j.episodes < plan.min_samples {
+            continue;
+        }
+        let key = format!("{JOURNEY_FAILURES}{name}");
+        judged.insert(key.clone());
+        let ratio = j.failures as f64 / j.episodes as f64;
+        if ratio > plan.journey_failure_ratio {
+            let step = j.failed_steps.iter().max_by_key(|(s, n)| (**n, std::cmp::Reverse(*s))).map(|(s, _)| s.clone());
+            bad.insert(key, Finding { value: ratio, threshold: plan.journey_failure_ratio, basis: "plan", step });
+            continue;
+        }
+        let Some(limit) = plan.journey_p90_ms.get(name).map(|ms| ms * 1000.0) else { continue };
+        if j.latency.is_empty() {
+            continue;
+        }
+        let l = merge(&j.latency.iter().collect::<Vec<_>>());
+        if l.count >= plan.min_samples {
+            let key = format!("{JOURNEY_LATENCY}{name}");
+            judged.insert(key.clone());
+            if l.p90 > limit {
+                bad.insert(key, Finding { value: l.p90, threshold: limit, basis: "plan", step: None });
+            }
         }
     }
     (bad, judged)
 }
 
 fn describe(metric: &str, f: &Finding) -> String {
-    if metric.ends_with("_failures") {
+    if let (Some(j), true) = (journey_of(metric), is_ratio(metric)) {
+        let at = f.step.as_ref().map(|s| format!(", most at step {s:?}")).unwrap_or_default();
+        format!("journey {j:?} failing {:.0}% (limit {:.0}%{at})", f.value * 100.0, f.threshold * 100.0)
+    } else if is_ratio(metric) {
         format!("{metric} {:.0}% (limit {:.0}%)", f.value * 100.0, f.threshold * 100.0)
     } else {
         let basis = if f.basis == "plan" { "plan limit" } else { "baseline limit" };
@@ -189,8 +281,18 @@ fn describe(metric: &str, f: &Finding) -> String {
     }
 }
 
-fn metric_label(metric: &str) -> &'static str {
-    match metric {
+/// Plain words for a metric; a failing journey names the step it fails at.
+fn metric_label(metric: &str, step: Option<&str>) -> String {
+    if let Some(j) = metric.strip_prefix(JOURNEY_FAILURES) {
+        return match step {
+            Some(s) => format!("failures of the {j:?} journey (most at step {s:?})"),
+            None => format!("failures of the {j:?} journey"),
+        };
+    }
+    if let Some(j) = metric.strip_prefix(JOURNEY_LATENCY) {
+        return format!("the {j:?} journey's time");
+    }
+    let label = match metric {
         "connect_network" => "network-side connect time",
         "connect_home" => "home-side connect time",
         "dns" => "DNS latency",
@@ -199,18 +301,24 @@ fn metric_label(metric: &str) -> &'static str {
         "http_ttfb" => "HTTP time to first byte",
         "connect_failures" => "failed connects",
         _ => "experience",
-    }
+    };
+    label.to_string()
 }
 
 /// The metric most of the customers are bad on.
-fn dominant<'a>(findings: impl Iterator<Item = &'a Findings>) -> &'static str {
-    let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
+/// The metric most of the customers are bad on; on a tie, a journey, which is closest to what
+/// the customers went through.
+fn dominant<'a>(findings: impl Iterator<Item = &'a Findings>) -> String {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for f in findings {
         for m in f.keys() {
             *counts.entry(m).or_default() += 1;
         }
     }
-    counts.into_iter().max_by_key(|(m, n)| (*n, std::cmp::Reverse(*m))).map_or("experience", |(m, _)| m)
+    counts
+        .into_iter()
+        .max_by_key(|(m, n)| (*n, journey_of(m).is_some(), std::cmp::Reverse(*m)))
+        .map_or("experience".into(), |(m, _)| m.to_string())
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -222,7 +330,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn figure(metric: &str, value: f64) -> serde_json::Value {
-    if metric.ends_with("_failures") {
+    if is_ratio(metric) {
         json!((value * 1000.0).round() / 1000.0)
     } else {
         json!((value / 1000.0 * 10.0).round() / 10.0)
@@ -230,7 +338,7 @@ fn figure(metric: &str, value: f64) -> serde_json::Value {
 }
 
 fn unit(metric: &str) -> &'static str {
-    if metric.ends_with("_failures") { "ratio" } else { "ms (p90)" }
+    if is_ratio(metric) { "ratio" } else { "ms (p90)" }
 }
 
 /// Evidence for a group: the group's median of the dominant metric against the median limit.
@@ -257,26 +365,36 @@ fn group_candidate(
     scope: (&str, &str),
     bad: &[(&Customer, &Findings)],
     measured: usize,
-    only: &[&'static str],
+    only: &[&str],
     cause: impl FnOnce(&str, String, String) -> String,
 ) -> Candidate {
     let mut metric = dominant(bad.iter().map(|(_, f)| *f));
-    if !only.is_empty() && !only.contains(&metric) {
-        metric = only[0];
+    if !only.is_empty() && !only.contains(&metric.as_str()) {
+        metric = only[0].to_string();
     }
-    let (evidence, v, t) = group_evidence(metric, bad, measured);
+    let (mut evidence, v, t) = group_evidence(&metric, bad, measured);
+    // A failing journey names the step most of the group's episodes failed at.
+    let mut steps: BTreeMap<&str, usize> = BTreeMap::new();
+    for s in bad.iter().filter_map(|(_, f)| f.get(&metric).and_then(|x| x.step.as_deref())) {
+        *steps.entry(s).or_default() += 1;
+    }
+    let step = steps.into_iter().max_by_key(|(s, n)| (*n, std::cmp::Reverse(*s))).map(|(s, _)| s);
+    if let Some(j) = journey_of(&metric) {
+        evidence["journey"] = json!(j);
+        evidence["step"] = json!(step);
+    }
     Candidate {
         kind,
         scope: BTreeMap::from([(scope.0.to_string(), scope.1.to_string())]),
-        metric: metric.into(),
         customers: bad.iter().map(|(c, _)| c.customer_id.clone()).collect(),
         evidence,
-        cause: cause(metric_label(metric), fmt_value(metric, v), fmt_value(metric, t)),
+        cause: cause(&metric_label(&metric, step), fmt_value(&metric, v), fmt_value(&metric, t)),
+        metric,
     }
 }
 
 fn fmt_value(metric: &str, v: f64) -> String {
-    if metric.ends_with("_failures") { format!("{:.0}%", v * 100.0) } else { format!("{:.0} ms", v / 1000.0) }
+    if is_ratio(metric) { format!("{:.0}%", v * 100.0) } else { format!("{:.0} ms", v / 1000.0) }
 }
 
 /// Evaluates one window if no collector has; returns None if another one did.
@@ -296,9 +414,11 @@ pub fn evaluate_window(
 
 fn evaluate(store: &mut Store, config: &CollectorConfig, window: (i64, i64), now_ms: i64) -> Result<Summary> {
     let c = &config.correlation;
-    let samples = store.window_samples(window.0)?;
-    let counters = store.window_counters(window.0)?;
-    let lines = lines(&samples, counters);
+    let reports = store.window_lines(window.0)?;
+    let samples = crate::store::samples_of(window.0, &reports);
+    let counters = crate::store::counters_of(&reports);
+    let mut lines = lines(&samples, counters);
+    add_journeys(&mut lines, window.0, &reports);
     let keys: Vec<String> = lines.keys().cloned().collect();
     let customers = store.customers_by_subscriber(&keys)?;
     let unknown_subscribers = keys.iter().filter(|k| !customers.contains_key(*k)).count() as u64;
@@ -313,7 +433,7 @@ fn evaluate(store: &mut Store, config: &CollectorConfig, window: (i64, i64), now
         .collect();
 
     // Judge every known customer's whole line, and learn baselines from good windows.
-    let mut verdicts: BTreeMap<&str, (&Customer, Findings, BTreeSet<&'static str>)> = BTreeMap::new();
+    let mut verdicts: BTreeMap<&str, (&Customer, Findings, BTreeSet<String>)> = BTreeMap::new();
     for (key, line) in &lines {
         let Some(customer) = customers.get(key) else { continue };
         let plan = config.plan(&customer.plan);
@@ -336,7 +456,7 @@ fn evaluate(store: &mut Store, config: &CollectorConfig, window: (i64, i64), now
     let mut open: BTreeMap<&str, Findings> = verdicts
         .iter()
         .map(|(id, (_, bad, _))| {
-            (*id, bad.iter().filter(|(m, _)| NETWORK_METRICS.contains(m)).map(|(m, f)| (*m, f.clone())).collect())
+            (*id, bad.iter().filter(|(m, _)| is_network(m)).map(|(m, f)| (m.clone(), f.clone())).collect())
         })
         .collect();
     let mut candidates: Vec<Candidate> = Vec::new();
@@ -370,13 +490,13 @@ fn evaluate(store: &mut Store, config: &CollectorConfig, window: (i64, i64), now
     {
         let dns_measured: Vec<&str> = verdicts
             .iter()
-            .filter(|(_, (_, _, judged))| DNS_METRICS.iter().any(|m| judged.contains(m)))
+            .filter(|(_, (_, _, judged))| DNS_METRICS.iter().any(|m| judged.contains(*m)))
             .map(|(id, _)| *id)
             .collect();
         let dns_bad: Vec<(&Customer, &Findings)> = verdicts
             .iter()
             .filter(|(_, (_, bad, judged))| {
-                DNS_METRICS.iter().any(|m| bad.contains_key(m))
+                DNS_METRICS.iter().any(|m| bad.contains_key(*m))
                     && judged.contains("connect_network")
                     && !bad.contains_key("connect_network")
             })
@@ -389,7 +509,7 @@ fn evaluate(store: &mut Store, config: &CollectorConfig, window: (i64, i64), now
         {
             for (cust, _) in &dns_bad {
                 if let Some(f) = open.get_mut(cust.customer_id.as_str()) {
-                    f.retain(|m, _| !DNS_METRICS.contains(m));
+                    f.retain(|m, _| !DNS_METRICS.contains(&m.as_str()));
                 }
             }
             let scope = ("resolver", "subscriber resolvers");
@@ -412,7 +532,7 @@ fn evaluate(store: &mut Store, config: &CollectorConfig, window: (i64, i64), now
         for (key, line) in &lines {
             let Some(customer) = customers.get(key) else { continue };
             let plan = config.plan(&customer.plan);
-            let judged_services: Vec<(&str, Findings, BTreeSet<&'static str>)> = line
+            let judged_services: Vec<(&str, Findings, BTreeSet<String>)> = line
                 .services
                 .iter()
                 .filter(|(s, _)| s.as_str() != edgeprobe_wire::OTHER_SERVICE)
@@ -466,6 +586,65 @@ fn evaluate(store: &mut Store, config: &CollectorConfig, window: (i64, i64), now
         }
     }
 
+    // Journeys: one journey failing for customers across access nodes while their connections
+    // are otherwise fine: the service behind the journey is at fault, not their lines.
+    let mut journeys_judged: BTreeSet<&str> = BTreeSet::new();
+    {
+        let mut users: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut per_metric: BTreeMap<&str, Vec<(&Customer, &Findings, bool)>> = BTreeMap::new();
+        for (customer, bad, judged) in verdicts.values() {
+            let runs: BTreeSet<&str> = judged.iter().filter_map(|m| journey_of(m)).collect();
+            for j in runs {
+                *users.entry(j).or_default() += 1;
+            }
+            let contrast = judged.iter().any(|m| NETWORK_METRICS.contains(&m.as_str()) && !bad.contains_key(m));
+            for m in bad.keys().filter(|m| journey_of(m).is_some()) {
+                per_metric.entry(m).or_default().push((customer, bad, contrast));
+            }
+        }
+        journeys_judged.extend(users.keys());
+        let mut explained: BTreeSet<&str> = BTreeSet::new();
+        // Failures before latency, so a journey gives one incident.
+        let ordered =
+            per_metric.iter().filter(|(m, _)| is_ratio(m)).chain(per_metric.iter().filter(|(m, _)| !is_ratio(m)));
+        for (metric, bad) in ordered {
+            let journey = journey_of(metric).expect("journey metrics only");
+            let measured = users.get(journey).copied().unwrap_or(0);
+            let nodes: BTreeSet<&str> = bad.iter().map(|(c, _, _)| c.access_node.as_str()).collect();
+            let contrasted = bad.iter().filter(|(_, _, contrast)| *contrast).count();
+            if explained.contains(journey)
+                || bad.len() < c.group_min_customers
+                || (bad.len() as f64) < c.group_fraction * measured as f64
+                || nodes.len() < 2
+                || contrasted < c.group_min_customers.min(bad.len())
+            {
+                continue;
+            }
+            explained.insert(journey);
+            let findings: Vec<(&Customer, &Findings)> = bad.iter().map(|(c, f, _)| (*c, *f)).collect();
+            for (cust, _) in &findings {
+                if let Some(open) = open.get_mut(cust.customer_id.as_str()) {
+                    open.retain(|m, _| journey_of(m) != Some(journey));
+                }
+            }
+            let (n, nodes) = (findings.len(), nodes.len());
+            candidates.push(group_candidate(
+                IncidentKind::Service,
+                ("journey", journey),
+                &findings,
+                measured,
+                &[metric],
+                |m, v, t| {
+                    format!(
+                        "{m} reach {v} (median) against {t} allowed for {n} of {measured} customers who ran it, across \
+                         {nodes} access nodes, while their connections are otherwise fine: the service behind the \
+                         journey is failing."
+                    )
+                },
+            ));
+        }
+    }
+
     // A failing service also explains what a customer saw of it in a window too sparse to judge
     // the service on its own (a few slow samples that still make the whole line's p90).
     let implicated: BTreeSet<String> = candidates
@@ -482,7 +661,7 @@ fn evaluate(store: &mut Store, config: &CollectorConfig, window: (i64, i64), now
         let plan = config.plan(&customer.plan);
         findings.retain(|metric, _| {
             !implicated.iter().any(|service| {
-                let slow = line.services.get(service).and_then(|m| m.latency.get(*metric));
+                let slow = line.services.get(service).and_then(|m| m.latency.get(metric.as_str()));
                 slow.is_some_and(|l| plan.latency_us(metric).is_some_and(|t| l.p90 > t))
             })
         });
@@ -492,7 +671,7 @@ fn evaluate(store: &mut Store, config: &CollectorConfig, window: (i64, i64), now
     let mut node_measured: BTreeMap<(&str, &str), usize> = BTreeMap::new();
     let mut node_bad: BTreeMap<(&str, &str), Vec<(&Customer, &Findings)>> = BTreeMap::new();
     for (id, (customer, _, judged)) in &verdicts {
-        if !judged.iter().any(|m| NETWORK_METRICS.contains(m)) {
+        if !judged.iter().any(|m| is_network(m)) {
             continue;
         }
         let node = (customer.region.as_str(), customer.access_node.as_str());
@@ -584,7 +763,10 @@ fn evaluate(store: &mut Store, config: &CollectorConfig, window: (i64, i64), now
             IncidentKind::AccessNode => node_measured.keys().any(|(_, n)| *n == get("access_node")),
             IncidentKind::Region => node_measured.keys().any(|(r, _)| *r == get("region")),
             IncidentKind::Customer | IncidentKind::HomeNetwork => verdicts.contains_key(get("customer_id")),
-            IncidentKind::Service => services_judged.contains(get("service")),
+            IncidentKind::Service => match scope.get("journey") {
+                Some(j) => journeys_judged.contains(j.as_str()),
+                None => services_judged.contains(get("service")),
+            },
             IncidentKind::Resolver => verdicts.values().any(|(_, _, j)| j.contains("dns")),
             IncidentKind::AgentsOffline => false,
         }
@@ -637,7 +819,64 @@ fn evaluate(store: &mut Store, config: &CollectorConfig, window: (i64, i64), now
     for mut incident in touched {
         finish(store, config, &mut incident, now_ms)?;
     }
+
+    // Journeys: the window's figures per group, and the rules on customers' own failures.
+    store.save_journey_stats(window.0, &journey_stats(&reports, &customers))?;
+    let mut failing: BTreeSet<(&str, &str)> = BTreeSet::new();
+    for r in &reports {
+        for j in r.journeys.iter().filter(|j| j.failed + j.timeout > 0) {
+            if config.actions.journey_rules.iter().any(|rule| rule.journey == j.journey) {
+                failing.insert((&r.subscriber, &j.journey));
+            }
+        }
+    }
+    for (subscriber, journey) in failing {
+        if let Some(customer) = customers.get(subscriber) {
+            actions::journey_rules(store, customer, journey, window.1, &config.actions, now_ms)?;
+        }
+    }
     Ok(summary)
+}
+
+/// A window's journey figures for every customer, segment, region and access node group.
+/// Subscribers with no customer record count nowhere, as in correlation.
+fn journey_stats(reports: &[SubscriberReport], customers: &HashMap<String, Customer>) -> Vec<JourneyStats> {
+    let mut out: BTreeMap<(&str, &str, &str), (JourneyStats, BTreeSet<&str>)> = BTreeMap::new();
+    for r in reports {
+        let Some(c) = customers.get(&r.subscriber) else { continue };
+        for j in &r.journeys {
+            let groups =
+                [("all", "all"), ("segment", &c.segment), ("region", &c.region), ("access_node", &c.access_node)];
+            for (dimension, group) in groups {
+                let (s, who) = out.entry((dimension, group, &j.journey)).or_insert_with(|| {
+                    let s = JourneyStats {
+                        dimension: dimension.into(),
+                        group: group.into(),
+                        journey: j.journey.clone(),
+                        phase: j.phase.clone(),
+                        channel: j.channel.clone(),
+                        ..JourneyStats::default()
+                    };
+                    (s, BTreeSet::new())
+                });
+                who.insert(&c.customer_id);
+                s.ok += j.ok;
+                s.failed += j.failed;
+                s.timeout += j.timeout;
+                s.abandoned += j.abandoned;
+                s.add_steps(&j.failed_steps);
+                if let Some(h) = &j.latency {
+                    s.add_latency(&h.hdr);
+                }
+            }
+        }
+    }
+    out.into_values()
+        .map(|(mut s, who)| {
+            s.customers = who.len() as u64;
+            s
+        })
+        .collect()
 }
 
 /// Sets value at risk and severity, stores the incident, and keeps its actions current.
@@ -784,6 +1023,30 @@ mod tests {
 
     /// Stores one window in which each (customer, network ms) line was measured, and evaluates it.
     fn window(store: &mut Store, config: &CollectorConfig, n: i64, lines: &[(&str, u64)]) {
+        let lines: Vec<SubscriberReport> = lines.iter().map(|(id, ms)| line(id, *ms)).collect();
+        window_of(store, config, n, lines);
+    }
+
+    /// A healthy line that ran the `portal` journey 5 times, `failed` of them failing at `step`.
+    fn journey_line(id: &str, failed: u64, step: &str) -> SubscriberReport {
+        let mut l = line(id, 20);
+        let mut h = new_histogram();
+        for _ in failed..5 {
+            record(&mut h, 300_000);
+        }
+        l.journeys.push(edgeprobe_wire::JourneyReport {
+            journey: "portal".into(),
+            phase: "assurance".into(),
+            latency: (failed < 5).then(|| WireHistogram::from_histogram(&h)),
+            ok: 5 - failed,
+            failed,
+            failed_steps: if failed > 0 { [(step.to_string(), failed)].into() } else { Default::default() },
+            ..Default::default()
+        });
+        l
+    }
+
+    fn window_of(store: &mut Store, config: &CollectorConfig, n: i64, lines: Vec<SubscriberReport>) {
         let report = Report {
             v: edgeprobe_wire::SCHEMA_VERSION,
             agent_id: "edge-1".into(),
@@ -792,7 +1055,7 @@ mod tests {
             window_start: (n * WINDOW) as u64,
             window_end: ((n + 1) * WINDOW) as u64,
             capture: CaptureHealth::default(),
-            subscribers: lines.iter().map(|(id, ms)| line(id, *ms)).collect(),
+            subscribers: lines,
             agent: None,
         };
         store.store_reports(&[&report], 0).unwrap();
@@ -890,6 +1153,114 @@ mod tests {
         assert_eq!(all[0].3, ["a1", "a2", "b1", "b2"]);
         let _ = std::fs::remove_dir_all(&dir);
         let _ = std::fs::remove_dir_all(&dir2);
+    }
+
+    #[test]
+    fn a_journey_failing_behind_one_node_is_that_node_and_across_nodes_the_journey() {
+        let (mut store, config, dir) = setup("journey-node");
+        for n in 1..=3 {
+            let lines = vec![
+                journey_line("a1", 5, "connect"),
+                journey_line("a2", 4, "connect"),
+                journey_line("a3", 0, ""),
+                journey_line("b1", 0, ""),
+                journey_line("b2", 1, "tls"),
+            ];
+            window_of(&mut store, &config, n, lines);
+        }
+        let all = store.incidents("all", 10).unwrap();
+        assert_eq!(all.len(), 1, "{all:#?}");
+        let i = &all[0];
+        assert_eq!((i.kind, i.state.as_str(), i.metric.as_str()), (IncidentKind::AccessNode, "open", "journey:portal"));
+        assert_eq!(i.customers, ["a1", "a2"]);
+        assert_eq!((&i.evidence["journey"], &i.evidence["step"]), (&json!("portal"), &json!("connect")));
+        assert_eq!(i.evidence["median_value"], json!(1.0), "{}", i.evidence);
+        assert!(i.probable_cause.contains("\"portal\" journey (most at step \"connect\")"), "{}", i.probable_cause);
+        assert!(i.probable_cause.contains("OLT-1"), "{}", i.probable_cause);
+
+        let (mut store, config, dir2) = setup("journey-wide");
+        for n in 1..=3 {
+            let lines = vec![
+                journey_line("a1", 5, "tls"),
+                journey_line("a2", 5, "tls"),
+                journey_line("b1", 4, "tls"),
+                journey_line("c1", 5, "tls"),
+                journey_line("c2", 0, ""),
+            ];
+            window_of(&mut store, &config, n, lines);
+        }
+        let all = store.incidents("all", 10).unwrap();
+        assert_eq!(all.len(), 1, "{all:#?}");
+        let i = &all[0];
+        assert_eq!((i.kind, i.scope.get("journey").map(String::as_str)), (IncidentKind::Service, Some("portal")));
+        assert_eq!(i.customers, ["a1", "a2", "b1", "c1"]);
+        assert_eq!(i.evidence["step"], json!("tls"));
+        assert!(i.probable_cause.contains("across 3 access nodes"), "{}", i.probable_cause);
+        // Good windows resolve it: the journey is measured and fine again.
+        for n in 4..=6 {
+            let lines = ["a1", "a2", "b1", "c1", "c2"].iter().map(|id| journey_line(id, 0, "")).collect();
+            window_of(&mut store, &config, n, lines);
+        }
+        assert_eq!(store.incidents("resolved", 10).unwrap().len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&dir2);
+    }
+
+    #[test]
+    fn journey_rules_act_on_a_customers_own_failures_and_groups_get_figures() {
+        let (mut store, mut config, dir) = setup("journey-rules");
+        let mut premium = customer("a1", "OLT-1", "north");
+        premium.segment = "premium".into();
+        let quiet = Customer {
+            customer_id: "a2".into(),
+            subscriber_id: "sub-a2".into(),
+            contact_opt_out: true,
+            ..premium.clone()
+        };
+        store.upsert_customers(&[premium, quiet], 0).unwrap();
+        config.actions.journey_rules = vec![crate::config::JourneyRule {
+            journey: "portal".into(),
+            failures: 3,
+            within_hours: 24,
+            segments: vec!["premium".into()],
+            plans: vec![],
+            action: "service_ticket".into(),
+            contact: true,
+        }];
+        // One failed episode in five per window: 20%, not enough for an incident.
+        let lines = || ["a1", "a2", "a3"].iter().map(|id| journey_line(id, 1, "tls")).collect::<Vec<_>>();
+        for n in 1..=2 {
+            window_of(&mut store, &config, n, lines());
+        }
+        assert!(store.actions(None, false, 10).unwrap().is_empty(), "two failures are below the rule");
+        for n in 3..=4 {
+            window_of(&mut store, &config, n, lines());
+        }
+        let actions = store.actions(None, false, 10).unwrap();
+        assert_eq!(actions.len(), 2, "{actions:#?}");
+        let a1 = actions.iter().find(|a| a.customer_id == "a1").unwrap();
+        assert_eq!((a1.action.as_str(), a1.contact, a1.incident_id), ("service_ticket", true, None));
+        assert_eq!(a1.rule.as_deref(), Some("journey:portal"));
+        assert!(a1.reason.contains("3 \"portal\" journeys failed"), "{}", a1.reason);
+        let a2 = actions.iter().find(|a| a.customer_id == "a2").unwrap();
+        assert_eq!(a2.action, "none");
+        assert!(a2.reason.contains("opted out"), "{}", a2.reason);
+        assert!(store.incidents("all", 10).unwrap().is_empty());
+
+        // Four windows of three customers with five episodes each, one failed at "tls".
+        let stats = store.journey_stats("access_node", 0, i64::MAX).unwrap();
+        assert_eq!(stats.len(), 1);
+        let s = &stats[0];
+        assert_eq!((s.group.as_str(), s.customers, s.ok, s.failed), ("OLT-1", 3, 48, 12));
+        assert_eq!(s.failed_steps, [("tls".to_string(), 12)].into());
+        let h = s.latency.as_ref().unwrap();
+        assert_eq!(h.len(), 48);
+        assert!(h.equivalent(h.value_at_quantile(0.9), 300_000));
+        assert_eq!(s.to_json()["success_rate"], json!(0.8));
+        let segments = store.journey_stats("segment", 2 * WINDOW, 3 * WINDOW).unwrap();
+        let by: BTreeMap<&str, u64> = segments.iter().map(|s| (s.group.as_str(), s.ok + s.failed)).collect();
+        assert_eq!(by, BTreeMap::from([("premium", 10), ("residential", 5)]));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

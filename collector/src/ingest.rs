@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 /// What the writer stores; `ack` goes back to the broker once it is committed.
 pub enum Work {
     Report { report: Box<Incoming>, received_ms: i64, ack: Publish },
-    State { agent_id: String, state: AgentState, received_ms: i64, ack: Publish },
+    State { agent_id: String, state: Box<AgentState>, received_ms: i64, ack: Publish },
 }
 
 /// Payloads up to this size reach the decoder, which refuses what exceeds the report limit;
@@ -76,7 +76,7 @@ pub fn classify(publish: &Publish, received_ms: i64) -> Result<Option<Work>, Rej
         }
         Some(Topic::State(_)) if publish.payload.is_empty() => Ok(None),
         Some(Topic::State(agent)) => {
-            let state: AgentState = serde_json::from_slice(&publish.payload).map_err(|_| Reject::Topic)?;
+            let state: Box<AgentState> = serde_json::from_slice(&publish.payload).map_err(|_| Reject::Topic)?;
             Ok(Some(Work::State { agent_id: agent.to_string(), state, received_ms, ack: publish.clone() }))
         }
         None => Err(Reject::Topic),

@@ -116,7 +116,11 @@ impl Incident {
 #[derive(Clone, Debug, Serialize)]
 pub struct Action {
     pub id: i64,
-    pub incident_id: i64,
+    /// The incident behind it; none for an action a journey rule chose.
+    pub incident_id: Option<i64>,
+    /// The journey rule behind it, as `journey:NAME`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
     pub customer_id: String,
     /// `outage_notice`, `wifi_help`, `service_ticket`, `hold_marketing` or `none`.
     pub action: String,
@@ -146,6 +150,10 @@ pub struct Agent {
     pub health: serde_json::Value,
     /// Access nodes of the customers this agent has reported on.
     pub access_nodes: Vec<String>,
+    /// The pushed configuration the agent runs (empty: its own file), and why it refused the
+    /// latest push, if it did.
+    pub config_version: String,
+    pub config_error: String,
 }
 
 /// An agent's birth message or last will, from its retained `state` topic.
@@ -161,4 +169,8 @@ pub struct AgentState {
     pub version: String,
     #[serde(default)]
     pub capabilities: Vec<String>,
+    #[serde(default)]
+    pub config_version: String,
+    #[serde(default)]
+    pub config_error: String,
 }

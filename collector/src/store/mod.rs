@@ -48,6 +48,69 @@ pub enum Stored {
     AfterEvaluation,
 }
 
+/// One journey's episodes in a group of customers: a window's when stored, a range's when
+/// read back, with the latency histogram merged exactly.
+#[derive(Clone, Debug, Default)]
+pub struct JourneyStats {
+    pub dimension: String,
+    pub group: String,
+    pub journey: String,
+    pub phase: String,
+    pub channel: String,
+    /// Customers who ran the journey.
+    pub customers: u64,
+    pub ok: u64,
+    pub failed: u64,
+    pub timeout: u64,
+    pub abandoned: u64,
+    pub failed_steps: BTreeMap<String, u64>,
+    pub latency: Option<hdrhistogram::Histogram<u64>>,
+}
+
+impl JourneyStats {
+    pub fn add_steps(&mut self, steps: &BTreeMap<String, u64>) {
+        for (step, n) in steps {
+            *self.failed_steps.entry(step.clone()).or_default() += n;
+        }
+    }
+
+    /// Adds a V2-encoded histogram; bytes that do not decode add nothing.
+    pub fn add_latency(&mut self, hdr: &[u8]) {
+        if hdr.is_empty() {
+            return;
+        }
+        let wire =
+            edgeprobe_wire::WireHistogram { count: 0, min: 0, max: 0, p50: 0, p90: 0, p99: 0, hdr: hdr.to_vec() };
+        let Ok(h) = wire.histogram() else { return };
+        match self.latency.as_mut() {
+            Some(m) => {
+                let _ = m.add(&h);
+            }
+            None => self.latency = Some(h),
+        }
+    }
+
+    /// The API's shape: counts, success rate and latency percentiles in µs.
+    pub fn to_json(&self) -> serde_json::Value {
+        let episodes = self.ok + self.failed + self.timeout;
+        let pct = |q: f64| self.latency.as_ref().filter(|h| !h.is_empty()).map(|h| h.value_at_quantile(q));
+        serde_json::json!({
+            "journey": self.journey,
+            "phase": self.phase,
+            "channel": self.channel,
+            "customers": self.customers,
+            "episodes": episodes,
+            "ok": self.ok,
+            "failed": self.failed,
+            "timeout": self.timeout,
+            "abandoned": self.abandoned,
+            "success_rate": (episodes > 0).then(|| (self.ok as f64 / episodes as f64 * 10_000.0).round() / 10_000.0),
+            "latency_us": {"p50": pct(0.5), "p90": pct(0.9), "p99": pct(0.99)},
+            "failed_steps": self.failed_steps,
+        })
+    }
+}
+
 /// One latency histogram of one subscriber (and service, or `""` for the whole line) in a window.
 #[derive(Clone, Debug)]
 pub struct SampleRow {
@@ -129,12 +192,13 @@ fn customer(r: &Row) -> Customer {
     }
 }
 
-const ACTION_COLUMNS: &str = "id, incident_id, customer_id, action, contact, reason, created_ms, ended_ms";
+const ACTION_COLUMNS: &str = "id, incident_id, customer_id, action, contact, reason, created_ms, ended_ms, rule";
 
 fn action(r: &Row) -> Action {
     Action {
         id: r.int(0),
-        incident_id: r.int(1),
+        incident_id: Some(r.int(1)).filter(|id| *id > 0),
+        rule: Some(r.text(8)).filter(|r| !r.is_empty()),
         customer_id: r.text(2),
         action: r.text(3),
         contact: r.int(4) != 0,
@@ -430,9 +494,10 @@ impl Store {
     /// Records an agent's birth message or last will.
     pub fn record_state(&mut self, agent_id: &str, state: &AgentState, now_ms: i64) -> Result<()> {
         self.db.execute(
-            "INSERT INTO agents (agent_id, online, stopped, boot_id, version, capabilities, state_ms, reports) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, 0) ON CONFLICT (agent_id) DO UPDATE SET online = excluded.online, \
-             stopped = excluded.stopped, \
+            "INSERT INTO agents (agent_id, online, stopped, boot_id, version, capabilities, state_ms, reports, \
+             config_version, config_error) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?) ON CONFLICT (agent_id) DO UPDATE SET \
+             online = excluded.online, stopped = excluded.stopped, config_version = excluded.config_version, \
+             config_error = excluded.config_error, \
              boot_id = CASE WHEN excluded.boot_id = '' THEN agents.boot_id ELSE excluded.boot_id END, \
              version = CASE WHEN excluded.version = '' THEN agents.version ELSE excluded.version END, \
              capabilities = excluded.capabilities, state_ms = excluded.state_ms",
@@ -444,6 +509,8 @@ impl Store {
                 state.version.as_str().into(),
                 json(&state.capabilities).into(),
                 now_ms.into(),
+                state.config_version.as_str().into(),
+                state.config_error.as_str().into(),
             ],
         )?;
         Ok(())
@@ -472,30 +539,19 @@ impl Store {
         Ok(n == 1)
     }
 
-    pub fn window_samples(&mut self, window_start: i64) -> Result<Vec<SampleRow>> {
+    /// Every subscriber's part of every report of a window (one per agent that saw it).
+    pub fn window_lines(&mut self, window_start: i64) -> Result<Vec<SubscriberReport>> {
         let rows =
             self.db.query("SELECT window_start, report FROM lines WHERE window_start = ?", &[window_start.into()])?;
-        let mut out = Vec::new();
-        for (ws, line) in decode_lines(&rows)? {
-            push_samples(&mut out, ws, &line.subscriber, "", &line.metrics);
-            for svc in &line.services {
-                push_samples(&mut out, ws, &line.subscriber, &svc.service, &svc.metrics);
-            }
-        }
-        Ok(out)
+        Ok(decode_lines(&rows)?.into_iter().map(|(_, line)| line).collect())
+    }
+
+    pub fn window_samples(&mut self, window_start: i64) -> Result<Vec<SampleRow>> {
+        Ok(samples_of(window_start, &self.window_lines(window_start)?))
     }
 
     pub fn window_counters(&mut self, window_start: i64) -> Result<Vec<(String, String, CounterRow)>> {
-        let rows =
-            self.db.query("SELECT window_start, report FROM lines WHERE window_start = ?", &[window_start.into()])?;
-        let mut out = Vec::new();
-        for (_, line) in decode_lines(&rows)? {
-            out.push((line.subscriber.clone(), String::new(), counter_row(&line.counters)));
-            for svc in &line.services {
-                out.push((line.subscriber.clone(), svc.service.clone(), counter_row(&svc.counters)));
-            }
-        }
-        Ok(out)
+        Ok(counters_of(&self.window_lines(window_start)?))
     }
 
     /// Per customer and metric: the baseline p90 in µs and how many windows built it.
@@ -614,18 +670,28 @@ impl Store {
     /// Stores an action unless the same one exists for the incident and customer.
     pub fn insert_action(&mut self, a: &Action) -> Result<bool> {
         let n = self.db.execute(
-            "INSERT INTO actions (incident_id, customer_id, action, contact, reason, created_ms) VALUES (?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (incident_id, customer_id, action) DO NOTHING",
+            "INSERT INTO actions (incident_id, customer_id, action, contact, reason, created_ms, rule) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (incident_id, customer_id, action) WHERE incident_id > 0 DO NOTHING",
             &[
-                a.incident_id.into(),
+                a.incident_id.unwrap_or(0).into(),
                 a.customer_id.as_str().into(),
                 a.action.as_str().into(),
                 a.contact.into(),
                 a.reason.as_str().into(),
                 a.created_ms.into(),
+                a.rule.as_deref().unwrap_or("").into(),
             ],
         )?;
         Ok(n == 1)
+    }
+
+    /// Whether a journey rule chose an action for this customer since `since_ms`.
+    pub fn has_rule_action(&mut self, customer_id: &str, rule: &str, since_ms: i64) -> Result<bool> {
+        let rows = self.db.query(
+            "SELECT 1 FROM actions WHERE customer_id = ? AND rule = ? AND created_ms >= ?",
+            &[customer_id.into(), rule.into(), since_ms.into()],
+        )?;
+        Ok(!rows.is_empty())
     }
 
     /// Whether the customer already has a suggestion for this incident.
@@ -690,7 +756,7 @@ impl Store {
         }
         let rows = self.db.query(
             "SELECT agent_id, online, stopped, boot_id, version, capabilities, state_ms, last_report_ms, last_window_ms, \
-             reports, capture, health FROM agents ORDER BY agent_id",
+             reports, capture, health, config_version, config_error FROM agents ORDER BY agent_id",
             &[],
         )?;
         Ok(rows
@@ -709,6 +775,8 @@ impl Store {
                 capture: serde_json::from_str(&r.text(10)).unwrap_or_default(),
                 health: serde_json::from_str(&r.text(11)).unwrap_or_default(),
                 access_nodes: by_agent.remove(&r.text(0)).unwrap_or_default(),
+                config_version: r.text(12),
+                config_error: r.text(13),
             })
             .collect())
     }
@@ -724,6 +792,101 @@ impl Store {
     }
 
     // ---- queries
+
+    /// A subscriber's lines of windows in `[since_ms, until_ms)`, oldest first.
+    pub fn subscriber_lines(
+        &mut self,
+        subscriber_id: &str,
+        since_ms: i64,
+        until_ms: i64,
+    ) -> Result<Vec<(i64, SubscriberReport)>> {
+        let rows = self.db.query(
+            "SELECT window_start, report FROM lines WHERE subscriber_id = ? AND window_start >= ? \
+             AND window_start < ? ORDER BY window_start",
+            &[subscriber_id.into(), since_ms.into(), until_ms.into()],
+        )?;
+        decode_lines(&rows)
+    }
+
+    /// Failed and timed-out episodes of one journey of a subscriber in `[since_ms, until_ms)`.
+    pub fn journey_failures(
+        &mut self,
+        subscriber_id: &str,
+        journey: &str,
+        since_ms: i64,
+        until_ms: i64,
+    ) -> Result<u64> {
+        Ok(self
+            .subscriber_lines(subscriber_id, since_ms, until_ms)?
+            .iter()
+            .flat_map(|(_, line)| line.journeys.iter().filter(|j| j.journey == journey))
+            .map(|j| j.failed + j.timeout)
+            .sum())
+    }
+
+    /// Stores one window's journey figures per group (see `JourneyStats`).
+    pub fn save_journey_stats(&mut self, window_start: i64, stats: &[JourneyStats]) -> Result<()> {
+        let mut rows: Vec<Value> = Vec::with_capacity(stats.len() * 13);
+        for s in stats {
+            let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+            let hdr = s.latency.as_ref().map(|h| edgeprobe_wire::WireHistogram::from_histogram(h).hdr);
+            rows.extend([
+                window_start.into(),
+                s.dimension.as_str().into(),
+                s.group.as_str().into(),
+                s.journey.as_str().into(),
+                s.phase.as_str().into(),
+                s.channel.as_str().into(),
+                int(s.customers).into(),
+                int(s.ok).into(),
+                int(s.failed).into(),
+                int(s.timeout).into(),
+                int(s.abandoned).into(),
+                json(&s.failed_steps).into(),
+                hdr.unwrap_or_default().into(),
+            ]);
+        }
+        self.insert_rows(
+            "INSERT INTO journey_stats (window_start, dimension, grp, journey, phase, channel, customers, ok, failed, \
+             timeout, abandoned, failed_steps, hdr)",
+            &row_shape(13),
+            13,
+            &rows,
+            "",
+        )
+    }
+
+    /// Journey figures per group of one dimension (`all`, `segment`, `region` or
+    /// `access_node`) over windows in `[since_ms, until_ms)`, merged.
+    pub fn journey_stats(&mut self, dimension: &str, since_ms: i64, until_ms: i64) -> Result<Vec<JourneyStats>> {
+        let rows = self.db.query(
+            "SELECT grp, journey, phase, channel, customers, ok, failed, timeout, abandoned, failed_steps, hdr \
+             FROM journey_stats WHERE dimension = ? AND window_start >= ? AND window_start < ?",
+            &[dimension.into(), since_ms.into(), until_ms.into()],
+        )?;
+        let mut merged: BTreeMap<(String, String), JourneyStats> = BTreeMap::new();
+        for r in rows {
+            let u = |i: usize| u64::try_from(r.int(i)).unwrap_or(0);
+            let s = merged.entry((r.text(0), r.text(1))).or_insert_with(|| JourneyStats {
+                dimension: dimension.to_string(),
+                group: r.text(0),
+                journey: r.text(1),
+                phase: r.text(2),
+                channel: r.text(3),
+                ..JourneyStats::default()
+            });
+            // Customers differ from window to window; the busiest window is a lower bound.
+            s.customers = s.customers.max(u(4));
+            s.ok += u(5);
+            s.failed += u(6);
+            s.timeout += u(7);
+            s.abandoned += u(8);
+            let steps: BTreeMap<String, u64> = serde_json::from_str(&r.text(9)).unwrap_or_default();
+            s.add_steps(&steps);
+            s.add_latency(&r.bytes(10));
+        }
+        Ok(merged.into_values().collect())
+    }
 
     /// A subscriber's whole-line histograms since `since_ms`, oldest window first.
     pub fn subscriber_samples(&mut self, subscriber_id: &str, since_ms: i64) -> Result<Vec<SampleRow>> {
@@ -794,6 +957,8 @@ impl Store {
                 "DELETE FROM reports WHERE window_start < ?",
                 "DELETE FROM windows WHERE window_start < ?",
                 "DELETE FROM actions WHERE incident_id IN (SELECT id FROM incidents WHERE resolved_at < ?)",
+                "DELETE FROM actions WHERE incident_id = 0 AND created_ms < ?",
+                "DELETE FROM journey_stats WHERE window_start < ?",
                 "DELETE FROM incidents WHERE resolved_at < ?",
             ] {
                 n += s.db.execute(sql, &[before_ms.into()])?;
@@ -812,6 +977,30 @@ fn decode_lines(rows: &[Row]) -> Result<Vec<(i64, SubscriberReport)>> {
             Ok((r.int(0), line))
         })
         .collect()
+}
+
+/// The histograms of a window's lines, whole line (service `""`) and per service.
+pub fn samples_of(window_start: i64, lines: &[SubscriberReport]) -> Vec<SampleRow> {
+    let mut out = Vec::new();
+    for line in lines {
+        push_samples(&mut out, window_start, &line.subscriber, "", &line.metrics);
+        for svc in &line.services {
+            push_samples(&mut out, window_start, &line.subscriber, &svc.service, &svc.metrics);
+        }
+    }
+    out
+}
+
+/// The counters of a window's lines as (subscriber, service, counters).
+pub fn counters_of(lines: &[SubscriberReport]) -> Vec<(String, String, CounterRow)> {
+    let mut out = Vec::new();
+    for line in lines {
+        out.push((line.subscriber.clone(), String::new(), counter_row(&line.counters)));
+        for svc in &line.services {
+            out.push((line.subscriber.clone(), svc.service.clone(), counter_row(&svc.counters)));
+        }
+    }
+    out
 }
 
 /// Appends a sample row for each non-empty histogram of `metrics`.

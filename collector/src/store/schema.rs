@@ -158,6 +158,43 @@ CREATE INDEX lines_window ON lines (window_start);
 CREATE INDEX lines_subscriber ON lines (subscriber_id, window_start);
 ",
     ),
+    (
+        // Journeys: group figures per window (merged when a window is evaluated, so a segment's
+        // day is 1,440 rows, not every line of it); actions a customer's own journey failures
+        // call for, outside any incident (incident_id 0, named by their rule); and the journey
+        // definitions and opt-outs pushed to agents, with what each agent runs.
+        3,
+        "
+CREATE TABLE journey_stats (
+    window_start BIGINT NOT NULL,
+    dimension TEXT NOT NULL,
+    grp TEXT NOT NULL,
+    journey TEXT NOT NULL,
+    phase TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    customers BIGINT NOT NULL,
+    ok BIGINT NOT NULL,
+    failed BIGINT NOT NULL,
+    timeout BIGINT NOT NULL,
+    abandoned BIGINT NOT NULL,
+    failed_steps TEXT NOT NULL,
+    hdr {BLOB} NOT NULL
+);
+CREATE INDEX journey_stats_window ON journey_stats (dimension, window_start);
+ALTER TABLE actions ADD COLUMN rule TEXT NOT NULL DEFAULT '';
+DROP INDEX actions_once;
+CREATE UNIQUE INDEX actions_once ON actions (incident_id, customer_id, action) WHERE incident_id > 0;
+CREATE INDEX actions_rule ON actions (customer_id, rule, created_ms);
+ALTER TABLE agents ADD COLUMN config_version TEXT NOT NULL DEFAULT '';
+ALTER TABLE agents ADD COLUMN config_error TEXT NOT NULL DEFAULT '';
+CREATE TABLE agent_config (
+    id BIGINT PRIMARY KEY,
+    version TEXT NOT NULL,
+    body TEXT NOT NULL,
+    updated_ms BIGINT NOT NULL
+);
+",
+    ),
 ];
 
 /// Data moves that SQL alone cannot do, run after the version's SQL in the same transaction.
