@@ -71,7 +71,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let publisher = if publish {
                 let identity =
                     Identity { agent_id: agent_id.clone(), boot_id: boot_id.clone(), capabilities: capabilities() };
-                Some(runtime.block_on(Publisher::start(config.mqtt.clone(), identity))?)
+                Some(runtime.block_on(Publisher::start(config.mqtt.clone(), identity, None))?)
             } else {
                 None
             };

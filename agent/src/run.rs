@@ -13,6 +13,8 @@ use crate::config::AgentConfig;
 use crate::publish::mqtt::{Identity, Publisher};
 use crate::replay::random_boot_id;
 use anyhow::Context;
+use edgeprobe_core::config::PushedConfig;
+use edgeprobe_core::journey::JourneyConfig;
 use edgeprobe_core::{LinkType, Probe, Timestamp};
 use std::io::Write;
 use std::sync::Arc;
@@ -35,7 +37,8 @@ pub fn run(config: AgentConfig, print_events: bool, capabilities: Vec<String>) -
     let agent_id = config.agent_id();
     let boot_id = random_boot_id();
     let identity = Identity { agent_id: agent_id.clone(), boot_id: boot_id.clone(), capabilities };
-    let publisher = runtime.block_on(Publisher::start(config.mqtt.clone(), identity))?;
+    let (pushed_tx, pushed) = std::sync::mpsc::channel();
+    let publisher = runtime.block_on(Publisher::start(config.mqtt.clone(), identity, Some(pushed_tx)))?;
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     runtime.spawn(async move {
@@ -76,6 +79,8 @@ pub fn run(config: AgentConfig, print_events: bool, capabilities: Vec<String>) -
         publisher: &publisher,
         out: print_events.then(|| std::io::BufWriter::new(stdout)),
         snaplen,
+        pushed,
+        local: (config.journeys.clone(), config.subscribers.opt_out.clone()),
     };
     match config.capture.backend {
         Backend::Ring => ring_loop(&mut m, &mut interfaces, &ring_config, &stop),
@@ -129,6 +134,10 @@ struct Measure<'a> {
     publisher: &'a Publisher,
     out: Option<std::io::BufWriter<std::io::Stdout>>,
     snaplen: usize,
+    /// Configs pushed by the collector, already checked by the publisher.
+    pushed: std::sync::mpsc::Receiver<Option<PushedConfig>>,
+    /// The config file's journeys and opt-outs, for when a push is withdrawn.
+    local: (Vec<JourneyConfig>, Vec<String>),
 }
 
 impl Measure<'_> {
@@ -143,6 +152,18 @@ impl Measure<'_> {
 
     /// Timers between packets, on the packet clock; they start with the first packet.
     fn tick(&mut self) {
+        while let Ok(update) = self.pushed.try_recv() {
+            let (journeys, mut opt_out) = self.local.clone();
+            let journeys = match update {
+                Some(pushed) => {
+                    opt_out.extend(pushed.opt_out);
+                    pushed.journeys
+                }
+                None => journeys,
+            };
+            self.probe.set_journeys(journeys);
+            self.probe.set_opt_out(opt_out);
+        }
         self.sample();
         if self.probe.counters().packets > 0 {
             self.probe.handle_timeout(self.clock.now(self.reading));

@@ -118,6 +118,7 @@ fn bench(label: &str, url: &str) {
         store: Mutex::new(reader),
         config: CollectorConfig::default(),
         metrics: Arc::new(Metrics::default()),
+        push_wake: Default::default(),
     });
     let rt = tokio::runtime::Runtime::new().unwrap();
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();

@@ -18,6 +18,8 @@ pub struct ApiState {
     pub store: Mutex<Store>,
     pub config: CollectorConfig,
     pub metrics: Arc<Metrics>,
+    /// Tells the push loop the agent config changed.
+    pub push_wake: Arc<tokio::sync::Notify>,
 }
 
 type Shared = Arc<ApiState>;
@@ -33,6 +35,7 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/incidents/{id}/ack", post(ack))
         .route("/api/v1/actions", get(actions))
         .route("/api/v1/journeys", get(journeys))
+        .route("/api/v1/agent-config", get(agent_config).put(set_agent_config))
         .route("/metrics", get(metrics))
         .with_state(state)
 }
@@ -196,6 +199,36 @@ async fn journeys(State(state): State<Shared>, Query(q): Query<JourneyQuery>) ->
         Ok(Json(json!({"by": by, "since": since, "until": until, "journeys": list})))
     })
     .await
+}
+
+/// The config pushed to agents, and which version each agent runs.
+async fn agent_config(State(state): State<Shared>) -> Result<Json<Value>, ApiError> {
+    with_store(&state, |store, _| {
+        let current = store.agent_config()?;
+        let version = current.as_ref().map(|c| c.0.clone());
+        let agents: Vec<Value> = store
+            .agents()?
+            .into_iter()
+            .map(|a| {
+                json!({"agent_id": a.agent_id, "online": a.online, "config_version": a.config_version,
+                    "config_error": a.config_error, "in_sync": version.as_deref() == Some(a.config_version.as_str())})
+            })
+            .collect();
+        let config = current.as_ref().and_then(|c| serde_json::from_str::<Value>(&c.1).ok());
+        Ok(Json(json!({"version": version, "config": config, "updated_ms": current.map(|c| c.2), "agents": agents})))
+    })
+    .await
+}
+
+/// Replaces the config pushed to agents (JSON: journeys, opt_out, optional version). An
+/// invalid one is refused with the reason, and the current one stays.
+async fn set_agent_config(State(state): State<Shared>, Json(body): Json<Value>) -> Result<Json<Value>, ApiError> {
+    let config = crate::push::parse(body).map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+    let version = config.version.clone();
+    let changed =
+        with_store(&state, move |store, _| Ok(crate::push::install(store, &config, crate::now_ms())?)).await?;
+    state.push_wake.notify_one();
+    Ok(Json(json!({"version": version, "changed": changed})))
 }
 
 #[derive(Deserialize)]

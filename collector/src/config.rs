@@ -18,6 +18,16 @@ pub struct CollectorConfig {
     /// SLA thresholds by plan name; customers on a plan not listed use `default`.
     pub plans: BTreeMap<String, PlanThresholds>,
     pub actions: ActionsConfig,
+    /// Journey definitions and opt-outs pushed to every agent.
+    pub agent_config: AgentConfigPush,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfigPush {
+    /// A TOML file of `[[journeys]]` (as in the agent's config), `opt_out = [...]` and an
+    /// optional `version`. Installed at start; `PUT /api/v1/agent-config` replaces it.
+    pub file: Option<PathBuf>,
 }
 
 impl Default for CollectorConfig {
@@ -31,6 +41,7 @@ impl Default for CollectorConfig {
             correlation: CorrelationConfig::default(),
             plans,
             actions: ActionsConfig::default(),
+            agent_config: AgentConfigPush::default(),
         }
     }
 }

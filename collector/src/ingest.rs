@@ -89,6 +89,7 @@ pub async fn run(
     config: BrokerConfig,
     work: mpsc::Sender<Work>,
     mut committed: mpsc::UnboundedReceiver<Publish>,
+    mut outgoing: mpsc::Receiver<crate::push::Outgoing>,
     metrics: Arc<Metrics>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
@@ -107,6 +108,12 @@ pub async fn run(
     loop {
         let event = tokio::select! {
             e = eventloop.poll() => e,
+            Some((topic, payload)) = outgoing.recv() => {
+                // Retained, so an agent that connects later still gets it; a publish lost
+                // here is sent again by the push loop.
+                let _ = client.try_publish(topic, QoS::AtLeastOnce, true, payload);
+                continue;
+            }
             _ = shutdown.changed() => break,
         };
         match event {

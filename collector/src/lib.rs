@@ -14,6 +14,7 @@ pub mod customers;
 pub mod ingest;
 pub mod metrics;
 pub mod model;
+pub mod push;
 pub mod store;
 pub mod writer;
 
@@ -35,10 +36,16 @@ pub async fn serve(
     if config.broker.embedded {
         broker::start(config.broker.embedded_listen)?;
     }
+    let pushed = config.agent_config.file.as_deref().map(push::load).transpose()?;
     let url = config.storage.url.clone();
     let (writer_store, read_store) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let w = store::Store::open(&url).with_context(|| format!("storage {url}"))?;
-        let r = store::Store::open(&url).with_context(|| format!("storage {url}"))?;
+        let mut r = store::Store::open(&url).with_context(|| format!("storage {url}"))?;
+        if let Some(p) = &pushed
+            && push::install(&mut r, p, now_ms())?
+        {
+            eprintln!("edgeprobe-collector: agent config {} installed for pushing", p.version);
+        }
         Ok((w, r))
     })
     .await??;
@@ -50,9 +57,18 @@ pub async fn serve(
         std::thread::Builder::new().name("writer".into()).spawn(move || writer.run(work_rx, committed_tx))?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let ingest =
-        tokio::spawn(ingest::run(config.broker.clone(), work_tx, committed_rx, metrics.clone(), stop_rx.clone()));
-    let state = Arc::new(api::ApiState { store: Mutex::new(read_store), config, metrics });
+    let (push_tx, push_rx) = tokio::sync::mpsc::channel(256);
+    let ingest = tokio::spawn(ingest::run(
+        config.broker.clone(),
+        work_tx,
+        committed_rx,
+        push_rx,
+        metrics.clone(),
+        stop_rx.clone(),
+    ));
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let state = Arc::new(api::ApiState { store: Mutex::new(read_store), config, metrics, push_wake: wake.clone() });
+    tokio::spawn(push::run(state.clone(), push_tx, wake, stop_rx.clone()));
     let mut http_stop = stop_rx.clone();
     let http = tokio::spawn(async move {
         axum::serve(listener, api::router(state))

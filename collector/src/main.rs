@@ -66,7 +66,11 @@ fn main() -> ExitCode {
     let result = (|| -> anyhow::Result<bool> {
         match cli.command.unwrap_or(Command::Serve) {
             Command::CheckConfig { file } => {
-                CollectorConfig::load(&file)?;
+                let config = CollectorConfig::load(&file)?;
+                if let Some(push) = &config.agent_config.file {
+                    let pushed = edgeprobe_collector::push::load(push)?;
+                    println!("{}: ok, version {}", push.display(), pushed.version);
+                }
                 println!("{}: ok", file.display());
                 Ok(true)
             }

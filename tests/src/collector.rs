@@ -80,6 +80,15 @@ impl Collector {
         }
     }
 
+    /// Status and JSON body of a PUT.
+    pub fn put(&self, path: &str, body: Value) -> (u16, Value) {
+        match ureq::put(&format!("{}{path}", self.base)).send_json(body) {
+            Ok(r) => (r.status(), r.into_json().unwrap_or(Value::Null)),
+            Err(ureq::Error::Status(code, r)) => (code, r.into_json().unwrap_or(Value::Null)),
+            Err(e) => panic!("PUT {path}: {e}"),
+        }
+    }
+
     /// One sample from `/metrics`, by its name and labels as written there.
     pub fn metric(&self, series: &str) -> f64 {
         let text = ureq::get(&format!("{}/metrics", self.base)).call().unwrap().into_string().unwrap();

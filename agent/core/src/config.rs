@@ -133,6 +133,43 @@ impl CoreConfig {
     }
 }
 
+/// What a collector pushes to an agent on its retained `config` topic (JSON): journey
+/// definitions that replace the agent's own, and subscriber keys to leave unmeasured on top of
+/// the agent's own opt-outs (a push can add privacy, never take it away).
+#[derive(Clone, Debug, Default, Deserialize, serde::Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PushedConfig {
+    /// Names this configuration; the agent reports the version it runs.
+    pub version: String,
+    #[serde(default)]
+    pub journeys: Vec<crate::journey::JourneyConfig>,
+    #[serde(default)]
+    pub opt_out: Vec<String>,
+}
+
+/// Opt-outs a push may carry: a bound on what one message can make the agent hold.
+pub const MAX_PUSHED_OPT_OUTS: usize = 100_000;
+
+impl PushedConfig {
+    /// Decodes and checks a pushed configuration; the error says what is wrong.
+    pub fn parse(payload: &[u8]) -> Result<PushedConfig, String> {
+        let config: PushedConfig = serde_json::from_slice(payload).map_err(|e| format!("not a valid config: {e}"))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        let v = &self.version;
+        if v.is_empty() || v.len() > 64 || v.chars().any(|c| c.is_control()) {
+            return Err("version must be 1 to 64 printable characters".into());
+        }
+        if self.opt_out.len() > MAX_PUSHED_OPT_OUTS {
+            return Err(format!("at most {MAX_PUSHED_OPT_OUTS} opt-outs"));
+        }
+        crate::journey::validate(&self.journeys).map_err(|e| format!("journeys: {e}"))
+    }
+}
+
 pub(crate) fn secs_to_nanos(secs: f64) -> u64 {
     (secs * 1e9) as u64
 }

@@ -9,7 +9,7 @@
 
 use crate::event::{ConnectOutcome, Detail, EpisodeEvent, EpisodeOutcome, EpisodeStep, Event, TlsOutcome};
 use crate::time::Timestamp;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 
@@ -18,7 +18,7 @@ pub const MAX_STEPS: usize = 16;
 pub const MAX_JOURNEYS: usize = 64;
 
 /// One journey, as configured.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct JourneyConfig {
     pub name: String,
@@ -31,7 +31,7 @@ pub struct JourneyConfig {
     pub steps: Vec<StepConfig>,
     /// Complete once this many bytes came down the last step's connection; absent: at the first
     /// response byte of the last step.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub complete_bytes: Option<u64>,
     #[serde(default = "default_timeout")]
     pub timeout_secs: f64,
@@ -51,13 +51,17 @@ fn one() -> usize {
 
 /// One step: exactly one of `dns` (the name asked), `sni`, `http_host` (globs, `*` and `?`,
 /// case-insensitive) or `port` (the server port of a new connection; 0 is any).
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct StepConfig {
     pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub dns: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub sni: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub http_host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
 }
 
@@ -210,6 +214,13 @@ impl Tracker {
             completing: 0,
             next_deadline: None,
         }
+    }
+
+    /// New definitions: open episodes of the old ones end unreported and count as evicted.
+    pub fn replace(&mut self, journeys: Vec<JourneyConfig>) {
+        let evicted = self.evicted + self.open.len() as u64;
+        *self = Tracker::new(journeys, self.capacity);
+        self.evicted = evicted;
     }
 
     /// No journeys are configured: the probe need not show it anything.

@@ -143,6 +143,20 @@ impl Probe {
         self.counters.kernel_drops += drops;
     }
 
+    /// New journey definitions, from now on; episodes open under the old ones end unreported
+    /// and count as evicted.
+    pub fn set_journeys(&mut self, journeys: Vec<crate::journey::JourneyConfig>) {
+        self.config.journeys = journeys.clone();
+        self.journeys.replace(journeys);
+    }
+
+    /// The subscriber keys not measured, from now on. Flows already open keep the owner they
+    /// started with until they end.
+    pub fn set_opt_out(&mut self, opt_out: Vec<String>) {
+        self.config.subscribers.opt_out = opt_out.clone();
+        self.resolver.set_opt_out(opt_out);
+    }
+
     /// Names the agent and this run in reports.
     pub fn set_identity(&mut self, agent_id: String, boot_id: String) {
         self.windows.set_identity(Identity { agent_id, boot_id });

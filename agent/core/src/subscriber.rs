@@ -154,6 +154,14 @@ impl Resolver {
         }
     }
 
+    /// Replaces the opt-out list; the line a CPE serves is judged again.
+    pub fn set_opt_out(&mut self, opt_out: Vec<String>) {
+        self.config.opt_out = opt_out;
+        if self.config.mode == Mode::Cpe {
+            self.cpe_key = self.config.subscriber_id.clone().map(|id| self.owner(&id));
+        }
+    }
+
     pub fn learned_evictions(&self) -> u64 {
         self.leases.evictions
     }

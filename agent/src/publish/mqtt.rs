@@ -8,10 +8,15 @@
 //! PUBACK: after each CONNACK the publisher sends again, in order, all that the spool holds.
 //! Publishes are handed over only while connected and at most `MAX_IN_FLIGHT` at a time, so
 //! nothing waits in rumqttc's channel across a reconnect.
+//!
+//! The publisher also listens on the agent's retained `.../config` topic. A pushed config is
+//! checked here; a good one goes to the capture thread, a bad one is refused with its reason,
+//! and either way the state topic says which version runs and why the last push was refused.
 
 use super::spool::{ReportId, Spool};
 use anyhow::Context;
-use edgeprobe_wire::mqtt::{parse_url, report_topic, state_topic};
+use edgeprobe_core::config::PushedConfig;
+use edgeprobe_wire::mqtt::{config_topic, parse_url, report_topic, state_topic};
 use edgeprobe_wire::{AgentHealth, Encoding, Report, encode};
 use rumqttc::{
     AsyncClient, ConnectionError, Event, LastWill, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport,
@@ -117,6 +122,17 @@ pub struct Identity {
     pub capabilities: Vec<String>,
 }
 
+/// Pushed configs that passed the checks go here, `None` when the push was withdrawn (the
+/// retained message emptied): the agent's own file applies again.
+pub type ConfigSink = std::sync::mpsc::Sender<Option<PushedConfig>>;
+
+/// Which pushed config runs (empty: the agent's own file), and why the latest was refused.
+#[derive(Clone, Debug, Default)]
+struct ConfigStatus {
+    version: String,
+    error: String,
+}
+
 enum Command {
     Report(Box<Report>),
     /// Wait until the spool is empty or the deadline passes, then write the spool and go.
@@ -129,7 +145,12 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    pub async fn start(config: MqttConfig, identity: Identity) -> anyhow::Result<Publisher> {
+    /// Starts publishing; with `pushed`, the agent also takes configs from its config topic.
+    pub async fn start(
+        config: MqttConfig,
+        identity: Identity,
+        pushed: Option<ConfigSink>,
+    ) -> anyhow::Result<Publisher> {
         config.validate().map_err(|(field, reason)| anyhow::anyhow!("mqtt.{field}: {reason}"))?;
         let options = mqtt_options(&config, &identity)?;
         let spool = Spool::open(
@@ -140,7 +161,7 @@ impl Publisher {
         .with_context(|| format!("spool directory {:?}", config.spool_dir))?;
         let (commands, rx) = mpsc::channel(64);
         let encoding = if config.encoding == "json" { Encoding::Json } else { Encoding::Cbor };
-        tokio::spawn(run(options, identity, spool, encoding, rx));
+        tokio::spawn(run(options, identity, spool, encoding, rx, pushed));
         Ok(Publisher { commands })
     }
 
@@ -169,7 +190,7 @@ enum AgentStatus {
     Stopped,
 }
 
-fn state_payload(identity: &Identity, status: AgentStatus) -> Vec<u8> {
+fn state_payload(identity: &Identity, status: AgentStatus, config: &ConfigStatus) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
         "online": status == AgentStatus::Online,
         "stopped": status == AgentStatus::Stopped,
@@ -177,6 +198,8 @@ fn state_payload(identity: &Identity, status: AgentStatus) -> Vec<u8> {
         "boot_id": identity.boot_id,
         "version": env!("CARGO_PKG_VERSION"),
         "capabilities": identity.capabilities,
+        "config_version": config.version,
+        "config_error": config.error,
     }))
     .expect("state serializes")
 }
@@ -189,7 +212,7 @@ fn mqtt_options(config: &MqttConfig, identity: &Identity) -> anyhow::Result<Mqtt
     options.set_clean_session(true);
     options.set_last_will(LastWill::new(
         state_topic(&identity.agent_id),
-        state_payload(identity, AgentStatus::Vanished),
+        state_payload(identity, AgentStatus::Vanished, &ConfigStatus::default()),
         QoS::AtLeastOnce,
         true,
     ));
@@ -220,6 +243,8 @@ struct State {
     in_flight: Vec<(u16, Option<ReportId>)>,
     handed: HashSet<ReportId>,
     failures: u64,
+    pushed: Option<ConfigSink>,
+    config: ConfigStatus,
 }
 
 async fn run(
@@ -228,6 +253,7 @@ async fn run(
     spool: Spool,
     encoding: Encoding,
     mut commands: mpsc::Receiver<Command>,
+    pushed: Option<ConfigSink>,
 ) {
     let (client, mut eventloop) = AsyncClient::new(options, 2 * MAX_IN_FLIGHT);
     let (events_tx, mut events) = mpsc::channel::<Result<Event, ConnectionError>>(64);
@@ -259,6 +285,8 @@ async fn run(
         in_flight: Vec::new(),
         handed: HashSet::new(),
         failures: 0,
+        pushed,
+        config: ConfigStatus::default(),
     };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut shutdown: Option<(tokio::time::Instant, oneshot::Sender<usize>)> = None;
@@ -284,7 +312,12 @@ async fn run(
                     let topic = state_topic(&s.identity.agent_id);
                     let _ = s
                         .client
-                        .publish(topic, QoS::AtLeastOnce, true, state_payload(&s.identity, AgentStatus::Stopped))
+                        .publish(
+                            topic,
+                            QoS::AtLeastOnce,
+                            true,
+                            state_payload(&s.identity, AgentStatus::Stopped, &s.config),
+                        )
                         .await;
                     let _ = s.client.disconnect().await;
                     // Let the event loop send them.
@@ -329,12 +362,14 @@ impl State {
                 self.sent.clear();
                 self.in_flight.clear();
                 self.handed.clear();
-                let topic = state_topic(&self.identity.agent_id);
-                let birth = state_payload(&self.identity, AgentStatus::Online);
-                if self.client.try_publish(topic, QoS::AtLeastOnce, true, birth).is_ok() {
-                    self.sent.push_back(None);
+                self.publish_state();
+                if self.pushed.is_some() {
+                    let _ = self.client.try_subscribe(config_topic(&self.identity.agent_id), QoS::AtLeastOnce);
                 }
                 self.hand_over();
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) if p.topic == config_topic(&self.identity.agent_id) => {
+                self.on_config(&p.payload);
             }
             Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
                 if let Some(id) = self.sent.pop_front() {
@@ -361,6 +396,55 @@ impl State {
                 self.handed.clear();
             }
         }
+    }
+
+    /// The retained state: online, with the config status.
+    fn publish_state(&mut self) {
+        let topic = state_topic(&self.identity.agent_id);
+        let birth = state_payload(&self.identity, AgentStatus::Online, &self.config);
+        if self.client.try_publish(topic, QoS::AtLeastOnce, true, birth).is_ok() {
+            self.sent.push_back(None);
+        }
+    }
+
+    /// A message on the config topic: applied if it passes the checks, refused with its reason
+    /// otherwise, the last good config staying in force.
+    fn on_config(&mut self, payload: &[u8]) {
+        let Some(sink) = &self.pushed else { return };
+        let update = if payload.is_empty() { Ok(None) } else { PushedConfig::parse(payload).map(Some) };
+        match update {
+            Ok(config) => {
+                let version = config.as_ref().map(|c| c.version.clone()).unwrap_or_default();
+                if version == self.config.version && self.config.error.is_empty() {
+                    return; // the retained copy again, after a reconnect
+                }
+                match &config {
+                    Some(c) => eprintln!(
+                        "edgeprobe: applying pushed config {version}: {} journeys, {} opt-outs",
+                        c.journeys.len(),
+                        c.opt_out.len()
+                    ),
+                    None => eprintln!("edgeprobe: pushed config withdrawn; the config file applies again"),
+                }
+                if sink.send(config).is_err() {
+                    return; // the capture thread has stopped
+                }
+                self.config = ConfigStatus { version, error: String::new() };
+            }
+            Err(reason) => {
+                let named = serde_json::from_slice::<serde_json::Value>(payload)
+                    .ok()
+                    .and_then(|v| v.get("version").and_then(|v| v.as_str()).map(str::to_string));
+                let running = if self.config.version.is_empty() { "the config file" } else { &self.config.version };
+                let error = match named {
+                    Some(v) => format!("version {v:?} refused: {reason}"),
+                    None => format!("refused: {reason}"),
+                };
+                eprintln!("edgeprobe: pushed config {error}; keeping {running}");
+                self.config.error = error;
+            }
+        }
+        self.publish_state();
     }
 
     /// Hands spooled reports to rumqttc, oldest first, up to the in-flight limit.

@@ -11,6 +11,11 @@ pub fn state_topic(agent_id: &str) -> String {
     format!("{TOPIC_PREFIX}{agent_id}/state")
 }
 
+/// Where a collector pushes an agent's journeys and opt-outs (JSON, QoS 1, retained).
+pub fn config_topic(agent_id: &str) -> String {
+    format!("{TOPIC_PREFIX}{agent_id}/config")
+}
+
 pub const TOPIC_PREFIX: &str = "edgeprobe/v1/agents/";
 
 /// What a topic under [`TOPIC_PREFIX`] carries, and for which agent.

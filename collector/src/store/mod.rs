@@ -496,8 +496,9 @@ impl Store {
         self.db.execute(
             "INSERT INTO agents (agent_id, online, stopped, boot_id, version, capabilities, state_ms, reports, \
              config_version, config_error) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?) ON CONFLICT (agent_id) DO UPDATE SET \
-             online = excluded.online, stopped = excluded.stopped, config_version = excluded.config_version, \
-             config_error = excluded.config_error, \
+             online = excluded.online, stopped = excluded.stopped, \
+             config_version = CASE WHEN excluded.online = 1 THEN excluded.config_version ELSE agents.config_version END, \
+             config_error = CASE WHEN excluded.online = 1 THEN excluded.config_error ELSE agents.config_error END, \
              boot_id = CASE WHEN excluded.boot_id = '' THEN agents.boot_id ELSE excluded.boot_id END, \
              version = CASE WHEN excluded.version = '' THEN agents.version ELSE excluded.version END, \
              capabilities = excluded.capabilities, state_ms = excluded.state_ms",
@@ -740,6 +741,27 @@ impl Store {
         sql.push_str(" ORDER BY id DESC LIMIT ?");
         params.push(limit.into());
         Ok(self.db.query(&sql, &params)?.iter().map(action).collect())
+    }
+
+    // ---- pushed agent configuration
+
+    /// The config pushed to agents: version, JSON body and when it was set.
+    pub fn agent_config(&mut self) -> Result<Option<(String, String, i64)>> {
+        let rows = self.db.query("SELECT version, body, updated_ms FROM agent_config WHERE id = 1", &[])?;
+        Ok(rows.first().map(|r| (r.text(0), r.text(1), r.int(2))))
+    }
+
+    /// Sets the config pushed to agents; true if it differs from the one before.
+    pub fn save_agent_config(&mut self, version: &str, body: &str, now_ms: i64) -> Result<bool> {
+        if self.agent_config()?.is_some_and(|(v, b, _)| v == version && b == body) {
+            return Ok(false);
+        }
+        self.db.execute(
+            "INSERT INTO agent_config (id, version, body, updated_ms) VALUES (1, ?, ?, ?) ON CONFLICT (id) DO UPDATE \
+             SET version = excluded.version, body = excluded.body, updated_ms = excluded.updated_ms",
+            &[version.into(), body.into(), now_ms.into()],
+        )?;
+        Ok(true)
     }
 
     // ---- agents
