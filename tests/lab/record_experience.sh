@@ -6,7 +6,9 @@
 #   exp_slow_network.pcap  network 120 ms: what customers behind a failing access node see
 #   exp_slow_home.pcap     home 60 ms: a slow home network, the network fine
 #   exp_slow_service.pcap  video.lab.example answers after 1.5 s; everything else fine
+#   exp_portal_down.pcap   the portal's web server is down (connections refused); the rest fine
 # Delays are one way, so round trips are twice them. Run as root; needs what record.sh needs.
+# Arguments name the captures to record again; none records them all.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 fixtures=$(cd "$here/../fixtures" && pwd)
@@ -14,7 +16,8 @@ DURATION=${DURATION:-32}
 work=$(mktemp -d)
 trap '"$here/lab.sh" down; rm -rf "$work"' EXIT
 
-record() { # record NAME HOME_MS NET_MS VIDEO_DELAY_MS
+record() { # record NAME HOME_MS NET_MS VIDEO_DELAY_MS [PORTAL up|down]
+    if [ ${#only[@]} -gt 0 ] && [[ ! " ${only[*]} " == *" $1 "* ]]; then return; fi
     "$here/lab.sh" down
     "$here/lab.sh" up "$2" "$3"
     srv() { ip netns exec ep-srv "$@" </dev/null >>"$work/servers.log" 2>&1 & }
@@ -25,7 +28,7 @@ record() { # record NAME HOME_MS NET_MS VIDEO_DELAY_MS
     cp "$here/nginx.conf" "$work/nginx/nginx.conf"
     [ -f "$work/nginx/lab.crt" ] || openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
         -subj "/CN=lab.example" -keyout "$work/nginx/lab.key" -out "$work/nginx/lab.crt" >/dev/null 2>&1
-    srv nginx -p "$work/nginx" -c "$work/nginx/nginx.conf"
+    [ "${5:-up}" = down ] || srv nginx -p "$work/nginx" -c "$work/nginx/nginx.conf"
     srv python3 "$here/http_server.py" 198.51.100.10 8080
     sleep 1
     ip netns exec ep-gw tcpdump -q -i g0 -U -w "$work/$1" >/dev/null 2>&1 &
@@ -45,8 +48,10 @@ record() { # record NAME HOME_MS NET_MS VIDEO_DELAY_MS
     install -m 644 "$work/$1" "$fixtures/$1"
 }
 
+only=("$@")
 record exp_healthy.pcap 2 10 0
 record exp_slow_network.pcap 2 120 0
 record exp_slow_home.pcap 60 10 0
 record exp_slow_service.pcap 2 10 1500
+record exp_portal_down.pcap 2 10 0 down
 echo "recorded: $(cd "$fixtures" && ls -la exp_*)"

@@ -205,12 +205,26 @@ pub fn replay_agent(
     start_at: u64,
     interval_secs: u64,
 ) -> Vec<Value> {
+    replay_agent_with(dir, capture, agent_id, subscriber, broker, (start_at, interval_secs), "")
+}
+
+/// `replay_agent` with `extra` appended to the agent's config (journeys, say); `times` is the
+/// start and the report interval.
+pub fn replay_agent_with(
+    dir: &Path,
+    capture: &Path,
+    agent_id: &str,
+    subscriber: &str,
+    broker: &str,
+    (start_at, interval_secs): (u64, u64),
+    extra: &str,
+) -> Vec<Value> {
     let config = dir.join(format!("agent-{agent_id}.toml"));
     std::fs::write(
         &config,
         format!(
             "[agent]\nid = \"{agent_id}\"\n[measure]\nreport_interval_secs = {interval_secs}\n\
-             [subscribers]\nmode = \"cpe\"\nsubscriber_id = \"{subscriber}\"\n[mqtt]\nurl = \"{broker}\"\n"
+             [subscribers]\nmode = \"cpe\"\nsubscriber_id = \"{subscriber}\"\n[mqtt]\nurl = \"{broker}\"\n{extra}"
         ),
     )
     .unwrap();

@@ -6,7 +6,9 @@
 //! subscription and one PostgreSQL must reach the same result.
 
 use edgeprobe_tests::broker::{Broker, mosquitto};
-use edgeprobe_tests::collector::{Collector, TempDatabase, free_port, replay_agent, require_postgres};
+use edgeprobe_tests::collector::{
+    Collector, TempDatabase, free_port, replay_agent, replay_agent_with, require_postgres,
+};
 use edgeprobe_tests::{fixtures, prerequisite};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -268,4 +270,138 @@ fn postgres_two_collectors_share_the_work() {
     let Some(admin) = require_postgres() else { return };
     let db = TempDatabase::create(&admin, "scaleout");
     scenario(&db.url, "scaleout", 2);
+}
+
+/// The journey the agents follow: look up the portal, connect to it, get its first byte.
+const PORTAL_JOURNEY: &str = r#"
+[[journeys]]
+name = "portal"
+phase = "assurance"
+channel = "web"
+timeout_secs = 5
+steps = [
+    { name = "dns", dns = "portal.lab.example" },
+    { name = "connect", port = 80 },
+    { name = "page", http_host = "portal.lab.example" },
+]
+"#;
+
+/// A journey failing behind one access node: the portal's web server refuses the connections
+/// of OLT-A's customers while everyone else's portal visits work. One incident must name the
+/// node, the journey and the failing step; the journey figures per group must show it; and a
+/// journey rule gives the business customer a ticket of its own.
+fn journey_scenario(storage: &str, tag: &str) {
+    let dir = std::env::temp_dir().join(format!("edgeprobe-e2e-journey-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let broker = Broker::start(&dir.join("broker"), "");
+    let broker_url = format!("mqtt://127.0.0.1:{}", broker.port);
+    let http = free_port();
+    let rule = "[[actions.journey_rules]]\njourney = \"portal\"\nfailures = 3\nsegments = [\"business\"]\n\
+                action = \"service_ticket\"\n";
+    let config = format!("{}{rule}", config(broker.port, http, storage, "collector-journeys"));
+    let collector = Collector::start(&dir, "collector", http, &config);
+    let csv = dir.join("customers.csv");
+    std::fs::write(&csv, CUSTOMERS).unwrap();
+    assert!(collector.import_customers(&csv).status.success());
+
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let start = (now - 300) / 60 * 60 + 1;
+    let runs: Vec<_> = ["a1", "a2", "a3", "b1", "b2", "b3", "c1", "c2", "c3"]
+        .iter()
+        .map(|id| {
+            let capture =
+                fixtures().join(if id.starts_with('a') { "exp_portal_down.pcap" } else { "exp_healthy.pcap" });
+            let (dir, broker, sub) = (dir.clone(), broker_url.clone(), format!("sub-{id}"));
+            std::thread::spawn(move || {
+                let agent = format!("gw-{sub}");
+                replay_agent_with(&dir, &capture, &agent, &sub, &broker, (start, 10), PORTAL_JOURNEY)
+            })
+        })
+        .collect();
+    let reports: Vec<Value> = runs.into_iter().flat_map(|r| r.join().unwrap()).collect();
+    let windows: BTreeSet<u64> = reports.iter().map(|r| r["window_start"].as_u64().unwrap()).collect();
+    wait_sum(std::slice::from_ref(&collector), "edgeprobe_collector_reports_stored_total", reports.len() as f64);
+    wait_sum(std::slice::from_ref(&collector), "edgeprobe_collector_windows_evaluated_total", windows.len() as f64);
+
+    // What the agents reported, summed per access node, is what the collector must show.
+    let mut sent: BTreeMap<&str, (u64, u64, u64)> = BTreeMap::new();
+    for r in &reports {
+        for line in r["subscribers"].as_array().unwrap() {
+            let node = if line["subscriber"].as_str().unwrap().starts_with("sub-a") { "OLT-A" } else { "other" };
+            for j in line["journeys"].as_array().into_iter().flatten() {
+                let e = sent.entry(node).or_default();
+                let n = |k: &str| j[k].as_u64().unwrap_or(0);
+                *e = (
+                    e.0 + n("ok"),
+                    e.1 + n("failed") + n("timeout"),
+                    e.2 + j["failed_steps"]["connect"].as_u64().unwrap_or(0),
+                );
+            }
+        }
+    }
+    let (ok_a, failed_a, at_connect) = sent["OLT-A"];
+    assert_eq!((ok_a, failed_a), (0, at_connect), "OLT-A's portal visits all fail at connect: {sent:?}");
+    assert!(failed_a >= 20, "{sent:?}");
+    assert!(sent["other"].0 >= 60 && sent["other"].1 == 0, "{sent:?}");
+
+    let incidents = collector.get("/api/v1/incidents?state=all")["incidents"].as_array().unwrap().clone();
+    let summary: Vec<String> =
+        incidents.iter().map(|i| format!("{} {} {} {}", i["kind"], i["scope"], i["metric"], i["customers"])).collect();
+    assert_eq!(incidents.len(), 1, "exactly one incident, got {summary:#?}\n{}", collector.log());
+    let node = &incidents[0];
+    assert_eq!((node["kind"].as_str(), &node["scope"]), (Some("access_node"), &json!({"access_node": "OLT-A"})));
+    assert_eq!(node["state"], "open");
+    assert_eq!(ids(&node["customers"]), set(&["A1", "A2", "A3"]));
+    assert_eq!(node["value_at_risk"].as_f64().unwrap(), 195.5);
+    assert_eq!(node["metric"], "journey:portal");
+    assert_eq!((&node["evidence"]["journey"], &node["evidence"]["step"]), (&json!("portal"), &json!("connect")));
+    assert_eq!(node["evidence"]["median_value"], json!(1.0));
+    let cause = node["probable_cause"].as_str().unwrap();
+    assert!(cause.contains("\"portal\" journey (most at step \"connect\")") && cause.contains("OLT-A"), "{cause}");
+
+    // Journey figures per access node and per customer, from the same reports.
+    let by_node = collector.get("/api/v1/journeys?by=access_node&hours=1")["journeys"].as_array().unwrap().clone();
+    let of = |g: &str| by_node.iter().find(|j| j["group"] == g).unwrap_or_else(|| panic!("{g}: {by_node:#?}")).clone();
+    let a = of("OLT-A");
+    assert_eq!((a["ok"].as_u64(), a["failed"].as_u64(), a["customers"].as_u64()), (Some(0), Some(failed_a), Some(3)));
+    assert_eq!(a["success_rate"], json!(0.0));
+    assert_eq!(a["failed_steps"]["connect"].as_u64(), Some(at_connect));
+    let (b, c) = (of("OLT-B"), of("OLT-C"));
+    assert_eq!(b["ok"].as_u64().unwrap() + c["ok"].as_u64().unwrap(), sent["other"].0);
+    assert_eq!(b["success_rate"], json!(1.0));
+    assert!(b["latency_us"]["p90"].as_u64().unwrap() > 0, "{b}");
+    let a1 = collector.get("/api/v1/customers/A1");
+    assert_eq!(a1["journeys"][0]["journey"], "portal");
+    assert_eq!(a1["journeys"][0]["ok"], 0);
+    assert!(a1["journeys"][0]["failed"].as_u64().unwrap() > 0, "{a1}");
+
+    // The journey rule: a ticket for the business customer on OLT-A, beside the outage notice.
+    let actions = collector.get("/api/v1/actions")["actions"].as_array().unwrap().clone();
+    let ruled: Vec<&Value> = actions.iter().filter(|a| a["rule"] == "journey:portal").collect();
+    assert_eq!(ruled.len(), 1, "{actions:#?}");
+    assert_eq!((&ruled[0]["customer_id"], &ruled[0]["action"]), (&json!("A2"), &json!("service_ticket")));
+    assert_eq!(ruled[0]["incident_id"], Value::Null);
+    assert!(actions.iter().any(|a| a["customer_id"] == "A1" && a["action"] == "outage_notice"), "{actions:#?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn sqlite_a_journey_failing_behind_one_node_is_one_incident() {
+    if !prerequisite(mosquitto().is_some(), "mosquitto (apt-get install mosquitto)") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("edgeprobe-e2e-journey-db-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    journey_scenario(dir.to_str().unwrap(), "sqlite");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn postgres_a_journey_failing_behind_one_node_is_one_incident() {
+    if !prerequisite(mosquitto().is_some(), "mosquitto (apt-get install mosquitto)") {
+        return;
+    }
+    let Some(admin) = require_postgres() else { return };
+    let db = TempDatabase::create(&admin, "journeys");
+    journey_scenario(&db.url, "postgres");
 }
