@@ -129,7 +129,17 @@ fn bench(label: &str, url: &str) {
         1440 + OTHERS_WITH_DATA,
         loaded.as_secs_f64()
     );
-    for path in ["/api/v1/incidents?state=open", "/api/v1/customers/C-000000", "/api/v1/incidents/500"] {
+    // The API, then the console's pages (server-rendered HTML, plots included).
+    let paths = [
+        "/api/v1/incidents?state=open",
+        "/api/v1/customers/C-000000",
+        "/api/v1/incidents/500",
+        "/",
+        "/incidents/500",
+        "/customers/C-000000",
+        "/history",
+    ];
+    for path in paths {
         let (p50, max, bytes) = time_get(&base, path, 20);
         println!(
             "{label}: GET {path:<32} p50 {:>7.2} ms  max {:>7.2} ms  ({bytes} bytes)",

@@ -1,13 +1,14 @@
 //! The HTTP API (JSON) and `/metrics`. Handlers read through their own store connection on
 //! the blocking pool, so a slow query never stalls ingest.
 
+use crate::auth::User;
 use crate::config::CollectorConfig;
 use crate::metrics::Metrics;
 use crate::model::Incident;
 use crate::store::{JourneyStats, Store, StoreError};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -26,7 +27,6 @@ type Shared = Arc<ApiState>;
 
 pub fn router(state: Shared) -> Router {
     Router::new()
-        .route("/", get(console))
         .route("/api/v1/health", get(health))
         .route("/api/v1/agents", get(agents))
         .route("/api/v1/customers/{customer_id}", get(customer))
@@ -37,10 +37,12 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/journeys", get(journeys))
         .route("/api/v1/agent-config", get(agent_config).put(set_agent_config))
         .route("/metrics", get(metrics))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::require))
+        .merge(crate::console::router(state.clone()))
         .with_state(state)
 }
 
-struct ApiError(StatusCode, String);
+pub struct ApiError(pub StatusCode, pub String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -55,7 +57,7 @@ impl From<StoreError> for ApiError {
 }
 
 /// Runs `f` with the read connection on the blocking pool.
-async fn with_store<T: Send + 'static>(
+pub(crate) async fn with_store<T: Send + 'static>(
     state: &Shared,
     f: impl FnOnce(&mut Store, &ApiState) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -222,7 +224,12 @@ async fn agent_config(State(state): State<Shared>) -> Result<Json<Value>, ApiErr
 
 /// Replaces the config pushed to agents (JSON: journeys, opt_out, optional version). An
 /// invalid one is refused with the reason, and the current one stays.
-async fn set_agent_config(State(state): State<Shared>, Json(body): Json<Value>) -> Result<Json<Value>, ApiError> {
+async fn set_agent_config(
+    State(state): State<Shared>,
+    Extension(user): Extension<User>,
+    Json(body): Json<Value>,
+) -> Result<Json<Value>, ApiError> {
+    operator(&user)?;
     let config = crate::push::parse(body).map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e))?;
     let version = config.version.clone();
     let changed =
@@ -238,7 +245,7 @@ struct IncidentQuery {
 }
 
 /// Open incidents first by severity, then by value at risk; otherwise the newest first.
-fn rank(incidents: &mut [Incident]) {
+pub(crate) fn rank(incidents: &mut [Incident]) {
     incidents.sort_by(|a, b| {
         let open = |i: &Incident| i.state == "open";
         open(b)
@@ -283,10 +290,14 @@ struct AckBody {
 
 async fn ack(
     State(state): State<Shared>,
+    Extension(user): Extension<User>,
     Path(id): Path<i64>,
     body: Option<Json<AckBody>>,
 ) -> Result<Json<Value>, ApiError> {
-    let by = body.and_then(|b| b.0.by).unwrap_or_else(|| "operator".into());
+    operator(&user)?;
+    // With a login, the acknowledgement is the login's; without one, whoever the caller says.
+    let by =
+        if user.authenticated { user.name } else { body.and_then(|b| b.0.by).unwrap_or_else(|| "operator".into()) };
     with_store(&state, move |store, _| {
         let i = store
             .ack_incident(id, &by, crate::now_ms())?
@@ -316,34 +327,11 @@ async fn metrics(State(state): State<Shared>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
-/// A plain list of open incidents, rendered on the server.
-async fn console(State(state): State<Shared>) -> Result<Html<String>, ApiError> {
-    with_store(&state, |store, _| {
-        let mut list = store.incidents("open", 1000)?;
-        rank(&mut list);
-        let mut rows = String::new();
-        for i in &list {
-            let scope: Vec<String> = i.scope.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            rows.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{}</td></tr>\n",
-                i.id,
-                i.severity,
-                i.kind.as_str(),
-                escape(&scope.join(", ")),
-                i.affected_customers,
-                i.value_at_risk,
-                escape(&i.probable_cause)
-            ));
-        }
-        Ok(Html(format!(
-            "<!doctype html><html><head><meta charset=\"utf-8\"><title>edgeprobe NOC</title></head><body>\
-             <h1>Open incidents</h1><table border=\"1\" cellpadding=\"4\"><tr><th>id</th><th>severity</th><th>kind</th>\
-             <th>scope</th><th>customers</th><th>value at risk</th><th>probable cause</th></tr>\n{rows}</table></body></html>"
-        )))
-    })
-    .await
+/// Changes need an operator.
+fn operator(user: &User) -> Result<(), ApiError> {
+    if user.is_operator() {
+        Ok(())
+    } else {
+        Err(ApiError(StatusCode::FORBIDDEN, format!("{} has read-only access", user.name)))
+    }
 }

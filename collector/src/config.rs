@@ -108,12 +108,55 @@ impl Default for StorageConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    /// With users or tokens here, the console, the API and /metrics answer only to them.
+    pub auth: AuthConfig,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { listen: "127.0.0.1:8080".parse().expect("valid address") }
+        HttpConfig { listen: "127.0.0.1:8080".parse().expect("valid address"), auth: AuthConfig::default() }
     }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Basic-auth logins (the console in a browser).
+    pub users: Vec<Login>,
+    /// Bearer tokens (scripts, Prometheus).
+    pub tokens: Vec<Token>,
+}
+
+impl AuthConfig {
+    pub fn enabled(&self) -> bool {
+        !self.users.is_empty() || !self.tokens.is_empty()
+    }
+}
+
+/// `read` sees everything; `operator` also acknowledges incidents and changes what is pushed
+/// to agents.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Read,
+    Operator,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    pub name: String,
+    pub password: String,
+    pub role: Role,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Token {
+    /// Who the token is, in acknowledgements and logs.
+    pub name: String,
+    pub token: String,
+    pub role: Role,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -356,6 +399,13 @@ impl CollectorConfig {
             if !["service_ticket", "wifi_help", "outage_notice"].contains(&r.action.as_str()) {
                 return Err((field, "action must be service_ticket, wifi_help or outage_notice".into()));
             }
+        }
+        let auth = &self.http.auth;
+        if auth.users.iter().any(|u| u.name.is_empty() || u.name.contains(':') || u.password.len() < 8) {
+            return fail("http.auth.users", "names must be set and free of ':', passwords at least 8 characters");
+        }
+        if auth.tokens.iter().any(|t| t.token.len() < 16 || t.name.is_empty()) {
+            return fail("http.auth.tokens", "tokens must be at least 16 characters and named");
         }
         if self.broker.queue_capacity == 0 {
             return fail("broker.queue_capacity", "must be at least 1");

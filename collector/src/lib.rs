@@ -7,8 +7,10 @@
 
 pub mod actions;
 pub mod api;
+pub mod auth;
 pub mod broker;
 pub mod config;
+pub mod console;
 pub mod correlate;
 pub mod customers;
 pub mod ingest;

@@ -48,6 +48,8 @@ pub struct Metrics {
     pub queue_depth: AtomicI64,
     pub mqtt_connected: AtomicI64,
     pub mqtt_reconnects: AtomicU64,
+    /// HTTP requests refused for want of valid credentials.
+    pub auth_failures: AtomicU64,
 }
 
 impl Metrics {
@@ -94,6 +96,11 @@ impl Metrics {
             self.incidents_resolved.load(Relaxed),
         );
         counter("mqtt_reconnects_total", "Broker connection losses.", self.mqtt_reconnects.load(Relaxed));
+        counter(
+            "http_auth_failures_total",
+            "HTTP requests refused for want of valid credentials.",
+            self.auth_failures.load(Relaxed),
+        );
         let _ = writeln!(
             out,
             "# HELP edgeprobe_collector_reports_rejected_total Messages refused, by reason.\n\

@@ -16,19 +16,34 @@ pub struct Collector {
     pub base: String,
     pub config: PathBuf,
     log: PathBuf,
+    /// The Authorization header sent with every request, for a collector with a login.
+    pub auth: Option<String>,
 }
 
 impl Collector {
     /// Writes `config` (which must set `[http] listen` to `port`) to `dir` and starts the
     /// collector; returns once its API answers.
     pub fn start(dir: &Path, name: &str, port: u16, config: &str) -> Collector {
+        Collector::start_with_auth(dir, name, port, config, None)
+    }
+
+    /// `start` for a collector whose config sets a login; `auth` is the Authorization header.
+    pub fn start_with_auth(dir: &Path, name: &str, port: u16, config: &str, auth: Option<String>) -> Collector {
         std::fs::create_dir_all(dir).unwrap();
         let path = dir.join(format!("{name}.toml"));
         std::fs::write(&path, config).unwrap();
         let log = dir.join(format!("{name}.log"));
-        let mut c = Collector { child: None, base: format!("http://127.0.0.1:{port}"), config: path, log };
+        let mut c = Collector { child: None, base: format!("http://127.0.0.1:{port}"), config: path, log, auth };
         c.restart();
         c
+    }
+
+    fn request(&self, method: &str, path: &str) -> ureq::Request {
+        let r = ureq::request(method, &format!("{}{path}", self.base));
+        match &self.auth {
+            Some(a) => r.set("Authorization", a),
+            None => r,
+        }
     }
 
     /// Starts the process (again) with the same config.
@@ -44,7 +59,7 @@ impl Collector {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if ureq::get(&format!("{}/api/v1/health", self.base)).timeout(Duration::from_secs(2)).call().is_ok() {
+            if self.request("GET", "/api/v1/health").timeout(Duration::from_secs(2)).call().is_ok() {
                 return;
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
@@ -60,7 +75,7 @@ impl Collector {
     }
 
     pub fn get(&self, path: &str) -> Value {
-        match ureq::get(&format!("{}{path}", self.base)).call() {
+        match self.request("GET", path).call() {
             Ok(r) => r.into_json().expect("JSON body"),
             Err(e) => panic!("GET {path}: {e}"),
         }
@@ -68,12 +83,12 @@ impl Collector {
 
     /// The JSON body, or None on an error status (a store reconnecting answers 503 once).
     pub fn try_get(&self, path: &str) -> Option<Value> {
-        ureq::get(&format!("{}{path}", self.base)).call().ok().and_then(|r| r.into_json().ok())
+        self.request("GET", path).call().ok().and_then(|r| r.into_json().ok())
     }
 
     /// Status and JSON body of a POST.
     pub fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        match ureq::post(&format!("{}{path}", self.base)).send_json(body) {
+        match self.request("POST", path).send_json(body) {
             Ok(r) => (r.status(), r.into_json().unwrap_or(Value::Null)),
             Err(ureq::Error::Status(code, r)) => (code, r.into_json().unwrap_or(Value::Null)),
             Err(e) => panic!("POST {path}: {e}"),
@@ -82,7 +97,7 @@ impl Collector {
 
     /// Status and JSON body of a PUT.
     pub fn put(&self, path: &str, body: Value) -> (u16, Value) {
-        match ureq::put(&format!("{}{path}", self.base)).send_json(body) {
+        match self.request("PUT", path).send_json(body) {
             Ok(r) => (r.status(), r.into_json().unwrap_or(Value::Null)),
             Err(ureq::Error::Status(code, r)) => (code, r.into_json().unwrap_or(Value::Null)),
             Err(e) => panic!("PUT {path}: {e}"),
@@ -91,7 +106,7 @@ impl Collector {
 
     /// One sample from `/metrics`, by its name and labels as written there.
     pub fn metric(&self, series: &str) -> f64 {
-        let text = ureq::get(&format!("{}/metrics", self.base)).call().unwrap().into_string().unwrap();
+        let text = self.request("GET", "/metrics").call().unwrap().into_string().unwrap();
         text.lines()
             .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
             .and_then(|v| v.trim().parse().ok())

@@ -76,18 +76,7 @@ impl JourneyStats {
 
     /// Adds a V2-encoded histogram; bytes that do not decode add nothing.
     pub fn add_latency(&mut self, hdr: &[u8]) {
-        if hdr.is_empty() {
-            return;
-        }
-        let wire =
-            edgeprobe_wire::WireHistogram { count: 0, min: 0, max: 0, p50: 0, p90: 0, p99: 0, hdr: hdr.to_vec() };
-        let Ok(h) = wire.histogram() else { return };
-        match self.latency.as_mut() {
-            Some(m) => {
-                let _ = m.add(&h);
-            }
-            None => self.latency = Some(h),
-        }
+        add_encoded(&mut self.latency, hdr);
     }
 
     /// The API's shape: counts, success rate and latency percentiles in µs.
@@ -108,6 +97,21 @@ impl JourneyStats {
             "latency_us": {"p50": pct(0.5), "p90": pct(0.9), "p99": pct(0.99)},
             "failed_steps": self.failed_steps,
         })
+    }
+}
+
+/// Merges a V2-encoded histogram into `into`; bytes that do not decode add nothing.
+pub fn add_encoded(into: &mut Option<hdrhistogram::Histogram<u64>>, hdr: &[u8]) {
+    if hdr.is_empty() {
+        return;
+    }
+    let wire = edgeprobe_wire::WireHistogram { count: 0, min: 0, max: 0, p50: 0, p90: 0, p99: 0, hdr: hdr.to_vec() };
+    let Ok(h) = wire.histogram() else { return };
+    match into.as_mut() {
+        Some(m) => {
+            let _ = m.add(&h);
+        }
+        None => *into = Some(h),
     }
 }
 
@@ -828,6 +832,46 @@ impl Store {
             &[subscriber_id.into(), since_ms.into(), until_ms.into()],
         )?;
         decode_lines(&rows)
+    }
+
+    /// The lines of several subscribers in `[since_ms, until_ms)`, oldest first.
+    pub fn lines_of(
+        &mut self,
+        subscribers: &[String],
+        since_ms: i64,
+        until_ms: i64,
+    ) -> Result<Vec<(i64, SubscriberReport)>> {
+        let mut out = Vec::new();
+        for chunk in subscribers.chunks(500) {
+            let sql = format!(
+                "SELECT window_start, report FROM lines WHERE window_start >= ? AND window_start < ? \
+                 AND subscriber_id IN ({})",
+                marks(chunk.len())
+            );
+            let mut params: Vec<Value> = vec![since_ms.into(), until_ms.into()];
+            params.extend(chunk.iter().map(Value::from));
+            out.extend(decode_lines(&self.db.query(&sql, &params)?)?);
+        }
+        out.sort_by_key(|(ws, _)| *ws);
+        Ok(out)
+    }
+
+    /// Up to `limit` customers not in `exclude`, from `region` when given: a comparison group.
+    pub fn other_customers(&mut self, exclude: &[String], region: Option<&str>, limit: i64) -> Result<Vec<Customer>> {
+        let take = limit + exclude.len() as i64;
+        let rows = match region {
+            Some(r) => {
+                let sql =
+                    format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE region = ? ORDER BY customer_id LIMIT ?");
+                self.db.query(&sql, &[r.into(), take.into()])?
+            }
+            None => {
+                let sql = format!("SELECT {CUSTOMER_COLUMNS} FROM customers ORDER BY customer_id LIMIT ?");
+                self.db.query(&sql, &[take.into()])?
+            }
+        };
+        let skip: HashSet<&str> = exclude.iter().map(String::as_str).collect();
+        Ok(rows.iter().map(customer).filter(|c| !skip.contains(c.customer_id.as_str())).take(limit as usize).collect())
     }
 
     /// Failed and timed-out episodes of one journey of a subscriber in `[since_ms, until_ms)`.

@@ -1,0 +1,688 @@
+//! The NOC console: server-rendered pages over the same store as the API. Open incidents update
+//! live (server-sent events say when, the page fetches the new rows), plots are SVG drawn here,
+//! and the assets are compiled in, so the console works without the internet. Acknowledging
+//! goes through the API, which only operators may call.
+
+pub mod svg;
+
+use crate::api::{ApiError, ApiState, with_store};
+use crate::auth::User;
+use crate::model::{Action, Incident};
+use crate::store::Store;
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse};
+use axum::routing::get;
+use axum::{Router, middleware};
+use edgeprobe_wire::{METRICS, SubscriberReport};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Arc;
+use std::time::Duration;
+use svg::{Series, chart};
+
+type Shared = Arc<ApiState>;
+
+const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 24 * HOUR_MS;
+/// How often the live view looks for changed incidents.
+const LIVE_EVERY: Duration = Duration::from_secs(2);
+
+pub fn router(state: Shared) -> Router<Shared> {
+    Router::new()
+        .route("/", get(incidents_page))
+        .route("/history", get(history_page))
+        .route("/incidents/{id}", get(incident_page))
+        .route("/customers/{id}", get(customer_page))
+        .route("/agents", get(agents_page))
+        .route("/console/incidents", get(incident_rows_fragment))
+        .route("/console/events", get(events))
+        .route("/static/console.css", get(|| async { ([(header::CONTENT_TYPE, "text/css")], CSS) }))
+        .route("/static/console.js", get(|| async { ([(header::CONTENT_TYPE, "text/javascript")], JS) }))
+        .layer(middleware::from_fn_with_state(state, crate::auth::require))
+}
+
+const CSS: &str = include_str!("console.css");
+const JS: &str = include_str!("console.js");
+
+pub(crate) fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn page(title: &str, user: &User, body: &str) -> Html<String> {
+    let role = if user.is_operator() { "operator" } else { "read" };
+    let who =
+        if user.authenticated { format!("{} ({role})", escape(&user.name)) } else { "no login configured".into() };
+    Html(format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" \
+         content=\"width=device-width\"><title>{} · edgeprobe NOC</title><link rel=\"stylesheet\" \
+         href=\"/static/console.css\"><script defer src=\"/static/console.js\"></script></head>\
+         <body data-role=\"{role}\"><header><nav><a href=\"/\">Incidents</a><a href=\"/history\">History</a>\
+         <a href=\"/agents\">Agents</a></nav><span class=\"user\">{who}</span></header>\
+         <p id=\"message\" role=\"status\"></p><main>{body}</main></body></html>",
+        escape(title)
+    ))
+}
+
+/// "3 min", "2 h 05 min", "4 d 3 h".
+fn span(ms: i64) -> String {
+    let min = ms.max(0) / 60_000;
+    match min {
+        0..60 => format!("{min} min"),
+        60..1440 => format!("{} h {:02} min", min / 60, min % 60),
+        _ => format!("{} d {} h", min / 1440, min % 1440 / 60),
+    }
+}
+
+/// A Unix ms time as `YYYY-MM-DD HH:MM UTC`.
+fn when(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, day) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", day / 3600, day % 3600 / 60)
+}
+
+fn scope(i: &Incident) -> String {
+    i.scope.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Open incidents first by severity, then by value at risk.
+fn ranked(mut list: Vec<Incident>) -> Vec<Incident> {
+    crate::api::rank(&mut list);
+    list
+}
+
+fn ack_cell(i: &Incident, user: &User) -> String {
+    match (&i.acked_by, user.is_operator()) {
+        (Some(by), _) => format!("<span class=\"acked\">acked by {}</span>", escape(by)),
+        (None, true) => format!("<button type=\"button\" data-ack=\"{}\">Acknowledge</button>", i.id),
+        (None, false) => "<span class=\"muted\">not acked</span>".into(),
+    }
+}
+
+/// The rows of the open-incident table; also what the live view fetches.
+fn incident_rows(list: &[Incident], user: &User, now: i64) -> String {
+    let mut rows = String::new();
+    for i in list {
+        let _ = write!(
+            rows,
+            "<tr data-id=\"{id}\" class=\"sev-{sev}\"><td><span class=\"sev\">{sev}</span></td><td>{kind}</td>\
+             <td><a href=\"/incidents/{id}\">{scope}</a></td><td class=\"cause\">{cause}</td>\
+             <td class=\"num\">{n}</td><td class=\"num\">{value:.2}</td><td>{open}</td><td>{ack}</td></tr>",
+            id = i.id,
+            sev = escape(&i.severity),
+            kind = i.kind.as_str(),
+            scope = escape(&scope(i)),
+            cause = escape(&i.probable_cause),
+            n = i.affected_customers,
+            value = i.value_at_risk,
+            open = i.opened_at.map_or("-".into(), |t| span(now - t)),
+            ack = ack_cell(i, user),
+        );
+    }
+    if list.is_empty() {
+        rows.push_str("<tr class=\"empty\"><td colspan=\"8\">No open incidents.</td></tr>");
+    }
+    rows
+}
+
+async fn incidents_page(
+    State(state): State<Shared>,
+    Extension(user): Extension<User>,
+) -> Result<Html<String>, ApiError> {
+    with_store(&state, move |store, _| {
+        let list = ranked(store.incidents("open", 10_000)?);
+        let rows = incident_rows(&list, &user, crate::now_ms());
+        let body = format!(
+            "<h1>Open incidents <span id=\"live\" class=\"muted\">live</span></h1><table id=\"incidents\"><thead><tr>\
+             <th>severity</th><th>kind</th><th>scope</th><th>probable cause</th><th>customers</th>\
+             <th>value at risk</th><th>open for</th><th></th></tr></thead><tbody>{rows}</tbody></table>"
+        );
+        Ok(page("Open incidents", &user, &body))
+    })
+    .await
+}
+
+async fn incident_rows_fragment(
+    State(state): State<Shared>,
+    Extension(user): Extension<User>,
+) -> Result<Html<String>, ApiError> {
+    with_store(&state, move |store, _| {
+        let list = ranked(store.incidents("open", 10_000)?);
+        Ok(Html(incident_rows(&list, &user, crate::now_ms())))
+    })
+    .await
+}
+
+/// A fingerprint of the open incidents: it changes when one opens, resolves, grows or is acked.
+fn fingerprint(store: &mut Store) -> crate::store::Result<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for i in store.active_incidents()? {
+        (i.id, &i.state, i.affected_customers, i.acked_at, &i.probable_cause).hash(&mut h);
+    }
+    Ok(h.finish())
+}
+
+/// Server-sent events: `incidents` whenever the open incidents change.
+async fn events(State(state): State<Shared>) -> impl IntoResponse {
+    let stream = futures_util::stream::unfold((state, None::<u64>), |(state, last)| async move {
+        loop {
+            let st = state.clone();
+            let now = tokio::task::spawn_blocking(move || {
+                let mut store = st.store.lock().unwrap_or_else(|p| p.into_inner());
+                fingerprint(&mut store).ok()
+            })
+            .await
+            .ok()
+            .flatten();
+            if let Some(now) = now
+                && last.is_some_and(|l| l != now)
+            {
+                let event = Event::default().event("incidents").data(now.to_string());
+                return Some((Ok::<_, std::convert::Infallible>(event), (state, Some(now))));
+            }
+            let last = now.or(last);
+            tokio::time::sleep(LIVE_EVERY).await;
+            if last.is_none() {
+                continue;
+            }
+            return Some((Ok(Event::default().comment("tick")), (state, last)));
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    kind: Option<String>,
+    q: Option<String>,
+    days: Option<i64>,
+}
+
+async fn history_page(
+    State(state): State<Shared>,
+    Extension(user): Extension<User>,
+    Query(q): Query<HistoryQuery>,
+) -> Result<Html<String>, ApiError> {
+    with_store(&state, move |store, _| {
+        let now = crate::now_ms();
+        let days = q.days.unwrap_or(7).clamp(1, 366);
+        let kind = q.kind.clone().filter(|k| !k.is_empty());
+        let text = q.q.clone().unwrap_or_default().to_lowercase();
+        let list: Vec<Incident> = store
+            .incidents("resolved", 10_000)?
+            .into_iter()
+            .filter(|i| i.resolved_at.is_some_and(|r| r >= now - days * DAY_MS))
+            .filter(|i| kind.as_deref().is_none_or(|k| i.kind.as_str() == k))
+            .filter(|i| {
+                text.is_empty()
+                    || scope(i).to_lowercase().contains(&text)
+                    || i.probable_cause.to_lowercase().contains(&text)
+            })
+            .collect();
+        let mut options = String::from("<option value=\"\">any kind</option>");
+        for k in ["access_node", "region", "service", "resolver", "home_network", "customer", "agents_offline"] {
+            let selected = if kind.as_deref() == Some(k) { " selected" } else { "" };
+            let _ = write!(options, "<option{selected}>{k}</option>");
+        }
+        let mut rows = String::new();
+        for i in &list {
+            let _ = write!(
+                rows,
+                "<tr data-id=\"{id}\"><td>{sev}</td><td>{kind}</td><td><a href=\"/incidents/{id}\">{scope}</a></td>\
+                 <td class=\"cause\">{cause}</td><td class=\"num\">{n}</td><td>{opened}</td><td>{lasted}</td><td>{ack}</td></tr>",
+                id = i.id,
+                sev = escape(&i.severity),
+                kind = i.kind.as_str(),
+                scope = escape(&scope(i)),
+                cause = escape(&i.probable_cause),
+                n = i.affected_customers,
+                opened = i.opened_at.map_or("-".into(), when),
+                lasted = match (i.opened_at, i.resolved_at) {
+                    (Some(o), Some(r)) => span(r - o),
+                    _ => "-".into(),
+                },
+                ack = i.acked_by.as_deref().map_or(String::new(), escape),
+            );
+        }
+        if list.is_empty() {
+            rows.push_str("<tr class=\"empty\"><td colspan=\"8\">No resolved incidents match.</td></tr>");
+        }
+        let body = format!(
+            "<h1>Resolved incidents</h1><form class=\"filter\" method=\"get\"><select name=\"kind\">{options}</select>\
+             <input name=\"q\" placeholder=\"scope or cause\" value=\"{qv}\"><label>last <input name=\"days\" \
+             type=\"number\" min=\"1\" max=\"366\" value=\"{days}\"> days</label><button>Filter</button></form>\
+             <table id=\"history\"><thead><tr><th>severity</th><th>kind</th><th>scope</th><th>probable cause</th>\
+             <th>customers</th><th>opened</th><th>lasted</th><th>acked by</th></tr></thead><tbody>{rows}</tbody></table>",
+            qv = escape(q.q.as_deref().unwrap_or("")),
+        );
+        Ok(page("Incident history", &user, &body))
+    })
+    .await
+}
+
+/// Per window, what a set of lines says about one metric: a merged histogram, or failures
+/// over attempts.
+#[derive(Default)]
+struct Window {
+    hist: Option<hdrhistogram::Histogram<u64>>,
+    bad: u64,
+    total: u64,
+}
+
+impl Window {
+    fn add_hdr(&mut self, hdr: &[u8]) {
+        crate::store::add_encoded(&mut self.hist, hdr);
+    }
+}
+
+/// Whether a metric is a ratio (plotted in %) rather than a latency (plotted in ms).
+fn is_ratio(metric: &str) -> bool {
+    metric.ends_with("_failures") || metric.starts_with("journey:")
+}
+
+/// One metric of `lines`, per window.
+fn per_window(lines: &[(i64, SubscriberReport)], metric: &str) -> BTreeMap<i64, Window> {
+    let mut out: BTreeMap<i64, Window> = BTreeMap::new();
+    for (ws, line) in lines {
+        let w = out.entry(*ws).or_default();
+        let c = &line.counters;
+        match metric {
+            m if METRICS.contains(&m) => {
+                if let Some(h) = line.metrics.get(m).filter(|h| h.count > 0) {
+                    w.add_hdr(&h.hdr);
+                }
+            }
+            "dns_failures" => {
+                w.bad +=
+                    ["SERVFAIL", "REFUSED", "TIMEOUT"].iter().map(|k| c.dns.get(*k).copied().unwrap_or(0)).sum::<u64>();
+                w.total += c.dns.values().sum::<u64>();
+            }
+            "connect_failures" => {
+                w.bad += c.connect_refused + c.connect_timeout;
+                w.total += c.connects + c.connect_refused + c.connect_timeout;
+            }
+            m => {
+                let (name, latency) = match (m.strip_prefix("journey:"), m.strip_prefix("journey_latency:")) {
+                    (Some(n), _) => (n, false),
+                    (_, Some(n)) => (n, true),
+                    _ => continue,
+                };
+                for j in line.journeys.iter().filter(|j| j.journey == name) {
+                    if latency {
+                        if let Some(h) = j.latency.as_ref().filter(|h| h.count > 0) {
+                            w.add_hdr(&h.hdr);
+                        }
+                    } else {
+                        w.bad += j.failed + j.timeout;
+                        w.total += j.ok + j.failed + j.timeout;
+                    }
+                }
+            }
+        }
+    }
+    out.retain(|_, w| w.hist.as_ref().is_some_and(|h| !h.is_empty()) || w.total > 0);
+    out
+}
+
+/// Percentile series (ms) of a latency metric per window, labelled `prefix` + p50/p90/p99.
+fn percentiles(windows: &BTreeMap<i64, Window>, prefix: &str, quantiles: &[(&str, f64)]) -> Vec<Series> {
+    quantiles
+        .iter()
+        .map(|(name, q)| Series {
+            label: format!("{prefix}{name}"),
+            points: windows
+                .iter()
+                .filter_map(|(ws, w)| w.hist.as_ref().map(|h| (*ws, h.value_at_quantile(*q) as f64 / 1000.0)))
+                .collect(),
+        })
+        .collect()
+}
+
+fn ratio(windows: &BTreeMap<i64, Window>, label: &str, invert: bool) -> Series {
+    let points = windows
+        .iter()
+        .filter(|(_, w)| w.total > 0)
+        .map(|(ws, w)| {
+            let r = w.bad as f64 / w.total as f64 * 100.0;
+            (*ws, if invert { 100.0 - r } else { r })
+        })
+        .collect();
+    Series { label: label.into(), points }
+}
+
+const P50_90_99: [(&str, f64); 3] = [("p50", 0.5), ("p90", 0.9), ("p99", 0.99)];
+
+fn ms(v: f64) -> String {
+    if v >= 100.0 { format!("{v:.0} ms") } else { format!("{v:.1} ms") }
+}
+
+fn pct(v: f64) -> String {
+    format!("{v:.0}%")
+}
+
+fn metric_title(metric: &str) -> String {
+    match metric {
+        "connect_network" => "TCP connect, network side".into(),
+        "connect_home" => "TCP connect, home side".into(),
+        "dns" => "DNS latency".into(),
+        "tls_handshake" => "TLS handshake".into(),
+        "http_ttfb" => "HTTP time to first byte".into(),
+        "dns_failures" => "DNS failures".into(),
+        "connect_failures" => "Failed connects".into(),
+        m => match (m.strip_prefix("journey:"), m.strip_prefix("journey_latency:")) {
+            (Some(j), _) => format!("Journey {j}: failed or timed out"),
+            (_, Some(j)) => format!("Journey {j}: time"),
+            _ => m.to_string(),
+        },
+    }
+}
+
+fn evidence_table(evidence: &serde_json::Value) -> String {
+    let mut rows = String::new();
+    if let Some(obj) = evidence.as_object() {
+        for (k, v) in obj {
+            let v = match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let _ = write!(rows, "<tr><th>{}</th><td>{}</td></tr>", escape(&k.replace('_', " ")), escape(&v));
+        }
+    }
+    format!("<table class=\"evidence\">{rows}</table>")
+}
+
+fn action_rows(actions: &[Action], with_customer: bool) -> String {
+    let mut rows = String::new();
+    for a in actions {
+        let who = if with_customer {
+            format!("<td><a href=\"/customers/{0}\">{0}</a></td>", escape(&a.customer_id))
+        } else {
+            let source = match (&a.incident_id, &a.rule) {
+                (Some(id), _) => format!("<a href=\"/incidents/{id}\">incident {id}</a>"),
+                (None, Some(rule)) => escape(rule),
+                _ => String::new(),
+            };
+            format!("<td>{source}</td>")
+        };
+        let _ = write!(
+            rows,
+            "<tr>{who}<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&a.action),
+            if a.contact { "yes" } else { "no" },
+            escape(&a.reason),
+            when(a.created_ms),
+            a.ended_ms.map_or("current".into(), when)
+        );
+    }
+    let first = if with_customer { "customer" } else { "why" };
+    format!(
+        "<table class=\"actions\"><thead><tr><th>{first}</th><th>action</th><th>contact</th><th>reason</th><th>suggested</th>\
+         <th>ended</th></tr></thead><tbody>{rows}</tbody></table>"
+    )
+}
+
+async fn incident_page(
+    State(state): State<Shared>,
+    Extension(user): Extension<User>,
+    Path(id): Path<i64>,
+) -> Result<Html<String>, ApiError> {
+    with_store(&state, move |store, _| {
+        let i = store.incident(id)?.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no incident {id}")))?;
+        let customers = store.customers_by_id(&i.customers)?;
+        let actions = store.incident_actions(id)?;
+        let now = crate::now_ms();
+        let until = i.resolved_at.unwrap_or(now).min(i.first_window + DAY_MS);
+        let since = (i.first_window - HOUR_MS).max(until - DAY_MS);
+
+        // The degraded metric for the affected customers against a sample of the others: the
+        // rest of the region for a node, the rest of the base otherwise.
+        let mut plot = String::new();
+        if !i.metric.is_empty() && i.metric != "agent_state" {
+            let affected: Vec<String> = customers.iter().map(|c| c.subscriber_id.clone()).collect();
+            let region = match i.kind {
+                crate::model::IncidentKind::AccessNode => customers.first().map(|c| c.region.clone()),
+                _ => None,
+            };
+            let others = store.other_customers(&i.customers, region.as_deref(), 500)?;
+            let rest: Vec<String> = others.iter().map(|c| c.subscriber_id.clone()).collect();
+            let mine = per_window(&store.lines_of(&affected, since, until + 1)?, &i.metric);
+            let theirs = per_window(&store.lines_of(&rest, since, until + 1)?, &i.metric);
+            let title = format!("{} — affected customers against {} others", metric_title(&i.metric), rest.len());
+            // The plot spans the data: from the first window either group has to the last.
+            let starts = mine.keys().chain(theirs.keys());
+            let (since, until) = match (starts.clone().min(), starts.max()) {
+                (Some(a), Some(b)) if b > a => (*a, *b),
+                _ => (since, until),
+            };
+            plot = if is_ratio(&i.metric) {
+                let s = [ratio(&mine, "affected", false), ratio(&theirs, "others", false)];
+                chart(&i.metric, &title, "%", &s, (since, until), pct)
+            } else {
+                let mut s = percentiles(&mine, "affected ", &P50_90_99);
+                s.extend(percentiles(&theirs, "others ", &[("p90", 0.9)]));
+                chart(&i.metric, &title, "ms", &s, (since, until), ms)
+            };
+        }
+        let mut rows = String::new();
+        for c in &customers {
+            let _ = write!(
+                rows,
+                "<tr><td><a href=\"/customers/{id}\">{id}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+                 <td class=\"num\">{:.2}</td><td>{}</td></tr>",
+                escape(&c.segment),
+                escape(&c.plan),
+                escape(&c.region),
+                escape(&c.access_node),
+                c.monthly_value,
+                if c.contact_opt_out { "opted out" } else { "" },
+                id = escape(&c.customer_id),
+            );
+        }
+        let state_line = match (i.opened_at, i.resolved_at) {
+            (Some(o), None) => format!("open for {}", span(now - o)),
+            (Some(o), Some(r)) => format!("resolved {} after {}", when(r), span(r - o)),
+            _ => i.state.clone(),
+        };
+        let body = format!(
+            "<h1>Incident {id}: {kind} {scope}</h1><p class=\"meta\"><span class=\"sev sev-{sev}\">{sev}</span> \
+             {state_line} · {n} customers · {value:.2} at risk · <span id=\"ack\">{ack}</span></p>\
+             <p class=\"cause\">{cause}</p><h2>Evidence: {metric}</h2>{evidence}{plot}\
+             <h2>Affected customers</h2><table id=\"customers\"><thead><tr><th>customer</th><th>segment</th>\
+             <th>plan</th><th>region</th><th>access node</th><th>monthly value</th><th>contact</th></tr></thead>\
+             <tbody>{rows}</tbody></table><h2>Suggested actions</h2>{actions}",
+            id = i.id,
+            kind = i.kind.as_str(),
+            scope = escape(&scope(&i)),
+            sev = escape(&i.severity),
+            n = i.affected_customers,
+            value = i.value_at_risk,
+            ack = ack_cell(&i, &user),
+            cause = escape(&i.probable_cause),
+            metric = escape(&metric_title(&i.metric)),
+            evidence = evidence_table(&i.evidence),
+            actions = action_rows(&actions, true),
+        );
+        Ok(page(&format!("Incident {id}"), &user, &body))
+    })
+    .await
+}
+
+async fn customer_page(
+    State(state): State<Shared>,
+    Extension(user): Extension<User>,
+    Path(id): Path<String>,
+) -> Result<Html<String>, ApiError> {
+    with_store(&state, move |store, _| {
+        let c = store.customer(&id)?.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no customer {id:?}")))?;
+        let now = crate::now_ms();
+        let (since, until) = (now - DAY_MS, now);
+        let lines = store.subscriber_lines(&c.subscriber_id, since, until + 1)?;
+        let mut plots = String::new();
+        for metric in ["dns", "connect_network", "connect_home", "tls_handshake", "http_ttfb"] {
+            let s = percentiles(&per_window(&lines, metric), "", &P50_90_99);
+            plots.push_str(&chart(metric, &metric_title(metric), "ms", &s, (since, until), ms));
+        }
+        let mut journeys: Vec<&str> =
+            lines.iter().flat_map(|(_, l)| l.journeys.iter().map(|j| j.journey.as_str())).collect();
+        journeys.sort_unstable();
+        journeys.dedup();
+        let mut journey_plots = String::new();
+        for j in &journeys {
+            let outcome = per_window(&lines, &format!("journey:{j}"));
+            let success = [ratio(&outcome, "success", true)];
+            let title = format!("Journey {j}: success");
+            journey_plots.push_str(&chart(&format!("journey:{j}"), &title, "%", &success, (since, until), pct));
+            let latency = percentiles(&per_window(&lines, &format!("journey_latency:{j}")), "", &P50_90_99);
+            let metric = format!("journey_latency:{j}");
+            journey_plots.push_str(&chart(&metric, &metric_title(&metric), "ms", &latency, (since, until), ms));
+        }
+        if journeys.is_empty() {
+            journey_plots.push_str("<p class=\"muted\">No journeys measured in the last 24 hours.</p>");
+        }
+
+        // Top services over the day, by traffic.
+        #[derive(Default)]
+        struct Svc {
+            bytes: u64,
+            connects: u64,
+            windows: u64,
+            ttfb: Window,
+        }
+        let mut services: BTreeMap<&str, Svc> = BTreeMap::new();
+        for (_, l) in &lines {
+            for s in &l.services {
+                let e = services.entry(&s.service).or_default();
+                e.bytes += s.counters.bytes_down + s.counters.bytes_up;
+                e.connects += s.counters.connects;
+                e.windows += 1;
+                if let Some(h) = s.metrics.http_ttfb.as_ref().or(s.metrics.tls_handshake.as_ref()) {
+                    e.ttfb.add_hdr(&h.hdr);
+                }
+            }
+        }
+        let mut top: Vec<(&str, Svc)> = services.into_iter().collect();
+        top.sort_by_key(|s| std::cmp::Reverse(s.1.bytes));
+        let mut svc_rows = String::new();
+        for (name, s) in top.iter().take(10) {
+            let p90 = s.ttfb.hist.as_ref().map_or("-".into(), |h| ms(h.value_at_quantile(0.9) as f64 / 1000.0));
+            let _ = write!(
+                svc_rows,
+                "<tr><td>{}</td><td class=\"num\">{:.1}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{p90}</td></tr>",
+                escape(name),
+                s.bytes as f64 / 1e6,
+                s.connects,
+                s.windows
+            );
+        }
+        let incidents: Vec<Incident> =
+            store.incidents("all", 10_000)?.into_iter().filter(|i| i.customers.contains(&c.customer_id)).collect();
+        let mut inc_rows = String::new();
+        for i in &incidents {
+            let _ = write!(
+                inc_rows,
+                "<tr><td><a href=\"/incidents/{id}\">{id}</a></td><td>{}</td><td>{}</td><td>{}</td><td class=\"cause\">{}</td></tr>",
+                i.kind.as_str(),
+                escape(&scope(i)),
+                escape(&i.state),
+                escape(&i.probable_cause),
+                id = i.id
+            );
+        }
+        let actions = store.actions(Some(&c.customer_id), false, 100)?;
+        let body = format!(
+            "<h1>Customer {id}</h1><p class=\"meta\">{segment} · plan {plan} · {region} / {node} · {value:.2} a month{opt}</p>\
+             <h2>Last 24 hours</h2><div class=\"charts\">{plots}</div><h2>Journeys</h2><div class=\"charts\">{journey_plots}</div>\
+             <h2>Top services</h2><table id=\"services\"><thead><tr><th>service</th><th>MB</th><th>connects</th>\
+             <th>windows</th><th>p90 TTFB (or TLS)</th></tr></thead><tbody>{svc_rows}</tbody></table>\
+             <h2>Incidents</h2><table id=\"customer-incidents\"><thead><tr><th>id</th><th>kind</th><th>scope</th><th>state</th>\
+             <th>probable cause</th></tr></thead><tbody>{inc_rows}</tbody></table><h2>Actions</h2>{actions}",
+            id = escape(&c.customer_id),
+            segment = escape(&c.segment),
+            plan = escape(&c.plan),
+            region = escape(&c.region),
+            node = escape(&c.access_node),
+            value = c.monthly_value,
+            opt = if c.contact_opt_out { " · opted out of contact" } else { "" },
+            actions = action_rows(&actions, false),
+        );
+        Ok(page(&format!("Customer {}", c.customer_id), &user, &body))
+    })
+    .await
+}
+
+async fn agents_page(State(state): State<Shared>, Extension(user): Extension<User>) -> Result<Html<String>, ApiError> {
+    with_store(&state, move |store, _| {
+        let now = crate::now_ms();
+        let mut rows = String::new();
+        let agents = store.agents()?;
+        for a in &agents {
+            let status = match (a.online, a.stopped) {
+                (true, _) => "online",
+                (false, true) => "stopped",
+                (false, false) => "offline",
+            };
+            let cap = &a.capture;
+            let n = |k: &str| cap[k].as_u64().unwrap_or(0);
+            let evictions: u64 = cap["evictions"].as_object().map_or(0, |o| o.values().filter_map(|v| v.as_u64()).sum());
+            let spool = a.health["spool_depth"].as_u64().map_or("-".into(), |d| d.to_string());
+            let _ = write!(
+                rows,
+                "<tr class=\"{status}\"><td>{id}</td><td><span class=\"status\">{status}</span></td><td>{last}</td>\
+                 <td>{version}</td><td>{config}</td><td class=\"num\">{packets}</td><td class=\"num\">{drops}</td>\
+                 <td class=\"num\">{evictions}</td><td class=\"num\">{spool}</td><td>{nodes}</td></tr>",
+                id = escape(&a.agent_id),
+                last = a.last_report_ms.map_or("never".into(), |t| format!("{} ago", span(now - t))),
+                version = escape(&a.version),
+                config = if a.config_error.is_empty() {
+                    escape(if a.config_version.is_empty() { "own file" } else { &a.config_version })
+                } else {
+                    format!("{} <span class=\"error\">{}</span>", escape(&a.config_version), escape(&a.config_error))
+                },
+                packets = n("packets"),
+                drops = n("kernel_drops"),
+                nodes = escape(&a.access_nodes.join(", ")),
+            );
+        }
+        if agents.is_empty() {
+            rows.push_str("<tr class=\"empty\"><td colspan=\"10\">No agent has reported yet.</td></tr>");
+        }
+        let online = agents.iter().filter(|a| a.online).count();
+        let body = format!(
+            "<h1>Agents <span class=\"muted\">{online} of {} online</span></h1><table id=\"agents\"><thead><tr>\
+             <th>agent</th><th>status</th><th>last report</th><th>version</th><th>config</th><th>packets</th>\
+             <th>kernel drops</th><th>evictions</th><th>spool</th><th>access nodes</th></tr></thead><tbody>{rows}</tbody></table>",
+            agents.len()
+        );
+        Ok(page("Agents", &user, &body))
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_read_as_people_write_them() {
+        assert_eq!(when(0), "1970-01-01 00:00 UTC");
+        assert_eq!(when(1_795_468_884_000), "2026-11-23 21:21 UTC");
+        assert_eq!(when(951_782_400_000), "2000-02-29 00:00 UTC");
+        assert_eq!(
+            (span(59_000), span(3_900_000), span(90_000_000)),
+            ("0 min".into(), "1 h 05 min".into(), "1 d 1 h".into())
+        );
+    }
+}

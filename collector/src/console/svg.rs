@@ -1,0 +1,138 @@
+//! Line charts as SVG, drawn on the server: the console needs no script library and works
+//! offline. Each series is a `<g class="series" data-label=...>` holding its polyline and one
+//! `<circle>` per point (with a tooltip), so a test can count what was drawn.
+
+use std::fmt::Write;
+
+pub struct Series {
+    pub label: String,
+    /// Unix ms and value.
+    pub points: Vec<(i64, f64)>,
+}
+
+const W: f64 = 640.0;
+const H: f64 = 200.0;
+const LEFT: f64 = 56.0;
+const RIGHT: f64 = 12.0;
+const TOP: f64 = 12.0;
+const BOTTOM: f64 = 28.0;
+
+fn escape(s: &str) -> String {
+    super::escape(s)
+}
+
+fn clock(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let day = secs.rem_euclid(86_400);
+    format!("{:02}:{:02}", day / 3600, day % 3600 / 60)
+}
+
+/// A chart of `series` over `[from, to]` (Unix ms); `unit` labels the y axis, and `format`
+/// writes a value for ticks and tooltips. `metric` names the chart for tests and styles.
+pub fn chart(
+    metric: &str,
+    title: &str,
+    unit: &str,
+    series: &[Series],
+    (from, to): (i64, i64),
+    format: impl Fn(f64) -> String,
+) -> String {
+    let max = series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).fold(0.0_f64, f64::max);
+    let top = if max > 0.0 { nice(max) } else { 1.0 };
+    let span = (to - from).max(1) as f64;
+    let x = |t: i64| LEFT + (t - from) as f64 / span * (W - LEFT - RIGHT);
+    let y = |v: f64| TOP + (1.0 - v / top) * (H - TOP - BOTTOM);
+    let mut out = String::with_capacity(4096);
+    let _ = write!(
+        out,
+        "<figure class=\"chart\"><figcaption>{}</figcaption><svg viewBox=\"0 0 {W} {H}\" role=\"img\" \
+         data-metric=\"{}\" aria-label=\"{}\">",
+        escape(title),
+        escape(metric),
+        escape(title)
+    );
+    for i in 0..=4 {
+        let v = top * f64::from(i) / 4.0;
+        let _ = write!(
+            out,
+            "<line class=\"grid\" x1=\"{LEFT}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\"/><text class=\"tick\" x=\"{}\" \
+             y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+            W - RIGHT,
+            LEFT - 4.0,
+            y(v) + 4.0,
+            escape(&format(v)),
+            y = y(v)
+        );
+    }
+    for (t, anchor) in [(from, "start"), ((from + to) / 2, "middle"), (to, "end")] {
+        let _ = write!(
+            out,
+            "<text class=\"tick\" x=\"{:.1}\" y=\"{}\" text-anchor=\"{anchor}\">{}</text>",
+            x(t),
+            H - 8.0,
+            clock(t)
+        );
+    }
+    let _ = write!(out, "<text class=\"unit\" x=\"4\" y=\"10\">{}</text>", escape(unit));
+    for (i, s) in series.iter().enumerate() {
+        let _ = write!(
+            out,
+            "<g class=\"series s{i}\" data-label=\"{}\" data-points=\"{}\">",
+            escape(&s.label),
+            s.points.len()
+        );
+        if s.points.len() > 1 {
+            out.push_str("<polyline points=\"");
+            for (t, v) in &s.points {
+                let _ = write!(out, "{:.1},{:.1} ", x(*t), y(*v));
+            }
+            out.push_str("\"/>");
+        }
+        for (t, v) in &s.points {
+            let _ = write!(
+                out,
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2.5\"><title>{} {} {}</title></circle>",
+                x(*t),
+                y(*v),
+                escape(&s.label),
+                clock(*t),
+                escape(&format(*v))
+            );
+        }
+        out.push_str("</g>");
+    }
+    out.push_str("</svg><ul class=\"legend\">");
+    for (i, s) in series.iter().enumerate() {
+        let _ = write!(out, "<li class=\"s{i}\">{}</li>", escape(&s.label));
+    }
+    if series.iter().all(|s| s.points.is_empty()) {
+        out.push_str("<li>no data in this range</li>");
+    }
+    out.push_str("</ul></figure>");
+    out
+}
+
+/// The next round number at or above `v` (1, 2 or 5 times a power of ten).
+fn nice(v: f64) -> f64 {
+    let p = 10f64.powf(v.log10().floor());
+    [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * p).find(|c| *c >= v).unwrap_or(10.0 * p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_point_is_drawn_and_labels_are_escaped() {
+        let s = vec![
+            Series { label: "p90 <all>".into(), points: vec![(0, 1.0), (60_000, 3.0), (120_000, 2.0)] },
+            Series { label: "rest".into(), points: vec![] },
+        ];
+        let svg = chart("dns", "DNS & co", "ms", &s, (0, 120_000), |v| format!("{v:.0}"));
+        assert_eq!(svg.matches("<circle").count(), 3);
+        assert!(svg.contains("data-label=\"p90 &lt;all&gt;\" data-points=\"3\""));
+        assert!(svg.contains("data-points=\"0\""));
+        assert!(svg.contains("DNS &amp; co"));
+        assert_eq!((nice(3.0), nice(0.7), nice(120.0)), (5.0, 1.0, 200.0));
+    }
+}
