@@ -119,6 +119,7 @@ fn bench(label: &str, url: &str) {
         config: CollectorConfig::default(),
         metrics: Arc::new(Metrics::default()),
         push_wake: Default::default(),
+        incidents: tokio::sync::watch::channel(0).1,
     });
     let rt = tokio::runtime::Runtime::new().unwrap();
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
@@ -146,6 +147,22 @@ fn bench(label: &str, url: &str) {
             p50.as_secs_f64() * 1e3,
             max.as_secs_f64() * 1e3
         );
+    }
+    // The same pages in a browser, where one is installed (node, Chromium, npm ci in tests/browser).
+    let browser = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/browser");
+    if browser.join("node_modules/playwright-core").exists() && std::path::Path::new("/usr/bin/chromium").exists() {
+        let out = std::process::Command::new("node")
+            .arg(browser.join("render_bench.mjs"))
+            .args([base.as_str(), "/", "/incidents/500", "/customers/C-000000"])
+            .output();
+        match out {
+            Ok(o) => {
+                print!("{}", String::from_utf8_lossy(&o.stdout).replace("chromium:", &format!("{label}: chromium")))
+            }
+            Err(e) => println!("{label}: chromium skipped ({e})"),
+        }
+    } else {
+        println!("{label}: chromium skipped (needs /usr/bin/chromium and npm ci in tests/browser)");
     }
     let since = edgeprobe_collector::now_ms() - 86_400_000;
     let mut times = Vec::new();

@@ -21,6 +21,9 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     /// Tells the push loop the agent config changed.
     pub push_wake: Arc<tokio::sync::Notify>,
+    /// A fingerprint of the open incidents, kept by `console::watch_incidents`; the console's
+    /// live views wait on it.
+    pub incidents: tokio::sync::watch::Receiver<u64>,
 }
 
 type Shared = Arc<ApiState>;

@@ -69,8 +69,11 @@ pub async fn serve(
         stop_rx.clone(),
     ));
     let wake = Arc::new(tokio::sync::Notify::new());
-    let state = Arc::new(api::ApiState { store: Mutex::new(read_store), config, metrics, push_wake: wake.clone() });
+    let (incidents_tx, incidents) = tokio::sync::watch::channel(0);
+    let state =
+        Arc::new(api::ApiState { store: Mutex::new(read_store), config, metrics, push_wake: wake.clone(), incidents });
     tokio::spawn(push::run(state.clone(), push_tx, wake, stop_rx.clone()));
+    tokio::spawn(console::watch_incidents(state.clone(), incidents_tx));
     let mut http_stop = stop_rx.clone();
     let http = tokio::spawn(async move {
         axum::serve(listener, api::router(state))

@@ -15,7 +15,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::{Router, middleware};
-use edgeprobe_wire::{METRICS, SubscriberReport};
+use edgeprobe_wire::{METRICS, SubscriberReport, WireHistogram};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -175,31 +175,36 @@ fn fingerprint(store: &mut Store) -> crate::store::Result<u64> {
     Ok(h.finish())
 }
 
+/// Keeps `tx` at the open incidents' fingerprint, looking every `LIVE_EVERY`: one query
+/// however many consoles are open.
+pub async fn watch_incidents(state: Shared, tx: tokio::sync::watch::Sender<u64>) {
+    loop {
+        let st = state.clone();
+        let now = tokio::task::spawn_blocking(move || {
+            let mut store = st.store.lock().unwrap_or_else(|p| p.into_inner());
+            fingerprint(&mut store).ok()
+        })
+        .await
+        .ok()
+        .flatten();
+        if let Some(now) = now {
+            tx.send_if_modified(|v| std::mem::replace(v, now) != now);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(LIVE_EVERY) => {}
+            _ = tx.closed() => return,
+        }
+    }
+}
+
 /// Server-sent events: `incidents` whenever the open incidents change.
 async fn events(State(state): State<Shared>) -> impl IntoResponse {
-    let stream = futures_util::stream::unfold((state, None::<u64>), |(state, last)| async move {
-        loop {
-            let st = state.clone();
-            let now = tokio::task::spawn_blocking(move || {
-                let mut store = st.store.lock().unwrap_or_else(|p| p.into_inner());
-                fingerprint(&mut store).ok()
-            })
-            .await
-            .ok()
-            .flatten();
-            if let Some(now) = now
-                && last.is_some_and(|l| l != now)
-            {
-                let event = Event::default().event("incidents").data(now.to_string());
-                return Some((Ok::<_, std::convert::Infallible>(event), (state, Some(now))));
-            }
-            let last = now.or(last);
-            tokio::time::sleep(LIVE_EVERY).await;
-            if last.is_none() {
-                continue;
-            }
-            return Some((Ok(Event::default().comment("tick")), (state, last)));
-        }
+    let mut rx = state.incidents.clone();
+    rx.mark_unchanged();
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.changed().await.ok()?;
+        let now = *rx.borrow_and_update();
+        Some((Ok::<_, std::convert::Infallible>(Event::default().event("incidents").data(now.to_string())), rx))
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
@@ -277,15 +282,86 @@ async fn history_page(
 /// over attempts.
 #[derive(Default)]
 struct Window {
+    /// The only histogram so far, undecoded: its own p50/p90/p99 answer for it, and decoding
+    /// (the cost of a day's plots) waits until a second one must be merged with it.
+    first: Option<WireHistogram>,
     hist: Option<hdrhistogram::Histogram<u64>>,
     bad: u64,
     total: u64,
 }
 
 impl Window {
-    fn add_hdr(&mut self, hdr: &[u8]) {
-        crate::store::add_encoded(&mut self.hist, hdr);
+    fn add(&mut self, h: &WireHistogram) {
+        if self.first.is_none() && self.hist.is_none() {
+            self.first = Some(h.clone());
+            return;
+        }
+        self.decode_first();
+        crate::store::add_encoded(&mut self.hist, &h.hdr);
     }
+
+    fn decode_first(&mut self) {
+        if let Some(f) = self.first.take() {
+            crate::store::add_encoded(&mut self.hist, &f.hdr);
+        }
+    }
+
+    fn absorb(&mut self, other: Window) {
+        if let Some(f) = &other.first {
+            self.add(f);
+        }
+        if let Some(h) = other.hist {
+            self.decode_first();
+            match self.hist.as_mut() {
+                Some(m) => {
+                    let _ = m.add(&h);
+                }
+                None => self.hist = Some(h),
+            }
+        }
+        self.bad += other.bad;
+        self.total += other.total;
+    }
+
+    fn has_latency(&self) -> bool {
+        self.first.is_some() || self.hist.as_ref().is_some_and(|h| !h.is_empty())
+    }
+
+    /// p50, p90 or p99 in µs.
+    fn quantile(&self, q: f64) -> Option<u64> {
+        if let Some(h) = self.hist.as_ref().filter(|h| !h.is_empty()) {
+            return Some(h.value_at_quantile(q));
+        }
+        self.first.as_ref().map(|f| {
+            if q <= 0.5 {
+                f.p50
+            } else if q <= 0.9 {
+                f.p90
+            } else {
+                f.p99
+            }
+        })
+    }
+}
+
+/// Points per plot at most: a day of one-minute windows becomes 288 five-minute points, each
+/// merged exactly, so a page stays small however fine the windows.
+const MAX_POINTS: usize = 288;
+
+fn downsample(windows: BTreeMap<i64, Window>) -> BTreeMap<i64, Window> {
+    if windows.len() <= MAX_POINTS {
+        return windows;
+    }
+    let per = windows.len().div_ceil(MAX_POINTS);
+    let mut out: BTreeMap<i64, Window> = BTreeMap::new();
+    let mut start = 0;
+    for (i, (ws, w)) in windows.into_iter().enumerate() {
+        if i % per == 0 {
+            start = ws;
+        }
+        out.entry(start).or_default().absorb(w);
+    }
+    out
 }
 
 /// Whether a metric is a ratio (plotted in %) rather than a latency (plotted in ms).
@@ -302,7 +378,7 @@ fn per_window(lines: &[(i64, SubscriberReport)], metric: &str) -> BTreeMap<i64, 
         match metric {
             m if METRICS.contains(&m) => {
                 if let Some(h) = line.metrics.get(m).filter(|h| h.count > 0) {
-                    w.add_hdr(&h.hdr);
+                    w.add(h);
                 }
             }
             "dns_failures" => {
@@ -323,7 +399,7 @@ fn per_window(lines: &[(i64, SubscriberReport)], metric: &str) -> BTreeMap<i64, 
                 for j in line.journeys.iter().filter(|j| j.journey == name) {
                     if latency {
                         if let Some(h) = j.latency.as_ref().filter(|h| h.count > 0) {
-                            w.add_hdr(&h.hdr);
+                            w.add(h);
                         }
                     } else {
                         w.bad += j.failed + j.timeout;
@@ -333,8 +409,8 @@ fn per_window(lines: &[(i64, SubscriberReport)], metric: &str) -> BTreeMap<i64, 
             }
         }
     }
-    out.retain(|_, w| w.hist.as_ref().is_some_and(|h| !h.is_empty()) || w.total > 0);
-    out
+    out.retain(|_, w| w.has_latency() || w.total > 0);
+    downsample(out)
 }
 
 /// Percentile series (ms) of a latency metric per window, labelled `prefix` + p50/p90/p99.
@@ -343,10 +419,7 @@ fn percentiles(windows: &BTreeMap<i64, Window>, prefix: &str, quantiles: &[(&str
         .iter()
         .map(|(name, q)| Series {
             label: format!("{prefix}{name}"),
-            points: windows
-                .iter()
-                .filter_map(|(ws, w)| w.hist.as_ref().map(|h| (*ws, h.value_at_quantile(*q) as f64 / 1000.0)))
-                .collect(),
+            points: windows.iter().filter_map(|(ws, w)| w.quantile(*q).map(|v| (*ws, v as f64 / 1000.0))).collect(),
         })
         .collect()
 }
@@ -569,7 +642,7 @@ async fn customer_page(
                 e.connects += s.counters.connects;
                 e.windows += 1;
                 if let Some(h) = s.metrics.http_ttfb.as_ref().or(s.metrics.tls_handshake.as_ref()) {
-                    e.ttfb.add_hdr(&h.hdr);
+                    e.ttfb.add(h);
                 }
             }
         }
@@ -577,7 +650,7 @@ async fn customer_page(
         top.sort_by_key(|s| std::cmp::Reverse(s.1.bytes));
         let mut svc_rows = String::new();
         for (name, s) in top.iter().take(10) {
-            let p90 = s.ttfb.hist.as_ref().map_or("-".into(), |h| ms(h.value_at_quantile(0.9) as f64 / 1000.0));
+            let p90 = s.ttfb.quantile(0.9).map_or("-".into(), |v| ms(v as f64 / 1000.0));
             let _ = write!(
                 svc_rows,
                 "<tr><td>{}</td><td class=\"num\">{:.1}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{p90}</td></tr>",
@@ -674,6 +747,26 @@ async fn agents_page(State(state): State<Shared>, Extension(user): Extension<Use
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_day_of_minutes_becomes_288_exact_points() {
+        use edgeprobe_wire::histogram::{new_histogram, record};
+        let mut windows = BTreeMap::new();
+        for i in 0..1440i64 {
+            let mut h = new_histogram();
+            record(&mut h, 1_000 * (i as u64 % 5 + 1));
+            let mut w = Window::default();
+            w.add(&WireHistogram::from_histogram(&h));
+            windows.insert(i * 60_000, w);
+        }
+        assert_eq!(windows[&0].quantile(0.9), Some(1_000), "one histogram answers from its summary");
+        let points = downsample(windows);
+        assert_eq!(points.len(), 288);
+        let first = &points[&0];
+        assert_eq!(first.hist.as_ref().map(|h| h.len()), Some(5), "five minutes merged");
+        assert!(first.hist.as_ref().unwrap().equivalent(first.quantile(0.9).unwrap(), 5_000));
+        assert!(points.keys().zip(points.keys().skip(1)).all(|(a, b)| b - a == 300_000));
+    }
 
     #[test]
     fn times_read_as_people_write_them() {
