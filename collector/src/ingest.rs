@@ -38,7 +38,8 @@ pub fn mqtt_options(config: &BrokerConfig) -> anyhow::Result<MqttOptions> {
     // persistent sessions that hold shared subscriptions).
     options.set_clean_session(config.embedded || !config.persistent_session);
     options.set_manual_acks(true);
-    options.set_max_packet_size(MAX_PACKET, 64 * 1024);
+    // Out go the pushed agent configs.
+    options.set_max_packet_size(MAX_PACKET, edgeprobe_core::config::MAX_PUSHED_CONFIG_BYTES + 4096);
     options.set_inflight(100);
     if let Some(user) = &config.username {
         options.set_credentials(user.clone(), config.password.clone().unwrap_or_default());

@@ -34,6 +34,13 @@ pub fn parse(value: serde_json::Value) -> std::result::Result<PushedConfig, Stri
     }
     let config: PushedConfig = serde_json::from_value(value).map_err(|e| e.to_string())?;
     config.validate()?;
+    let size = serde_json::to_vec(&config).map_or(usize::MAX, |v| v.len());
+    if size > edgeprobe_core::config::MAX_PUSHED_CONFIG_BYTES {
+        return Err(format!(
+            "{size} bytes encoded, over the {} limit",
+            edgeprobe_core::config::MAX_PUSHED_CONFIG_BYTES
+        ));
+    }
     Ok(config)
 }
 

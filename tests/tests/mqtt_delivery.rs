@@ -26,6 +26,7 @@ fn subscribe(port: u16, client_id: &str) -> Received {
     let mut options = MqttOptions::new(client_id, "127.0.0.1", port);
     options.set_clean_session(false);
     options.set_keep_alive(Duration::from_secs(5));
+    options.set_max_packet_size(8 << 20, 8 << 20);
     let (client, mut connection) = Client::new(options, 16);
     let out = received.clone();
     std::thread::spawn(move || {
@@ -160,4 +161,66 @@ fn an_overflowing_spool_drops_the_oldest_and_says_so() {
     assert!(dropped > 0, "the outage overflowed the spool");
     assert_eq!(got.len() as u64 + dropped, produced.len() as u64, "every report arrived or was counted as dropped");
     eprintln!("overflow: {} produced, {} delivered, {dropped} dropped and reported", produced.len(), got.len());
+}
+
+/// An edge agent's report of many lines is far larger than an MQTT client's default packet
+/// limit (10 KiB in rumqttc); it must still go out, and arrive whole.
+#[test]
+fn a_report_of_a_hundred_lines_is_delivered_whole() {
+    if !prerequisite(mosquitto().is_some(), "mosquitto (apt-get install mosquitto)") {
+        return;
+    }
+    use edgeprobe_agent::publish::mqtt::{Identity, MqttConfig, Publisher};
+    use edgeprobe_wire::histogram::{new_histogram, record};
+    let dir = tempdir("large");
+    let broker = Broker::start(&dir.join("broker"), "");
+    let received = subscribe(broker.port, "large-sub");
+    std::thread::sleep(Duration::from_millis(500));
+    let line = |i: u64| {
+        let mut h = new_histogram();
+        for v in 0..50 {
+            record(&mut h, 1_000 + (v * 7919 + i * 104_729) % 900_000);
+        }
+        let w = || Some(edgeprobe_wire::WireHistogram::from_histogram(&h));
+        let metrics = edgeprobe_wire::Metrics {
+            dns: w(),
+            connect_network: w(),
+            connect_home: w(),
+            http_ttfb: w(),
+            ..Default::default()
+        };
+        edgeprobe_wire::SubscriberReport {
+            subscriber: format!("line-{i:05}"),
+            metrics,
+            counters: Default::default(),
+            services: vec![],
+            journeys: vec![],
+        }
+    };
+    let report = edgeprobe_wire::Report {
+        v: edgeprobe_wire::SCHEMA_VERSION,
+        agent_id: "gw-edge".into(),
+        boot_id: "b".into(),
+        seq: 0,
+        window_start: 60_000,
+        window_end: 120_000,
+        capture: Default::default(),
+        subscribers: (0..100).map(line).collect(),
+        agent: None,
+    };
+    let size = edgeprobe_wire::encode(&report, edgeprobe_wire::Encoding::Cbor).len();
+    assert!(size > 40_000, "the report is {size} bytes");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let config = MqttConfig { url: broker.url(), ..MqttConfig::default() };
+    let identity = Identity { agent_id: "gw-edge".into(), boot_id: "b".into(), capabilities: vec![] };
+    let left = runtime.block_on(async {
+        let publisher = Publisher::start(config, identity, None).await.unwrap();
+        publisher.publish(report).await.unwrap();
+        publisher.shutdown(Duration::from_secs(10)).await
+    });
+    assert_eq!(left, 0, "the report was not acknowledged");
+    wait_for(&received, 1);
+    let got = received.lock().unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].subscribers.len(), 100);
 }

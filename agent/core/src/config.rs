@@ -149,6 +149,8 @@ pub struct PushedConfig {
 
 /// Opt-outs a push may carry: a bound on what one message can make the agent hold.
 pub const MAX_PUSHED_OPT_OUTS: usize = 100_000;
+/// The largest pushed config, encoded; MQTT clients size their packet limit from it.
+pub const MAX_PUSHED_CONFIG_BYTES: usize = 4 << 20;
 
 impl PushedConfig {
     /// Decodes and checks a pushed configuration; the error says what is wrong.

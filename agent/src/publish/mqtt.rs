@@ -17,7 +17,7 @@ use super::spool::{ReportId, Spool};
 use anyhow::Context;
 use edgeprobe_core::config::PushedConfig;
 use edgeprobe_wire::mqtt::{config_topic, parse_url, report_topic, state_topic};
-use edgeprobe_wire::{AgentHealth, Encoding, Report, encode};
+use edgeprobe_wire::{AgentHealth, Encoding, MAX_REPORT_BYTES, Report, encode};
 use rumqttc::{
     AsyncClient, ConnectionError, Event, LastWill, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport,
 };
@@ -209,6 +209,10 @@ fn mqtt_options(config: &MqttConfig, identity: &Identity) -> anyhow::Result<Mqtt
     let client_id = config.client_id.clone().unwrap_or_else(|| identity.agent_id.clone());
     let mut options = MqttOptions::new(client_id, host, port);
     options.set_keep_alive(Duration::from_secs(config.keep_alive_secs.max(5)));
+    // rumqttc's default limit is 10 KiB each way: an edge agent's report of many lines, or a
+    // pushed config, is larger. Out goes a report up to the size the collector accepts (plus
+    // the topic and header); in, a config up to its limit.
+    options.set_max_packet_size(edgeprobe_core::config::MAX_PUSHED_CONFIG_BYTES + 4096, MAX_REPORT_BYTES + 4096);
     options.set_clean_session(true);
     options.set_last_will(LastWill::new(
         state_topic(&identity.agent_id),
@@ -342,6 +346,16 @@ impl State {
         // Room first, so this report can count the drops it causes. The counters below change
         // the size by a few bytes at most.
         let estimate = encode(&report, self.encoding).len() + 96;
+        if estimate > MAX_REPORT_BYTES {
+            // The collector refuses it, and the broker link would fail on it forever.
+            eprintln!(
+                "edgeprobe: a report of {estimate} bytes ({} lines) exceeds the {MAX_REPORT_BYTES}-byte limit and is \
+                 dropped; lower measure.max_subscribers or services_per_subscriber",
+                report.subscribers.len()
+            );
+            self.failures += 1;
+            return;
+        }
         self.spool.make_room(estimate);
         let carried = self.spool.take_dropped();
         report.agent = Some(AgentHealth {

@@ -10,7 +10,7 @@ pub mod histogram;
 pub mod mqtt;
 pub mod report;
 
-pub use codec::{DecodeError, Encoding, decode, encode, from_cbor, to_cbor};
+pub use codec::{DecodeError, Encoding, MAX_REPORT_BYTES, decode, encode, from_cbor, to_cbor};
 pub use histogram::WireHistogram;
 pub use report::*;
 
