@@ -22,6 +22,11 @@ sed -e "s/127.0.0.1:11883/127.0.0.1:$mqtt_port/" -e "s/127.0.0.1:8080/$http/" \
 "$bin/edgeprobe-collector" --config "$work/collector.toml" &
 collector=$!
 for _ in $(seq 50); do curl -sf "http://$http/api/v1/health" >/dev/null && break; sleep 0.2; done
+# Reports sent before the collector has subscribed would not reach it: wait for that too.
+for _ in $(seq 100); do
+    curl -sf "http://$http/metrics" | grep -q '^edgeprobe_collector_mqtt_connected 1' && break
+    sleep 0.1
+done
 
 # Whole minutes in the past, so every window is complete when it arrives.
 start=$(( ($(date +%s) - 240) / 60 * 60 + 1 ))
@@ -37,16 +42,20 @@ replay line-c1 exp_slow_home.pcap & agents+=($!)
 wait "${agents[@]}"
 
 echo "agents replayed; waiting for the collector to correlate..."
-for _ in $(seq 60); do
+shown=
+for _ in $(seq 90); do
     incidents=$(curl -sf "http://$http/api/v1/incidents")
     if [ "$incidents" != '{"incidents":[]}' ]; then
         # Windows are evaluated oldest first; give the rest of this pass a moment.
         sleep 2
         curl -sf "http://$http/api/v1/incidents" | python3 -m json.tool
+        shown=1
         break
     fi
     sleep 1
 done
+# Nothing after 90 s: show what the collector counted, to tell where the reports went.
+[ -n "$shown" ] || curl -sf "http://$http/metrics" | grep '^edgeprobe_collector_' >&2 || true
 echo
 echo "API: http://$http/api/v1/incidents  http://$http/api/v1/actions  http://$http/api/v1/customers/C-1001"
 echo "     http://$http/api/v1/agents  http://$http/metrics  console: http://$http/"

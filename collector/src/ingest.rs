@@ -119,11 +119,15 @@ pub async fn run(
         };
         match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                metrics.mqtt_connected.store(1, Relaxed);
                 backoff = Duration::from_millis(250);
                 for topic in &topics {
                     client.subscribe(topic.clone(), QoS::AtLeastOnce).await?;
                 }
+            }
+            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                // Ready only once subscribed: with a clean session, reports published before
+                // the subscription are not kept for this collector.
+                metrics.mqtt_connected.store(1, Relaxed);
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 let now = crate::now_ms();

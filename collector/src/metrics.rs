@@ -124,7 +124,11 @@ impl Metrics {
             self.ingest_lag_ms.load(Relaxed) as f64 / 1000.0,
         );
         gauge("queue_depth", "Reports received and waiting to be stored.", self.queue_depth.load(Relaxed) as f64);
-        gauge("mqtt_connected", "1 while connected to the broker.", self.mqtt_connected.load(Relaxed) as f64);
+        gauge(
+            "mqtt_connected",
+            "1 while connected to the broker and subscribed.",
+            self.mqtt_connected.load(Relaxed) as f64,
+        );
         out
     }
 }
