@@ -838,6 +838,17 @@ fn evaluate(store: &mut Store, config: &CollectorConfig, window: (i64, i64), now
     Ok(summary)
 }
 
+/// Computes a window's journey figures again, after a report for it arrived late.
+pub fn refresh_journey_stats(store: &mut Store, window_start: i64) -> Result<()> {
+    store.transaction(true, |store| {
+        let reports = store.window_lines(window_start)?;
+        let keys: Vec<String> = reports.iter().map(|r| r.subscriber.clone()).collect();
+        let customers = store.customers_by_subscriber(&keys)?;
+        store.delete_journey_stats(window_start)?;
+        store.save_journey_stats(window_start, &journey_stats(&reports, &customers))
+    })
+}
+
 /// A window's journey figures for every customer, segment, region and access node group.
 /// Subscribers with no customer record count nowhere, as in correlation.
 fn journey_stats(reports: &[SubscriberReport], customers: &HashMap<String, Customer>) -> Vec<JourneyStats> {
@@ -1260,6 +1271,32 @@ mod tests {
         let segments = store.journey_stats("segment", 2 * WINDOW, 3 * WINDOW).unwrap();
         let by: BTreeMap<&str, u64> = segments.iter().map(|s| (s.group.as_str(), s.ok + s.failed)).collect();
         assert_eq!(by, BTreeMap::from([("premium", 10), ("residential", 5)]));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_late_report_counts_in_its_windows_journey_figures() {
+        let (mut store, config, dir) = setup("journey-late");
+        window_of(&mut store, &config, 1, vec![journey_line("a1", 1, "tls")]);
+        let before = store.journey_stats("all", 0, i64::MAX).unwrap();
+        assert_eq!((before[0].ok, before[0].failed), (4, 1));
+        let late = Report {
+            v: edgeprobe_wire::SCHEMA_VERSION,
+            agent_id: "edge-2".into(),
+            boot_id: "b".into(),
+            seq: 0,
+            window_start: WINDOW as u64,
+            window_end: 2 * WINDOW as u64,
+            capture: CaptureHealth::default(),
+            subscribers: vec![journey_line("b1", 0, "")],
+            agent: None,
+        };
+        assert_eq!(store.store_reports(&[&late], 0).unwrap(), [crate::store::Stored::AfterEvaluation]);
+        refresh_journey_stats(&mut store, WINDOW).unwrap();
+        let after = store.journey_stats("all", 0, i64::MAX).unwrap();
+        assert_eq!((after.len(), after[0].ok, after[0].failed, after[0].customers), (1, 9, 1, 2));
+        let nodes = store.journey_stats("access_node", 0, i64::MAX).unwrap();
+        assert_eq!(nodes.iter().map(|s| s.group.as_str()).collect::<Vec<_>>(), ["OLT-1", "OLT-2"]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

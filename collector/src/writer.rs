@@ -111,6 +111,21 @@ impl Writer {
             }
             Ok(reports)
         })?;
+        // A late report's journeys still count in its window's group figures.
+        let late: std::collections::BTreeSet<i64> = batch_reports
+            .iter()
+            .zip(&reports)
+            .filter(|((r, _), s)| {
+                **s == Stored::AfterEvaluation && r.report.subscribers.iter().any(|l| !l.journeys.is_empty())
+            })
+            .map(|((r, _), _)| r.report.window_start as i64)
+            .collect();
+        for window in late {
+            if let Err(e) = correlate::refresh_journey_stats(&mut self.store, window) {
+                eprintln!("edgeprobe-collector: journey figures of window {window}: {e}");
+                self.metrics.storage_errors.fetch_add(1, Relaxed);
+            }
+        }
         let metrics = &self.metrics;
         for r in &reports {
             match r {

@@ -922,6 +922,11 @@ impl Store {
         )
     }
 
+    pub fn delete_journey_stats(&mut self, window_start: i64) -> Result<()> {
+        self.db.execute("DELETE FROM journey_stats WHERE window_start = ?", &[window_start.into()])?;
+        Ok(())
+    }
+
     /// Journey figures per group of one dimension (`all`, `segment`, `region` or
     /// `access_node`) over windows in `[since_ms, until_ms)`, merged.
     pub fn journey_stats(&mut self, dimension: &str, since_ms: i64, until_ms: i64) -> Result<Vec<JourneyStats>> {
