@@ -130,20 +130,10 @@ fn customer_journeys(store: &mut Store, subscriber: &str, since: i64, until: i64
     let mut by_journey: std::collections::BTreeMap<String, JourneyStats> = Default::default();
     for (_, line) in store.subscriber_lines(subscriber, since, until)? {
         for j in &line.journeys {
-            let s = by_journey.entry(j.journey.clone()).or_insert_with(|| JourneyStats {
-                dimension: "customer".into(),
-                journey: j.journey.clone(),
-                phase: j.phase.clone(),
-                channel: j.channel.clone(),
-                customers: 1,
-                ..JourneyStats::default()
-            });
-            (s.ok, s.failed, s.timeout, s.abandoned) =
-                (s.ok + j.ok, s.failed + j.failed, s.timeout + j.timeout, s.abandoned + j.abandoned);
-            s.add_steps(&j.failed_steps);
-            if let Some(h) = &j.latency {
-                s.add_latency(&h.hdr);
-            }
+            let s = by_journey
+                .entry(j.journey.clone())
+                .or_insert_with(|| JourneyStats { customers: 1, ..JourneyStats::new("customer", "", j) });
+            s.add(j);
         }
     }
     Ok(by_journey.values().map(JourneyStats::to_json).collect())

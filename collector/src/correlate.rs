@@ -29,11 +29,11 @@ const LATENCY_METRICS: [&str; 5] = ["connect_network", "connect_home", "dns", "t
 const DNS_METRICS: [&str; 2] = ["dns", "dns_failures"];
 /// Journeys are judged as `journey:NAME` (the share of episodes that failed or timed out) and
 /// `journey_latency:NAME` (the p90 of completed episodes, where the plan sets a limit).
-const JOURNEY_FAILURES: &str = "journey:";
-const JOURNEY_LATENCY: &str = "journey_latency:";
+pub(crate) const JOURNEY_FAILURES: &str = "journey:";
+pub(crate) const JOURNEY_LATENCY: &str = "journey_latency:";
 
 /// The journey a metric is about, if it is a journey metric.
-fn journey_of(metric: &str) -> Option<&str> {
+pub(crate) fn journey_of(metric: &str) -> Option<&str> {
     metric.strip_prefix(JOURNEY_FAILURES).or_else(|| metric.strip_prefix(JOURNEY_LATENCY))
 }
 
@@ -42,7 +42,8 @@ fn is_network(metric: &str) -> bool {
     NETWORK_METRICS.contains(&metric) || journey_of(metric).is_some()
 }
 
-fn is_ratio(metric: &str) -> bool {
+/// Whether a metric is a ratio (failures over attempts) rather than a latency.
+pub(crate) fn is_ratio(metric: &str) -> bool {
     metric.ends_with("_failures") || metric.starts_with(JOURNEY_FAILURES)
 }
 
@@ -859,26 +860,11 @@ fn journey_stats(reports: &[SubscriberReport], customers: &HashMap<String, Custo
             let groups =
                 [("all", "all"), ("segment", &c.segment), ("region", &c.region), ("access_node", &c.access_node)];
             for (dimension, group) in groups {
-                let (s, who) = out.entry((dimension, group, &j.journey)).or_insert_with(|| {
-                    let s = JourneyStats {
-                        dimension: dimension.into(),
-                        group: group.into(),
-                        journey: j.journey.clone(),
-                        phase: j.phase.clone(),
-                        channel: j.channel.clone(),
-                        ..JourneyStats::default()
-                    };
-                    (s, BTreeSet::new())
-                });
+                let (s, who) = out
+                    .entry((dimension, group, &j.journey))
+                    .or_insert_with(|| (JourneyStats::new(dimension, group, j), BTreeSet::new()));
                 who.insert(&c.customer_id);
-                s.ok += j.ok;
-                s.failed += j.failed;
-                s.timeout += j.timeout;
-                s.abandoned += j.abandoned;
-                s.add_steps(&j.failed_steps);
-                if let Some(h) = &j.latency {
-                    s.add_latency(&h.hdr);
-                }
+                s.add(j);
             }
         }
     }
@@ -1057,19 +1043,23 @@ mod tests {
         l
     }
 
-    fn window_of(store: &mut Store, config: &CollectorConfig, n: i64, lines: Vec<SubscriberReport>) {
-        let report = Report {
+    /// Agent `agent`'s report `seq` of window `n`.
+    fn report(agent: &str, seq: u64, n: i64, lines: Vec<SubscriberReport>) -> Report {
+        Report {
             v: edgeprobe_wire::SCHEMA_VERSION,
-            agent_id: "edge-1".into(),
+            agent_id: agent.into(),
             boot_id: "b".into(),
-            seq: n as u64,
+            seq,
             window_start: (n * WINDOW) as u64,
             window_end: ((n + 1) * WINDOW) as u64,
             capture: CaptureHealth::default(),
             subscribers: lines,
             agent: None,
-        };
-        store.store_reports(&[&report], 0).unwrap();
+        }
+    }
+
+    fn window_of(store: &mut Store, config: &CollectorConfig, n: i64, lines: Vec<SubscriberReport>) {
+        store.store_reports(&[&report("edge-1", n as u64, n, lines)], 0).unwrap();
         evaluate_window(store, config, (n * WINDOW, (n + 1) * WINDOW), n * WINDOW + WINDOW).unwrap().unwrap();
     }
 
@@ -1280,17 +1270,7 @@ mod tests {
         window_of(&mut store, &config, 1, vec![journey_line("a1", 1, "tls")]);
         let before = store.journey_stats("all", 0, i64::MAX).unwrap();
         assert_eq!((before[0].ok, before[0].failed), (4, 1));
-        let late = Report {
-            v: edgeprobe_wire::SCHEMA_VERSION,
-            agent_id: "edge-2".into(),
-            boot_id: "b".into(),
-            seq: 0,
-            window_start: WINDOW as u64,
-            window_end: 2 * WINDOW as u64,
-            capture: CaptureHealth::default(),
-            subscribers: vec![journey_line("b1", 0, "")],
-            agent: None,
-        };
+        let late = report("edge-2", 0, 1, vec![journey_line("b1", 0, "")]);
         assert_eq!(store.store_reports(&[&late], 0).unwrap(), [crate::store::Stored::AfterEvaluation]);
         refresh_journey_stats(&mut store, WINDOW).unwrap();
         let after = store.journey_stats("all", 0, i64::MAX).unwrap();

@@ -7,6 +7,7 @@ pub mod svg;
 
 use crate::api::{ApiError, ApiState, with_store};
 use crate::auth::User;
+use crate::correlate::{JOURNEY_FAILURES, JOURNEY_LATENCY, is_ratio, journey_of};
 use crate::model::{Action, Incident};
 use crate::store::Store;
 use axum::extract::{Extension, Path, Query, State};
@@ -112,24 +113,32 @@ fn ack_cell(i: &Incident, user: &User) -> String {
 }
 
 /// The rows of the open-incident table; also what the live view fetches.
+/// A table row for an incident: severity, kind, scope (linked), cause and customers, then
+/// `rest`, cells the table adds.
+fn incident_row(i: &Incident, rest: &str) -> String {
+    format!(
+        "<tr data-id=\"{id}\" class=\"sev-{sev}\"><td><span class=\"sev\">{sev}</span></td><td>{kind}</td>\
+         <td><a href=\"/incidents/{id}\">{scope}</a></td><td class=\"cause\">{cause}</td>\
+         <td class=\"num\">{n}</td>{rest}</tr>",
+        id = i.id,
+        sev = escape(&i.severity),
+        kind = i.kind.as_str(),
+        scope = escape(&scope(i)),
+        cause = escape(&i.probable_cause),
+        n = i.affected_customers,
+    )
+}
+
 fn incident_rows(list: &[Incident], user: &User, now: i64) -> String {
     let mut rows = String::new();
     for i in list {
-        let _ = write!(
-            rows,
-            "<tr data-id=\"{id}\" class=\"sev-{sev}\"><td><span class=\"sev\">{sev}</span></td><td>{kind}</td>\
-             <td><a href=\"/incidents/{id}\">{scope}</a></td><td class=\"cause\">{cause}</td>\
-             <td class=\"num\">{n}</td><td class=\"num\">{value:.2}</td><td>{open}</td><td>{ack}</td></tr>",
-            id = i.id,
-            sev = escape(&i.severity),
-            kind = i.kind.as_str(),
-            scope = escape(&scope(i)),
-            cause = escape(&i.probable_cause),
-            n = i.affected_customers,
-            value = i.value_at_risk,
-            open = i.opened_at.map_or("-".into(), |t| span(now - t)),
-            ack = ack_cell(i, user),
+        let rest = format!(
+            "<td class=\"num\">{:.2}</td><td>{}</td><td>{}</td>",
+            i.value_at_risk,
+            i.opened_at.map_or("-".into(), |t| span(now - t)),
+            ack_cell(i, user)
         );
+        rows.push_str(&incident_row(i, &rest));
     }
     if list.is_empty() {
         rows.push_str("<tr class=\"empty\"><td colspan=\"8\">No open incidents.</td></tr>");
@@ -244,23 +253,16 @@ async fn history_page(
         }
         let mut rows = String::new();
         for i in &list {
-            let _ = write!(
-                rows,
-                "<tr data-id=\"{id}\"><td>{sev}</td><td>{kind}</td><td><a href=\"/incidents/{id}\">{scope}</a></td>\
-                 <td class=\"cause\">{cause}</td><td class=\"num\">{n}</td><td>{opened}</td><td>{lasted}</td><td>{ack}</td></tr>",
-                id = i.id,
-                sev = escape(&i.severity),
-                kind = i.kind.as_str(),
-                scope = escape(&scope(i)),
-                cause = escape(&i.probable_cause),
-                n = i.affected_customers,
-                opened = i.opened_at.map_or("-".into(), when),
-                lasted = match (i.opened_at, i.resolved_at) {
-                    (Some(o), Some(r)) => span(r - o),
-                    _ => "-".into(),
-                },
-                ack = i.acked_by.as_deref().map_or(String::new(), escape),
+            let lasted = match (i.opened_at, i.resolved_at) {
+                (Some(o), Some(r)) => span(r - o),
+                _ => "-".into(),
+            };
+            let rest = format!(
+                "<td>{}</td><td>{lasted}</td><td>{}</td>",
+                i.opened_at.map_or("-".into(), when),
+                i.acked_by.as_deref().map_or(String::new(), escape)
             );
+            rows.push_str(&incident_row(i, &rest));
         }
         if list.is_empty() {
             rows.push_str("<tr class=\"empty\"><td colspan=\"8\">No resolved incidents match.</td></tr>");
@@ -364,17 +366,13 @@ fn downsample(windows: BTreeMap<i64, Window>) -> BTreeMap<i64, Window> {
     out
 }
 
-/// Whether a metric is a ratio (plotted in %) rather than a latency (plotted in ms).
-fn is_ratio(metric: &str) -> bool {
-    metric.ends_with("_failures") || metric.starts_with("journey:")
-}
-
 /// One metric of `lines`, per window.
 fn per_window(lines: &[(i64, SubscriberReport)], metric: &str) -> BTreeMap<i64, Window> {
     let mut out: BTreeMap<i64, Window> = BTreeMap::new();
     for (ws, line) in lines {
         let w = out.entry(*ws).or_default();
-        let c = &line.counters;
+        let c = crate::store::counter_row(&line.counters);
+        let int = |v: i64| u64::try_from(v).unwrap_or(0);
         match metric {
             m if METRICS.contains(&m) => {
                 if let Some(h) = line.metrics.get(m).filter(|h| h.count > 0) {
@@ -382,20 +380,16 @@ fn per_window(lines: &[(i64, SubscriberReport)], metric: &str) -> BTreeMap<i64, 
                 }
             }
             "dns_failures" => {
-                w.bad +=
-                    ["SERVFAIL", "REFUSED", "TIMEOUT"].iter().map(|k| c.dns.get(*k).copied().unwrap_or(0)).sum::<u64>();
-                w.total += c.dns.values().sum::<u64>();
+                w.bad += int(c.dns_failures);
+                w.total += int(c.dns_total);
             }
             "connect_failures" => {
-                w.bad += c.connect_refused + c.connect_timeout;
-                w.total += c.connects + c.connect_refused + c.connect_timeout;
+                w.bad += int(c.connect_failures);
+                w.total += int(c.connects + c.connect_failures);
             }
             m => {
-                let (name, latency) = match (m.strip_prefix("journey:"), m.strip_prefix("journey_latency:")) {
-                    (Some(n), _) => (n, false),
-                    (_, Some(n)) => (n, true),
-                    _ => continue,
-                };
+                let Some(name) = journey_of(m) else { continue };
+                let latency = !is_ratio(m);
                 for j in line.journeys.iter().filter(|j| j.journey == name) {
                     if latency {
                         if let Some(h) = j.latency.as_ref().filter(|h| h.count > 0) {
@@ -455,10 +449,10 @@ fn metric_title(metric: &str) -> String {
         "http_ttfb" => "HTTP time to first byte".into(),
         "dns_failures" => "DNS failures".into(),
         "connect_failures" => "Failed connects".into(),
-        m => match (m.strip_prefix("journey:"), m.strip_prefix("journey_latency:")) {
-            (Some(j), _) => format!("Journey {j}: failed or timed out"),
-            (_, Some(j)) => format!("Journey {j}: time"),
-            _ => m.to_string(),
+        m => match journey_of(m) {
+            Some(j) if is_ratio(m) => format!("Journey {j}: failed or timed out"),
+            Some(j) => format!("Journey {j}: time"),
+            None => m.to_string(),
         },
     }
 }
@@ -614,12 +608,12 @@ async fn customer_page(
         journeys.dedup();
         let mut journey_plots = String::new();
         for j in &journeys {
-            let outcome = per_window(&lines, &format!("journey:{j}"));
-            let success = [ratio(&outcome, "success", true)];
+            let failures = format!("{JOURNEY_FAILURES}{j}");
+            let success = [ratio(&per_window(&lines, &failures), "success", true)];
             let title = format!("Journey {j}: success");
-            journey_plots.push_str(&chart(&format!("journey:{j}"), &title, "%", &success, (since, until), pct));
-            let latency = percentiles(&per_window(&lines, &format!("journey_latency:{j}")), "", &P50_90_99);
-            let metric = format!("journey_latency:{j}");
+            journey_plots.push_str(&chart(&failures, &title, "%", &success, (since, until), pct));
+            let metric = format!("{JOURNEY_LATENCY}{j}");
+            let latency = percentiles(&per_window(&lines, &metric), "", &P50_90_99);
             journey_plots.push_str(&chart(&metric, &metric_title(&metric), "ms", &latency, (since, until), ms));
         }
         if journeys.is_empty() {

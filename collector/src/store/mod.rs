@@ -68,6 +68,30 @@ pub struct JourneyStats {
 }
 
 impl JourneyStats {
+    /// Empty figures for `journey` in one group.
+    pub fn new(dimension: &str, group: &str, j: &edgeprobe_wire::JourneyReport) -> JourneyStats {
+        JourneyStats {
+            dimension: dimension.into(),
+            group: group.into(),
+            journey: j.journey.clone(),
+            phase: j.phase.clone(),
+            channel: j.channel.clone(),
+            ..JourneyStats::default()
+        }
+    }
+
+    /// Adds one subscriber-window's episodes of the journey.
+    pub fn add(&mut self, j: &edgeprobe_wire::JourneyReport) {
+        self.ok += j.ok;
+        self.failed += j.failed;
+        self.timeout += j.timeout;
+        self.abandoned += j.abandoned;
+        self.add_steps(&j.failed_steps);
+        if let Some(h) = &j.latency {
+            self.add_latency(&h.hdr);
+        }
+    }
+
     pub fn add_steps(&mut self, steps: &BTreeMap<String, u64>) {
         for (step, n) in steps {
             *self.failed_steps.entry(step.clone()).or_default() += n;
@@ -1093,7 +1117,7 @@ fn push_samples(out: &mut Vec<SampleRow>, ws: i64, subscriber: &str, service: &s
     }
 }
 
-fn counter_row(c: &Counters) -> CounterRow {
+pub(crate) fn counter_row(c: &Counters) -> CounterRow {
     let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     CounterRow {
         connects: int(c.connects),
