@@ -69,6 +69,9 @@ pub struct BrokerConfig {
     pub keep_alive_secs: u64,
     /// Reports decoded but not yet stored. When full, reading from the broker pauses.
     pub queue_capacity: usize,
+    /// The same queue's limit in bytes of the messages it holds, so a burst of large reports
+    /// (up to 4 MiB each) cannot take `queue_capacity` times that.
+    pub queue_bytes: usize,
 }
 
 impl Default for BrokerConfig {
@@ -85,6 +88,7 @@ impl Default for BrokerConfig {
             ca_file: None,
             keep_alive_secs: 30,
             queue_capacity: 4096,
+            queue_bytes: 64 << 20,
         }
     }
 }
@@ -409,6 +413,9 @@ impl CollectorConfig {
         }
         if self.broker.queue_capacity == 0 {
             return fail("broker.queue_capacity", "must be at least 1");
+        }
+        if self.broker.queue_bytes < 1024 {
+            return fail("broker.queue_bytes", "must be at least 1024");
         }
         if self.broker.client_id.is_empty() || self.broker.share_group.is_empty() {
             return fail("broker.client_id", "client_id and share_group must not be empty");

@@ -17,12 +17,61 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, TlsConfigur
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 /// What the writer stores; `ack` goes back to the broker once it is committed.
 pub enum Work {
     Report { report: Box<Incoming>, received_ms: i64, ack: Publish },
     State { agent_id: String, state: Box<AgentState>, received_ms: i64, ack: Publish },
+}
+
+impl Work {
+    pub fn ack(&self) -> &Publish {
+        match self {
+            Work::Report { ack, .. } | Work::State { ack, .. } => ack,
+        }
+    }
+}
+
+/// Work with its share of the queue's byte budget, given back when the writer drops it.
+pub struct Queued {
+    pub work: Work,
+    _room: OwnedSemaphorePermit,
+}
+
+impl Queued {
+    /// The acknowledgement to send once stored; the budget's room is given back.
+    pub fn into_ack(self) -> Publish {
+        match self.work {
+            Work::Report { ack, .. } | Work::State { ack, .. } => ack,
+        }
+    }
+}
+
+/// Bounds the queue by the bytes of the messages it holds, in KiB-sized permits.
+pub struct Budget {
+    room: Arc<Semaphore>,
+    kib: u32,
+}
+
+impl Budget {
+    pub fn new(bytes: usize) -> Budget {
+        let kib = u32::try_from(bytes / 1024).unwrap_or(u32::MAX).clamp(1, Semaphore::MAX_PERMITS as u32);
+        Budget { room: Arc::new(Semaphore::new(kib as usize)), kib }
+    }
+
+    /// Waits for room for `work`; a message larger than the whole budget waits for all of it.
+    async fn reserve(&self, work: Work, metrics: &Metrics) -> Queued {
+        let kib = u32::try_from(work.ack().payload.len().div_ceil(1024)).unwrap_or(u32::MAX).clamp(1, self.kib);
+        let room = match self.room.clone().try_acquire_many_owned(kib) {
+            Ok(room) => room,
+            Err(_) => {
+                metrics.queue_full.fetch_add(1, Relaxed);
+                self.room.clone().acquire_many_owned(kib).await.expect("the budget is never closed")
+            }
+        };
+        Queued { work, _room: room }
+    }
 }
 
 /// Payloads up to this size reach the decoder, which refuses what exceeds the report limit;
@@ -88,7 +137,8 @@ pub fn classify(publish: &Publish, received_ms: i64) -> Result<Option<Work>, Rej
 /// acknowledges what the writer committed (arriving on `committed`).
 pub async fn run(
     config: BrokerConfig,
-    work: mpsc::Sender<Work>,
+    work: mpsc::Sender<Queued>,
+    budget: Budget,
     mut committed: mpsc::UnboundedReceiver<Publish>,
     mut outgoing: mpsc::Receiver<crate::push::Outgoing>,
     metrics: Arc<Metrics>,
@@ -137,10 +187,24 @@ pub async fn run(
                 }
                 match classify(&p, now) {
                     Ok(Some(w)) => {
-                        metrics.queue_depth.fetch_add(1, Relaxed);
                         // Waiting here when the writer is behind stops reading from the broker,
-                        // which holds the rest: memory stays bounded by `queue_capacity`.
-                        if work.send(w).await.is_err() {
+                        // which holds the rest: memory stays bounded by `queue_capacity` and
+                        // `queue_bytes`.
+                        let len = w.ack().payload.len() as i64;
+                        let queued = budget.reserve(w, &metrics).await;
+                        metrics.queue_depth.fetch_add(1, Relaxed);
+                        metrics.queue_bytes.fetch_add(len, Relaxed);
+                        let queued = match work.try_send(queued) {
+                            Ok(()) => None,
+                            Err(mpsc::error::TrySendError::Full(q)) => {
+                                metrics.queue_full.fetch_add(1, Relaxed);
+                                Some(q)
+                            }
+                            Err(mpsc::error::TrySendError::Closed(_)) => break,
+                        };
+                        if let Some(q) = queued
+                            && work.send(q).await.is_err()
+                        {
                             break;
                         }
                     }

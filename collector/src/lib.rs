@@ -63,6 +63,7 @@ pub async fn serve(
     let ingest = tokio::spawn(ingest::run(
         config.broker.clone(),
         work_tx,
+        ingest::Budget::new(config.broker.queue_bytes),
         committed_rx,
         push_rx,
         metrics.clone(),

@@ -46,6 +46,10 @@ pub struct Metrics {
     /// Seconds between a stored report's window end and its arrival, for the last batch.
     pub ingest_lag_ms: AtomicI64,
     pub queue_depth: AtomicI64,
+    /// Bytes of the messages in that queue.
+    pub queue_bytes: AtomicI64,
+    /// Times ingest stopped reading from the broker until the writer made room.
+    pub queue_full: AtomicU64,
     pub mqtt_connected: AtomicI64,
     pub mqtt_reconnects: AtomicU64,
     /// HTTP requests refused for want of valid credentials.
@@ -97,6 +101,11 @@ impl Metrics {
         );
         counter("mqtt_reconnects_total", "Broker connection losses.", self.mqtt_reconnects.load(Relaxed));
         counter(
+            "queue_full_total",
+            "Times ingest paused reading from the broker until the writer made room.",
+            self.queue_full.load(Relaxed),
+        );
+        counter(
             "http_auth_failures_total",
             "HTTP requests refused for want of valid credentials.",
             self.auth_failures.load(Relaxed),
@@ -124,6 +133,7 @@ impl Metrics {
             self.ingest_lag_ms.load(Relaxed) as f64 / 1000.0,
         );
         gauge("queue_depth", "Reports received and waiting to be stored.", self.queue_depth.load(Relaxed) as f64);
+        gauge("queue_bytes", "Bytes of the messages waiting to be stored.", self.queue_bytes.load(Relaxed) as f64);
         gauge(
             "mqtt_connected",
             "1 while connected to the broker and subscribed.",

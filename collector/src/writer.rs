@@ -9,7 +9,7 @@
 
 use crate::config::CollectorConfig;
 use crate::correlate;
-use crate::ingest::Work;
+use crate::ingest::{Queued, Work};
 use crate::metrics::Metrics;
 use crate::store::{Store, Stored};
 use rumqttc::Publish;
@@ -28,12 +28,12 @@ pub struct Writer {
 
 impl Writer {
     /// Runs until `work` is closed and drained.
-    pub fn run(mut self, mut work: mpsc::Receiver<Work>, committed: mpsc::UnboundedSender<Publish>) {
+    pub fn run(mut self, mut work: mpsc::Receiver<Queued>, committed: mpsc::UnboundedSender<Publish>) {
         let tick = Duration::from_secs(self.config.correlation.tick_secs);
         let mut next_tick = Instant::now();
         let mut next_prune = Instant::now();
         let mut next_agents = Instant::now();
-        let mut batch: Vec<Work> = Vec::with_capacity(BATCH);
+        let mut batch: Vec<Queued> = Vec::with_capacity(BATCH);
         let mut failures = 0u32;
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("a timer runtime");
         loop {
@@ -56,11 +56,11 @@ impl Writer {
                     Ok(()) => {
                         failures = 0;
                         self.metrics.queue_depth.fetch_sub(batch.len() as i64, Relaxed);
-                        for w in batch.drain(..) {
-                            let ack = match w {
-                                Work::Report { ack, .. } | Work::State { ack, .. } => ack,
-                            };
-                            let _ = committed.send(ack);
+                        for q in batch.drain(..) {
+                            // Counted out before its room is given back, so the gauge never
+                            // shows more than the budget.
+                            self.metrics.queue_bytes.fetch_sub(q.work.ack().payload.len() as i64, Relaxed);
+                            let _ = committed.send(q.into_ack());
                         }
                     }
                     Err(e) => {
@@ -93,11 +93,11 @@ impl Writer {
         let _ = self.evaluate(crate::now_ms(), true);
     }
 
-    fn store_batch(&mut self, batch: &[Work]) -> crate::store::Result<()> {
+    fn store_batch(&mut self, batch: &[Queued]) -> crate::store::Result<()> {
         let mut lag = 0;
         let mut batch_reports: Vec<(&crate::store::Incoming, i64)> = Vec::new();
         for w in batch {
-            if let Work::Report { report, received_ms, .. } = w {
+            if let Work::Report { report, received_ms, .. } = &w.work {
                 lag = received_ms - report.report.window_end as i64;
                 batch_reports.push((report, *received_ms));
             }
@@ -105,7 +105,7 @@ impl Writer {
         let reports = self.store.transaction(false, |store| {
             let reports = store.store_reports_in_tx(&batch_reports)?;
             for w in batch {
-                if let Work::State { agent_id, state, received_ms, .. } = w {
+                if let Work::State { agent_id, state, received_ms, .. } = &w.work {
                     store.record_state(agent_id, state, *received_ms)?;
                 }
             }
@@ -137,7 +137,7 @@ impl Writer {
                 }
             };
         }
-        let states = batch.iter().filter(|w| matches!(w, Work::State { .. })).count();
+        let states = batch.iter().filter(|w| matches!(w.work, Work::State { .. })).count();
         metrics.states.fetch_add(states as u64, Relaxed);
         if !reports.is_empty() {
             metrics.ingest_lag_ms.store(lag.max(0), Relaxed);
@@ -178,13 +178,13 @@ impl Writer {
 }
 
 enum Recv {
-    Item(Work),
+    Item(Queued),
     Timeout,
     Closed,
 }
 
 /// A blocking receive with a deadline, for a plain thread reading a tokio channel.
-fn recv_timeout(rt: &tokio::runtime::Runtime, rx: &mut mpsc::Receiver<Work>, wait: Duration) -> Recv {
+fn recv_timeout(rt: &tokio::runtime::Runtime, rx: &mut mpsc::Receiver<Queued>, wait: Duration) -> Recv {
     match rt.block_on(async { tokio::time::timeout(wait, rx.recv()).await }) {
         Ok(Some(w)) => Recv::Item(w),
         Ok(None) => Recv::Closed,

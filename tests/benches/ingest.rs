@@ -4,7 +4,8 @@
 //! subscription, writing to /dev/null) drain the same stream. If the collector finishes with
 //! mosquitto_sub, it is not the bottleneck.
 //!
-//! Run: `cargo bench -p edgeprobe-tests --bench ingest`
+//! Run: `cargo bench -p edgeprobe-tests --bench ingest [-- CASE...]`, cases `sqlite-1`, `sqlite-50`,
+//! `postgres-1` and `postgres-50`.
 
 use edgeprobe_tests::broker::{Broker, mosquitto};
 use edgeprobe_tests::collector::{Collector, TempDatabase, free_port, postgres_admin_url};
@@ -41,6 +42,12 @@ fn payloads(n: usize, agents: usize, subscribers: usize) -> Vec<(String, Vec<u8>
 }
 
 fn run(label: &str, storage: &str, n: usize, agents: usize, subscribers: usize) {
+    // `cargo bench --bench ingest -- sqlite-50` runs only the matching cases.
+    let case = format!("{label}-{subscribers}");
+    let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    if !filters.is_empty() && !filters.iter().any(|f| case.contains(f.as_str())) {
+        return;
+    }
     let dir = std::env::temp_dir().join(format!("edgeprobe-bench-ingest-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let broker = Broker::start(&dir.join("broker"), "max_queued_messages 0\nmax_inflight_messages 0");
@@ -65,6 +72,7 @@ fn run(label: &str, storage: &str, n: usize, agents: usize, subscribers: usize) 
     options.set_inflight(200);
     options.set_max_packet_size(8 << 20, 8 << 20);
     let (client, mut connection) = Client::new(options, 1000);
+    let idle_cpu = collector.cpu_time().unwrap_or_default();
     let started = Instant::now();
     let acks = std::thread::spawn(move || {
         let mut acked = 0;
@@ -90,14 +98,16 @@ fn run(label: &str, storage: &str, n: usize, agents: usize, subscribers: usize) 
     };
     collector.wait_metric("edgeprobe_collector_reports_stored_total", n as f64, Duration::from_secs(600));
     let stored = Instant::now();
+    let cpu = collector.cpu_time().unwrap_or_default().saturating_sub(idle_cpu);
     let rate = |t: Instant| n as f64 / (t - started).as_secs_f64();
     println!(
         "{label}: {n} reports of {subscribers} subscriber(s), {:.0} bytes each: broker acked {:.0}/s, mosquitto_sub {:.0}/s, \
-         collector stored {:.0}/s",
+         collector stored {:.0}/s using {:.0} µs of CPU per report",
         bytes as f64 / n as f64,
         rate(published),
         rate(subscribed),
-        rate(stored)
+        rate(stored),
+        cpu.as_secs_f64() * 1e6 / n as f64
     );
     drop(collector);
     let _ = std::fs::remove_dir_all(&dir);

@@ -114,6 +114,22 @@ impl Collector {
     }
 
     /// Polls `/metrics` until `series` reaches `at_least`.
+    /// The collector's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The CPU time the collector has used so far (user and system), from /proc.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        let pid = self.child.as_ref()?.id();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        // In USER_HZ, which Linux fixes at 100 for user space on every architecture.
+        Some(Duration::from_millis(ticks * 10))
+    }
+
     pub fn wait_metric(&self, series: &str, at_least: f64, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {

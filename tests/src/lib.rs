@@ -13,6 +13,14 @@ use std::sync::Once;
 /// Set by CI: every test that would skip for lack of a prerequisite fails instead.
 pub const REQUIRE_ALL: &str = "EDGEPROBE_REQUIRE_ALL";
 
+/// True when `tool` is on the PATH.
+pub fn have(tool: &str) -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
 /// Returns true when the test may go on. When `available` is false it prints why the test is
 /// skipped and returns false, or panics when `EDGEPROBE_REQUIRE_ALL` is set.
 pub fn prerequisite(available: bool, what: &str) -> bool {

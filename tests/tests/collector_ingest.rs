@@ -1,6 +1,7 @@
 //! Ingest against a real Mosquitto: bad input is refused and counted by reason while valid
 //! reports are stored exactly once; and a collector killed mid-stream loses nothing the
-//! broker delivered and stores nothing twice.
+//! broker delivered and stores nothing twice; and a burst of large reports waits within the
+//! queue's byte budget.
 
 use edgeprobe_tests::broker::{Broker, mosquitto};
 use edgeprobe_tests::collector::{Collector, TempDatabase, free_port, require_postgres};
@@ -10,9 +11,9 @@ use rumqttc::{Client, MqttOptions, QoS};
 use std::path::PathBuf;
 use std::time::Duration;
 
-fn config(broker_port: u16, http_port: u16, storage: &str) -> String {
+fn config(broker_port: u16, http_port: u16, storage: &str, broker: &str) -> String {
     format!(
-        "[broker]\nembedded = false\nurl = \"mqtt://127.0.0.1:{broker_port}\"\nclient_id = \"ingest-test\"\n\
+        "[broker]\nembedded = false\nurl = \"mqtt://127.0.0.1:{broker_port}\"\nclient_id = \"ingest-test\"\n{broker}\n\
          [storage]\nurl = \"{storage}\"\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n"
     )
 }
@@ -62,6 +63,11 @@ impl Publisher {
 }
 
 fn setup(tag: &str, storage: Option<&str>) -> Option<(PathBuf, Broker, Collector)> {
+    setup_with(tag, storage, "")
+}
+
+/// As `setup`, with more `[broker]` settings for the collector.
+fn setup_with(tag: &str, storage: Option<&str>, broker_extra: &str) -> Option<(PathBuf, Broker, Collector)> {
     if !prerequisite(mosquitto().is_some(), "mosquitto (apt-get install mosquitto)") {
         return None;
     }
@@ -71,7 +77,8 @@ fn setup(tag: &str, storage: Option<&str>) -> Option<(PathBuf, Broker, Collector
     let broker = Broker::start(&dir.join("broker"), "message_size_limit 0\nmax_queued_messages 100000");
     let http = free_port();
     let sqlite = dir.join("data").display().to_string();
-    let collector = Collector::start(&dir, "collector", http, &config(broker.port, http, storage.unwrap_or(&sqlite)));
+    let collector =
+        Collector::start(&dir, "collector", http, &config(broker.port, http, storage.unwrap_or(&sqlite), broker_extra));
     Some((dir, broker, collector))
 }
 
@@ -205,6 +212,62 @@ fn postgres_connections_cut_mid_stream_lose_nothing() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(collector.metric("edgeprobe_collector_storage_errors_total") >= 1.0, "the cut was noticed and counted");
+    drop(collector);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_burst_of_large_reports_waits_within_the_queue_byte_budget() {
+    const BUDGET: f64 = 256.0 * 1024.0;
+    if !prerequisite(edgeprobe_tests::have("python3"), "python3") {
+        return;
+    }
+    let Some((dir, broker, collector)) = setup_with("budget", None, "queue_bytes = 262144") else { return };
+    let mut report = sample_report();
+    let one = report.subscribers[0].clone();
+    report.subscribers =
+        (0..50).map(|i| edgeprobe_wire::SubscriberReport { subscriber: format!("line-{i}"), ..one.clone() }).collect();
+    let topic = format!("edgeprobe/v1/agents/{}/report", report.agent_id);
+    let size = encode(&report, Encoding::Cbor).len();
+    assert!(size > 16 * 1024, "reports of {size} bytes would not test the budget");
+    // Another connection holds the database's write lock while the burst arrives, so the writer
+    // waits (within its busy timeout) and ingest must stop at the budget.
+    let db = dir.join("data/edgeprobe.db");
+    let mut lock = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3, sys, time\nc = sqlite3.connect(sys.argv[1], isolation_level=None)\n\
+                      c.execute('BEGIN EXCLUSIVE')\nprint('locked', flush=True)\ntime.sleep(3)\nc.execute('COMMIT')",
+        ])
+        .arg(&db)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(lock.stdout.as_mut().unwrap()), &mut line).unwrap();
+    assert_eq!(line.trim(), "locked");
+    let publisher = Publisher::connect(broker.port);
+    const TOTAL: u64 = 200;
+    for seq in 0..TOTAL {
+        let mut r = report.clone();
+        r.seq = seq;
+        publisher.send(&topic, encode(&r, Encoding::Cbor));
+    }
+    let mut peak: f64 = 0.0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while collector.metric("edgeprobe_collector_reports_stored_total") < TOTAL as f64 {
+        peak = peak.max(collector.metric("edgeprobe_collector_queue_bytes"));
+        assert!(std::time::Instant::now() < deadline, "not all stored:\n{}", collector.log());
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(peak <= BUDGET, "{peak} bytes queued, over the {BUDGET}-byte budget");
+    assert!(collector.metric("edgeprobe_collector_queue_full_total") >= 1.0, "the budget never held ingest back");
+    assert_eq!(collector.metric("edgeprobe_collector_queue_bytes"), 0.0);
+    assert_eq!(collector.metric("edgeprobe_collector_queue_depth"), 0.0);
+    assert_eq!(collector.metric("edgeprobe_collector_reports_duplicate_total"), 0.0);
+    assert_eq!(collector.get("/api/v1/agents")["agents"][0]["reports"], TOTAL);
+    assert!(lock.wait().unwrap().success());
+    assert!(lock.wait().unwrap().success());
     drop(collector);
     let _ = std::fs::remove_dir_all(&dir);
 }
