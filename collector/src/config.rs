@@ -190,8 +190,11 @@ pub struct CorrelationConfig {
     pub baseline_min_ms: f64,
     /// Windows of history before a customer's baseline is trusted.
     pub baseline_min_windows: u32,
-    /// An agent that has sent nothing for this long, or whose last will arrived, is silent.
+    /// An agent that has sent nothing for this long is silent ...
     pub agent_silence_secs: u64,
+    /// ... and so is one whose last will arrived this long ago without a new birth since: a
+    /// gateway that reboots or reconnects within it opens no incident and contacts no one.
+    pub agent_offline_after_secs: u64,
 }
 
 impl Default for CorrelationConfig {
@@ -209,6 +212,7 @@ impl Default for CorrelationConfig {
             baseline_min_ms: 50.0,
             baseline_min_windows: 10,
             agent_silence_secs: 300,
+            agent_offline_after_secs: 90,
         }
     }
 }

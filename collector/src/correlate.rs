@@ -913,11 +913,13 @@ fn severity(i: &Incident) -> &'static str {
 pub fn evaluate_agents(store: &mut Store, config: &CollectorConfig, now_ms: i64) -> Result<()> {
     store.transaction(true, |store| {
         let silence = config.correlation.agent_silence_secs as i64 * 1000;
+        let will_grace = config.correlation.agent_offline_after_secs as i64 * 1000;
         let agents = store.agents()?;
         let mut silent: BTreeMap<String, Vec<&crate::model::Agent>> = BTreeMap::new();
         for a in &agents {
             let heard = a.state_ms.max(a.last_report_ms.unwrap_or(0));
-            let vanished = !a.online && !a.stopped;
+            // The will's state_ms is when it arrived.
+            let vanished = !a.online && !a.stopped && now_ms - a.state_ms >= will_grace;
             if vanished || (a.online && now_ms - heard > silence) {
                 let nodes =
                     if a.access_nodes.is_empty() { vec!["unknown".to_string()] } else { a.access_nodes.clone() };
@@ -948,7 +950,8 @@ pub fn evaluate_agents(store: &mut Store, config: &CollectorConfig, now_ms: i64)
             let mut incident = active.remove(node).unwrap_or_else(|| {
                 let scope = BTreeMap::from([("access_node".to_string(), node.clone())]);
                 let mut i = Incident::new(IncidentKind::AgentsOffline, scope, now_ms);
-                // The last will is the evidence: no hysteresis.
+                // The last will, held for agent_offline_after_secs, or the silence is the
+                // evidence: no window count.
                 (i.state, i.opened_at, i.metric) = ("open".into(), Some(now_ms), "agent_state".into());
                 i
             });
