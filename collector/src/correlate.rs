@@ -193,6 +193,41 @@ fn add_journeys(lines: &mut BTreeMap<String, Line>, window_start: i64, reports: 
     }
 }
 
+/// Each subscriber's DNS per resolver (where its agents name them), summed over its agents.
+fn resolvers_of(window_start: i64, reports: &[SubscriberReport]) -> BTreeMap<&str, BTreeMap<&str, Measured>> {
+    let mut rows: BTreeMap<(&str, &str), (Vec<SampleRow>, CounterRow)> = BTreeMap::new();
+    for r in reports {
+        for res in &r.resolvers {
+            let (latency, counters) = rows.entry((r.subscriber.as_str(), res.resolver.as_str())).or_default();
+            counters.dns_total += res.dns.values().sum::<u64>() as i64;
+            counters.dns_failures += crate::store::failed_rcodes(&res.dns) as i64;
+            if let Some(h) = r.resolver_latency(res).filter(|h| h.count > 0) {
+                let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+                latency.push(SampleRow {
+                    window_start,
+                    subscriber_id: r.subscriber.clone(),
+                    service: String::new(),
+                    metric: "dns".into(),
+                    count: int(h.count),
+                    p50: int(h.p50),
+                    p90: int(h.p90),
+                    p99: int(h.p99),
+                    hdr: h.hdr.clone(),
+                });
+            }
+        }
+    }
+    let mut out: BTreeMap<&str, BTreeMap<&str, Measured>> = BTreeMap::new();
+    for ((sub, resolver), (latency, counters)) in rows {
+        let mut m = Measured { counters, ..Measured::default() };
+        if !latency.is_empty() {
+            m.latency.insert("dns".into(), merge(&latency.iter().collect::<Vec<_>>()));
+        }
+        out.entry(sub).or_default().insert(resolver, m);
+    }
+    out
+}
+
 /// Judges one customer's (or one service's) window against the plan and, for the whole line,
 /// the customer's baseline.
 fn judge(
@@ -420,6 +455,7 @@ fn evaluate(store: &mut Store, config: &CollectorConfig, window: (i64, i64), now
     let counters = crate::store::counters_of(&reports);
     let mut lines = lines(&samples, counters);
     add_journeys(&mut lines, window.0, &reports);
+    let resolvers = resolvers_of(window.0, &reports);
     let keys: Vec<String> = lines.keys().cloned().collect();
     let customers = store.customers_by_subscriber(&keys)?;
     let unknown_subscribers = keys.iter().filter(|k| !customers.contains_key(*k)).count() as u64;
@@ -508,19 +544,64 @@ fn evaluate(store: &mut Store, config: &CollectorConfig, window: (i64, i64), now
             && nodes.len() >= 2
             && dns_bad.len() as f64 >= c.group_fraction * dns_measured.len() as f64
         {
-            for (cust, _) in &dns_bad {
-                if let Some(f) = open.get_mut(cust.customer_id.as_str()) {
-                    f.retain(|m, _| !DNS_METRICS.contains(&m.as_str()));
+            // Where agents say which resolvers a line asked, each failing one is named: judged on
+            // its own answers, it is bad for enough of the customers who asked it.
+            let mut asked: BTreeMap<&str, usize> = BTreeMap::new();
+            let mut failing: BTreeMap<&str, Vec<(&Customer, Findings)>> = BTreeMap::new();
+            for (cust, _, judged) in verdicts.values() {
+                let Some(theirs) = resolvers.get(cust.subscriber_id.as_str()) else { continue };
+                let plan = config.plan(&cust.plan);
+                for (ip, m) in theirs {
+                    let (bad, judged_here) = judge(m, plan, None, &cust.customer_id, c);
+                    if DNS_METRICS.iter().any(|d| judged_here.contains(*d)) {
+                        *asked.entry(ip).or_default() += 1;
+                    }
+                    let on_dns_bad = dns_bad.iter().any(|(d, _)| d.customer_id == cust.customer_id);
+                    if on_dns_bad
+                        && judged.contains("connect_network")
+                        && DNS_METRICS.iter().any(|d| bad.contains_key(*d))
+                    {
+                        failing.entry(ip).or_default().push((cust, bad));
+                    }
                 }
             }
-            let scope = ("resolver", "subscriber resolvers");
-            let (n, measured, nodes) = (dns_bad.len(), dns_measured.len(), nodes.len());
-            candidates.push(group_candidate(IncidentKind::Resolver, scope, &dns_bad, measured, &DNS_METRICS, |m, v, t| {
-                format!(
-                    "{m} is {v} (median) against {t} allowed for {n} of {measured} customers with DNS traffic, across \
-                     {nodes} access nodes, while their connections are fine: the resolvers they use are failing."
-                )
-            }));
+            failing.retain(|ip, bad| {
+                let nodes: BTreeSet<&str> = bad.iter().map(|(c, _)| c.access_node.as_str()).collect();
+                bad.len() >= c.group_min_customers
+                    && nodes.len() >= 2
+                    && bad.len() as f64 >= c.group_fraction * asked.get(ip).copied().unwrap_or(0) as f64
+            });
+            if failing.is_empty() {
+                for (cust, _) in &dns_bad {
+                    if let Some(f) = open.get_mut(cust.customer_id.as_str()) {
+                        f.retain(|m, _| !DNS_METRICS.contains(&m.as_str()));
+                    }
+                }
+                let scope = ("resolver", "subscriber resolvers");
+                let (n, measured, nodes) = (dns_bad.len(), dns_measured.len(), nodes.len());
+                candidates.push(group_candidate(IncidentKind::Resolver, scope, &dns_bad, measured, &DNS_METRICS, |m, v, t| {
+                    format!(
+                        "{m} is {v} (median) against {t} allowed for {n} of {measured} customers with DNS traffic, \
+                         across {nodes} access nodes, while their connections are fine: the resolvers they use are failing."
+                    )
+                }));
+            }
+            for (ip, bad) in &failing {
+                for (cust, _) in bad {
+                    if let Some(f) = open.get_mut(cust.customer_id.as_str()) {
+                        f.retain(|m, _| !DNS_METRICS.contains(&m.as_str()));
+                    }
+                }
+                let bad: Vec<(&Customer, &Findings)> = bad.iter().map(|(c, f)| (*c, f)).collect();
+                let nodes = bad.iter().map(|(c, _)| c.access_node.as_str()).collect::<BTreeSet<_>>().len();
+                let (n, measured) = (bad.len(), asked.get(ip).copied().unwrap_or(0));
+                candidates.push(group_candidate(IncidentKind::Resolver, ("resolver", ip), &bad, measured, &DNS_METRICS, |m, v, t| {
+                    format!(
+                        "{m} from resolver {ip} is {v} (median) against {t} allowed for {n} of the {measured} customers \
+                         who asked it, across {nodes} access nodes, while their connections are fine: resolver {ip} is failing."
+                    )
+                }));
+            }
         }
     }
 
@@ -1018,6 +1099,7 @@ mod tests {
             counters: Counters { connects: 10, ..Counters::default() },
             services: vec![],
             journeys: vec![],
+            resolvers: vec![],
         }
     }
 
@@ -1092,6 +1174,77 @@ mod tests {
             .collect();
         all.sort();
         all
+    }
+
+    /// A healthy line whose DNS went to `resolvers`: (address, answers, each in ms).
+    fn dns_line(id: &str, resolvers: &[(&str, u64, u64)]) -> SubscriberReport {
+        let mut l = line(id, 20);
+        let mut all = new_histogram();
+        for (ip, n, ms) in resolvers {
+            let mut h = new_histogram();
+            for _ in 0..*n {
+                record(&mut h, ms * 1000);
+                record(&mut all, ms * 1000);
+            }
+            l.resolvers.push(edgeprobe_wire::ResolverReport {
+                resolver: ip.to_string(),
+                dns: [("NOERROR".to_string(), *n)].into(),
+                latency: (resolvers.len() > 1).then(|| WireHistogram::from_histogram(&h)),
+            });
+            *l.counters.dns.entry("NOERROR".into()).or_default() += n;
+        }
+        l.metrics.dns = Some(WireHistogram::from_histogram(&all));
+        l
+    }
+
+    #[test]
+    fn a_failing_resolver_is_named_and_only_its_customers_are_in_it() {
+        let (mut store, config, dir) = setup("resolver");
+        let (slow, fast) = ("192.0.2.53", "192.0.2.54");
+        for n in 1..=3 {
+            let lines = vec![
+                dns_line("a1", &[(slow, 10, 400), (fast, 2, 10)]),
+                dns_line("b1", &[(slow, 10, 400), (fast, 2, 10)]),
+                dns_line("c1", &[(slow, 10, 400)]),
+                dns_line("a2", &[(fast, 12, 10)]),
+                dns_line("b2", &[(fast, 12, 10)]),
+                dns_line("c2", &[(fast, 12, 10)]),
+            ];
+            window_of(&mut store, &config, n, lines);
+        }
+        let all = summary(&mut store);
+        assert_eq!(
+            all,
+            vec![("resolver".into(), slow.into(), "open".into(), vec!["a1".into(), "b1".into(), "c1".into()])]
+        );
+        let incident = store.incidents("open", 10).unwrap().remove(0);
+        assert!(incident.probable_cause.contains("resolver 192.0.2.53 is failing"), "{}", incident.probable_cause);
+        assert!(incident.probable_cause.contains("3 of the 3 customers who asked it"), "{}", incident.probable_cause);
+
+        // Agents that do not name resolvers: the same failure, unnamed.
+        let (mut store, config, dir2) = setup("resolver-unnamed");
+        for n in 1..=3 {
+            let mut lines = vec![
+                dns_line("a1", &[(slow, 10, 400)]),
+                dns_line("b1", &[(slow, 10, 400)]),
+                dns_line("c1", &[(slow, 10, 400)]),
+                dns_line("a2", &[(fast, 12, 10)]),
+            ];
+            lines.iter_mut().for_each(|l| l.resolvers.clear());
+            window_of(&mut store, &config, n, lines);
+        }
+        let all = summary(&mut store);
+        assert_eq!(
+            all,
+            vec![(
+                "resolver".into(),
+                "subscriber resolvers".into(),
+                "open".into(),
+                vec!["a1".into(), "b1".into(), "c1".into()]
+            )]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&dir2);
     }
 
     #[test]

@@ -195,6 +195,7 @@ fn a_report_of_a_hundred_lines_is_delivered_whole() {
             counters: Default::default(),
             services: vec![],
             journeys: vec![],
+            resolvers: vec![],
         }
     };
     let report = edgeprobe_wire::Report {

@@ -56,6 +56,7 @@ fn expected(events: &[&Value], metric: &str) -> Option<WireHistogram> {
 #[test]
 fn histograms_and_counters_agree_with_the_events() {
     let mut checked = 0;
+    let mut resolvers_checked = 0;
     for fixture in FIXTURES {
         for (report, events) in windows(fixture) {
             for sub in &report.subscribers {
@@ -85,6 +86,31 @@ fn histograms_and_counters_agree_with_the_events() {
                     *rcodes.entry(e["rcode"].as_str().unwrap().to_string()).or_insert(0u64) += 1;
                 }
                 assert_eq!(c.dns, rcodes, "{fixture}");
+                // Per resolver, in the order first asked: its rcodes, and its own latency
+                // histogram where the line asked more than one.
+                let resolver = |e: &Value| e["server"].as_str().unwrap().parse::<std::net::SocketAddr>().unwrap().ip();
+                let mut asked: Vec<std::net::IpAddr> = Vec::new();
+                for e in mine.iter().filter(|e| e["kind"] == "dns") {
+                    if !asked.contains(&resolver(e)) && asked.len() < edgeprobe_wire::MAX_RESOLVERS {
+                        asked.push(resolver(e));
+                    }
+                }
+                let names: Vec<String> = asked.iter().map(|ip| ip.to_string()).collect();
+                let listed: Vec<&str> = sub.resolvers.iter().map(|r| r.resolver.as_str()).collect();
+                assert_eq!(listed, names, "{fixture}");
+                for (r, ip) in sub.resolvers.iter().zip(&asked) {
+                    let theirs: Vec<&Value> =
+                        mine.iter().copied().filter(|e| e["kind"] == "dns" && resolver(e) == *ip).collect();
+                    let mut rcodes = BTreeMap::new();
+                    for e in &theirs {
+                        *rcodes.entry(e["rcode"].as_str().unwrap().to_string()).or_insert(0u64) += 1;
+                    }
+                    assert_eq!(r.dns, rcodes, "{fixture} {ip}");
+                    let own = expected(&theirs, "dns");
+                    assert_eq!(r.latency, if asked.len() > 1 { own.clone() } else { None }, "{fixture} {ip}");
+                    assert_eq!(sub.resolver_latency(r), own.as_ref(), "{fixture} {ip}");
+                    resolvers_checked += 1;
+                }
                 // Bytes: every flow of the subscriber ended within the capture, so the window
                 // total equals the flow_end totals.
                 let bytes_up: u64 =
@@ -107,6 +133,7 @@ fn histograms_and_counters_agree_with_the_events() {
         }
     }
     assert!(checked >= 10, "only {checked} histograms checked");
+    assert!(resolvers_checked >= 2, "only {resolvers_checked} resolvers checked");
 }
 
 #[test]

@@ -14,8 +14,8 @@ use crate::event::{ConnectOutcome, Detail, EpisodeOutcome, Event, TlsOutcome};
 use crate::time::Timestamp;
 use edgeprobe_wire::histogram::{HistogramEncoder, new_histogram, record};
 use edgeprobe_wire::{
-    CaptureHealth, Counters, Evictions, JourneyReport, Metrics, OTHER_SERVICE, Report, SCHEMA_VERSION, ServiceReport,
-    SubscriberReport, WireHistogram,
+    CaptureHealth, Counters, Evictions, JourneyReport, MAX_RESOLVERS, Metrics, OTHER_SERVICE, Report, ResolverReport,
+    SCHEMA_VERSION, ServiceReport, SubscriberReport, WireHistogram,
 };
 use hashbrown::HashMap;
 use hdrhistogram::Histogram;
@@ -32,10 +32,12 @@ enum Metric {
     HttpTtfb,
     /// A journey's latency; the sample's `service` is the journey's index in the subscriber.
     Journey,
+    /// A resolver's DNS latency; the sample's `service` is the resolver's index.
+    Resolver,
 }
 
 impl Metric {
-    /// Where the metric's histogram goes in a report; journeys have their own place.
+    /// Where the metric's histogram goes in a report; journeys and resolvers have their own.
     fn slot(self, m: &mut Metrics) -> Option<&mut Option<WireHistogram>> {
         Some(match self {
             Metric::ConnectNetwork => &mut m.connect_network,
@@ -43,7 +45,7 @@ impl Metric {
             Metric::Dns => &mut m.dns,
             Metric::TlsHandshake => &mut m.tls_handshake,
             Metric::HttpTtfb => &mut m.http_ttfb,
-            Metric::Journey => return None,
+            Metric::Journey | Metric::Resolver => return None,
         })
     }
 }
@@ -67,6 +69,7 @@ struct Subscriber {
     services: Vec<Service>,
     by_name: HashMap<String, u16>,
     journeys: Vec<JourneyReport>,
+    resolvers: Vec<ResolverReport>,
 }
 
 /// Names the agent in its reports.
@@ -184,6 +187,7 @@ impl Windows {
             Detail::Dns(d) => {
                 counters.dns.insert(d.rcode.clone(), 1);
                 sample(Metric::Dns, d.latency_us);
+                self.on_resolver(sub, event.server.ip(), &d.rcode, d.latency_us);
             }
             Detail::TcpConnect(c) => match c.outcome {
                 ConnectOutcome::Established => {
@@ -241,6 +245,24 @@ impl Windows {
             }
         }
         self.add(sub, svc, &counters);
+    }
+
+    /// Counts a DNS transaction for its resolver, among the subscriber's first `MAX_RESOLVERS`.
+    fn on_resolver(&mut self, sub: u16, resolver: std::net::IpAddr, rcode: &str, latency_us: Option<u64>) {
+        let resolvers = &mut self.subscribers[usize::from(sub)].resolvers;
+        let name = resolver.to_string();
+        let i = match resolvers.iter().position(|r| r.resolver == name) {
+            Some(i) => i,
+            None if resolvers.len() < MAX_RESOLVERS => {
+                resolvers.push(ResolverReport { resolver: name, ..Default::default() });
+                resolvers.len() - 1
+            }
+            None => return,
+        };
+        *resolvers[i].dns.entry(rcode.to_string()).or_default() += 1;
+        if let Some(v) = latency_us {
+            self.push_sample(sub, i as u16, Metric::Resolver, v);
+        }
     }
 
     /// The current window's epoch: cells from `cell` are valid while it lasts.
@@ -301,6 +323,7 @@ impl Windows {
                     services: Vec::new(),
                     by_name: HashMap::new(),
                     journeys: Vec::new(),
+                    resolvers: Vec::new(),
                 });
                 self.index.insert(subscriber.to_string(), i);
                 i
@@ -414,22 +437,28 @@ impl Windows {
                 counters: s.counters.clone(),
                 services,
                 journeys: s.journeys.clone(),
+                resolvers: s.resolvers.clone(),
             });
         }
-        // Subscriber-wide histograms: every sample of the subscriber; journeys by journey.
+        // Subscriber-wide histograms: every sample of the subscriber; journeys by journey and
+        // resolvers by resolver, where the line asked more than one.
+        let per_index = |m: Metric| matches!(m, Metric::Journey | Metric::Resolver);
         self.samples.sort_unstable_by_key(|s| (s.subscriber, s.metric, s.service));
         for run in self.samples.chunk_by(|a, b| {
-            (a.subscriber, a.metric) == (b.subscriber, b.metric)
-                && (a.metric != Metric::Journey || a.service == b.service)
+            (a.subscriber, a.metric) == (b.subscriber, b.metric) && (!per_index(a.metric) || a.service == b.service)
         }) {
-            let (sub, metric) = (usize::from(run[0].subscriber), run[0].metric);
+            let (sub, metric, i) = (usize::from(run[0].subscriber), run[0].metric, usize::from(run[0].service));
+            if metric == Metric::Resolver && out[sub].resolvers.len() < 2 {
+                continue;
+            }
             let histogram = Some(histogram_of(&mut self.scratch, &mut self.serializer, run));
             match metric.slot(&mut out[sub].metrics) {
                 Some(slot) => *slot = histogram,
-                None => out[sub].journeys[usize::from(run[0].service)].latency = histogram,
+                None if metric == Metric::Journey => out[sub].journeys[i].latency = histogram,
+                None => out[sub].resolvers[i].latency = histogram,
             }
         }
-        self.samples.retain(|s| s.metric != Metric::Journey);
+        self.samples.retain(|s| !per_index(s.metric));
         // Per-service histograms, through the top-N mapping.
         for s in self.samples.iter_mut() {
             if s.service != NO_SERVICE {

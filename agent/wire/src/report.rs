@@ -88,6 +88,37 @@ pub struct SubscriberReport {
     /// Journey episodes that ended in the window, per journey.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub journeys: Vec<JourneyReport>,
+    /// The DNS resolvers the line asked, so a failing one can be named.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resolvers: Vec<ResolverReport>,
+}
+
+/// One resolver's DNS transactions for a subscriber in a window.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ResolverReport {
+    /// The resolver's IP address.
+    pub resolver: String,
+    /// Transactions by rcode name, `TIMEOUT` included.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub dns: BTreeMap<String, u64>,
+    /// Latency of its answers. Left out when it is the line's only resolver: the line's `dns`
+    /// histogram is then the same, and a report stays small.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<WireHistogram>,
+}
+
+/// Resolvers broken down per subscriber and window; DNS to others counts only in the totals.
+pub const MAX_RESOLVERS: usize = 4;
+
+impl SubscriberReport {
+    /// Each resolver's latency histogram, the line's own where the resolver is its only one.
+    pub fn resolver_latency<'a>(&'a self, r: &'a ResolverReport) -> Option<&'a WireHistogram> {
+        match (&r.latency, self.resolvers.len()) {
+            (Some(h), _) => Some(h),
+            (None, 1) => self.metrics.dns.as_ref(),
+            (None, _) => None,
+        }
+    }
 }
 
 /// One journey's episodes of a subscriber in a window.

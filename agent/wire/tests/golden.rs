@@ -61,6 +61,7 @@ fn sample_report() -> Report {
             counters,
             services: vec![service],
             journeys: vec![],
+            resolvers: vec![],
         }],
         agent: None,
     }

@@ -163,7 +163,12 @@ pub struct CounterRow {
 }
 
 fn dns_failures(c: &Counters) -> u64 {
-    ["SERVFAIL", "REFUSED", "TIMEOUT"].iter().map(|k| c.dns.get(*k).copied().unwrap_or(0)).sum()
+    failed_rcodes(&c.dns)
+}
+
+/// DNS transactions that failed, of counts by rcode.
+pub(crate) fn failed_rcodes(rcodes: &BTreeMap<String, u64>) -> u64 {
+    ["SERVFAIL", "REFUSED", "TIMEOUT"].iter().map(|k| rcodes.get(*k).copied().unwrap_or(0)).sum()
 }
 
 fn json<T: serde::Serialize>(v: &T) -> String {
@@ -1227,8 +1232,14 @@ pub(crate) fn move_samples_to_lines(db: &mut dyn Backend) -> Result<()> {
                 .into_iter()
                 .map(|(service, (metrics, counters))| ServiceReport { service, metrics, counters })
                 .collect();
-            let line =
-                SubscriberReport { subscriber: subscriber.clone(), metrics, counters, services, journeys: Vec::new() };
+            let line = SubscriberReport {
+                subscriber: subscriber.clone(),
+                metrics,
+                counters,
+                services,
+                journeys: Vec::new(),
+                resolvers: Vec::new(),
+            };
             rows.extend([ws.into(), subscriber.into(), agent.into(), edgeprobe_wire::to_cbor(&line).into()]);
         }
         insert_rows(
