@@ -176,18 +176,8 @@ fn add_journeys(lines: &mut BTreeMap<String, Line>, window_start: i64, reports: 
                 *w.failed_steps.entry(step.clone()).or_default() += n;
             }
             if let Some(h) = j.latency.as_ref().filter(|h| h.count > 0) {
-                let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-                w.latency.push(SampleRow {
-                    window_start,
-                    subscriber_id: r.subscriber.clone(),
-                    service: String::new(),
-                    metric: format!("{JOURNEY_LATENCY}{}", j.journey),
-                    count: int(h.count),
-                    p50: int(h.p50),
-                    p90: int(h.p90),
-                    p99: int(h.p99),
-                    hdr: h.hdr.clone(),
-                });
+                let metric = format!("{JOURNEY_LATENCY}{}", j.journey);
+                w.latency.push(SampleRow::new(window_start, &r.subscriber, "", &metric, h));
             }
         }
     }
@@ -202,18 +192,7 @@ fn resolvers_of(window_start: i64, reports: &[SubscriberReport]) -> BTreeMap<&st
             counters.dns_total += res.dns.values().sum::<u64>() as i64;
             counters.dns_failures += crate::store::failed_rcodes(&res.dns) as i64;
             if let Some(h) = r.resolver_latency(res).filter(|h| h.count > 0) {
-                let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-                latency.push(SampleRow {
-                    window_start,
-                    subscriber_id: r.subscriber.clone(),
-                    service: String::new(),
-                    metric: "dns".into(),
-                    count: int(h.count),
-                    p50: int(h.p50),
-                    p90: int(h.p90),
-                    p99: int(h.p99),
-                    hdr: h.hdr.clone(),
-                });
+                latency.push(SampleRow::new(window_start, &r.subscriber, "", "dns", h));
             }
         }
     }
@@ -548,19 +527,18 @@ fn evaluate(store: &mut Store, config: &CollectorConfig, window: (i64, i64), now
             // its own answers, it is bad for enough of the customers who asked it.
             let mut asked: BTreeMap<&str, usize> = BTreeMap::new();
             let mut failing: BTreeMap<&str, Vec<(&Customer, Findings)>> = BTreeMap::new();
-            for (cust, _, judged) in verdicts.values() {
+            // dns_bad already holds only customers whose connections were judged fine.
+            let dns_bad_ids: BTreeSet<&str> = dns_bad.iter().map(|(c, _)| c.customer_id.as_str()).collect();
+            for (cust, _, _) in verdicts.values() {
                 let Some(theirs) = resolvers.get(cust.subscriber_id.as_str()) else { continue };
                 let plan = config.plan(&cust.plan);
+                let on_dns_bad = dns_bad_ids.contains(cust.customer_id.as_str());
                 for (ip, m) in theirs {
-                    let (bad, judged_here) = judge(m, plan, None, &cust.customer_id, c);
-                    if DNS_METRICS.iter().any(|d| judged_here.contains(*d)) {
+                    let (bad, judged) = judge(m, plan, None, &cust.customer_id, c);
+                    if DNS_METRICS.iter().any(|d| judged.contains(*d)) {
                         *asked.entry(ip).or_default() += 1;
                     }
-                    let on_dns_bad = dns_bad.iter().any(|(d, _)| d.customer_id == cust.customer_id);
-                    if on_dns_bad
-                        && judged.contains("connect_network")
-                        && DNS_METRICS.iter().any(|d| bad.contains_key(*d))
-                    {
+                    if on_dns_bad && DNS_METRICS.iter().any(|d| bad.contains_key(*d)) {
                         failing.entry(ip).or_default().push((cust, bad));
                     }
                 }

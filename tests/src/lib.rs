@@ -13,12 +13,21 @@ use std::sync::Once;
 /// Set by CI: every test that would skip for lack of a prerequisite fails instead.
 pub const REQUIRE_ALL: &str = "EDGEPROBE_REQUIRE_ALL";
 
-/// True when `tool` is on the PATH.
+/// True when `tool` is on the PATH or in /usr/sbin (not on every user's PATH).
 pub fn have(tool: &str) -> bool {
     std::process::Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
+        .args(["-c", &format!("command -v {tool} || test -x /usr/sbin/{tool}")])
         .output()
         .is_ok_and(|o| o.status.success())
+}
+
+/// Polls `check` every 100 ms until it holds; panics after `timeout`, naming `what`.
+pub fn wait_for(what: &str, timeout: std::time::Duration, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !check() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 /// Returns true when the test may go on. When `available` is false it prints why the test is

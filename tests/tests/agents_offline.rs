@@ -7,7 +7,7 @@
 
 use edgeprobe_tests::broker::{Broker, mosquitto};
 use edgeprobe_tests::collector::{Collector, free_port};
-use edgeprobe_tests::{edgeprobe_bin, prerequisite};
+use edgeprobe_tests::{edgeprobe_bin, prerequisite, wait_for};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -66,14 +66,6 @@ impl Agent {
 impl Drop for Agent {
     fn drop(&mut self) {
         self.kill();
-    }
-}
-
-fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
     }
 }
 

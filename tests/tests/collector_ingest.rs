@@ -5,7 +5,7 @@
 
 use edgeprobe_tests::broker::{Broker, mosquitto};
 use edgeprobe_tests::collector::{Collector, TempDatabase, free_port, require_postgres};
-use edgeprobe_tests::{fixtures, prerequisite};
+use edgeprobe_tests::{fixtures, have, prerequisite};
 use edgeprobe_wire::{Encoding, Report, encode};
 use rumqttc::{Client, MqttOptions, QoS};
 use std::path::PathBuf;
@@ -219,7 +219,7 @@ fn postgres_connections_cut_mid_stream_lose_nothing() {
 #[test]
 fn a_burst_of_large_reports_waits_within_the_queue_byte_budget() {
     const BUDGET: f64 = 256.0 * 1024.0;
-    if !prerequisite(edgeprobe_tests::have("python3"), "python3") {
+    if !prerequisite(have("python3"), "python3") {
         return;
     }
     let Some((dir, broker, collector)) = setup_with("budget", None, "queue_bytes = 262144") else { return };

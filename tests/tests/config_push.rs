@@ -6,7 +6,7 @@
 
 use edgeprobe_tests::broker::{Broker, mosquitto};
 use edgeprobe_tests::collector::{Collector, free_port};
-use edgeprobe_tests::{edgeprobe_bin, prerequisite, workspace_root};
+use edgeprobe_tests::{edgeprobe_bin, have, prerequisite, wait_for, workspace_root};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -15,10 +15,6 @@ use std::time::{Duration, Instant};
 const NS: &str = "ep-push";
 const HOST_IF: &str = "eppush0";
 const SERVER: &str = "192.0.2.66";
-
-fn have(tool: &str) -> bool {
-    Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().is_ok_and(|o| o.status.success())
-}
 
 fn sh(cmd: &str) -> bool {
     Command::new("sh").args(["-c", cmd]).status().is_ok_and(|s| s.success())
@@ -82,14 +78,6 @@ fn episodes(events: &Path) -> Vec<(String, String)> {
         .filter(|e| e["kind"] == "episode")
         .map(|e| (e["journey"].as_str().unwrap_or("").to_string(), e["outcome"].as_str().unwrap_or("").to_string()))
         .collect()
-}
-
-fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// The agent's row in the collector's view of the pushed config.

@@ -4,7 +4,7 @@
 //! computes from tcpdump's capture of the same interface. Needs root and the lab's tools.
 
 use edgeprobe_tests::reference::{Table, ms_to_us, secs_to_ns};
-use edgeprobe_tests::{edgeprobe_bin, prerequisite, workspace_root};
+use edgeprobe_tests::{edgeprobe_bin, have, prerequisite, workspace_root};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -22,13 +22,6 @@ const UNPRIVILEGED: [&str; 6] = [
     "--inh-caps=-all,+net_raw,+net_admin",
     "--ambient-caps=-all,+net_raw,+net_admin",
 ];
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool} || test -x /usr/sbin/{tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
 
 fn is_root() -> bool {
     Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.trim_ascii() == b"0")

@@ -19,6 +19,7 @@ use edgeprobe_wire::{
 };
 use hashbrown::HashMap;
 use hdrhistogram::Histogram;
+use std::net::IpAddr;
 
 const NO_SERVICE: u16 = u16::MAX;
 
@@ -69,7 +70,8 @@ struct Subscriber {
     services: Vec<Service>,
     by_name: HashMap<String, u16>,
     journeys: Vec<JourneyReport>,
-    resolvers: Vec<ResolverReport>,
+    /// By address, so a lookup compares addresses rather than formatting one.
+    resolvers: Vec<(IpAddr, ResolverReport)>,
 }
 
 /// Names the agent in its reports.
@@ -248,18 +250,23 @@ impl Windows {
     }
 
     /// Counts a DNS transaction for its resolver, among the subscriber's first `MAX_RESOLVERS`.
-    fn on_resolver(&mut self, sub: u16, resolver: std::net::IpAddr, rcode: &str, latency_us: Option<u64>) {
+    fn on_resolver(&mut self, sub: u16, resolver: IpAddr, rcode: &str, latency_us: Option<u64>) {
         let resolvers = &mut self.subscribers[usize::from(sub)].resolvers;
-        let name = resolver.to_string();
-        let i = match resolvers.iter().position(|r| r.resolver == name) {
+        let i = match resolvers.iter().position(|(ip, _)| *ip == resolver) {
             Some(i) => i,
             None if resolvers.len() < MAX_RESOLVERS => {
-                resolvers.push(ResolverReport { resolver: name, ..Default::default() });
+                resolvers.push((resolver, ResolverReport { resolver: resolver.to_string(), ..Default::default() }));
                 resolvers.len() - 1
             }
             None => return,
         };
-        *resolvers[i].dns.entry(rcode.to_string()).or_default() += 1;
+        let counts = &mut resolvers[i].1.dns;
+        match counts.get_mut(rcode) {
+            Some(n) => *n += 1,
+            None => {
+                counts.insert(rcode.to_string(), 1);
+            }
+        }
         if let Some(v) = latency_us {
             self.push_sample(sub, i as u16, Metric::Resolver, v);
         }
@@ -437,7 +444,7 @@ impl Windows {
                 counters: s.counters.clone(),
                 services,
                 journeys: s.journeys.clone(),
-                resolvers: s.resolvers.clone(),
+                resolvers: s.resolvers.iter().map(|(_, r)| r.clone()).collect(),
             });
         }
         // Subscriber-wide histograms: every sample of the subscriber; journeys by journey and

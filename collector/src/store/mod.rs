@@ -153,6 +153,30 @@ pub struct SampleRow {
     pub hdr: Vec<u8>,
 }
 
+impl SampleRow {
+    /// A wire histogram as a row, its summary figures clamped into SQL integers.
+    pub fn new(
+        window_start: i64,
+        subscriber: &str,
+        service: &str,
+        metric: &str,
+        h: &edgeprobe_wire::WireHistogram,
+    ) -> SampleRow {
+        let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        SampleRow {
+            window_start,
+            subscriber_id: subscriber.to_string(),
+            service: service.to_string(),
+            metric: metric.to_string(),
+            count: int(h.count),
+            p50: int(h.p50),
+            p90: int(h.p90),
+            p99: int(h.p99),
+            hdr: h.hdr.clone(),
+        }
+    }
+}
+
 /// The counters the correlation judges, summed per subscriber and service in a window.
 #[derive(Clone, Debug, Default)]
 pub struct CounterRow {
@@ -1105,20 +1129,9 @@ pub fn counters_of(lines: &[SubscriberReport]) -> Vec<(String, String, CounterRo
 
 /// Appends a sample row for each non-empty histogram of `metrics`.
 fn push_samples(out: &mut Vec<SampleRow>, ws: i64, subscriber: &str, service: &str, metrics: &Metrics) {
-    let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     for name in METRICS {
         let Some(h) = metrics.get(name).filter(|h| h.count > 0) else { continue };
-        out.push(SampleRow {
-            window_start: ws,
-            subscriber_id: subscriber.to_string(),
-            service: service.to_string(),
-            metric: name.to_string(),
-            count: int(h.count),
-            p50: int(h.p50),
-            p90: int(h.p90),
-            p99: int(h.p99),
-            hdr: h.hdr.clone(),
-        });
+        out.push(SampleRow::new(ws, subscriber, service, name, h));
     }
 }
 
