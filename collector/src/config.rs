@@ -69,7 +69,7 @@ pub struct BrokerConfig {
     pub keep_alive_secs: u64,
     /// Reports decoded but not yet stored. When full, reading from the broker pauses.
     pub queue_capacity: usize,
-    /// The same queue's limit in bytes of the messages it holds, so a burst of large reports
+    /// The same queue's limit in bytes of the reports it holds, so a burst of large reports
     /// (up to 4 MiB each) cannot take `queue_capacity` times that.
     pub queue_bytes: usize,
 }

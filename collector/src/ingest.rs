@@ -31,11 +31,21 @@ impl Work {
             Work::Report { ack, .. } | Work::State { ack, .. } => ack,
         }
     }
+
+    /// What it holds in memory, near enough: a report's encoded lines, a state's payload.
+    fn bytes(&self) -> usize {
+        match self {
+            Work::Report { report, .. } => report.weight(),
+            Work::State { ack, .. } => ack.payload.len(),
+        }
+    }
 }
 
 /// Work with its share of the queue's byte budget, given back when the writer drops it.
 pub struct Queued {
     pub work: Work,
+    /// As counted against the budget and in the `queue_bytes` gauge.
+    pub bytes: usize,
     _room: OwnedSemaphorePermit,
 }
 
@@ -48,7 +58,7 @@ impl Queued {
     }
 }
 
-/// Bounds the queue by the bytes of the messages it holds, in KiB-sized permits.
+/// Bounds the queue by the bytes its messages hold, in KiB-sized permits.
 pub struct Budget {
     room: Arc<Semaphore>,
     kib: u32,
@@ -62,7 +72,8 @@ impl Budget {
 
     /// Waits for room for `work`; a message larger than the whole budget waits for all of it.
     async fn reserve(&self, work: Work, metrics: &Metrics) -> Queued {
-        let kib = u32::try_from(work.ack().payload.len().div_ceil(1024)).unwrap_or(u32::MAX).clamp(1, self.kib);
+        let bytes = work.bytes();
+        let kib = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX).clamp(1, self.kib);
         let room = match self.room.clone().try_acquire_many_owned(kib) {
             Ok(room) => room,
             Err(_) => {
@@ -70,7 +81,7 @@ impl Budget {
                 self.room.clone().acquire_many_owned(kib).await.expect("the budget is never closed")
             }
         };
-        Queued { work, _room: room }
+        Queued { work, bytes, _room: room }
     }
 }
 
@@ -122,7 +133,10 @@ pub fn classify(publish: &Publish, received_ms: i64) -> Result<Option<Work>, Rej
             if report.agent_id != agent {
                 return Err(Reject::AgentMismatch);
             }
-            Ok(Some(Work::Report { report: Box::new(Incoming::new(report)), received_ms, ack: publish.clone() }))
+            // The acknowledgement needs only the packet id; the payload is freed now.
+            let mut ack = publish.clone();
+            ack.payload = Default::default();
+            Ok(Some(Work::Report { report: Box::new(Incoming::new(report)), received_ms, ack }))
         }
         Some(Topic::State(_)) if publish.payload.is_empty() => Ok(None),
         Some(Topic::State(agent)) => {
@@ -190,10 +204,9 @@ pub async fn run(
                         // Waiting here when the writer is behind stops reading from the broker,
                         // which holds the rest: memory stays bounded by `queue_capacity` and
                         // `queue_bytes`.
-                        let len = w.ack().payload.len() as i64;
                         let queued = budget.reserve(w, &metrics).await;
                         metrics.queue_depth.fetch_add(1, Relaxed);
-                        metrics.queue_bytes.fetch_add(len, Relaxed);
+                        metrics.queue_bytes.fetch_add(queued.bytes as i64, Relaxed);
                         let queued = match work.try_send(queued) {
                             Ok(()) => None,
                             Err(mpsc::error::TrySendError::Full(q)) => {

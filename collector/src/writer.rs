@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 const BATCH: usize = 256;
+const UPKEEP_EVERY: Duration = Duration::from_millis(200);
 
 pub struct Writer {
     pub store: Store,
@@ -36,6 +37,7 @@ impl Writer {
         let mut batch: Vec<Queued> = Vec::with_capacity(BATCH);
         let mut failures = 0u32;
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("a timer runtime");
+        let upkeep = self.start_upkeep();
         loop {
             if batch.is_empty() {
                 let wait = next_tick.saturating_duration_since(Instant::now());
@@ -59,7 +61,7 @@ impl Writer {
                         for q in batch.drain(..) {
                             // Counted out before its room is given back, so the gauge never
                             // shows more than the budget.
-                            self.metrics.queue_bytes.fetch_sub(q.work.ack().payload.len() as i64, Relaxed);
+                            self.metrics.queue_bytes.fetch_sub(q.bytes as i64, Relaxed);
                             let _ = committed.send(q.into_ack());
                         }
                     }
@@ -91,6 +93,38 @@ impl Writer {
         }
         // Drained: one last evaluation, so a clean stop leaves nothing ready unevaluated.
         let _ = self.evaluate(crate::now_ms(), true);
+        if let Some((stop, thread)) = upkeep {
+            drop(stop);
+            let _ = thread.join();
+        }
+    }
+
+    /// Runs the store's upkeep (SQLite's checkpoints) on a thread of its own until the returned
+    /// sender is dropped.
+    fn start_upkeep(&mut self) -> Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)> {
+        let mut task = match self.store.upkeep() {
+            Ok(Some(task)) => task,
+            Ok(None) => return None,
+            Err(e) => {
+                // The writer checkpoints for itself then, as SQLite does by default.
+                eprintln!("edgeprobe-collector: background checkpoints unavailable: {e}");
+                return None;
+            }
+        };
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let metrics = self.metrics.clone();
+        let thread = std::thread::Builder::new()
+            .name("checkpoint".into())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(UPKEEP_EVERY) {
+                    if let Err(e) = task() {
+                        metrics.storage_errors.fetch_add(1, Relaxed);
+                        eprintln!("edgeprobe-collector: checkpoint failed: {e}");
+                    }
+                }
+            })
+            .ok()?;
+        Some((stop, thread))
     }
 
     fn store_batch(&mut self, batch: &[Queued]) -> crate::store::Result<()> {
@@ -115,9 +149,7 @@ impl Writer {
         let late: std::collections::BTreeSet<i64> = batch_reports
             .iter()
             .zip(&reports)
-            .filter(|((r, _), s)| {
-                **s == Stored::AfterEvaluation && r.report.subscribers.iter().any(|l| !l.journeys.is_empty())
-            })
+            .filter(|((r, _), s)| **s == Stored::AfterEvaluation && r.lines.iter().any(|l| l.journeys))
             .map(|((r, _), _)| r.report.window_start as i64)
             .collect();
         for window in late {

@@ -10,7 +10,8 @@ pub enum Value {
     Int(i64),
     Real(f64),
     Text(String),
-    Bytes(Vec<u8>),
+    /// Shared, so a blob held elsewhere is bound without a copy.
+    Bytes(bytes::Bytes),
 }
 
 impl From<i64> for Value {
@@ -50,6 +51,11 @@ impl From<&String> for Value {
 }
 impl From<Vec<u8>> for Value {
     fn from(v: Vec<u8>) -> Self {
+        Value::Bytes(v.into())
+    }
+}
+impl From<bytes::Bytes> for Value {
+    fn from(v: bytes::Bytes) -> Self {
         Value::Bytes(v)
     }
 }
@@ -93,7 +99,7 @@ impl Row {
     }
     pub fn bytes(&self, i: usize) -> Vec<u8> {
         match self.0.get(i) {
-            Some(Value::Bytes(v)) => v.clone(),
+            Some(Value::Bytes(v)) => v.to_vec(),
             _ => Vec::new(),
         }
     }
@@ -117,6 +123,9 @@ pub enum Dialect {
     Postgres,
 }
 
+/// A task a backend wants run every so often on a thread of its own.
+pub type Upkeep = Box<dyn FnMut() -> Result<()> + Send>;
+
 pub trait Backend: Send {
     fn dialect(&self) -> Dialect;
     /// Runs one statement; returns the rows it changed.
@@ -129,4 +138,8 @@ pub trait Backend: Send {
     fn begin(&mut self, exclusive: bool) -> Result<()>;
     fn commit(&mut self) -> Result<()>;
     fn rollback(&mut self) -> Result<()>;
+    /// Upkeep the database wants done off this connection's thread, if any.
+    fn upkeep(&mut self) -> Result<Option<Upkeep>> {
+        Ok(None)
+    }
 }

@@ -11,7 +11,7 @@ mod postgres;
 pub mod schema;
 mod sqlite;
 
-pub use backend::{Backend, Dialect, Result, Row, StoreError, Value};
+pub use backend::{Backend, Dialect, Result, Row, StoreError, Upkeep, Value};
 
 use crate::customers::Customer;
 use crate::model::{Action, Agent, AgentState, Incident, IncidentKind};
@@ -23,18 +23,40 @@ pub struct Store {
     db: Box<dyn Backend>,
 }
 
-/// A decoded report with each subscriber's part already encoded for the `lines` table, so
-/// ingest can do that work beside the writer rather than in it.
+/// A decoded report as the writer needs it: the report's own fields, and each subscriber's
+/// part already encoded for the `lines` table, so ingest does that work beside the writer.
+/// The decoded parts are dropped here: queued, they weighed several times the bytes received,
+/// so a queue bounded by `queue_bytes` held several times that in memory.
 #[derive(Clone, Debug)]
 pub struct Incoming {
+    /// Everything but `subscribers`, which is left empty.
     pub report: Report,
-    pub lines: Vec<Vec<u8>>,
+    pub lines: Vec<Line>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Line {
+    pub subscriber: String,
+    pub cbor: bytes::Bytes,
+    pub journeys: bool,
 }
 
 impl Incoming {
-    pub fn new(report: Report) -> Incoming {
-        let lines = report.subscribers.iter().map(edgeprobe_wire::to_cbor).collect();
+    pub fn new(mut report: Report) -> Incoming {
+        let lines = std::mem::take(&mut report.subscribers)
+            .into_iter()
+            .map(|s| Line {
+                cbor: edgeprobe_wire::to_cbor(&s).into(),
+                journeys: !s.journeys.is_empty(),
+                subscriber: s.subscriber,
+            })
+            .collect();
         Incoming { report, lines }
+    }
+
+    /// Bytes held, as the queue's budget counts them.
+    pub fn weight(&self) -> usize {
+        self.lines.iter().map(|l| l.cbor.len() + l.subscriber.len()).sum::<usize>() + 512
     }
 }
 
@@ -293,6 +315,11 @@ impl Store {
         self.db.dialect()
     }
 
+    /// The backend's upkeep task, to run on a thread of its own (see `Backend::upkeep`).
+    pub fn upkeep(&mut self) -> Result<Option<Upkeep>> {
+        self.db.upkeep()
+    }
+
     /// Runs `f` in a transaction; `exclusive` serialises it across collectors (see `Backend::begin`).
     pub fn transaction<T>(&mut self, exclusive: bool, f: impl FnOnce(&mut Store) -> Result<T>) -> Result<T> {
         self.db.begin(exclusive)?;
@@ -410,7 +437,7 @@ impl Store {
                     clamp(r.window_start).into(),
                     clamp(r.window_end).into(),
                     (*received).into(),
-                    (r.subscribers.len() as i64).into(),
+                    (incoming.lines.len() as i64).into(),
                     json(&r.capture).into(),
                 ]);
             }
@@ -426,7 +453,7 @@ impl Store {
         }
         let mut outcome = Vec::with_capacity(batch.len());
         let mut fresh: Vec<(&Report, i64)> = Vec::new();
-        let mut fresh_lines: Vec<&[Vec<u8>]> = Vec::new();
+        let mut fresh_lines: Vec<&[Line]> = Vec::new();
         for (incoming, received) in batch {
             let r = &incoming.report;
             // A key twice in one batch is new only the first time.
@@ -446,14 +473,14 @@ impl Store {
         let mut lines: HashMap<(&str, &str), i64> = HashMap::new();
         for ((r, _), blobs) in fresh.iter().zip(&fresh_lines) {
             let ws = clamp(r.window_start);
-            for (sub, blob) in r.subscribers.iter().zip(blobs.iter()) {
+            for line in blobs.iter() {
                 rows.extend([
                     ws.into(),
-                    sub.subscriber.as_str().into(),
+                    line.subscriber.as_str().into(),
                     r.agent_id.as_str().into(),
-                    blob.clone().into(),
+                    line.cbor.clone().into(),
                 ]);
-                let last = lines.entry((&r.agent_id, &sub.subscriber)).or_insert(ws);
+                let last = lines.entry((&r.agent_id, &line.subscriber)).or_insert(ws);
                 *last = (*last).max(ws);
             }
         }

@@ -103,7 +103,7 @@ impl ToSql for Value {
             },
             Value::Real(v) => v.to_sql(ty, out),
             Value::Text(v) => v.to_sql(ty, out),
-            Value::Bytes(v) => v.to_sql(ty, out),
+            Value::Bytes(v) => v.as_ref().to_sql(ty, out),
         }
     }
 
@@ -127,7 +127,7 @@ fn row(r: &postgres::Row) -> Result<Row> {
             Type::BOOL => r.try_get::<_, Option<bool>>(i).map(|v| v.map(|v| Value::Int(v.into()))),
             Type::FLOAT8 => r.try_get::<_, Option<f64>>(i).map(|v| v.map(Value::Real)),
             Type::FLOAT4 => r.try_get::<_, Option<f32>>(i).map(|v| v.map(|v| Value::Real(v.into()))),
-            Type::BYTEA => r.try_get::<_, Option<Vec<u8>>>(i).map(|v| v.map(Value::Bytes)),
+            Type::BYTEA => r.try_get::<_, Option<Vec<u8>>>(i).map(|v| v.map(|v| Value::Bytes(v.into()))),
             Type::TEXT | Type::VARCHAR | Type::NAME => r.try_get::<_, Option<String>>(i).map(|v| v.map(Value::Text)),
             ref other => {
                 return Err(StoreError(format!("postgres: column {} has unsupported type {other}", column.name())));
