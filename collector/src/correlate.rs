@@ -229,15 +229,15 @@ fn judge(
             bad.insert(metric.to_string(), Finding { value: l.p90, threshold, basis: "plan", step: None });
             continue;
         }
-        if let Some(&(base, windows)) = baseline.and_then(|b| b.get(&(customer_id.to_string(), metric.to_string())))
-            && windows >= config.baseline_min_windows as i64
-        {
-            let limit = (base * config.baseline_factor).max(base + config.baseline_min_ms * 1000.0);
-            if l.p90 > limit {
-                bad.insert(
-                    metric.to_string(),
-                    Finding { value: l.p90, threshold: limit, basis: "baseline", step: None },
-                );
+        if let Some(&(base, windows)) = baseline.and_then(|b| b.get(&(customer_id.to_string(), metric.to_string()))) {
+            if windows >= config.baseline_min_windows as i64 {
+                let limit = (base * config.baseline_factor).max(base + config.baseline_min_ms * 1000.0);
+                if l.p90 > limit {
+                    bad.insert(
+                        metric.to_string(),
+                        Finding { value: l.p90, threshold: limit, basis: "baseline", step: None },
+                    );
+                }
             }
         }
     }
@@ -479,26 +479,26 @@ fn evaluate(store: &mut Store, config: &CollectorConfig, window: (i64, i64), now
 
     // Home network: the home side is slow while the network side is measured and fine.
     for (id, (customer, bad, judged)) in &verdicts {
-        if let Some(f) = bad.get("connect_home")
-            && judged.contains("connect_network")
-            && !bad.contains_key("connect_network")
-        {
-            let network = lines[&customer.subscriber_id].whole.latency.get("connect_network").map_or(0.0, |l| l.p90);
-            candidates.push(Candidate {
-                kind: IncidentKind::HomeNetwork,
-                scope: BTreeMap::from([("customer_id".to_string(), id.to_string())]),
-                metric: "connect_home".into(),
-                customers: BTreeSet::from([id.to_string()]),
-                evidence: json!({"metric": "connect_home", "unit": "ms (p90)", "value": figure("connect_home", f.value),
-                    "threshold": figure("connect_home", f.threshold), "connect_network": figure("connect_network", network)}),
-                cause: format!(
-                    "Home-side connect time is {} at p90 against {} allowed, while the network side is {}: \
-                     the delay is inside the home (Wi-Fi, a busy or distant device), not in the network.",
-                    fmt_value("connect_home", f.value),
-                    fmt_value("connect_home", f.threshold),
-                    fmt_value("connect_network", network)
-                ),
-            });
+        if let Some(f) = bad.get("connect_home") {
+            if judged.contains("connect_network") && !bad.contains_key("connect_network") {
+                let network =
+                    lines[&customer.subscriber_id].whole.latency.get("connect_network").map_or(0.0, |l| l.p90);
+                candidates.push(Candidate {
+                    kind: IncidentKind::HomeNetwork,
+                    scope: BTreeMap::from([("customer_id".to_string(), id.to_string())]),
+                    metric: "connect_home".into(),
+                    customers: BTreeSet::from([id.to_string()]),
+                    evidence: json!({"metric": "connect_home", "unit": "ms (p90)", "value": figure("connect_home", f.value),
+                        "threshold": figure("connect_home", f.threshold), "connect_network": figure("connect_network", network)}),
+                    cause: format!(
+                        "Home-side connect time is {} at p90 against {} allowed, while the network side is {}: \
+                         the delay is inside the home (Wi-Fi, a busy or distant device), not in the network.",
+                        fmt_value("connect_home", f.value),
+                        fmt_value("connect_home", f.threshold),
+                        fmt_value("connect_network", network)
+                    ),
+                });
+            }
         }
     }
 

@@ -102,13 +102,13 @@ pub fn parse_csv(input: impl std::io::Read) -> Result<Parsed, String> {
         })();
         match row {
             Ok(customer) => {
-                if let Some(owner) = seen_subscriber.get(&customer.subscriber_id)
-                    && *owner != customer.customer_id
-                {
-                    let reason =
-                        format!("subscriber_id {:?} already belongs to customer {owner:?}", customer.subscriber_id);
-                    parsed.errors.push(RowError { line, reason });
-                    continue;
+                if let Some(owner) = seen_subscriber.get(&customer.subscriber_id) {
+                    if *owner != customer.customer_id {
+                        let reason =
+                            format!("subscriber_id {:?} already belongs to customer {owner:?}", customer.subscriber_id);
+                        parsed.errors.push(RowError { line, reason });
+                        continue;
+                    }
                 }
                 seen_subscriber.insert(customer.subscriber_id.clone(), customer.customer_id.clone());
                 if let Some((slot, earlier)) = seen.get(&customer.customer_id).copied() {

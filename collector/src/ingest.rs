@@ -215,10 +215,10 @@ pub async fn run(
                             }
                             Err(mpsc::error::TrySendError::Closed(_)) => break,
                         };
-                        if let Some(q) = queued
-                            && work.send(q).await.is_err()
-                        {
-                            break;
+                        if let Some(q) = queued {
+                            if work.send(q).await.is_err() {
+                                break;
+                            }
                         }
                     }
                     Ok(None) => {

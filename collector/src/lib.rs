@@ -43,10 +43,10 @@ pub async fn serve(
     let (writer_store, read_store) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let w = store::Store::open(&url).with_context(|| format!("storage {url}"))?;
         let mut r = store::Store::open(&url).with_context(|| format!("storage {url}"))?;
-        if let Some(p) = &pushed
-            && push::install(&mut r, p, now_ms())?
-        {
-            eprintln!("edgeprobe-collector: agent config {} installed for pushing", p.version);
+        if let Some(p) = &pushed {
+            if push::install(&mut r, p, now_ms())? {
+                eprintln!("edgeprobe-collector: agent config {} installed for pushing", p.version);
+            }
         }
         Ok((w, r))
     })

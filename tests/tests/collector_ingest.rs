@@ -202,11 +202,11 @@ fn postgres_connections_cut_mid_stream_lose_nothing() {
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        if let Some(n) = stored(&collector)
-            && n >= TOTAL
-        {
-            assert_eq!(n, TOTAL, "stored more than once");
-            break;
+        if let Some(n) = stored(&collector) {
+            if n >= TOTAL {
+                assert_eq!(n, TOTAL, "stored more than once");
+                break;
+            }
         }
         assert!(std::time::Instant::now() < deadline, "not all stored:\n{}", collector.log());
         std::thread::sleep(Duration::from_millis(200));

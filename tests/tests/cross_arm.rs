@@ -101,3 +101,21 @@ fn arm_builds_print_exactly_what_the_x86_64_build_prints() {
         busiest.file_name().unwrap().to_string_lossy()
     );
 }
+
+/// `rust-version = "1.85"` holds for the whole workspace, collector and tests included: cargo
+/// does not check it, and a newer toolchain accepts syntax (let chains) and dependency
+/// releases that 1.85 refuses.
+#[test]
+fn the_whole_workspace_builds_with_rust_1_85() {
+    if !prerequisite(toolchain_ready(), "Debian's Rust 1.85 (run `cross/build.sh install` as root)") {
+        return;
+    }
+    let out = Command::new(env!("CARGO"))
+        .current_dir(workspace_root())
+        .env("RUSTC", "/usr/bin/rustc")
+        .env_remove("RUSTC_WRAPPER")
+        .args(["check", "--workspace", "--all-targets", "--locked", "--target-dir", "target/rust-1.85"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "cargo check with Rust 1.85:\n{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -19,10 +19,10 @@ impl Drop for Postgres {
     /// thread that drives async tasks (an HTTP handler's state dropped at shutdown). Such a
     /// thread hands the client to a plain thread to close.
     fn drop(&mut self) {
-        if let Some(client) = self.client.take()
-            && tokio::runtime::Handle::try_current().is_ok()
-        {
-            let _ = std::thread::Builder::new().name("pg-close".into()).spawn(move || drop(client));
+        if let Some(client) = self.client.take() {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                let _ = std::thread::Builder::new().name("pg-close".into()).spawn(move || drop(client));
+            }
         }
     }
 }
