@@ -24,6 +24,8 @@ pub struct ApiState {
     /// A fingerprint of the open incidents, kept by `console::watch_incidents`; the console's
     /// live views wait on it.
     pub incidents: tokio::sync::watch::Receiver<u64>,
+    /// Logins proven by their password hash.
+    pub logins: crate::auth::Verified,
 }
 
 type Shared = Arc<ApiState>;

@@ -2,15 +2,21 @@
 //! once and resends it, server-sent events included) and bearer tokens for scripts. Without
 //! users or tokens in `[http.auth]` everything is open, as on a single box bound to localhost.
 //! Read-only logins see everything; only operators change anything.
+//!
+//! Passwords may be given as bcrypt hashes. A bcrypt check takes tens of milliseconds on
+//! purpose, and a browser sends the password with every request, so a login once proven is
+//! remembered (by a digest, in a bounded set) and checks run one at a time off the runtime.
 
 use crate::api::ApiState;
-use crate::config::{AuthConfig, Role};
+use crate::config::{AuthConfig, Login, Role};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use std::sync::Arc;
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 /// Who made a request, put in its extensions by [`require`].
 #[derive(Clone, Debug)]
@@ -32,34 +38,124 @@ fn same(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The user the Authorization header proves, if any.
-pub fn identify(auth: &AuthConfig, headers: &HeaderMap) -> Option<User> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, credentials) = value.split_once(' ')?;
+/// What the Authorization header claims.
+enum Claim<'a> {
+    Proven(User),
+    /// A user with a hashed password, not yet checked.
+    Unproven(&'a Login, String),
+    /// No such login: the password is still checked against some user's hash, and the answer
+    /// thrown away, so the time taken does not say which names exist.
+    Decoy(&'a str, String),
+    Nobody,
+}
+
+fn user(name: &str, role: Role) -> User {
+    User { name: name.to_string(), role, authenticated: true }
+}
+
+fn claim<'a>(auth: &'a AuthConfig, headers: &HeaderMap) -> Claim<'a> {
+    let Some((scheme, credentials)) =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.split_once(' '))
+    else {
+        return Claim::Nobody;
+    };
     let credentials = credentials.trim();
     if scheme.eq_ignore_ascii_case("bearer") {
         // Every token is compared, so the time taken does not say which one came close.
         let found = auth.tokens.iter().fold(None, |hit, t| if same(&t.token, credentials) { Some(t) } else { hit });
-        return found.map(|t| User { name: t.name.clone(), role: t.role, authenticated: true });
+        return found.map_or(Claim::Nobody, |t| Claim::Proven(user(&t.name, t.role)));
     }
     if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
+        return Claim::Nobody;
     }
-    let decoded = base64::engine::general_purpose::STANDARD.decode(credentials).ok()?;
-    let decoded = String::from_utf8(decoded).ok()?;
-    let (name, password) = decoded.split_once(':')?;
-    let found = auth.users.iter().fold(None, |hit, u| {
-        let ok = same(&u.password, password) && u.name == name;
-        if ok { Some(u) } else { hit }
-    });
-    found.map(|u| User { name: u.name.clone(), role: u.role, authenticated: true })
+    let decoded = base64::engine::general_purpose::STANDARD.decode(credentials).ok();
+    let Some((name, password)) = decoded.as_deref().and_then(|d| std::str::from_utf8(d).ok()?.split_once(':')) else {
+        return Claim::Nobody;
+    };
+    let mut found = Claim::Nobody;
+    for u in &auth.users {
+        match (&u.password, &u.password_hash) {
+            (Some(p), _) if same(p, password) && u.name == name => found = Claim::Proven(user(&u.name, u.role)),
+            (None, Some(_)) if u.name == name => found = Claim::Unproven(u, password.to_string()),
+            _ => {}
+        }
+    }
+    if let Claim::Nobody = found {
+        if let Some(hash) = auth.users.iter().find_map(|u| u.password_hash.as_deref()) {
+            return Claim::Decoy(hash, password.to_string());
+        }
+    }
+    found
+}
+
+/// Logins proven by their bcrypt hash.
+pub struct Verified {
+    proven: Mutex<HashSet<[u8; 32]>>,
+    /// One check at a time, so a flood of wrong passwords costs one core, not all of them.
+    turn: tokio::sync::Semaphore,
+}
+
+/// Proven logins remembered; past this the set starts over.
+const REMEMBERED: usize = 1024;
+
+impl Default for Verified {
+    fn default() -> Self {
+        Verified { proven: Mutex::new(HashSet::new()), turn: tokio::sync::Semaphore::new(1) }
+    }
+}
+
+impl Verified {
+    /// A bcrypt check, one at a time, off the runtime.
+    async fn bcrypt(&self, password: String, hash: String) -> bool {
+        let Ok(_turn) = self.turn.acquire().await else { return false };
+        tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false)).await.unwrap_or(false)
+    }
+
+    async fn check(&self, login: &Login, password: String) -> bool {
+        let Some(hash) = login.password_hash.clone() else { return false };
+        let key: [u8; 32] = Sha256::new()
+            .chain_update(&login.name)
+            .chain_update([0])
+            .chain_update(&password)
+            .chain_update([0])
+            .chain_update(&hash)
+            .finalize()
+            .into();
+        let known = || self.proven.lock().map(|p| p.contains(&key)).unwrap_or(false);
+        if known() {
+            return true;
+        }
+        let ok = self.bcrypt(password, hash).await;
+        if let (true, Ok(mut proven)) = (ok, self.proven.lock()) {
+            if proven.len() >= REMEMBERED {
+                proven.clear();
+            }
+            proven.insert(key);
+        }
+        ok
+    }
+}
+
+/// The user the Authorization header proves, if any.
+pub async fn identify(auth: &AuthConfig, verified: &Verified, headers: &HeaderMap) -> Option<User> {
+    match claim(auth, headers) {
+        Claim::Proven(u) => Some(u),
+        Claim::Unproven(login, password) => {
+            verified.check(login, password).await.then(|| user(&login.name, login.role))
+        }
+        Claim::Decoy(hash, password) => {
+            let _ = verified.bcrypt(password, hash.to_string()).await;
+            None
+        }
+        Claim::Nobody => None,
+    }
 }
 
 /// Middleware: with a login configured, a request without valid credentials gets 401.
 pub async fn require(State(state): State<Arc<ApiState>>, mut request: Request, next: Next) -> Response {
     let auth = &state.config.http.auth;
     let user = if auth.enabled() {
-        match identify(auth, request.headers()) {
+        match identify(auth, &state.logins, request.headers()).await {
             Some(user) => user,
             None => {
                 state.metrics.auth_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -78,16 +174,34 @@ pub async fn require(State(state): State<Arc<ApiState>>, mut request: Request, n
     next.run(request).await
 }
 
+/// A bcrypt hash of `password` for `[http.auth] users`.
+pub fn hash_password(password: &str) -> anyhow::Result<String> {
+    anyhow::ensure!(password.len() >= 8, "passwords must be at least 8 characters");
+    Ok(bcrypt::hash(password, bcrypt::DEFAULT_COST)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::{Login, Token};
 
     fn auth() -> AuthConfig {
+        let hashed = bcrypt::hash("hashed-pass", 4).unwrap();
         AuthConfig {
             users: vec![
-                Login { name: "alice".into(), password: "operator-pass".into(), role: Role::Operator },
-                Login { name: "bob".into(), password: "read-only-pass".into(), role: Role::Read },
+                Login {
+                    name: "alice".into(),
+                    password: Some("operator-pass".into()),
+                    password_hash: None,
+                    role: Role::Operator,
+                },
+                Login {
+                    name: "bob".into(),
+                    password: Some("read-only-pass".into()),
+                    password_hash: None,
+                    role: Role::Read,
+                },
+                Login { name: "carol".into(), password: None, password_hash: Some(hashed), role: Role::Operator },
             ],
             tokens: vec![Token { name: "prometheus".into(), token: "0123456789abcdef-token".into(), role: Role::Read }],
         }
@@ -103,17 +217,39 @@ mod tests {
         with(&format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))))
     }
 
-    #[test]
-    fn logins_and_tokens_map_to_their_roles_and_nothing_else_passes() {
+    #[tokio::test]
+    async fn logins_and_tokens_map_to_their_roles_and_nothing_else_passes() {
         let a = auth();
-        assert_eq!(identify(&a, &basic("alice", "operator-pass")).unwrap().role, Role::Operator);
-        assert_eq!(identify(&a, &basic("bob", "read-only-pass")).unwrap().role, Role::Read);
-        assert_eq!(identify(&a, &with("Bearer 0123456789abcdef-token")).unwrap().name, "prometheus");
-        assert!(identify(&a, &basic("alice", "read-only-pass")).is_none(), "another user's password");
-        assert!(identify(&a, &basic("alice", "operator-pas")).is_none());
-        assert!(identify(&a, &with("Bearer 0123456789abcdef-toke")).is_none());
-        assert!(identify(&a, &with("Basic !!!")).is_none());
-        assert!(identify(&a, &with("Digest x")).is_none());
-        assert!(identify(&a, &HeaderMap::new()).is_none());
+        let v = Verified::default();
+        let id = |h: HeaderMap| {
+            let (a, v) = (&a, &v);
+            async move { identify(a, v, &h).await }
+        };
+        assert_eq!(id(basic("alice", "operator-pass")).await.unwrap().role, Role::Operator);
+        assert_eq!(id(basic("bob", "read-only-pass")).await.unwrap().role, Role::Read);
+        assert_eq!(id(with("Bearer 0123456789abcdef-token")).await.unwrap().name, "prometheus");
+        assert!(id(basic("alice", "read-only-pass")).await.is_none(), "another user's password");
+        assert!(id(basic("alice", "operator-pas")).await.is_none());
+        assert!(id(with("Bearer 0123456789abcdef-toke")).await.is_none());
+        assert!(id(with("Basic !!!")).await.is_none());
+        assert!(id(with("Digest x")).await.is_none());
+        assert!(id(HeaderMap::new()).await.is_none());
+        // A hashed password: right, wrong, and right again once remembered; never another's.
+        assert!(id(basic("carol", "hashed-pas")).await.is_none());
+        assert_eq!(id(basic("carol", "hashed-pass")).await.unwrap().name, "carol");
+        assert_eq!(v.proven.lock().unwrap().len(), 1);
+        assert_eq!(id(basic("carol", "hashed-pass")).await.unwrap().role, Role::Operator);
+        assert!(id(basic("carol", "operator-pass")).await.is_none());
+        assert!(id(basic("alice", "hashed-pass")).await.is_none());
+        assert_eq!(v.proven.lock().unwrap().len(), 1, "only proven logins are remembered");
+    }
+
+    #[test]
+    fn a_hashed_password_verifies_and_is_checked_for_length() {
+        let h = hash_password("correct horse").unwrap();
+        assert!(h.starts_with("$2b$12$"), "{h}");
+        assert!(bcrypt::verify("correct horse", &h).unwrap());
+        assert!(!bcrypt::verify("correct hors", &h).unwrap());
+        assert!(hash_password("short").is_err());
     }
 }

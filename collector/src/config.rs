@@ -112,13 +112,22 @@ impl Default for StorageConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    /// Certificate chain and private key (PEM). With both, the console and API are served over
+    /// HTTPS only; logins and tokens should not cross a network in the clear.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
     /// With users or tokens here, the console, the API and /metrics answer only to them.
     pub auth: AuthConfig,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { listen: "127.0.0.1:8080".parse().expect("valid address"), auth: AuthConfig::default() }
+        HttpConfig {
+            listen: "127.0.0.1:8080".parse().expect("valid address"),
+            tls_cert_file: None,
+            tls_key_file: None,
+            auth: AuthConfig::default(),
+        }
     }
 }
 
@@ -150,7 +159,12 @@ pub enum Role {
 #[serde(deny_unknown_fields)]
 pub struct Login {
     pub name: String,
-    pub password: String,
+    /// In plain text; `password_hash` keeps it out of the file.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// bcrypt, as `edgeprobe-collector hash-password` or `htpasswd -nbBC 10` print it.
+    #[serde(default)]
+    pub password_hash: Option<String>,
     pub role: Role,
 }
 
@@ -409,8 +423,21 @@ impl CollectorConfig {
             }
         }
         let auth = &self.http.auth;
-        if auth.users.iter().any(|u| u.name.is_empty() || u.name.contains(':') || u.password.len() < 8) {
-            return fail("http.auth.users", "names must be set and free of ':', passwords at least 8 characters");
+        if auth.users.iter().any(|u| u.name.is_empty() || u.name.contains(':')) {
+            return fail("http.auth.users", "names must be set and free of ':'");
+        }
+        for u in &auth.users {
+            let field = format!("http.auth.users.{}", u.name);
+            match (&u.password, &u.password_hash) {
+                (Some(p), None) if p.len() >= 8 => {}
+                (Some(_), None) => return Err((field, "passwords must be at least 8 characters".into())),
+                (None, Some(h)) if h.parse::<bcrypt::HashParts>().is_ok() => {}
+                (None, Some(_)) => return Err((field, "password_hash must be a bcrypt hash ($2b$...)".into())),
+                _ => return Err((field, "needs exactly one of password and password_hash".into())),
+            }
+        }
+        if self.http.tls_cert_file.is_some() != self.http.tls_key_file.is_some() {
+            return fail("http.tls_cert_file", "tls_cert_file and tls_key_file go together");
         }
         if auth.tokens.iter().any(|t| t.token.len() < 16 || t.name.is_empty()) {
             return fail("http.auth.tokens", "tokens must be at least 16 characters and named");

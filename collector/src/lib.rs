@@ -13,6 +13,7 @@ pub mod config;
 pub mod console;
 pub mod correlate;
 pub mod customers;
+pub mod https;
 pub mod ingest;
 pub mod metrics;
 pub mod model;
@@ -35,6 +36,11 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // A certificate that does not load stops the start, not the first browser.
+    let tls = match (&config.http.tls_cert_file, &config.http.tls_key_file) {
+        (Some(cert), Some(key)) => Some(https::server_config(cert, key)?),
+        _ => None,
+    };
     if config.broker.embedded {
         broker::start(config.broker.embedded_listen)?;
     }
@@ -71,18 +77,28 @@ pub async fn serve(
     ));
     let wake = Arc::new(tokio::sync::Notify::new());
     let (incidents_tx, incidents) = tokio::sync::watch::channel(0);
-    let state =
-        Arc::new(api::ApiState { store: Mutex::new(read_store), config, metrics, push_wake: wake.clone(), incidents });
+    let state = Arc::new(api::ApiState {
+        store: Mutex::new(read_store),
+        config,
+        metrics,
+        push_wake: wake.clone(),
+        incidents,
+        logins: Default::default(),
+    });
     tokio::spawn(push::run(state.clone(), push_tx, wake, stop_rx.clone()));
     tokio::spawn(console::watch_incidents(state.clone(), incidents_tx));
     let mut http_stop = stop_rx.clone();
-    let http = tokio::spawn(async move {
-        axum::serve(listener, api::router(state))
-            .with_graceful_shutdown(async move {
-                let _ = http_stop.changed().await;
-            })
-            .await
-    });
+    let stopped = async move {
+        let _ = http_stop.changed().await;
+    };
+    let router = api::router(state);
+    let http = match tls {
+        Some(tls) => {
+            let listener = https::TlsListener::new(listener, tls)?;
+            tokio::spawn(async move { axum::serve(listener, router).with_graceful_shutdown(stopped).await })
+        }
+        None => tokio::spawn(async move { axum::serve(listener, router).with_graceful_shutdown(stopped).await }),
+    };
     shutdown.await;
     let _ = stop_tx.send(true);
     let ingested = ingest.await;

@@ -34,6 +34,9 @@ enum Command {
     ImportCustomers { file: PathBuf },
     /// Validate a config file.
     CheckConfig { file: PathBuf },
+    /// Read a password from standard input (one line) and print its bcrypt hash, for
+    /// `password_hash` in `[http.auth] users`.
+    HashPassword,
 }
 
 fn load(path: Option<&PathBuf>) -> anyhow::Result<CollectorConfig> {
@@ -71,10 +74,22 @@ fn main() -> ExitCode {
                     let pushed = edgeprobe_collector::push::load(push)?;
                     println!("{}: ok, version {}", push.display(), pushed.version);
                 }
+                if let (Some(cert), Some(key)) = (&config.http.tls_cert_file, &config.http.tls_key_file) {
+                    edgeprobe_collector::https::server_config(cert, key)?;
+                    println!("{}: ok", cert.display());
+                }
                 println!("{}: ok", file.display());
                 Ok(true)
             }
             Command::ImportCustomers { file } => import(&load(cli.config.as_ref())?, &file),
+            Command::HashPassword => {
+                let mut password = String::new();
+                std::io::stdin().read_line(&mut password)?;
+                let password = password.strip_suffix('\n').unwrap_or(&password);
+                let password = password.strip_suffix('\r').unwrap_or(password);
+                println!("{}", edgeprobe_collector::auth::hash_password(password)?);
+                Ok(true)
+            }
             Command::Serve => {
                 let config = load(cli.config.as_ref())?;
                 let rt = tokio::runtime::Runtime::new()?;
@@ -82,7 +97,23 @@ fn main() -> ExitCode {
                     let listener = tokio::net::TcpListener::bind(config.http.listen)
                         .await
                         .with_context(|| format!("http listen {}", config.http.listen))?;
-                    eprintln!("edgeprobe-collector: API on http://{}", listener.local_addr()?);
+                    let https = config.http.tls_cert_file.is_some();
+                    let scheme = if https { "https" } else { "http" };
+                    eprintln!("edgeprobe-collector: API on {scheme}://{}", listener.local_addr()?);
+                    let auth = &config.http.auth;
+                    if auth.enabled() && !https && !config.http.listen.ip().is_loopback() {
+                        eprintln!(
+                            "edgeprobe-collector: warning: logins and tokens cross the network in the clear; \
+                             set http.tls_cert_file and http.tls_key_file"
+                        );
+                    }
+                    for u in auth.users.iter().filter(|u| u.password.is_some()) {
+                        eprintln!(
+                            "edgeprobe-collector: warning: user {} has a plain-text password; \
+                             `edgeprobe-collector hash-password` gives a password_hash",
+                            u.name
+                        );
+                    }
                     serve(config, listener, shutdown_signal()).await
                 })?;
                 Ok(true)
