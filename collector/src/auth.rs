@@ -121,16 +121,17 @@ impl Verified {
             .chain_update(&hash)
             .finalize()
             .into();
-        let known = || self.proven.lock().map(|p| p.contains(&key)).unwrap_or(false);
-        if known() {
+        if self.proven.lock().is_ok_and(|p| p.contains(&key)) {
             return true;
         }
         let ok = self.bcrypt(password, hash).await;
-        if let (true, Ok(mut proven)) = (ok, self.proven.lock()) {
-            if proven.len() >= REMEMBERED {
-                proven.clear();
+        if ok {
+            if let Ok(mut proven) = self.proven.lock() {
+                if proven.len() >= REMEMBERED {
+                    proven.clear();
+                }
+                proven.insert(key);
             }
-            proven.insert(key);
         }
         ok
     }

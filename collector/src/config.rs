@@ -120,6 +120,13 @@ pub struct HttpConfig {
     pub auth: AuthConfig,
 }
 
+impl HttpConfig {
+    /// The certificate and key files, when HTTPS is on (validation makes them a pair).
+    pub fn tls_files(&self) -> Option<(&Path, &Path)> {
+        Some((self.tls_cert_file.as_deref()?, self.tls_key_file.as_deref()?))
+    }
+}
+
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {

@@ -26,12 +26,6 @@ pub enum Work {
 }
 
 impl Work {
-    pub fn ack(&self) -> &Publish {
-        match self {
-            Work::Report { ack, .. } | Work::State { ack, .. } => ack,
-        }
-    }
-
     /// What it holds in memory, near enough: a report's encoded lines, a state's payload.
     fn bytes(&self) -> usize {
         match self {

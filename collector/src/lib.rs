@@ -37,10 +37,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     // A certificate that does not load stops the start, not the first browser.
-    let tls = match (&config.http.tls_cert_file, &config.http.tls_key_file) {
-        (Some(cert), Some(key)) => Some(https::server_config(cert, key)?),
-        _ => None,
-    };
+    let tls = config.http.tls_files().map(|(cert, key)| https::server_config(cert, key)).transpose()?;
     if config.broker.embedded {
         broker::start(config.broker.embedded_listen)?;
     }

@@ -74,7 +74,7 @@ fn main() -> ExitCode {
                     let pushed = edgeprobe_collector::push::load(push)?;
                     println!("{}: ok, version {}", push.display(), pushed.version);
                 }
-                if let (Some(cert), Some(key)) = (&config.http.tls_cert_file, &config.http.tls_key_file) {
+                if let Some((cert, key)) = config.http.tls_files() {
                     edgeprobe_collector::https::server_config(cert, key)?;
                     println!("{}: ok", cert.display());
                 }
@@ -97,7 +97,7 @@ fn main() -> ExitCode {
                     let listener = tokio::net::TcpListener::bind(config.http.listen)
                         .await
                         .with_context(|| format!("http listen {}", config.http.listen))?;
-                    let https = config.http.tls_cert_file.is_some();
+                    let https = config.http.tls_files().is_some();
                     let scheme = if https { "https" } else { "http" };
                     eprintln!("edgeprobe-collector: API on {scheme}://{}", listener.local_addr()?);
                     let auth = &config.http.auth;
