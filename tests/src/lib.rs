@@ -79,6 +79,15 @@ fn workspace_bin(once: &Once, package: &str, bin: &str) -> PathBuf {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.args(["build", "--quiet", "-p", package, "--bin", bin]);
+        // Cargo gives this process the test package's CARGO_MANIFEST_DIR and CARGO_PKG_*; build
+        // scripts that read them (ring's) would see a change and rebuild, and so would the next
+        // plain `cargo test` or `cargo bench`, every time.
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            if key.starts_with("CARGO_PKG_") || key.starts_with("CARGO_MANIFEST_") || key.starts_with("CARGO_CRATE_") {
+                cmd.env_remove(key.as_ref());
+            }
+        }
         if profile_dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }
