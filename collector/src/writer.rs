@@ -139,8 +139,9 @@ impl Writer {
         let reports = self.store.transaction(false, |store| {
             let reports = store.store_reports_in_tx(&batch_reports)?;
             for w in batch {
-                if let Work::State { agent_id, state, received_ms, .. } = &w.work {
-                    store.record_state(agent_id, state, *received_ms)?;
+                if let Work::State { agent_id, state, received_ms, ack } = &w.work {
+                    // MQTT sets the flag only on retained messages sent for a new subscription.
+                    store.record_state(agent_id, state, *received_ms, ack.retain)?;
                 }
             }
             Ok(reports)

@@ -57,7 +57,11 @@ impl Publisher {
     }
 
     fn send(&self, topic: &str, payload: Vec<u8>) {
-        self.client.publish(topic, QoS::AtLeastOnce, false, payload).unwrap();
+        self.publish(topic, payload, false);
+    }
+
+    fn publish(&self, topic: &str, payload: Vec<u8>, retain: bool) {
+        self.client.publish(topic, QoS::AtLeastOnce, retain, payload).unwrap();
         self.acks.recv_timeout(Duration::from_secs(10)).expect("PUBACK from the broker");
     }
 }
@@ -127,6 +131,49 @@ fn bad_input_is_counted_and_valid_reports_are_stored_once() {
     let agents = collector.get("/api/v1/agents")["agents"].as_array().unwrap().clone();
     assert_eq!(agents.len(), 1, "{agents:?}");
     assert_eq!(agents[0]["reports"], 2);
+    drop(collector);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An agent's state is kept retained by the broker, which sends it again to a collector that
+/// restarts. The agents_offline grace runs from when the will first arrived, so the state's time
+/// must survive the restart; a state that changed while the collector was away takes the time
+/// it is delivered.
+#[test]
+fn a_retained_state_sent_again_keeps_its_time() {
+    let Some((dir, broker, mut collector)) = setup("wills", None) else { return };
+    let publisher = Publisher::connect(broker.port);
+    let topic = "edgeprobe/v1/agents/gw-r/state";
+    let state = |online: bool, boot: &str| {
+        serde_json::to_vec(&serde_json::json!({"online": online, "stopped": false, "boot_id": boot})).unwrap()
+    };
+    let since = |collector: &Collector| {
+        let agents = collector.get("/api/v1/agents")["agents"].as_array().unwrap().clone();
+        let a = agents.iter().find(|a| a["agent_id"] == "gw-r").expect("gw-r listed");
+        (a["online"].as_bool().unwrap(), a["state_ms"].as_i64().unwrap())
+    };
+    let states = "edgeprobe_collector_states_received_total";
+
+    publisher.publish(topic, state(true, "b1"), true);
+    publisher.publish(topic, state(false, "b1"), true);
+    collector.wait_metric(states, 2.0, Duration::from_secs(20));
+    let (online, will_at) = since(&collector);
+    assert!(!online);
+
+    std::thread::sleep(Duration::from_millis(300));
+    collector.stop();
+    collector.restart();
+    collector.wait_metric(states, 1.0, Duration::from_secs(20));
+    assert_eq!(since(&collector), (false, will_at), "the will sent again kept its first arrival");
+
+    // The agent comes back while the collector is away: that is a new state.
+    collector.stop();
+    publisher.publish(topic, state(true, "b2"), true);
+    std::thread::sleep(Duration::from_millis(300));
+    collector.restart();
+    collector.wait_metric(states, 1.0, Duration::from_secs(20));
+    let (online, back_at) = since(&collector);
+    assert!(online && back_at > will_at, "back online at {back_at}, will at {will_at}");
     drop(collector);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -575,8 +575,11 @@ impl Store {
         insert_rows(&mut *self.db, head, shape, per_row, values, tail)
     }
 
-    /// Records an agent's birth message or last will.
-    pub fn record_state(&mut self, agent_id: &str, state: &AgentState, now_ms: i64) -> Result<()> {
+    /// Records an agent's birth message or last will. `state_ms` says since when the agent has
+    /// been in its state, so a retained message the broker delivers again (to a collector that
+    /// restarted or reconnected) keeps the time of the same state already recorded: otherwise
+    /// every restart would start a will's grace period over.
+    pub fn record_state(&mut self, agent_id: &str, state: &AgentState, now_ms: i64, retained: bool) -> Result<()> {
         self.db.execute(
             "INSERT INTO agents (agent_id, online, stopped, boot_id, version, capabilities, state_ms, reports, \
              config_version, config_error) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?) ON CONFLICT (agent_id) DO UPDATE SET \
@@ -585,7 +588,9 @@ impl Store {
              config_error = CASE WHEN excluded.online = 1 THEN excluded.config_error ELSE agents.config_error END, \
              boot_id = CASE WHEN excluded.boot_id = '' THEN agents.boot_id ELSE excluded.boot_id END, \
              version = CASE WHEN excluded.version = '' THEN agents.version ELSE excluded.version END, \
-             capabilities = excluded.capabilities, state_ms = excluded.state_ms",
+             capabilities = excluded.capabilities, \
+             state_ms = CASE WHEN ? AND agents.online = excluded.online AND agents.stopped = excluded.stopped \
+             AND agents.boot_id = excluded.boot_id THEN agents.state_ms ELSE excluded.state_ms END",
             &[
                 agent_id.into(),
                 state.online.into(),
@@ -596,6 +601,7 @@ impl Store {
                 now_ms.into(),
                 state.config_version.as_str().into(),
                 state.config_error.as_str().into(),
+                retained.into(),
             ],
         )?;
         Ok(())
