@@ -8,7 +8,7 @@
 //! remembered (by a digest, in a bounded set) and checks run one at a time off the runtime.
 
 use crate::api::ApiState;
-use crate::config::{AuthConfig, Login, Role};
+use crate::config::{AuthConfig, Login, Role, Token};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
@@ -38,6 +38,10 @@ fn same(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// What the Authorization header claims.
 enum Claim<'a> {
     Proven(User),
@@ -62,7 +66,13 @@ fn claim<'a>(auth: &'a AuthConfig, headers: &HeaderMap) -> Claim<'a> {
     let credentials = credentials.trim();
     if scheme.eq_ignore_ascii_case("bearer") {
         // Every token is compared, so the time taken does not say which one came close.
-        let found = auth.tokens.iter().fold(None, |hit, t| if same(&t.token, credentials) { Some(t) } else { hit });
+        let digest = hex(&Sha256::digest(credentials.as_bytes()));
+        let matches = |t: &Token| match (&t.token, &t.token_sha256) {
+            (Some(plain), _) => same(plain, credentials),
+            (None, Some(hash)) => same(&hash.to_ascii_lowercase(), &digest),
+            (None, None) => false,
+        };
+        let found = auth.tokens.iter().fold(None, |hit, t| if matches(t) { Some(t) } else { hit });
         return found.map_or(Claim::Nobody, |t| Claim::Proven(user(&t.name, t.role)));
     }
     if !scheme.eq_ignore_ascii_case("basic") {
@@ -204,7 +214,21 @@ mod tests {
                 },
                 Login { name: "carol".into(), password: None, password_hash: Some(hashed), role: Role::Operator },
             ],
-            tokens: vec![Token { name: "prometheus".into(), token: "0123456789abcdef-token".into(), role: Role::Read }],
+            tokens: vec![
+                Token {
+                    name: "prometheus".into(),
+                    token: Some("0123456789abcdef-token".into()),
+                    token_sha256: None,
+                    role: Role::Read,
+                },
+                Token {
+                    name: "deploy".into(),
+                    token: None,
+                    // Upper case, as some tools print it.
+                    token_sha256: Some(hex(&Sha256::digest(b"hashed-token-0123456789")).to_ascii_uppercase()),
+                    role: Role::Operator,
+                },
+            ],
         }
     }
 
@@ -232,6 +256,10 @@ mod tests {
         assert!(id(basic("alice", "read-only-pass")).await.is_none(), "another user's password");
         assert!(id(basic("alice", "operator-pas")).await.is_none());
         assert!(id(with("Bearer 0123456789abcdef-toke")).await.is_none());
+        assert_eq!(id(with("Bearer hashed-token-0123456789")).await.unwrap().role, Role::Operator);
+        assert!(id(with("Bearer hashed-token-012345678")).await.is_none());
+        let the_hash = a.tokens[1].token_sha256.clone().unwrap();
+        assert!(id(with(&format!("Bearer {the_hash}"))).await.is_none(), "the hash is not the token");
         assert!(id(with("Basic !!!")).await.is_none());
         assert!(id(with("Digest x")).await.is_none());
         assert!(id(HeaderMap::new()).await.is_none());

@@ -180,7 +180,13 @@ pub struct Login {
 pub struct Token {
     /// Who the token is, in acknowledgements and logs.
     pub name: String,
-    pub token: String,
+    /// In plain text; `token_sha256` keeps it out of the file.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// The token's SHA-256 in hex, as `printf %s TOKEN | sha256sum` prints it. A token is long
+    /// and random, so a fast hash is enough to keep it out of the file (unlike a password).
+    #[serde(default)]
+    pub token_sha256: Option<String>,
     pub role: Role,
 }
 
@@ -446,8 +452,16 @@ impl CollectorConfig {
         if self.http.tls_cert_file.is_some() != self.http.tls_key_file.is_some() {
             return fail("http.tls_cert_file", "tls_cert_file and tls_key_file go together");
         }
-        if auth.tokens.iter().any(|t| t.token.len() < 16 || t.name.is_empty()) {
-            return fail("http.auth.tokens", "tokens must be at least 16 characters and named");
+        for t in &auth.tokens {
+            let field = format!("http.auth.tokens.{}", t.name);
+            match (&t.token, &t.token_sha256) {
+                _ if t.name.is_empty() => return fail("http.auth.tokens", "tokens must be named"),
+                (Some(plain), None) if plain.len() >= 16 => {}
+                (Some(_), None) => return Err((field, "tokens must be at least 16 characters".into())),
+                (None, Some(h)) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {}
+                (None, Some(_)) => return Err((field, "token_sha256 must be 64 hex digits".into())),
+                _ => return Err((field, "needs exactly one of token and token_sha256".into())),
+            }
         }
         if self.broker.queue_capacity == 0 {
             return fail("broker.queue_capacity", "must be at least 1");

@@ -114,6 +114,13 @@ fn main() -> ExitCode {
                             u.name
                         );
                     }
+                    for t in auth.tokens.iter().filter(|t| t.token.is_some()) {
+                        eprintln!(
+                            "edgeprobe-collector: warning: token {} is in plain text; \
+                             `printf %s TOKEN | sha256sum` gives a token_sha256",
+                            t.name
+                        );
+                    }
                     serve(config, listener, shutdown_signal()).await
                 })?;
                 Ok(true)

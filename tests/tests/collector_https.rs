@@ -1,6 +1,7 @@
-//! The console and API over HTTPS with hashed passwords: a certificate made by `openssl`, one
-//! login hashed by `edgeprobe-collector hash-password` and one by Apache's `htpasswd`, and
-//! `curl` as the client. Plain HTTP to the same port gets nothing.
+//! The console and API over HTTPS with hashed passwords and tokens: a certificate made by
+//! `openssl`, one login hashed by `edgeprobe-collector hash-password` and one by Apache's
+//! `htpasswd`, a bearer token hashed by `sha256sum`, and `curl` as the client. Plain HTTP to the
+//! same port gets nothing.
 
 use edgeprobe_tests::collector::free_port;
 use edgeprobe_tests::{collector_bin, have, prerequisite, wait_for};
@@ -65,6 +66,9 @@ fn https_with_hashed_passwords_lets_in_exactly_the_right_logins() {
     let htpasswd = Command::new("htpasswd").args(["-nbBC", "10", "", "noc-password-2"]).output().unwrap();
     let noc_hash = String::from_utf8(htpasswd.stdout).unwrap().trim().trim_start_matches(':').to_string();
     assert!(noc_hash.starts_with("$2y$10$"), "{noc_hash}");
+    let sha256sum = Command::new("sh").args(["-c", &format!("printf %s '{TOKEN}' | sha256sum")]).output().unwrap();
+    let token_hash = String::from_utf8(sha256sum.stdout).unwrap().split_whitespace().next().unwrap().to_string();
+    assert_eq!(token_hash.len(), 64, "{token_hash}");
 
     let (http, mqtt) = (free_port(), free_port());
     let config = format!(
@@ -83,7 +87,7 @@ users = [
   {{ name = "ops", password_hash = "{ops_hash}", role = "operator" }},
   {{ name = "noc", password_hash = "{noc_hash}", role = "read" }},
 ]
-tokens = [{{ name = "prometheus", token = "{TOKEN}", role = "read" }}]
+tokens = [{{ name = "prometheus", token_sha256 = "{token_hash}", role = "read" }}]
 "#,
         dir.join("data").display(),
         cert.display(),
@@ -102,6 +106,9 @@ tokens = [{{ name = "prometheus", token = "{TOKEN}", role = "read" }}]
     std::fs::write(&broken, config.replace(cert.to_str().unwrap(), "/nonexistent/cert.pem")).unwrap();
     let (ok, said) = check_config(&broken);
     assert!(!ok && said.contains("tls_cert_file"), "{said}");
+    std::fs::write(&broken, config.replace(&token_hash, &token_hash[1..])).unwrap();
+    let (ok, said) = check_config(&broken);
+    assert!(!ok && said.contains("http.auth.tokens.prometheus"), "{said}");
 
     let log = dir.join("collector.log");
     let mut child = Command::new(collector_bin())
@@ -132,6 +139,8 @@ tokens = [{{ name = "prometheus", token = "{TOKEN}", role = "read" }}]
     let bearer = format!("Authorization: Bearer {TOKEN}");
     let metrics = format!("{base}/metrics");
     assert_eq!(curl(&metrics, &[&ca[..], &["-H", &bearer]].concat()).0, 200);
+    let the_hash = format!("Authorization: Bearer {token_hash}");
+    assert_eq!(curl(&metrics, &[&ca[..], &["-H", &the_hash]].concat()).0, 401, "the hash is not the token");
 
     // Only TLS, and only with this certificate trusted.
     let (status, _) = curl(&format!("http://127.0.0.1:{http}/api/v1/health"), &["-u", "ops:ops-password-1"]);
@@ -149,7 +158,8 @@ tokens = [{{ name = "prometheus", token = "{TOKEN}", role = "read" }}]
         .find_map(|l| l.strip_prefix("edgeprobe_collector_http_auth_failures_total "))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no auth failure counter in:\n{text}"));
-    assert_eq!(failures, 4.0, "the four refused requests");
+    assert_eq!(failures, 5.0, "the five refused requests");
+    assert!(!std::fs::read_to_string(&log).unwrap().contains("warning"), "nothing in plain text, nothing to warn of");
 
     let _ = child.kill();
     let _ = child.wait();
