@@ -150,11 +150,23 @@ impl Probe {
         self.journeys.replace(journeys);
     }
 
-    /// The subscriber keys not measured, from now on. Flows already open keep the owner they
-    /// started with until they end.
+    /// The subscriber keys not measured, from now on. Their flows already open stop being
+    /// measured too, and what the open window holds of them is not reported.
     pub fn set_opt_out(&mut self, opt_out: Vec<String>) {
+        let keys: Vec<Arc<str>> = opt_out.iter().map(|k| self.resolver.reported_key(k)).collect();
         self.config.subscribers.opt_out = opt_out.clone();
         self.resolver.set_opt_out(opt_out);
+        if keys.is_empty() {
+            return;
+        }
+        for slot in self.flows.live() {
+            let owner = self.flows.flow(slot).owner;
+            if self.strings.get(owner).is_some_and(|k| keys.contains(k)) {
+                self.strings.release(owner);
+                self.flows.flow_mut(slot).owner = OPTED_OUT;
+            }
+        }
+        self.windows.withhold(&keys);
     }
 
     /// Names the agent and this run in reports.
@@ -780,6 +792,7 @@ fn client_by_port(src_port: u16, dst_port: u16) -> bool {
 mod tests {
     use super::*;
     use crate::subscriber::Mode;
+    use edgeprobe_wire::SubscriberReport;
 
     /// An Ethernet/IPv4/UDP frame.
     fn udp_frame(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16, payload: &[u8]) -> Vec<u8> {
@@ -846,6 +859,79 @@ mod tests {
         let wall_ms = (3_000_000_000_000 + offset as u64) / 1_000_000;
         assert_eq!(reports[1].window_start, wall_ms / 60_000 * 60_000);
         assert_eq!(reports[1].subscribers[0].metrics.dns.as_ref().unwrap().count, 1);
+    }
+
+    /// An Ethernet/IPv4/TCP frame from `(address, port)` to another, with `(seq, ack)`.
+    fn tcp_frame(
+        from: ([u8; 4], u16),
+        to: ([u8; 4], u16),
+        flags: u8,
+        (seq, ack): (u32, u32),
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+        let total = (20 + 20 + payload.len()) as u16;
+        f.extend_from_slice(&[0x45, 0]);
+        f.extend_from_slice(&total.to_be_bytes());
+        f.extend_from_slice(&[0, 0, 0, 0, 64, 6, 0, 0]);
+        f.extend_from_slice(&from.0);
+        f.extend_from_slice(&to.0);
+        f.extend_from_slice(&from.1.to_be_bytes());
+        f.extend_from_slice(&to.1.to_be_bytes());
+        f.extend_from_slice(&seq.to_be_bytes());
+        f.extend_from_slice(&ack.to_be_bytes());
+        f.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+        f.extend_from_slice(payload);
+        f
+    }
+
+    /// A lookup, then a connection that is still open when the line opts out, and then carries
+    /// a request: the window's subscriber reports, and the events after the opt-out.
+    fn line_with_opt_out_midway(secret: Option<&str>, opt_out: &[&str]) -> (Vec<SubscriberReport>, usize) {
+        let subscribers =
+            crate::subscriber::SubscriberConfig { pseudonymize_secret: secret.map(String::from), ..Default::default() };
+        let mut p = Probe::new(CoreConfig { subscribers, ..CoreConfig::default() });
+        let t = |ms: u64| Timestamp(1_700_000_000_000_000_000 + ms * 1_000_000);
+        let (me, dns_server, web) = ([192, 0, 2, 55], [198, 51, 100, 53], [203, 0, 113, 80]);
+        p.handle_frame(t(0), LinkType::Ethernet, &udp_frame(me, 40000, dns_server, 53, &dns(false)), 0);
+        p.handle_frame(t(20), LinkType::Ethernet, &udp_frame(dns_server, 53, me, 40000, &dns(true)), 0);
+        p.handle_frame(t(30), LinkType::Ethernet, &tcp_frame((me, 50000), (web, 80), 0x02, (100, 0), &[]), 0);
+        p.handle_frame(t(50), LinkType::Ethernet, &tcp_frame((web, 80), (me, 50000), 0x12, (500, 101), &[]), 0);
+        p.handle_frame(t(51), LinkType::Ethernet, &tcp_frame((me, 50000), (web, 80), 0x10, (101, 501), &[]), 0);
+        while p.poll_event().is_some() {}
+        p.set_opt_out(opt_out.iter().map(|s| s.to_string()).collect());
+        let get = b"GET / HTTP/1.1\r\nHost: www.example\r\n\r\n";
+        p.handle_frame(t(60), LinkType::Ethernet, &tcp_frame((me, 50000), (web, 80), 0x18, (101, 501), get), 0);
+        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        p.handle_frame(
+            t(90),
+            LinkType::Ethernet,
+            &tcp_frame((web, 80), (me, 50000), 0x18, (501, 101 + get.len() as u32), ok),
+            0,
+        );
+        p.finish(t(100));
+        let events = std::iter::from_fn(|| p.poll_event()).count();
+        (std::iter::from_fn(|| p.poll_report()).flat_map(|r| r.subscribers).collect(), events)
+    }
+
+    #[test]
+    fn an_opt_out_stops_open_flows_and_withholds_the_open_window() {
+        let (measured, events) = line_with_opt_out_midway(None, &[]);
+        assert_eq!(measured.len(), 1);
+        assert!(events > 0, "the request and the flow's end");
+        let line = &measured[0];
+        assert_eq!(line.subscriber, "192.0.2.55");
+        assert_eq!(line.metrics.dns.as_ref().map(|h| h.count), Some(1));
+        assert_eq!(line.metrics.http_ttfb.as_ref().map(|h| h.count), Some(1));
+        assert!(line.counters.bytes_up > 0 && line.counters.bytes_down > 0);
+
+        assert_eq!(line_with_opt_out_midway(None, &["192.0.2.55"]), (vec![], 0), "the line opted out");
+        // Reported under a pseudonym, opted out by its own key.
+        let (pseudonymous, _) = line_with_opt_out_midway(Some("k"), &[]);
+        assert_eq!(pseudonymous[0].subscriber, crate::subscriber::pseudonym("k", "192.0.2.55"));
+        assert_eq!(line_with_opt_out_midway(Some("k"), &["192.0.2.55"]), (vec![], 0));
+        // Another line's opt-out changes nothing here.
+        assert_eq!(line_with_opt_out_midway(None, &["192.0.2.56"]), (measured, events));
     }
 
     #[test]

@@ -171,9 +171,14 @@ impl Resolver {
         if self.config.opt_out.iter().any(|o| o == real) {
             return Owner::OptedOut;
         }
+        Owner::Subscriber(self.reported_key(real))
+    }
+
+    /// The key a subscriber is measured and reported under: its own, or its pseudonym.
+    pub fn reported_key(&self, real: &str) -> Arc<str> {
         match &self.config.pseudonymize_secret {
-            Some(secret) => Owner::Subscriber(Arc::from(pseudonym(secret, real))),
-            None => Owner::Subscriber(Arc::from(real)),
+            Some(secret) => Arc::from(pseudonym(secret, real)),
+            None => Arc::from(real),
         }
     }
 }

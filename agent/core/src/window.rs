@@ -72,6 +72,8 @@ struct Subscriber {
     journeys: Vec<JourneyReport>,
     /// By address, so a lookup compares addresses rather than formatting one.
     resolvers: Vec<(IpAddr, ResolverReport)>,
+    /// Opted out during the window: left out of its report.
+    withheld: bool,
 }
 
 /// Names the agent in its reports.
@@ -277,6 +279,21 @@ impl Windows {
         self.epoch
     }
 
+    /// Leaves these subscribers out of the open window's report, with everything gathered of
+    /// them so far. Their cells stay in place, since open flows may still point at them.
+    pub fn withhold(&mut self, keys: &[std::sync::Arc<str>]) {
+        for key in keys {
+            if let Some(&i) = self.index.get(&**key) {
+                let s = &mut self.subscribers[usize::from(i)];
+                s.withheld = true;
+                s.counters = Counters::default();
+                s.journeys.clear();
+                s.resolvers.clear();
+                self.samples.retain(|x| x.subscriber != i);
+            }
+        }
+    }
+
     /// Payload bytes and retransmissions of one packet, in direction `dir` (0 is up), for a
     /// cell from `cell`.
     pub fn add_traffic(&mut self, subscriber: u16, service: u16, dir: usize, bytes: u64, retrans: u64) {
@@ -331,6 +348,7 @@ impl Windows {
                     by_name: HashMap::new(),
                     journeys: Vec::new(),
                     resolvers: Vec::new(),
+                    withheld: false,
                 });
                 self.index.insert(subscriber.to_string(), i);
                 i
@@ -485,7 +503,7 @@ impl Windows {
                 *slot = Some(histogram_of(&mut self.scratch, &mut self.serializer, run));
             }
         }
-        out
+        out.into_iter().zip(&self.subscribers).filter(|(_, s)| !s.withheld).map(|(o, _)| o).collect()
     }
 }
 
