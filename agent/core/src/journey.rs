@@ -223,6 +223,12 @@ impl Tracker {
         self.evicted = evicted;
     }
 
+    /// Ends the open episodes of subscribers who opted out, unreported: they are not measured.
+    pub fn forget(&mut self, subscribers: &[std::sync::Arc<str>]) {
+        self.open.retain(|e| !subscribers.iter().any(|s| **s == *e.subscriber));
+        self.refresh();
+    }
+
     /// No journeys are configured: the probe need not show it anything.
     pub fn is_empty(&self) -> bool {
         self.journeys.is_empty()

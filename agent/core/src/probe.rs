@@ -150,8 +150,8 @@ impl Probe {
         self.journeys.replace(journeys);
     }
 
-    /// The subscriber keys not measured, from now on. Their flows already open stop being
-    /// measured too, and what the open window holds of them is not reported.
+    /// The subscriber keys not measured, from now on. Their flows and journey episodes already
+    /// open stop being measured too, and what the open window holds of them is not reported.
     pub fn set_opt_out(&mut self, opt_out: Vec<String>) {
         let keys: Vec<Arc<str>> = opt_out.iter().map(|k| self.resolver.reported_key(k)).collect();
         self.config.subscribers.opt_out = opt_out.clone();
@@ -167,6 +167,7 @@ impl Probe {
             }
         }
         self.windows.withhold(&keys);
+        self.journeys.forget(&keys);
     }
 
     /// Names the agent and this run in reports.
@@ -885,12 +886,29 @@ mod tests {
         f
     }
 
-    /// A lookup, then a connection that is still open when the line opts out, and then carries
-    /// a request: the window's subscriber reports, and the events after the opt-out.
+    /// A lookup that starts a journey episode, then a connection that is still open when the
+    /// line opts out, and then carries a request: the window's subscriber reports, and the
+    /// events after the opt-out.
     fn line_with_opt_out_midway(secret: Option<&str>, opt_out: &[&str]) -> (Vec<SubscriberReport>, usize) {
+        use crate::journey::{JourneyConfig, StepConfig};
         let subscribers =
             crate::subscriber::SubscriberConfig { pseudonymize_secret: secret.map(String::from), ..Default::default() };
-        let mut p = Probe::new(CoreConfig { subscribers, ..CoreConfig::default() });
+        let step = |dns: Option<&str>, http_host: Option<&str>| StepConfig {
+            name: "s".into(),
+            dns: dns.map(Into::into),
+            http_host: http_host.map(Into::into),
+            ..Default::default()
+        };
+        let journeys = vec![JourneyConfig {
+            name: "portal".into(),
+            phase: String::new(),
+            channel: String::new(),
+            steps: vec![step(Some("portal.example"), None), step(None, Some("www.example"))],
+            complete_bytes: None,
+            timeout_secs: 10.0,
+            count_from_step: 1,
+        }];
+        let mut p = Probe::new(CoreConfig { subscribers, journeys, ..CoreConfig::default() });
         let t = |ms: u64| Timestamp(1_700_000_000_000_000_000 + ms * 1_000_000);
         let (me, dns_server, web) = ([192, 0, 2, 55], [198, 51, 100, 53], [203, 0, 113, 80]);
         p.handle_frame(t(0), LinkType::Ethernet, &udp_frame(me, 40000, dns_server, 53, &dns(false)), 0);
@@ -920,6 +938,7 @@ mod tests {
         assert_eq!(measured.len(), 1);
         assert!(events > 0, "the request and the flow's end");
         let line = &measured[0];
+        assert_eq!(line.journeys.len(), 1, "the episode ended in the window");
         assert_eq!(line.subscriber, "192.0.2.55");
         assert_eq!(line.metrics.dns.as_ref().map(|h| h.count), Some(1));
         assert_eq!(line.metrics.http_ttfb.as_ref().map(|h| h.count), Some(1));
