@@ -230,8 +230,7 @@ mod tests {
 
     #[test]
     fn the_contact_cap_opt_outs_and_plans_shape_the_choice() {
-        let dir = std::env::temp_dir().join(format!("edgeprobe-actions-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = crate::test_dir("actions");
         let mut store = Store::open(dir.to_str().unwrap()).unwrap();
         let customers = [
             customer("busy", "residential", "basic", false),

@@ -1127,8 +1127,7 @@ mod tests {
     }
 
     fn setup(tag: &str) -> (Store, CollectorConfig, std::path::PathBuf) {
-        let dir = std::env::temp_dir().join(format!("edgeprobe-correlate-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = crate::test_dir(&format!("correlate-{tag}"));
         let mut store = Store::open(dir.to_str().unwrap()).unwrap();
         let customers = [
             customer("a1", "OLT-1", "north"),

@@ -261,9 +261,7 @@ mod tests {
 
     #[test]
     fn version_2_moves_every_histogram_and_counter_into_lines() {
-        let dir = std::env::temp_dir().join(format!("edgeprobe-migrate-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::test_dir("migrate");
         let file = dir.join("v1.db");
         let mut db = Sqlite::open(&file).unwrap();
         assert_eq!(migrate_to(&mut db, 1).unwrap(), 1);

@@ -118,9 +118,7 @@ mod tests {
 
     #[test]
     fn the_upkeep_task_moves_the_writers_wal_into_the_database() {
-        let dir = std::env::temp_dir().join(format!("edgeprobe-checkpoint-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::test_dir("checkpoint");
         let file = dir.join("c.db");
         let mut writer = Sqlite::open(&file).unwrap();
         let mut checkpoint = writer.upkeep().unwrap().expect("SQLite checkpoints in the background");
