@@ -184,6 +184,10 @@ impl Episode {
     }
 }
 
+fn kinds_of(journeys: &[JourneyConfig]) -> Vec<Vec<Kind>> {
+    journeys.iter().map(|j| j.steps.iter().filter_map(StepConfig::kind).collect()).collect()
+}
+
 /// Follows episodes; see the module documentation.
 pub struct Tracker {
     journeys: Vec<JourneyConfig>,
@@ -202,10 +206,9 @@ pub struct Tracker {
 
 impl Tracker {
     pub fn new(journeys: Vec<JourneyConfig>, capacity: usize) -> Tracker {
-        let kinds = journeys.iter().map(|j| j.steps.iter().filter_map(StepConfig::kind).collect()).collect();
         Tracker {
+            kinds: kinds_of(&journeys),
             journeys,
-            kinds,
             open: VecDeque::new(),
             capacity: capacity.max(1),
             evicted: 0,
@@ -216,11 +219,25 @@ impl Tracker {
         }
     }
 
-    /// New definitions: open episodes of the old ones end unreported and count as evicted.
+    /// New definitions. Open episodes of a journey defined exactly as before go on (a push that
+    /// adds or changes one journey must not cut the others short); those of a journey changed
+    /// or removed end unreported and count as evicted, since their steps may no longer mean
+    /// what they did.
     pub fn replace(&mut self, journeys: Vec<JourneyConfig>) {
-        let evicted = self.evicted + self.open.len() as u64;
-        *self = Tracker::new(journeys, self.capacity);
-        self.evicted = evicted;
+        let kept: Vec<Option<u16>> =
+            self.journeys.iter().map(|old| journeys.iter().position(|new| new == old).map(|i| i as u16)).collect();
+        let before = self.open.len();
+        self.open.retain_mut(|e| match kept[usize::from(e.journey)] {
+            Some(j) => {
+                e.journey = j;
+                true
+            }
+            None => false,
+        });
+        self.evicted += (before - self.open.len()) as u64;
+        self.kinds = kinds_of(&journeys);
+        self.journeys = journeys;
+        self.refresh();
     }
 
     /// Ends the open episodes of subscribers who opted out, unreported: they are not measured.

@@ -143,8 +143,8 @@ impl Probe {
         self.counters.kernel_drops += drops;
     }
 
-    /// New journey definitions, from now on; episodes open under the old ones end unreported
-    /// and count as evicted.
+    /// New journey definitions, from now on; open episodes of a journey whose definition
+    /// changed or went end unreported and count as evicted, the others go on.
     pub fn set_journeys(&mut self, journeys: Vec<crate::journey::JourneyConfig>) {
         self.config.journeys = journeys.clone();
         self.journeys.replace(journeys);
@@ -886,20 +886,16 @@ mod tests {
         f
     }
 
-    /// A lookup that starts a journey episode, then a connection that is still open when the
-    /// line opts out, and then carries a request: the window's subscriber reports, and the
-    /// events after the opt-out.
-    fn line_with_opt_out_midway(secret: Option<&str>, opt_out: &[&str]) -> (Vec<SubscriberReport>, usize) {
+    /// The journey `line_with_change_midway` follows: a lookup, then a request.
+    fn portal_journey() -> crate::journey::JourneyConfig {
         use crate::journey::{JourneyConfig, StepConfig};
-        let subscribers =
-            crate::subscriber::SubscriberConfig { pseudonymize_secret: secret.map(String::from), ..Default::default() };
         let step = |dns: Option<&str>, http_host: Option<&str>| StepConfig {
             name: "s".into(),
             dns: dns.map(Into::into),
             http_host: http_host.map(Into::into),
             ..Default::default()
         };
-        let journeys = vec![JourneyConfig {
+        JourneyConfig {
             name: "portal".into(),
             phase: String::new(),
             channel: String::new(),
@@ -907,7 +903,24 @@ mod tests {
             complete_bytes: None,
             timeout_secs: 10.0,
             count_from_step: 1,
-        }];
+        }
+    }
+
+    /// A lookup that starts a journey episode, then a connection that is still open when the
+    /// line opts out, and then carries a request: the window's subscriber reports, and the
+    /// events after the opt-out.
+    fn line_with_opt_out_midway(secret: Option<&str>, opt_out: &[&str]) -> (Vec<SubscriberReport>, usize) {
+        let opt_out: Vec<String> = opt_out.iter().map(|s| s.to_string()).collect();
+        let (reports, events) = line_with_change_midway(secret, |p| p.set_opt_out(opt_out));
+        (reports.into_iter().flat_map(|r| r.subscribers).collect(), events)
+    }
+
+    /// The same traffic with `change` made between the handshake and the request: the reports,
+    /// and the events after the change.
+    fn line_with_change_midway(secret: Option<&str>, change: impl FnOnce(&mut Probe)) -> (Vec<Report>, usize) {
+        let subscribers =
+            crate::subscriber::SubscriberConfig { pseudonymize_secret: secret.map(String::from), ..Default::default() };
+        let journeys = vec![portal_journey()];
         let mut p = Probe::new(CoreConfig { subscribers, journeys, ..CoreConfig::default() });
         let t = |ms: u64| Timestamp(1_700_000_000_000_000_000 + ms * 1_000_000);
         let (me, dns_server, web) = ([192, 0, 2, 55], [198, 51, 100, 53], [203, 0, 113, 80]);
@@ -917,7 +930,7 @@ mod tests {
         p.handle_frame(t(50), LinkType::Ethernet, &tcp_frame((web, 80), (me, 50000), 0x12, (500, 101), &[]), 0);
         p.handle_frame(t(51), LinkType::Ethernet, &tcp_frame((me, 50000), (web, 80), 0x10, (101, 501), &[]), 0);
         while p.poll_event().is_some() {}
-        p.set_opt_out(opt_out.iter().map(|s| s.to_string()).collect());
+        change(&mut p);
         let get = b"GET / HTTP/1.1\r\nHost: www.example\r\n\r\n";
         p.handle_frame(t(60), LinkType::Ethernet, &tcp_frame((me, 50000), (web, 80), 0x18, (101, 501), get), 0);
         let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
@@ -929,7 +942,34 @@ mod tests {
         );
         p.finish(t(100));
         let events = std::iter::from_fn(|| p.poll_event()).count();
-        (std::iter::from_fn(|| p.poll_report()).flat_map(|r| r.subscribers).collect(), events)
+        (std::iter::from_fn(|| p.poll_report()).collect(), events)
+    }
+
+    #[test]
+    fn a_journey_swap_keeps_the_open_episodes_of_journeys_it_left_as_they_were() {
+        let run = |journeys: Vec<crate::journey::JourneyConfig>| {
+            let (reports, _) = line_with_change_midway(None, |p| p.set_journeys(journeys));
+            let completed: Vec<String> = reports
+                .iter()
+                .flat_map(|r| &r.subscribers)
+                .flat_map(|s| &s.journeys)
+                .filter(|j| j.ok == 1)
+                .map(|j| j.journey.clone())
+                .collect();
+            let evicted: u64 = reports.iter().map(|r| r.capture.evictions.episodes).sum();
+            (completed, evicted)
+        };
+        let portal = || vec!["portal".to_string()];
+        let mut added = crate::journey::JourneyConfig { name: "video".into(), ..portal_journey() };
+        added.steps.truncate(1);
+        // Another journey added in front: the portal episode goes on, under its new place.
+        assert_eq!(run(vec![added.clone(), portal_journey()]), (portal(), 0));
+        assert_eq!(run(vec![portal_journey()]), (portal(), 0), "the same definitions again");
+        // The portal journey changed, or gone: its open episode ends unreported, evicted.
+        let changed = crate::journey::JourneyConfig { timeout_secs: 20.0, ..portal_journey() };
+        assert_eq!(run(vec![changed]), (vec![], 1));
+        assert_eq!(run(vec![added]), (vec![], 1));
+        assert_eq!(run(vec![]), (vec![], 1));
     }
 
     #[test]
