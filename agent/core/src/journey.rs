@@ -35,8 +35,10 @@ pub struct JourneyConfig {
     pub complete_bytes: Option<u64>,
     #[serde(default = "default_timeout")]
     pub timeout_secs: f64,
-    /// An episode counts once it reached this step (1-based). A lookup that no connection
-    /// followed is not a visit: `web_session` counts from step 2. Failures always count.
+    /// An episode counts once it reached this step (1-based), whether it then completes, fails
+    /// or times out. A lookup that no connection followed is not a visit, nor is a lookup that
+    /// failed: `web_session` (any name) counts from step 2, so the names browsers and search
+    /// domains try in the background, which often fail, are not failed sessions.
     #[serde(default = "one")]
     pub count_from_step: usize,
 }
@@ -200,8 +202,9 @@ pub struct Tracker {
     completing: usize,
     /// The earliest deadline of an open episode.
     next_deadline: Option<Timestamp>,
-    /// Lookups whose failure ended an episode, so their other answer does not count again.
-    recent_failures: heapless::Deque<(SocketAddr, String), 16>,
+    /// Lookups whose failure ended an episode of a journey, so their other answer does not
+    /// count again for it.
+    recent_failures: heapless::Deque<(u16, SocketAddr, String), 16>,
 }
 
 impl Tracker {
@@ -235,6 +238,7 @@ impl Tracker {
             None => false,
         });
         self.evicted += (before - self.open.len()) as u64;
+        self.recent_failures.clear();
         self.kinds = kinds_of(&journeys);
         self.journeys = journeys;
         self.refresh();
@@ -299,7 +303,10 @@ impl Tracker {
                     e.add_addresses(addresses);
                     continue;
                 }
-                if self.recent_failures.iter().any(|(c, q)| *c == event.client && Some(q) == name.as_ref()) {
+                let failed_before = |(fj, c, q): &(u16, SocketAddr, String)| {
+                    usize::from(*fj) == j && *c == event.client && Some(q) == name.as_ref()
+                };
+                if self.recent_failures.iter().any(failed_before) {
                     continue; // the second failed answer of a lookup already counted
                 }
             }
@@ -351,7 +358,7 @@ impl Tracker {
                     if self.recent_failures.is_full() {
                         self.recent_failures.pop_front();
                     }
-                    let _ = self.recent_failures.push_back((event.client, q.clone()));
+                    let _ = self.recent_failures.push_back((j as u16, event.client, q.clone()));
                 }
                 self.finish(i, EpisodeOutcome::Failed, end, failure.clone(), false);
             } else {
@@ -488,9 +495,9 @@ impl Tracker {
     fn emit(&mut self, e: Episode, outcome: EpisodeOutcome, ts: Timestamp, why: Option<String>, abandoned: bool) {
         let j = usize::from(e.journey);
         let journey = &self.journeys[j];
-        // A lookup nothing followed is not a visit; a failure always counts.
-        if outcome != EpisodeOutcome::Failed && outcome != EpisodeOutcome::Ok && e.done.len() < journey.count_from_step
-        {
+        // Not yet a visit: a lookup nothing followed, or one that failed (`done` holds the
+        // failed step).
+        if outcome != EpisodeOutcome::Ok && e.done.len() < journey.count_from_step {
             return;
         }
         let start = e.start();

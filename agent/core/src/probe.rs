@@ -819,6 +819,62 @@ mod tests {
         m
     }
 
+    /// An answer for portal.example with `rcode` and, if given, one A record.
+    fn dns_answer(rcode: u8, a: Option<[u8; 4]>) -> Vec<u8> {
+        let mut m = vec![0x12, 0x34, 0x81, 0x80 | rcode, 0, 1, 0, u8::from(a.is_some()), 0, 0, 0, 0];
+        m.extend_from_slice(b"\x06portal\x07example\x00\x00\x01\x00\x01");
+        if let Some(ip) = a {
+            m.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+            m.extend_from_slice(&ip);
+        }
+        m
+    }
+
+    #[test]
+    fn a_journey_counted_from_its_second_step_leaves_out_failed_lookups_only() {
+        use crate::event::EpisodeOutcome;
+        use crate::journey::{JourneyConfig, StepConfig};
+        let journey = |name: &str, dns: &str, count_from_step: usize| JourneyConfig {
+            name: name.into(),
+            phase: String::new(),
+            channel: String::new(),
+            steps: vec![
+                StepConfig { name: "dns".into(), dns: Some(dns.into()), ..Default::default() },
+                StepConfig { name: "connect".into(), port: Some(80), ..Default::default() },
+            ],
+            complete_bytes: None,
+            timeout_secs: 10.0,
+            count_from_step,
+        };
+        let episodes = |answer: Vec<u8>, refused: bool| {
+            let journeys = vec![journey("any_site", "*", 2), journey("portal", "portal.example", 1)];
+            let mut p = Probe::new(CoreConfig { journeys, ..CoreConfig::default() });
+            let t = |ms: u64| Timestamp(1_700_000_000_000_000_000 + ms * 1_000_000);
+            let (me, dns_server, web) = ([192, 0, 2, 55], [198, 51, 100, 53], [203, 0, 113, 80]);
+            p.handle_frame(t(0), LinkType::Ethernet, &udp_frame(me, 40000, dns_server, 53, &dns(false)), 0);
+            p.handle_frame(t(20), LinkType::Ethernet, &udp_frame(dns_server, 53, me, 40000, &answer), 0);
+            if refused {
+                p.handle_frame(t(30), LinkType::Ethernet, &tcp_frame((me, 50000), (web, 80), 0x02, (100, 0), &[]), 0);
+                p.handle_frame(t(50), LinkType::Ethernet, &tcp_frame((web, 80), (me, 50000), 0x14, (0, 101), &[]), 0);
+            }
+            p.finish(t(100));
+            let mut out: Vec<(String, EpisodeOutcome, Option<String>)> = std::iter::from_fn(|| p.poll_event())
+                .filter_map(|e| match e.detail {
+                    Detail::Episode(ep) => Some((ep.journey, ep.outcome, ep.failed_step)),
+                    _ => None,
+                })
+                .collect();
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+            out
+        };
+        let failed = |journey: &str, step: &str| (journey.to_string(), EpisodeOutcome::Failed, Some(step.to_string()));
+        // NXDOMAIN: a failed portal visit, but no visit to any site.
+        assert_eq!(episodes(dns_answer(3, None), false), vec![failed("portal", "dns")]);
+        // The server refuses the connection the lookup led to: a failure at step 2 counts for both.
+        let refused = episodes(dns_answer(0, Some([203, 0, 113, 80])), true);
+        assert_eq!(refused, vec![failed("any_site", "connect"), failed("portal", "connect")]);
+    }
+
     #[test]
     fn dhcp_ack_with_option_82_names_the_line() {
         let subscribers =
