@@ -38,10 +38,6 @@ fn same(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// What the Authorization header claims.
 enum Claim<'a> {
     Proven(User),
@@ -66,7 +62,7 @@ fn claim<'a>(auth: &'a AuthConfig, headers: &HeaderMap) -> Claim<'a> {
     let credentials = credentials.trim();
     if scheme.eq_ignore_ascii_case("bearer") {
         // Every token is compared, so the time taken does not say which one came close.
-        let digest = hex(&Sha256::digest(credentials.as_bytes()));
+        let digest = format!("{:x}", Sha256::digest(credentials.as_bytes()));
         let matches = |t: &Token| match (&t.token, &t.token_sha256) {
             (Some(plain), _) => same(plain, credentials),
             (None, Some(hash)) => same(&hash.to_ascii_lowercase(), &digest),
@@ -225,7 +221,7 @@ mod tests {
                     name: "deploy".into(),
                     token: None,
                     // Upper case, as some tools print it.
-                    token_sha256: Some(hex(&Sha256::digest(b"hashed-token-0123456789")).to_ascii_uppercase()),
+                    token_sha256: Some(format!("{:X}", Sha256::digest(b"hashed-token-0123456789"))),
                     role: Role::Operator,
                 },
             ],

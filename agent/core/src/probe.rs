@@ -819,11 +819,12 @@ mod tests {
         m
     }
 
-    /// An answer for portal.example with `rcode` and, if given, one A record.
+    /// `dns(true)` with `rcode` and, if given, one A record.
     fn dns_answer(rcode: u8, a: Option<[u8; 4]>) -> Vec<u8> {
-        let mut m = vec![0x12, 0x34, 0x81, 0x80 | rcode, 0, 1, 0, u8::from(a.is_some()), 0, 0, 0, 0];
-        m.extend_from_slice(b"\x06portal\x07example\x00\x00\x01\x00\x01");
+        let mut m = dns(true);
+        m[3] |= rcode;
         if let Some(ip) = a {
+            m[7] = 1; // ANCOUNT
             m.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
             m.extend_from_slice(&ip);
         }
@@ -836,15 +837,12 @@ mod tests {
         use crate::journey::{JourneyConfig, StepConfig};
         let journey = |name: &str, dns: &str, count_from_step: usize| JourneyConfig {
             name: name.into(),
-            phase: String::new(),
-            channel: String::new(),
             steps: vec![
                 StepConfig { name: "dns".into(), dns: Some(dns.into()), ..Default::default() },
                 StepConfig { name: "connect".into(), port: Some(80), ..Default::default() },
             ],
-            complete_bytes: None,
-            timeout_secs: 10.0,
             count_from_step,
+            ..portal_journey()
         };
         let episodes = |answer: Vec<u8>, refused: bool| {
             let journeys = vec![journey("any_site", "*", 2), journey("portal", "portal.example", 1)];
