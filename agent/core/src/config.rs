@@ -18,7 +18,8 @@ pub struct CoreConfig {
     pub flow_capacity: usize,
     /// DNS queries awaiting an answer at once. When full, the oldest is dropped and counted.
     pub dns_capacity: usize,
-    /// TCP connections whose application protocol (DNS, TLS, HTTP) is followed at once.
+    /// TCP connections whose application protocol (DNS, TLS, HTTP) is followed at once, and
+    /// established connects waiting for their connection's first bytes to name them.
     pub stream_capacity: usize,
     /// The largest ClientHello reassembled; hellos with post-quantum key shares pass 1500 bytes.
     pub tls_hello_max_bytes: usize,

@@ -74,9 +74,23 @@ pub struct HttpSession {
     dirs: [Direction; 2],
     pending: VecDeque<Pending>,
     lost: bool,
+    /// The first request's Host, until `take_name` tells it.
+    first_host: Option<Option<String>>,
+    named: bool,
 }
 
 impl HttpSession {
+    /// The name the connection is for, told once: the first request's Host as soon as its
+    /// header block is read (`Some(None)` without one, or when it cannot be read), `None`
+    /// before that.
+    pub fn take_name(&mut self) -> Option<Option<String>> {
+        if self.named || (self.first_host.is_none() && !self.lost) {
+            return None;
+        }
+        self.named = true;
+        Some(self.first_host.take().flatten())
+    }
+
     /// Feeds one segment; finished request/response pairs go to `done`.
     pub fn feed(
         &mut self,
@@ -185,6 +199,9 @@ impl HttpSession {
             }
             if method == "CONNECT" {
                 body = Body::UntilClose;
+            }
+            if !self.named && self.first_host.is_none() {
+                self.first_host = Some(head.host.clone());
             }
             self.pending.push_back(Pending { method, host: head.host, at: started });
         } else {

@@ -11,7 +11,9 @@ use crate::{
     dissect::{IpLayer, LinkType, Skip, dissect},
     dns::{DnsOutcome, DnsTracker},
     dns_stream::DnsStream,
-    event::{Detail, Event, FlowEndEvent, FlowEndReason, FlowProto, HttpEvent, Transport},
+    event::{
+        ConnectOutcome, Detail, Event, FlowEndEvent, FlowEndReason, FlowProto, HttpEvent, TcpConnectEvent, Transport,
+    },
     flow::{Endpoint, Flow, FlowKey, FlowTable, LIST_OTHER, LIST_TCP, OPTED_OUT, WindowCell},
     frag::{FragKey, Reassembler},
     http::{self, HttpSession},
@@ -53,6 +55,9 @@ pub struct Probe {
     dns: DnsTracker,
     /// Application analyzers of TCP connections, by flow slot; at most `stream_capacity`.
     streams: HashMap<u32, AppStream>,
+    /// Established connects waiting for their flow's name, by flow slot; at most
+    /// `stream_capacity` (see `hold_connect`).
+    held: HashMap<u32, HeldConnect>,
     connect_timers: VecDeque<FlowTimer>,
     close_timers: VecDeque<FlowTimer>,
     events: VecDeque<Event>,
@@ -78,6 +83,13 @@ enum AppStream {
     Http(Box<HttpSession>),
 }
 
+/// A connect told once its flow is named.
+struct HeldConnect {
+    generation: u32,
+    ts: Timestamp,
+    event: TcpConnectEvent,
+}
+
 struct Timeouts {
     connect: u64,
     idle: [u64; 2],
@@ -97,6 +109,7 @@ impl Probe {
             ),
             dns: DnsTracker::new(config.dns_capacity, secs_to_nanos(config.dns_timeout_secs)),
             streams: HashMap::with_capacity(config.stream_capacity.min(1 << 16)),
+            held: HashMap::new(),
             connect_timers: VecDeque::with_capacity(cap.min(1 << 16)),
             close_timers: VecDeque::with_capacity(cap.min(1 << 16)),
             events: VecDeque::new(),
@@ -262,6 +275,7 @@ impl Probe {
     /// `wall_offset` nanoseconds. The open window closes early, under its old label.
     pub fn clock_stepped(&mut self, now: Timestamp, wall_offset: i64) {
         self.handle_timeout(now);
+        self.release_connects();
         self.sync_cache_counters();
         if let Some(report) = self.windows.step(now.max(self.now), wall_offset, &self.counters) {
             self.reports.push_back(report);
@@ -271,6 +285,7 @@ impl Probe {
     /// Closes the open window. Flows count their traffic as it passes, so nothing is left to
     /// collect from them.
     fn close_window(&mut self, now: Timestamp) {
+        self.release_connects();
         self.sync_cache_counters();
         if let Some(report) = self.windows.advance(now, &self.counters) {
             self.reports.push_back(report);
@@ -476,6 +491,9 @@ impl Probe {
         let (client, server, generation) = (f.client(), f.server(), f.generation);
         let (closing, pending) = (f.tcp.closing.is_some(), f.tcp.connect_pending());
         self.flows.touch(slot, ts);
+        if dir == 1 && seg.len > 0 {
+            self.release_connect(slot); // the server spoke first: the client names nothing
+        }
         self.account(slot, dir, u64::from(seg.len), retransmitted);
         if pending && !timers_before.1 {
             self.push_timer(true, (ts.add_nanos(self.timeouts.connect), slot, generation));
@@ -484,7 +502,10 @@ impl Probe {
             self.push_timer(false, (ts.add_nanos(self.timeouts.linger), slot, generation));
         }
         if let Some(c) = connect {
-            self.emit_for(slot, ts, client, server, Detail::TcpConnect(c));
+            self.hold_connect(slot, generation, ts, c);
+        }
+        if seg.has(flags::FIN | flags::RST) {
+            self.release_connect(slot);
         }
         if seg.has(flags::FIN | flags::RST) && self.journeys.has_open() {
             // A connection closing under an episode that has not completed: given up by the
@@ -529,13 +550,19 @@ impl Probe {
             } else if dir == 0 && http::looks_like_request(captured) {
                 AppStream::Http(Box::default())
             } else {
+                self.release_connect(slot);
                 return;
             };
             if self.streams.len() >= self.config.stream_capacity {
                 self.counters.streams_refused += 1;
+                self.release_connect(slot);
                 return;
             }
             self.streams.insert(slot, stream);
+        }
+        // Only TLS and HTTP name a connection.
+        if matches!(self.streams.get(&slot), None | Some(AppStream::Dns(_))) {
+            self.release_connect(slot);
         }
         let Some(stream) = self.streams.get_mut(&slot) else { return };
         let (src, dst) = if dir == 0 { (client, server) } else { (server, client) };
@@ -556,24 +583,37 @@ impl Probe {
                     self.streams.remove(&slot);
                 }
             }
-            AppStream::Tls(s) => match s.feed(ts, dir, seg, captured) {
-                Ok(Some(event)) => {
-                    // The handshake is over; the analyzer's memory goes back to the pool.
-                    self.streams.remove(&slot);
-                    if let Some(sni) = &event.sni {
-                        self.set_service(slot, sni);
+            AppStream::Tls(s) => {
+                let fed = s.feed(ts, dir, seg, captured);
+                if let Some(sni) = s.take_name() {
+                    if let Some(sni) = sni {
+                        self.set_service(slot, &sni);
                     }
-                    self.emit_for(slot, ts, client, server, Detail::Tls(event));
+                    self.release_connect(slot);
                 }
-                Ok(None) => {}
-                Err(_) => {
-                    self.counters.streams_lost += 1;
-                    self.streams.remove(&slot);
+                match fed {
+                    Ok(Some(event)) => {
+                        // The handshake is over; the analyzer's memory goes back to the pool.
+                        self.streams.remove(&slot);
+                        self.emit_for(slot, ts, client, server, Detail::Tls(event));
+                    }
+                    Ok(None) => {}
+                    Err(_) => {
+                        self.counters.streams_lost += 1;
+                        self.streams.remove(&slot);
+                        self.release_connect(slot);
+                    }
                 }
-            },
+            }
             AppStream::Http(s) => {
                 let mut done = std::mem::take(&mut self.http_done);
                 let fed = s.feed(ts, dir, seg, captured, &mut done);
+                if let Some(host) = s.take_name() {
+                    if let Some(host) = host {
+                        self.set_service(slot, host_service(&host));
+                    }
+                    self.release_connect(slot);
+                }
                 for event in done.drain(..) {
                     if let Some(host) = &event.host {
                         self.set_service(slot, host_service(host));
@@ -584,6 +624,7 @@ impl Probe {
                 if fed.is_err() {
                     self.counters.streams_lost += 1;
                     self.streams.remove(&slot);
+                    self.release_connect(slot);
                 }
             }
         }
@@ -686,6 +727,7 @@ impl Probe {
     }
 
     fn end_flow(&mut self, slot: u32, reason: FlowEndReason, ts: Timestamp) {
+        self.release_connect(slot);
         let stream = self.streams.remove(&slot);
         let mut f = self.flows.remove(slot);
         let (client, server) = (f.client(), f.server());
@@ -750,6 +792,43 @@ impl Probe {
     fn drain_episodes(&mut self) {
         for event in self.journeys.take_finished() {
             self.push_event(event);
+        }
+    }
+
+    /// An established connect waits for its flow's name: the flow's first payload names it by
+    /// TLS SNI or HTTP Host (a server the client reached without a lookup the probe saw, or a
+    /// shared address whose last answer named another site). Refusals and timeouts end the
+    /// flow's story and are told at once, as are connects past `stream_capacity` waiting.
+    fn hold_connect(&mut self, slot: u32, generation: u32, ts: Timestamp, event: TcpConnectEvent) {
+        if event.outcome == ConnectOutcome::Established && self.held.len() < self.config.stream_capacity {
+            self.held.insert(slot, HeldConnect { generation, ts, event });
+        } else {
+            let (client, server) = (self.flows.flow(slot).client(), self.flows.flow(slot).server());
+            self.emit_for(slot, ts, client, server, Detail::TcpConnect(event));
+        }
+    }
+
+    /// Tells the connect held for the flow in `slot`, under the flow's name as it stands.
+    fn release_connect(&mut self, slot: u32) {
+        if self.held.is_empty() {
+            return;
+        }
+        let Some(h) = self.held.remove(&slot) else { return };
+        let f = self.flows.flow(slot);
+        if f.generation == h.generation {
+            let (client, server) = (f.client(), f.server());
+            self.emit_for(slot, h.ts, client, server, Detail::TcpConnect(h.event));
+        }
+    }
+
+    /// Tells every held connect: at a window's close, so each stays in its own window.
+    fn release_connects(&mut self) {
+        if self.held.is_empty() {
+            return;
+        }
+        let slots: Vec<u32> = self.held.keys().copied().collect();
+        for slot in slots {
+            self.release_connect(slot);
         }
     }
 
@@ -1045,6 +1124,72 @@ mod tests {
         assert_eq!(line_with_opt_out_midway(Some("k"), &["192.0.2.55"]), (vec![], 0));
         // Another line's opt-out changes nothing here.
         assert_eq!(line_with_opt_out_midway(None, &["192.0.2.56"]), (measured, events));
+    }
+
+    #[test]
+    fn a_connect_is_measured_under_the_name_its_first_payload_gives() {
+        let mut p = Probe::new(CoreConfig { report_interval_secs: 60, ..CoreConfig::default() });
+        // 40 s before a window boundary.
+        let t = |ms: u64| Timestamp(1_700_000_000_000_000_000 + ms * 1_000_000);
+        let (me, dns_server, web) = ([192, 0, 2, 55], [198, 51, 100, 53], [203, 0, 113, 80]);
+        // The last lookup that named the shared address was the portal's.
+        let answer = dns_answer(0, Some(web));
+        p.handle_frame(t(0), LinkType::Ethernet, &udp_frame(me, 40000, dns_server, 53, &dns(false)), 0);
+        p.handle_frame(t(20), LinkType::Ethernet, &udp_frame(dns_server, 53, me, 40000, &answer), 0);
+        let hello = crate::wire::tls::tests::client_hello();
+        let mut record = vec![0x16, 3, 1];
+        record.extend_from_slice(&((hello.len() + 4) as u16).to_be_bytes());
+        record.extend_from_slice(&[1, 0]);
+        record.extend_from_slice(&(hello.len() as u16).to_be_bytes());
+        record.extend_from_slice(&hello);
+        let get = b"GET / HTTP/1.1\r\nHost: www.example:8080\r\n\r\n".to_vec();
+        // The handshake's first packet (ms), the client and server ports, and what the client
+        // sends first (at `then` ms), if anything.
+        type Connection<'a> = (u64, u16, u16, Option<(u64, &'a [u8])>);
+        let connections: [Connection; 4] = [
+            (1_000, 50001, 443, Some((1_040, &record))),
+            (2_000, 50002, 80, Some((2_040, &get))),
+            (3_000, 50003, 443, None),                     // closed before a byte was sent
+            (39_980, 50004, 443, Some((40_010, &record))), // named in the next window
+        ];
+        for &(at, port, server_port, first) in &connections {
+            let (c, s) = ((me, port), (web, server_port));
+            p.handle_frame(t(at), LinkType::Ethernet, &tcp_frame(c, s, 0x02, (100, 0), &[]), 0);
+            p.handle_frame(t(at + 10), LinkType::Ethernet, &tcp_frame(s, c, 0x12, (500, 101), &[]), 0);
+            p.handle_frame(t(at + 11), LinkType::Ethernet, &tcp_frame(c, s, 0x10, (101, 501), &[]), 0);
+            match first {
+                Some((then, payload)) => {
+                    p.handle_frame(t(then), LinkType::Ethernet, &tcp_frame(c, s, 0x18, (101, 501), payload), 0)
+                }
+                None => p.handle_frame(t(at + 12), LinkType::Ethernet, &tcp_frame(c, s, 0x11, (101, 501), &[]), 0),
+            }
+        }
+        p.finish(t(41_000));
+        let connects: Vec<(u16, Option<String>)> = std::iter::from_fn(|| p.poll_event())
+            .filter(|e| matches!(e.detail, Detail::TcpConnect(_)))
+            .map(|e| (e.client.port(), e.service))
+            .collect();
+        let named = |port: u16, name: &str| (port, Some(name.to_string()));
+        assert_eq!(
+            connects,
+            [
+                named(50001, "example.com"),
+                named(50002, "www.example"),
+                named(50003, "portal.example"),
+                named(50004, "portal.example"),
+            ]
+        );
+        let reports: Vec<Report> = std::iter::from_fn(|| p.poll_report()).collect();
+        assert_eq!(reports.len(), 2);
+        let connects_in = |r: &Report, service: &str| {
+            let s = r.subscribers[0].services.iter().find(|s| s.service == service);
+            s.and_then(|s| s.metrics.connect_network.as_ref()).map_or(0, |h| h.count)
+        };
+        assert_eq!(connects_in(&reports[0], "example.com"), 1);
+        assert_eq!(connects_in(&reports[0], "www.example"), 1);
+        assert_eq!(connects_in(&reports[0], "portal.example"), 2, "told by the lookup's name at the close");
+        assert_eq!(reports[1].subscribers[0].counters.connects, 0);
+        assert_eq!(connects_in(&reports[1], "example.com"), 0);
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub struct TlsSession {
     version: Option<u16>,
     /// The connection stopped looking like TLS, or a buffer would have overflowed.
     lost: bool,
+    /// `take_name` has told the connection's name.
+    named: bool,
 }
 
 impl TlsSession {
@@ -49,7 +51,18 @@ impl TlsSession {
             server_hello_at: None,
             version: None,
             lost: false,
+            named: false,
         }
+    }
+
+    /// The name the connection is for, told once: the ClientHello's SNI as soon as the hello is
+    /// whole (`Some(None)` without one, or when the hello cannot be read), `None` before that.
+    pub fn take_name(&mut self) -> Option<Option<String>> {
+        if self.named || (self.hello.is_none() && !self.lost) {
+            return None;
+        }
+        self.named = true;
+        Some(self.hello.as_ref().and_then(|h| h.sni.clone()))
     }
 
     /// Feeds one segment; returns the event when the handshake completes or fails.

@@ -171,11 +171,11 @@ pub fn version_name(v: u16) -> Option<&'static str> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A minimal ClientHello body: SNI "Example.COM", ALPN h2 and http/1.1.
-    fn client_hello() -> Vec<u8> {
+    pub(crate) fn client_hello() -> Vec<u8> {
         let mut b = vec![0x03, 0x03];
         b.extend_from_slice(&[7; 32]);
         b.push(0); // session id
