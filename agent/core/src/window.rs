@@ -12,13 +12,12 @@ use crate::config::CoreConfig;
 use crate::counters::Counters as CaptureCounters;
 use crate::event::{ConnectOutcome, Detail, EpisodeOutcome, Event, TlsOutcome};
 use crate::time::Timestamp;
-use edgeprobe_wire::histogram::{HistogramEncoder, new_histogram, record};
+use edgeprobe_wire::histogram::HistogramEncoder;
 use edgeprobe_wire::{
     CaptureHealth, Counters, Evictions, JourneyReport, MAX_RESOLVERS, Metrics, OTHER_SERVICE, Report, ResolverReport,
     SCHEMA_VERSION, ServiceReport, SubscriberReport, WireHistogram,
 };
 use hashbrown::HashMap;
-use hdrhistogram::Histogram;
 use std::net::IpAddr;
 
 const NO_SERVICE: u16 = u16::MAX;
@@ -104,8 +103,9 @@ pub struct Windows {
     dropped_samples: u64,
     /// The capture counters when the window opened: a report carries the difference.
     baseline: CaptureCounters,
-    scratch: Histogram<u64>,
     serializer: HistogramEncoder,
+    /// One histogram's values, sorted to summarise them.
+    values: Vec<u64>,
 }
 
 impl Windows {
@@ -127,8 +127,8 @@ impl Windows {
             refused_subscribers: 0,
             dropped_samples: 0,
             baseline: CaptureCounters::default(),
-            scratch: new_histogram(),
             serializer: HistogramEncoder::default(),
+            values: Vec::new(),
         }
     }
 
@@ -476,7 +476,7 @@ impl Windows {
             if metric == Metric::Resolver && out[sub].resolvers.len() < 2 {
                 continue;
             }
-            let histogram = Some(histogram_of(&mut self.scratch, &mut self.serializer, run));
+            let histogram = Some(histogram_of(&mut self.serializer, &mut self.values, run));
             match metric.slot(&mut out[sub].metrics) {
                 Some(slot) => *slot = histogram,
                 None if metric == Metric::Journey => out[sub].journeys[i].latency = histogram,
@@ -500,17 +500,15 @@ impl Windows {
             }
             let service = &mut out[usize::from(s.subscriber)].services[usize::from(s.service)];
             if let Some(slot) = s.metric.slot(&mut service.metrics) {
-                *slot = Some(histogram_of(&mut self.scratch, &mut self.serializer, run));
+                *slot = Some(histogram_of(&mut self.serializer, &mut self.values, run));
             }
         }
         out.into_iter().zip(&self.subscribers).filter(|(_, s)| !s.withheld).map(|(o, _)| o).collect()
     }
 }
 
-fn histogram_of(scratch: &mut Histogram<u64>, serializer: &mut HistogramEncoder, samples: &[Sample]) -> WireHistogram {
-    scratch.reset();
-    for s in samples {
-        record(scratch, u64::from(s.value_us));
-    }
-    WireHistogram::from_histogram_with(scratch, serializer)
+fn histogram_of(serializer: &mut HistogramEncoder, values: &mut Vec<u64>, samples: &[Sample]) -> WireHistogram {
+    values.clear();
+    values.extend(samples.iter().map(|s| u64::from(s.value_us)));
+    WireHistogram::from_values(values, serializer)
 }

@@ -19,6 +19,15 @@ pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS).expect("valid fixed bounds")
 }
 
+/// A histogram with the schema's buckets whose counts reach only as far as `max_us` needs
+/// (clamped into the trackable range). A full one-hour histogram is 190 KB of counts to zero for
+/// every histogram a window builds; values that high are rare. `HistogramEncoder` writes it
+/// with the schema's bounds, byte for byte as `new_histogram` holding the same values.
+pub fn new_histogram_upto(max_us: u64) -> Histogram<u64> {
+    let high = max_us.clamp(2 * LOWEST_US, HIGHEST_US);
+    Histogram::new_with_bounds(LOWEST_US, high, SIGNIFICANT_DIGITS).expect("valid bounds within the fixed ones")
+}
+
 /// Records `value_us`, clamped into the trackable range.
 pub fn record(h: &mut Histogram<u64>, value_us: u64) {
     let _ = h.record(value_us.clamp(LOWEST_US, HIGHEST_US));
@@ -58,6 +67,35 @@ impl WireHistogram {
             p90: h.value_at_quantile(0.90),
             p99: h.value_at_quantile(0.99),
             hdr,
+        }
+    }
+
+    /// Summarises and encodes latency values (µs) exactly as `from_histogram` would a
+    /// histogram holding them. The percentiles come from the sorted values (the value at rank
+    /// ⌈q·count⌉, widened to its bucket's highest equivalent, which is what
+    /// `value_at_quantile` finds by walking every bucket up to it), and the counts reach only as
+    /// far as the largest value needs. Sorts `values` in place.
+    pub fn from_values(values: &mut [u64], encoder: &mut HistogramEncoder) -> Self {
+        for v in values.iter_mut() {
+            *v = (*v).clamp(LOWEST_US, HIGHEST_US);
+        }
+        values.sort_unstable();
+        let mut h = new_histogram_upto(values.last().copied().unwrap_or_default());
+        for run in values.chunk_by(|a, b| a == b) {
+            let _ = h.record_n(run[0], run.len() as u64);
+        }
+        let at = |q: f64| {
+            let rank = ((q * values.len() as f64).ceil() as usize).max(1);
+            values.get(rank - 1).map_or(0, |v| h.highest_equivalent(*v))
+        };
+        WireHistogram {
+            count: h.len(),
+            min: h.min(),
+            max: h.max(),
+            p50: at(0.50),
+            p90: at(0.90),
+            p99: at(0.99),
+            hdr: encoder.encode(&h),
         }
     }
 
@@ -130,6 +168,12 @@ impl HistogramEncoder {
     pub fn encode(&mut self, h: &Histogram<u64>) -> Vec<u8> {
         self.plain.clear();
         self.v2.serialize(h, &mut self.plain).expect("serializing to memory cannot fail");
+        // The V2 counts run only to the largest value's bucket, so the schema's buckets cut
+        // short (`new_histogram_upto`) differ from the schema's only in the header's highest
+        // trackable value (bytes 24..32).
+        if h.low() == LOWEST_US && h.sigfig() == SIGNIFICANT_DIGITS && h.high() < HIGHEST_US {
+            self.plain[24..32].copy_from_slice(&HIGHEST_US.to_be_bytes());
+        }
         let mut out = Vec::with_capacity(8 + self.plain.len() + 16);
         out.extend_from_slice(&V2_COMPRESSED_COOKIE.to_be_bytes());
         out.extend_from_slice(&[0; 4]);
@@ -217,6 +261,35 @@ mod tests {
             let back: Histogram<u64> = Deserializer::new().deserialize(&mut &ours[..]).unwrap();
             assert_eq!(back, h, "{n} values");
         }
+    }
+
+    #[test]
+    fn from_values_equals_the_full_histogram_of_the_same_values() {
+        let mut encoder = HistogramEncoder::default();
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut sets: Vec<Vec<u64>> = vec![vec![], vec![0], vec![2047, 2048, 2049], vec![4_000_000_000, 1, 1]];
+        for n in [1usize, 2, 3, 7, 10, 99, 100, 101, 1000] {
+            // Short latencies, with some far out and repeats, as real windows have.
+            sets.push((0..n).map(|_| if next() % 10 == 0 { next() % 40_000_000 } else { next() % 5_000 }).collect());
+        }
+        for values in sets {
+            let mut full = new_histogram();
+            for v in &values {
+                record(&mut full, *v);
+            }
+            let ours = WireHistogram::from_values(&mut values.clone(), &mut encoder);
+            assert_eq!(ours, WireHistogram::from_histogram_with(&full, &mut encoder), "{values:?}");
+            if !values.is_empty() {
+                assert_eq!(ours.histogram().unwrap(), full, "{values:?}");
+            }
+        }
+        assert!(new_histogram_upto(100_000).distinct_values() * 2 < new_histogram().distinct_values());
     }
 
     #[test]
