@@ -1414,6 +1414,36 @@ mod tests {
     }
 
     #[test]
+    fn a_silent_agent_speaks_only_for_the_lines_no_other_agent_reported_since() {
+        let (mut store, config, dir) = setup("moved");
+        // gw-1 served a1 and a2; a2's gateway was then swapped for gw-2.
+        store.store_reports(&[&report("gw-1", 0, 1, vec![line("a1", 20), line("a2", 20)])], 0).unwrap();
+        store.store_reports(&[&report("gw-2", 0, 2, vec![line("a2", 20)])], 0).unwrap();
+        // A report of gw-1's from before the swap, arriving late, changes nothing.
+        store.store_reports(&[&report("gw-1", 1, 0, vec![line("a2", 20)])], 0).unwrap();
+        let ids = |cs: Vec<Customer>| cs.into_iter().map(|c| c.customer_id).collect::<Vec<_>>();
+        assert_eq!(ids(store.agent_customers("gw-1").unwrap()), ["a1"]);
+        assert_eq!(ids(store.agent_customers("gw-2").unwrap()), ["a2"]);
+
+        let will = crate::model::AgentState {
+            online: false,
+            stopped: false,
+            boot_id: "b".into(),
+            version: String::new(),
+            capabilities: vec![],
+            config_version: String::new(),
+            config_error: String::new(),
+        };
+        let now = 10 * WINDOW;
+        store.record_state("gw-1", &will, now, false).unwrap();
+        store.record_state("gw-2", &crate::model::AgentState { online: true, ..will }, now, false).unwrap();
+        evaluate_agents(&mut store, &config, now + config.correlation.agent_offline_after_secs as i64 * 1000).unwrap();
+        let offline = summary(&mut store);
+        assert_eq!(offline, [("agents_offline".into(), "OLT-1".into(), "open".into(), vec!["a1".into()])]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn retention_drops_old_windows_and_resolved_incidents_only() {
         let (mut store, config, dir) = setup("retention");
         let bad = [("a1", 200), ("a2", 210), ("a3", 220)];

@@ -257,6 +257,11 @@ fn incident(r: &Row) -> Incident {
 const CUSTOMER_COLUMNS: &str =
     "customer_id, subscriber_id, segment, plan, region, access_node, monthly_value, contact_opt_out, attributes";
 
+/// An `agent_subscribers s` row whose line no other agent has reported on since: a line moves
+/// with its gateway, and an agent that falls silent speaks only for the lines it still serves.
+const STILL_THE_AGENTS: &str = "NOT EXISTS (SELECT 1 FROM agent_subscribers o WHERE o.subscriber_id = s.subscriber_id \
+     AND o.agent_id <> s.agent_id AND o.last_window_ms > s.last_window_ms)";
+
 fn customer(r: &Row) -> Customer {
     Customer {
         customer_id: r.text(0),
@@ -858,8 +863,11 @@ impl Store {
 
     pub fn agents(&mut self) -> Result<Vec<Agent>> {
         let nodes = self.db.query(
-            "SELECT DISTINCT s.agent_id, c.access_node FROM agent_subscribers s \
-             JOIN customers c ON c.subscriber_id = s.subscriber_id ORDER BY s.agent_id, c.access_node",
+            &format!(
+                "SELECT DISTINCT s.agent_id, c.access_node FROM agent_subscribers s \
+                 JOIN customers c ON c.subscriber_id = s.subscriber_id WHERE {STILL_THE_AGENTS} \
+                 ORDER BY s.agent_id, c.access_node"
+            ),
             &[],
         )?;
         let mut by_agent: HashMap<String, Vec<String>> = HashMap::new();
@@ -893,11 +901,11 @@ impl Store {
             .collect())
     }
 
-    /// Customers an agent has reported on.
+    /// Customers an agent has reported on, and no other agent since.
     pub fn agent_customers(&mut self, agent_id: &str) -> Result<Vec<Customer>> {
         let sql = format!(
             "SELECT {} FROM customers c JOIN agent_subscribers s ON s.subscriber_id = c.subscriber_id \
-             WHERE s.agent_id = ? ORDER BY c.customer_id",
+             WHERE s.agent_id = ? AND {STILL_THE_AGENTS} ORDER BY c.customer_id",
             CUSTOMER_COLUMNS.split(", ").map(|c| format!("c.{c}")).collect::<Vec<_>>().join(", ")
         );
         Ok(self.db.query(&sql, &[agent_id.into()])?.iter().map(customer).collect())

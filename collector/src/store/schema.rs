@@ -195,6 +195,14 @@ CREATE TABLE agent_config (
 );
 ",
     ),
+    (
+        // A line reported by another agent since (a swapped gateway) is that agent's now; this
+        // finds a subscriber's agents. Only new pairs touch it: ingest updates last_window_ms.
+        4,
+        "
+CREATE INDEX agent_subscribers_subscriber ON agent_subscribers (subscriber_id);
+",
+    ),
 ];
 
 /// Data moves that SQL alone cannot do, run after the version's SQL in the same transaction.
