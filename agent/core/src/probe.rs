@@ -55,9 +55,10 @@ pub struct Probe {
     dns: DnsTracker,
     /// Application analyzers of TCP connections, by flow slot; at most `stream_capacity`.
     streams: HashMap<u32, AppStream>,
-    /// Established connects waiting for their flow's name, by flow slot; at most
-    /// `stream_capacity` (see `hold_connect`).
-    held: HashMap<u32, HeldConnect>,
+    /// Established connects (with their time) waiting for their flow's name, by flow slot; at
+    /// most `stream_capacity` (see `hold_connect`). `end_flow` tells a flow's before its slot
+    /// is freed, so an entry always belongs to the slot's live flow.
+    held: HashMap<u32, (Timestamp, TcpConnectEvent)>,
     connect_timers: VecDeque<FlowTimer>,
     close_timers: VecDeque<FlowTimer>,
     events: VecDeque<Event>,
@@ -81,13 +82,6 @@ enum AppStream {
     Dns(DnsStream),
     Tls(Box<TlsSession>),
     Http(Box<HttpSession>),
-}
-
-/// A connect told once its flow is named.
-struct HeldConnect {
-    generation: u32,
-    ts: Timestamp,
-    event: TcpConnectEvent,
 }
 
 struct Timeouts {
@@ -502,16 +496,16 @@ impl Probe {
             self.push_timer(false, (ts.add_nanos(self.timeouts.linger), slot, generation));
         }
         if let Some(c) = connect {
-            self.hold_connect(slot, generation, ts, c);
+            self.hold_connect(slot, ts, c);
         }
         if seg.has(flags::FIN | flags::RST) {
             self.release_connect(slot);
-        }
-        if seg.has(flags::FIN | flags::RST) && self.journeys.has_open() {
-            // A connection closing under an episode that has not completed: given up by the
-            // customer's side, or cut by the server's.
-            self.journeys.on_close(client, server, dir == 0, ts);
-            self.drain_episodes();
+            if self.journeys.has_open() {
+                // A connection closing under an episode that has not completed: given up by
+                // the customer's side, or cut by the server's.
+                self.journeys.on_close(client, server, dir == 0, ts);
+                self.drain_episodes();
+            }
         }
         if seg.len > 0 {
             let dns_port = sp == DNS_PORT || dp == DNS_PORT;
@@ -561,7 +555,7 @@ impl Probe {
             self.streams.insert(slot, stream);
         }
         // Only TLS and HTTP name a connection.
-        if matches!(self.streams.get(&slot), None | Some(AppStream::Dns(_))) {
+        if !self.held.is_empty() && matches!(self.streams.get(&slot), None | Some(AppStream::Dns(_))) {
             self.release_connect(slot);
         }
         let Some(stream) = self.streams.get_mut(&slot) else { return };
@@ -799,12 +793,11 @@ impl Probe {
     /// TLS SNI or HTTP Host (a server the client reached without a lookup the probe saw, or a
     /// shared address whose last answer named another site). Refusals and timeouts end the
     /// flow's story and are told at once, as are connects past `stream_capacity` waiting.
-    fn hold_connect(&mut self, slot: u32, generation: u32, ts: Timestamp, event: TcpConnectEvent) {
+    fn hold_connect(&mut self, slot: u32, ts: Timestamp, event: TcpConnectEvent) {
         if event.outcome == ConnectOutcome::Established && self.held.len() < self.config.stream_capacity {
-            self.held.insert(slot, HeldConnect { generation, ts, event });
+            self.held.insert(slot, (ts, event));
         } else {
-            let (client, server) = (self.flows.flow(slot).client(), self.flows.flow(slot).server());
-            self.emit_for(slot, ts, client, server, Detail::TcpConnect(event));
+            self.tell_connect(slot, ts, event);
         }
     }
 
@@ -813,23 +806,23 @@ impl Probe {
         if self.held.is_empty() {
             return;
         }
-        let Some(h) = self.held.remove(&slot) else { return };
-        let f = self.flows.flow(slot);
-        if f.generation == h.generation {
-            let (client, server) = (f.client(), f.server());
-            self.emit_for(slot, h.ts, client, server, Detail::TcpConnect(h.event));
+        if let Some((ts, event)) = self.held.remove(&slot) {
+            self.tell_connect(slot, ts, event);
         }
     }
 
     /// Tells every held connect: at a window's close, so each stays in its own window.
     fn release_connects(&mut self) {
-        if self.held.is_empty() {
-            return;
+        let mut held = std::mem::take(&mut self.held);
+        for (slot, (ts, event)) in held.drain() {
+            self.tell_connect(slot, ts, event);
         }
-        let slots: Vec<u32> = self.held.keys().copied().collect();
-        for slot in slots {
-            self.release_connect(slot);
-        }
+        self.held = held; // empty, its room kept
+    }
+
+    fn tell_connect(&mut self, slot: u32, ts: Timestamp, event: TcpConnectEvent) {
+        let (client, server) = (self.flows.flow(slot).client(), self.flows.flow(slot).server());
+        self.emit_for(slot, ts, client, server, Detail::TcpConnect(event));
     }
 
     /// An event of the live flow in `slot`, for its subscriber; nothing for an opted-out one.

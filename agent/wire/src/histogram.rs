@@ -23,7 +23,7 @@ pub fn new_histogram() -> Histogram<u64> {
 /// (clamped into the trackable range). A full one-hour histogram is 190 KB of counts to zero for
 /// every histogram a window builds; values that high are rare. `HistogramEncoder` writes it
 /// with the schema's bounds, byte for byte as `new_histogram` holding the same values.
-pub fn new_histogram_upto(max_us: u64) -> Histogram<u64> {
+fn new_histogram_upto(max_us: u64) -> Histogram<u64> {
     let high = max_us.clamp(2 * LOWEST_US, HIGHEST_US);
     Histogram::new_with_bounds(LOWEST_US, high, SIGNIFICANT_DIGITS).expect("valid bounds within the fixed ones")
 }
