@@ -270,6 +270,11 @@ impl Tracker {
         self.next_deadline.is_some_and(|d| d <= now)
     }
 
+    /// The earliest deadline of an open episode.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        self.next_deadline
+    }
+
     /// Recounts what `completing` and `due` answer from; after every change to `open`.
     fn refresh(&mut self) {
         let kinds = &self.kinds;

@@ -210,6 +210,8 @@ impl Probe {
             self.emit_dns(out);
         }
         if self.journeys.due(now) {
+            // A connect held for its name may be a step taken before the deadline.
+            self.release_connects(self.journeys.next_deadline());
             self.journeys.poll_timeouts(now);
             self.drain_episodes();
         }
@@ -269,7 +271,7 @@ impl Probe {
     /// `wall_offset` nanoseconds. The open window closes early, under its old label.
     pub fn clock_stepped(&mut self, now: Timestamp, wall_offset: i64) {
         self.handle_timeout(now);
-        self.release_connects();
+        self.release_connects(None);
         self.sync_cache_counters();
         if let Some(report) = self.windows.step(now.max(self.now), wall_offset, &self.counters) {
             self.reports.push_back(report);
@@ -279,7 +281,7 @@ impl Probe {
     /// Closes the open window. Flows count their traffic as it passes, so nothing is left to
     /// collect from them.
     fn close_window(&mut self, now: Timestamp) {
-        self.release_connects();
+        self.release_connects(None);
         self.sync_cache_counters();
         if let Some(report) = self.windows.advance(now, &self.counters) {
             self.reports.push_back(report);
@@ -811,13 +813,22 @@ impl Probe {
         }
     }
 
-    /// Tells every held connect: at a window's close, so each stays in its own window.
-    fn release_connects(&mut self) {
-        let mut held = std::mem::take(&mut self.held);
-        for (slot, (ts, event)) in held.drain() {
-            self.tell_connect(slot, ts, event);
+    /// Tells the connects held since `until` or earlier (all, at a window's close, so each stays
+    /// in its own window), oldest first, as journeys take their steps.
+    fn release_connects(&mut self, until: Option<Timestamp>) {
+        if self.held.is_empty() {
+            return;
         }
-        self.held = held; // empty, its room kept
+        let mut due: Vec<(Timestamp, u32)> = self
+            .held
+            .iter()
+            .filter(|(_, (ts, _))| until.is_none_or(|u| *ts <= u))
+            .map(|(&slot, &(ts, _))| (ts, slot))
+            .collect();
+        due.sort_unstable();
+        for (_, slot) in due {
+            self.release_connect(slot);
+        }
     }
 
     fn tell_connect(&mut self, slot: u32, ts: Timestamp, event: TcpConnectEvent) {
@@ -943,6 +954,50 @@ mod tests {
         // The server refuses the connection the lookup led to: a failure at step 2 counts for both.
         let refused = episodes(dns_answer(0, Some([203, 0, 113, 80])), true);
         assert_eq!(refused, vec![failed("any_site", "connect"), failed("portal", "connect")]);
+    }
+
+    /// A connect is held until the request names it; an episode whose deadline passes in
+    /// between has still taken the connect step, and times out waiting for the response.
+    #[test]
+    fn a_held_connect_counts_for_an_episode_whose_deadline_passes_before_its_name() {
+        use crate::event::EpisodeOutcome;
+        use crate::journey::{JourneyConfig, StepConfig};
+        let step = |name: &str| StepConfig { name: name.into(), ..Default::default() };
+        let journey = JourneyConfig {
+            steps: vec![
+                StepConfig { dns: Some("portal.example".into()), ..step("lookup") },
+                StepConfig { port: Some(80), ..step("connect") },
+                StepConfig { http_host: Some("www.example".into()), ..step("request") },
+            ],
+            timeout_secs: 0.055,
+            ..portal_journey()
+        };
+        let mut p = Probe::new(CoreConfig { journeys: vec![journey], ..CoreConfig::default() });
+        let t = |ms: u64| Timestamp(1_700_000_000_000_000_000 + ms * 1_000_000);
+        let (me, dns_server, web) = ([192, 0, 2, 55], [198, 51, 100, 53], [203, 0, 113, 80]);
+        p.handle_frame(t(0), LinkType::Ethernet, &udp_frame(me, 40000, dns_server, 53, &dns(false)), 0);
+        let answer = dns_answer(0, Some(web));
+        p.handle_frame(t(20), LinkType::Ethernet, &udp_frame(dns_server, 53, me, 40000, &answer), 0);
+        p.handle_frame(t(30), LinkType::Ethernet, &tcp_frame((me, 50000), (web, 80), 0x02, (100, 0), &[]), 0);
+        p.handle_frame(t(50), LinkType::Ethernet, &tcp_frame((web, 80), (me, 50000), 0x12, (500, 101), &[]), 0);
+        p.handle_frame(t(51), LinkType::Ethernet, &tcp_frame((me, 50000), (web, 80), 0x10, (101, 501), &[]), 0);
+        // The deadline (55 ms) passes before the request that names the connection.
+        let get = b"GET / HTTP/1.1\r\nHost: www.example\r\n\r\n";
+        p.handle_frame(t(60), LinkType::Ethernet, &tcp_frame((me, 50000), (web, 80), 0x18, (101, 501), get), 0);
+        p.finish(t(100));
+        let events: Vec<Event> = std::iter::from_fn(|| p.poll_event()).collect();
+        let episode = events
+            .iter()
+            .find_map(|e| match &e.detail {
+                Detail::Episode(ep) => Some(ep),
+                _ => None,
+            })
+            .expect("an episode");
+        assert_eq!((episode.outcome, episode.failed_step.as_deref()), (EpisodeOutcome::Timeout, Some("request")));
+        let steps: Vec<(&str, u64)> = episode.steps.iter().map(|s| (s.name.as_str(), s.duration_us)).collect();
+        assert_eq!(steps, vec![("lookup", 20_000), ("connect", 21_000)]);
+        let connect = events.iter().find(|e| matches!(e.detail, Detail::TcpConnect(_))).unwrap();
+        assert_eq!(connect.service.as_deref(), Some("portal.example"), "told before its name, under the lookup's");
     }
 
     #[test]
