@@ -1438,6 +1438,28 @@ mod tests {
     }
 
     #[test]
+    fn retention_forgets_the_lines_an_agent_no_longer_serves() {
+        let (mut store, _, dir) = setup("retention-lines");
+        // gw-1 served a1 and later only a2; gw-2 fell silent after a3; b1 moved from gw-3 to gw-4.
+        store.store_reports(&[&report("gw-1", 0, 1, vec![line("a1", 20), line("a2", 20)])], 0).unwrap();
+        store.store_reports(&[&report("gw-1", 1, 20, vec![line("a2", 20)])], 0).unwrap();
+        store.store_reports(&[&report("gw-2", 0, 1, vec![line("a3", 20)])], 0).unwrap();
+        store.store_reports(&[&report("gw-3", 0, 1, vec![line("b1", 20)])], 0).unwrap();
+        store.store_reports(&[&report("gw-4", 0, 2, vec![line("b1", 20)])], 0).unwrap();
+        let ids = |store: &mut Store, agent: &str| {
+            store.agent_customers(agent).unwrap().into_iter().map(|c| c.customer_id).collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&mut store, "gw-1"), ["a1", "a2"]);
+        assert_eq!(store.rows("agent_subscribers"), 5);
+        store.prune(10 * WINDOW).unwrap();
+        assert_eq!(ids(&mut store, "gw-1"), ["a2"], "not reported by gw-1 for the whole retention");
+        assert_eq!(ids(&mut store, "gw-2"), ["a3"], "a silent agent keeps its lines");
+        assert_eq!(ids(&mut store, "gw-4"), ["b1"]);
+        assert_eq!(store.rows("agent_subscribers"), 3, "gw-3's pair for b1 is gone too");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn retention_drops_old_windows_and_resolved_incidents_only() {
         let (mut store, config, dir) = setup("retention");
         let bad = [("a1", 200), ("a2", 210), ("a3", 220)];

@@ -1128,8 +1128,26 @@ impl Store {
             ] {
                 n += s.db.execute(sql, &[before_ms.into()])?;
             }
+            // A line an agent has not reported for the whole retention, while it reported
+            // others, or that another agent reported since; a silent agent keeps its lines, so
+            // its outage still names whom it cuts off.
+            n += s.db.execute(
+                &format!(
+                    "DELETE FROM agent_subscribers AS s WHERE s.last_window_ms < ? AND (NOT {STILL_THE_AGENTS} \
+                     OR s.agent_id IN (SELECT agent_id FROM agents WHERE last_window_ms >= ?))"
+                ),
+                &[before_ms.into(), before_ms.into()],
+            )?;
             Ok(n)
         })
+    }
+}
+
+#[cfg(test)]
+impl Store {
+    /// The number of rows in `table`.
+    pub fn rows(&mut self, table: &str) -> i64 {
+        self.db.query(&format!("SELECT COUNT(*) FROM {table}"), &[]).unwrap()[0].int(0)
     }
 }
 
