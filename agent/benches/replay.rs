@@ -144,25 +144,33 @@ fn report_size() {
         .expect("read");
         probe.finish(last);
         while probe.poll_event().is_some() {}
+        let mut codec = edgeprobe_wire::Codec::default();
         while let Some(report) = probe.poll_report() {
             let bytes = edgeprobe_wire::encode(&report, edgeprobe_wire::Encoding::Cbor).len();
             let json = edgeprobe_wire::encode(&report, edgeprobe_wire::Encoding::Json).len();
             for s in &report.subscribers {
                 let one = edgeprobe_wire::Report { subscribers: vec![s.clone()], ..report.clone() };
                 let cbor = edgeprobe_wire::encode(&one, edgeprobe_wire::Encoding::Cbor).len();
-                // The standard encodings alone, to show what part of the window is fixed.
-                let hdrs: Vec<usize> = std::iter::once(&s.metrics)
-                    .chain(s.services.iter().map(|v| &v.metrics))
-                    .flat_map(|m| edgeprobe_wire::METRICS.iter().filter_map(|n| m.get(n)))
-                    .map(|h| h.hdr.len())
-                    .collect();
+                let named = edgeprobe_wire::to_cbor(&one).len();
+                // The standard encodings the packed form carries, to show what part is fixed.
+                let mut packed = s.clone();
+                codec.leave_out_merges(&mut packed);
+                let hdrs = |line: &edgeprobe_wire::SubscriberReport| -> Vec<usize> {
+                    std::iter::once(&line.metrics)
+                        .chain(line.services.iter().map(|v| &v.metrics))
+                        .flat_map(|m| edgeprobe_wire::METRICS.iter().filter_map(|n| m.get(n)))
+                        .map(|h| h.hdr.len())
+                        .collect()
+                };
+                let (sent, all) = (hdrs(&packed), hdrs(s));
                 println!(
-                    "report size: {name}: subscriber {} with {} services: {cbor} bytes CBOR (goal: at most 1024 with 5 services), \
-                     of which {} histograms' V2 encodings {} bytes",
+                    "report size: {name}: subscriber {} with {} services: {cbor} bytes CBOR (goal: at most 1024 with 5 \
+                     services; named CBOR {named}), carrying {} of its {} histograms, whose V2 encodings take {} bytes",
                     s.subscriber,
                     s.services.len(),
-                    hdrs.len(),
-                    hdrs.iter().sum::<usize>()
+                    sent.len(),
+                    all.len(),
+                    sent.iter().sum::<usize>()
                 );
             }
             println!("report size: {name}: whole report {bytes} bytes CBOR, {json} bytes JSON");

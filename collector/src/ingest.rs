@@ -12,7 +12,7 @@ use crate::metrics::{Metrics, Reject};
 use crate::model::AgentState;
 use crate::store::Incoming;
 use edgeprobe_wire::mqtt::{TOPIC_PREFIX, Topic, parse_topic, parse_url, tls_config};
-use edgeprobe_wire::{DecodeError, decode};
+use edgeprobe_wire::{Codec, DecodeError};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, TlsConfiguration, Transport};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -115,10 +115,10 @@ pub fn subscriptions(config: &BrokerConfig) -> [String; 2] {
 
 /// Classifies one message: work for the writer, nothing to do (an emptied retained state), or
 /// a rejection to count. Only work waits for the writer before it is acknowledged.
-pub fn classify(publish: &Publish, received_ms: i64) -> Result<Option<Work>, Reject> {
+pub fn classify(publish: &Publish, received_ms: i64, codec: &mut Codec) -> Result<Option<Work>, Reject> {
     match parse_topic(&publish.topic) {
         Some(Topic::Report(agent)) => {
-            let report = decode(&publish.payload).map_err(|e| match e {
+            let report = codec.decode(&publish.payload).map_err(|e| match e {
                 DecodeError::Empty | DecodeError::UnknownEncoding(_) => Reject::Garbage,
                 DecodeError::TooLarge(_) => Reject::Oversized,
                 DecodeError::Version(_) => Reject::Version,
@@ -163,6 +163,7 @@ pub async fn run(
         }
     });
     let topics = subscriptions(&config);
+    let mut codec = Codec::default();
     let mut backoff = Duration::from_millis(250);
     loop {
         let event = tokio::select! {
@@ -193,7 +194,7 @@ pub async fn run(
                 if is_report {
                     metrics.received.fetch_add(1, Relaxed);
                 }
-                match classify(&p, now) {
+                match classify(&p, now, &mut codec) {
                     Ok(Some(w)) => {
                         // Waiting here when the writer is behind stops reading from the broker,
                         // which holds the rest: memory stays bounded by `queue_capacity` and

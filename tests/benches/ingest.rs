@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn golden() -> Report {
-    let bytes = std::fs::read(workspace_root().join("agent/wire/tests/golden/report_v1.json")).unwrap();
+    let bytes = std::fs::read(workspace_root().join("agent/wire/tests/golden/report_v2.json")).unwrap();
     edgeprobe_wire::decode(&bytes).unwrap()
 }
 

@@ -14,8 +14,8 @@ use crate::event::{ConnectOutcome, Detail, EpisodeOutcome, Event, TlsOutcome};
 use crate::time::Timestamp;
 use edgeprobe_wire::histogram::HistogramEncoder;
 use edgeprobe_wire::{
-    CaptureHealth, Counters, Evictions, JourneyReport, MAX_RESOLVERS, Metrics, OTHER_SERVICE, Report, ResolverReport,
-    SCHEMA_VERSION, ServiceReport, SubscriberReport, WireHistogram,
+    CaptureHealth, Codec, Counters, Evictions, JourneyReport, MAX_RESOLVERS, Metrics, OTHER_SERVICE, Report,
+    ResolverReport, SCHEMA_VERSION, ServiceReport, SubscriberReport, WireHistogram,
 };
 use hashbrown::HashMap;
 use std::net::IpAddr;
@@ -104,6 +104,8 @@ pub struct Windows {
     /// The capture counters when the window opened: a report carries the difference.
     baseline: CaptureCounters,
     serializer: HistogramEncoder,
+    /// Writes a line's histograms that merge its services' as that merge (see `store_merges`).
+    codec: Codec,
     /// One histogram's values, sorted to summarise them.
     values: Vec<u64>,
 }
@@ -128,6 +130,7 @@ impl Windows {
             dropped_samples: 0,
             baseline: CaptureCounters::default(),
             serializer: HistogramEncoder::default(),
+            codec: Codec::default(),
             values: Vec::new(),
         }
     }
@@ -503,7 +506,15 @@ impl Windows {
                 *slot = Some(histogram_of(&mut self.serializer, &mut self.values, run));
             }
         }
-        out.into_iter().zip(&self.subscribers).filter(|(_, s)| !s.withheld).map(|(o, _)| o).collect()
+        let reported = out.into_iter().zip(&self.subscribers).filter(|(_, s)| !s.withheld).map(|(o, _)| o);
+        reported
+            .map(|mut line| {
+                // The packed report leaves these merges out. The histograms were just written
+                // here, so they read back; were one not to, the line would go whole.
+                let _ = self.codec.store_merges(&mut line);
+                line
+            })
+            .collect()
     }
 }
 

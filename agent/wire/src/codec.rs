@@ -1,8 +1,12 @@
 //! Encoding and decoding. CBOR is the default on the wire; JSON is for people and debugging.
 //! A decoder tells them apart by the first byte: JSON reports start with `{`, CBOR maps with a
-//! major-type-5 byte (0xa0 to 0xbf). Decoding checks the size first and the version last.
+//! major-type-5 byte (0xa0 to 0xbf). CBOR comes packed (numbered fields, schema version 2, see
+//! [`crate::packed`]) or named (schema version 1), told apart by the type of the first key.
+//! Decoding checks the size first, then the version, then every histogram's bytes: a decoded
+//! report's summary figures are always those of its histograms.
 
-use crate::{Report, SCHEMA_VERSION};
+use crate::packed::Codec;
+use crate::{MIN_SCHEMA_VERSION, Report, SCHEMA_VERSION};
 
 /// Reports larger than this are refused before parsing.
 pub const MAX_REPORT_BYTES: usize = 4 << 20;
@@ -26,18 +30,23 @@ pub enum DecodeError {
     Cbor(String),
     #[error("malformed JSON report: {0}")]
     Json(String),
-    #[error("report schema version {0}; this build reads version {SCHEMA_VERSION}")]
+    #[error("report schema version {0}; this build reads versions {MIN_SCHEMA_VERSION} to {SCHEMA_VERSION}")]
     Version(u16),
+    #[error("bad histogram: {0}")]
+    Histogram(String),
 }
 
+/// Encodes a report: packed CBOR, or JSON with every field named and every histogram summarised.
 pub fn encode(report: &Report, encoding: Encoding) -> Vec<u8> {
-    match encoding {
-        Encoding::Cbor => to_cbor(report),
-        Encoding::Json => serde_json::to_vec(report).expect("reports always serialize"),
-    }
+    Codec::default().encode(report, encoding)
 }
 
-/// Any part of a report as CBOR; the collector stores a subscriber's part this way.
+/// Decodes a report from the wire; see [`Codec::decode`].
+pub fn decode(payload: &[u8]) -> Result<Report, DecodeError> {
+    Codec::default().decode(payload)
+}
+
+/// Any part of a report as named CBOR; the collector stores a subscriber's part this way.
 pub fn to_cbor<T: serde::Serialize>(value: &T) -> Vec<u8> {
     cbor4ii::serde::to_vec(Vec::with_capacity(1024), value).expect("plain data serializes to memory")
 }
@@ -58,16 +67,56 @@ pub fn sniff(payload: &[u8]) -> Result<Encoding, DecodeError> {
     }
 }
 
-pub fn decode(payload: &[u8]) -> Result<Report, DecodeError> {
-    if payload.len() > MAX_REPORT_BYTES {
-        return Err(DecodeError::TooLarge(payload.len()));
-    }
-    let report: Report = match sniff(payload)? {
-        Encoding::Json => serde_json::from_slice(payload).map_err(|e| DecodeError::Json(e.to_string()))?,
-        Encoding::Cbor => from_cbor(payload).map_err(DecodeError::Cbor)?,
+/// Whether a CBOR map's first key is text, as in the named form. The packed form's keys are
+/// numbers.
+fn first_key_is_text(payload: &[u8]) -> bool {
+    let header = match payload.first() {
+        Some(0xb8) => 2,
+        Some(0xb9) => 3,
+        Some(0xba) => 5,
+        Some(0xbb) => 9,
+        _ => 1,
     };
-    if report.v != SCHEMA_VERSION {
-        return Err(DecodeError::Version(report.v));
+    payload.get(header).is_some_and(|b| b >> 5 == 3)
+}
+
+impl Codec {
+    pub fn encode(&mut self, report: &Report, encoding: Encoding) -> Vec<u8> {
+        match encoding {
+            Encoding::Cbor => self.encode_packed(report),
+            Encoding::Json => serde_json::to_vec(report).expect("reports always serialize"),
+        }
     }
-    Ok(report)
+
+    /// Decodes packed or named CBOR, or JSON, of any schema version this build reads.
+    pub fn decode(&mut self, payload: &[u8]) -> Result<Report, DecodeError> {
+        if payload.len() > MAX_REPORT_BYTES {
+            return Err(DecodeError::TooLarge(payload.len()));
+        }
+        let mut report: Report = match sniff(payload)? {
+            Encoding::Json => serde_json::from_slice(payload).map_err(|e| DecodeError::Json(e.to_string()))?,
+            Encoding::Cbor if first_key_is_text(payload) => from_cbor(payload).map_err(DecodeError::Cbor)?,
+            Encoding::Cbor => {
+                // The version first, so a newer agent's report is told as such, not as garbage.
+                let v = minicbor::decode::<VersionOnly>(payload).map_err(|e| DecodeError::Cbor(e.to_string()))?.v;
+                if !(MIN_SCHEMA_VERSION..=SCHEMA_VERSION).contains(&v) {
+                    return Err(DecodeError::Version(v));
+                }
+                return self.decode_packed(payload).map_err(DecodeError::Cbor);
+            }
+        };
+        if !(MIN_SCHEMA_VERSION..=SCHEMA_VERSION).contains(&report.v) {
+            return Err(DecodeError::Version(report.v));
+        }
+        self.summarize(&mut report).map_err(DecodeError::Histogram)?;
+        Ok(report)
+    }
+}
+
+/// A packed report's version alone; the other fields are skipped unread.
+#[derive(minicbor::Decode)]
+#[cbor(map)]
+struct VersionOnly {
+    #[n(0)]
+    v: u16,
 }

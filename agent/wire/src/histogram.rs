@@ -8,7 +8,6 @@ use miniz_oxide::deflate::core::{
     CompressionStrategy, CompressorOxide, TDEFLFlush, TDEFLStatus, compress, create_comp_flags_from_zip_params,
 };
 use serde::{Deserialize, Serialize};
-use std::io::Read as _;
 
 pub const LOWEST_US: u64 = 1;
 pub const HIGHEST_US: u64 = 3_600_000_000;
@@ -99,12 +98,213 @@ impl WireHistogram {
         }
     }
 
+    /// A histogram received as its encoding alone, summarised from it.
+    pub fn from_encoded(hdr: Vec<u8>, reader: &mut HistogramReader) -> Result<Self, HistogramError> {
+        let mut wire = WireHistogram { count: 0, min: 0, max: 0, p50: 0, p90: 0, p99: 0, hdr };
+        wire.summarize(reader)?;
+        Ok(wire)
+    }
+
+    /// Sets the summary figures from the encoding, which is what a reader can check: a report
+    /// whose figures disagree with its histogram is told by the histogram.
+    pub fn summarize(&mut self, reader: &mut HistogramReader) -> Result<(), HistogramError> {
+        let buckets = reader.buckets(&self.hdr)?;
+        let hdr = std::mem::take(&mut self.hdr);
+        *self = buckets.summary(hdr);
+        Ok(())
+    }
+
     /// Decodes the HdrHistogram bytes, for merging. The bytes may come from anyone on the
     /// broker, so they are checked before the deserializer sees them: it would otherwise
     /// allocate whatever length the header claims. Only this schema's bounds are accepted.
     pub fn histogram(&self) -> Result<Histogram<u64>, HistogramError> {
+        let mut reader = HistogramReader::default();
+        let plain = reader.plain(&self.hdr)?;
+        Deserializer::new().deserialize(&mut &plain[..]).map_err(|e| HistogramError(format!("{e:?}")))
+    }
+}
+
+/// The schema's bucket layout, as HdrHistogram derives it from 1 µs to an hour at 3 digits:
+/// values below 2,048 have buckets of their own; above, each doubling of the value is split
+/// into 1,024 buckets twice as wide as the last. 23 halves of 1,024 cover the range.
+const HALF_BUCKET_BITS: u32 = 10;
+const COUNTS_LEN: u32 = 23 << HALF_BUCKET_BITS;
+
+/// The lowest value of bucket `index`, and its width.
+fn bucket_at(index: u32) -> (u64, u64) {
+    let shift = (index >> HALF_BUCKET_BITS).saturating_sub(1);
+    let sub = if shift == 0 { index } else { (index & ((1 << HALF_BUCKET_BITS) - 1)) | (1 << HALF_BUCKET_BITS) };
+    (u64::from(sub) << shift, 1 << shift)
+}
+
+/// A histogram's non-empty buckets in index order. A window fills a few of the schema's 23,552
+/// buckets, so reading, merging and summarising this way costs what the window holds, where a
+/// dense histogram costs 190 KB.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Buckets {
+    counts: Vec<(u32, u64)>,
+    total: u64,
+}
+
+impl Buckets {
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// Adds `other`'s counts.
+    pub fn add(&mut self, other: &Buckets) {
+        let (a, b) = (&self.counts, &other.counts);
+        let mut merged = Vec::with_capacity(a.len() + b.len());
+        let (mut i, mut j) = (0, 0);
+        while i < a.len() || j < b.len() {
+            match (a.get(i), b.get(j)) {
+                (Some(x), Some(y)) if x.0 == y.0 => {
+                    merged.push((x.0, x.1.saturating_add(y.1)));
+                    i += 1;
+                    j += 1;
+                }
+                (Some(x), Some(y)) if x.0 > y.0 => {
+                    merged.push(*y);
+                    j += 1;
+                }
+                (Some(x), _) => {
+                    merged.push(*x);
+                    i += 1;
+                }
+                (None, Some(y)) => {
+                    merged.push(*y);
+                    j += 1;
+                }
+                (None, None) => break,
+            }
+        }
+        self.counts = merged;
+        self.total = self.total.saturating_add(other.total);
+    }
+
+    /// The summary HdrHistogram computes for these counts (`min`, `max`, `value_at_quantile`),
+    /// with `hdr` as the encoding.
+    fn summary(&self, hdr: Vec<u8>) -> WireHistogram {
+        let highest = |index: u32| {
+            let (low, width) = bucket_at(index);
+            low + width - 1
+        };
+        let at = |q: f64| {
+            let rank = ((q * self.total as f64).ceil() as u64).max(1);
+            let mut seen = 0u64;
+            for &(index, count) in &self.counts {
+                seen = seen.saturating_add(count);
+                if seen >= rank {
+                    return highest(index);
+                }
+            }
+            0
+        };
+        // As the library's: a count in bucket 0 (the value 0) makes the minimum 0.
+        let min = match self.counts.first() {
+            Some(&(0, _)) | None => 0,
+            Some(&(index, _)) => bucket_at(index).0,
+        };
+        WireHistogram {
+            count: self.total,
+            min,
+            max: self.counts.last().map_or(0, |&(index, _)| highest(index)),
+            p50: at(0.50),
+            p90: at(0.90),
+            p99: at(0.99),
+            hdr,
+        }
+    }
+
+    /// These counts as a wire histogram whose V2 encoding is stored in its zlib stream
+    /// uncompressed: any inflater reads it, and writing it takes no compressor, whose tables
+    /// cost more to clear than compressing a few dozen bytes saves.
+    pub fn to_stored(&self) -> WireHistogram {
+        let mut plain = Vec::with_capacity(48 + 3 * self.counts.len());
+        self.write_v2(&mut plain);
+        let mut hdr = Vec::with_capacity(plain.len() + 24);
+        hdr.extend_from_slice(&V2_COMPRESSED_COOKIE.to_be_bytes());
+        hdr.extend_from_slice(&[0; 4]);
+        // A zlib header (deflate, 32 KiB window, no preset dictionary), then stored blocks of
+        // at most 65,535 bytes, the last one flagged final, then the Adler-32 of the contents.
+        hdr.extend_from_slice(&[0x78, 0x01]);
+        let mut blocks = plain.chunks(0xffff).peekable();
+        while let Some(block) = blocks.next() {
+            let len = block.len() as u16;
+            hdr.push(u8::from(blocks.peek().is_none()));
+            hdr.extend_from_slice(&len.to_le_bytes());
+            hdr.extend_from_slice(&(!len).to_le_bytes());
+            hdr.extend_from_slice(block);
+        }
+        hdr.extend_from_slice(&zlib_rs::adler32::adler32(1, &plain).to_be_bytes());
+        let len = (hdr.len() - 8) as u32;
+        hdr[4..8].copy_from_slice(&len.to_be_bytes());
+        self.summary(hdr)
+    }
+
+    /// The V2 encoding of these counts, as the library writes it: the header with the schema's
+    /// bounds, then each bucket up to the last non-empty one as a zig-zag LEB128 count, a run
+    /// of two or more empty buckets as its negated length.
+    fn write_v2(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&V2_COOKIE.to_be_bytes());
+        out.extend_from_slice(&[0; 4]);
+        out.extend_from_slice(&0u32.to_be_bytes());
+        out.extend_from_slice(&u32::from(SIGNIFICANT_DIGITS).to_be_bytes());
+        out.extend_from_slice(&LOWEST_US.to_be_bytes());
+        out.extend_from_slice(&HIGHEST_US.to_be_bytes());
+        out.extend_from_slice(&1.0f64.to_be_bytes());
+        if self.counts.is_empty() {
+            write_varint(out, 0); // the library writes the empty bucket of the value 0
+        }
+        let mut next = 0u32;
+        for &(index, count) in &self.counts {
+            match index - next {
+                0 => {}
+                1 => write_varint(out, 0),
+                run => write_varint(out, zig_zag_encode(-i64::from(run))),
+            }
+            write_varint(out, zig_zag_encode(i64::try_from(count).unwrap_or(i64::MAX)));
+            next = index + 1;
+        }
+        let len = (out.len() - 40) as u32;
+        out[4..8].copy_from_slice(&len.to_be_bytes());
+    }
+
+    /// The same counts as a histogram with the schema's buckets, reaching as far as they need.
+    pub fn histogram(&self) -> Histogram<u64> {
+        let top = self.counts.last().map_or(0, |&(index, _)| bucket_at(index).0);
+        let mut h = new_histogram_upto(top);
+        for &(index, count) in &self.counts {
+            let _ = h.record_n(bucket_at(index).0, count);
+        }
+        h
+    }
+}
+
+/// Reads V2 compressed histograms, reusing its inflater and buffers from one to the next. The
+/// bytes may come from anyone on the broker: the inflated size is capped, the header must
+/// carry this schema's bounds, and counts may not run past the schema's buckets. A report
+/// holds many small histograms, so the inflater is zlib-rs, whose fixed Huffman tables are
+/// built once: miniz rebuilds them for every stream, which took ten times as long.
+pub struct HistogramReader {
+    inflater: zlib_rs::Inflate,
+    plain: Vec<u8>,
+    buckets: Buckets,
+}
+
+impl Default for HistogramReader {
+    fn default() -> Self {
+        HistogramReader { inflater: zlib_rs::Inflate::new(true, 15), plain: vec![0; 1024], buckets: Buckets::default() }
+    }
+}
+
+/// The largest V2 encoding of this schema's counts array, with room to spare.
+const MAX_PLAIN: usize = 512 * 1024;
+
+impl HistogramReader {
+    /// The V2 encoding inside `hdr`, its header checked against the schema.
+    fn plain(&mut self, hdr: &[u8]) -> Result<&[u8], HistogramError> {
         let err = |m: &str| HistogramError(m.to_string());
-        let hdr = &self.hdr;
         if hdr.len() < 8 || hdr[..4] != V2_COMPRESSED_COOKIE.to_be_bytes() {
             return Err(err("not a V2 compressed histogram"));
         }
@@ -112,12 +312,22 @@ impl WireHistogram {
         if len != hdr.len() - 8 {
             return Err(err("compressed length does not match"));
         }
-        // The largest V2 encoding of this schema's counts array, with room to spare.
-        const MAX_PLAIN: u64 = 512 * 1024;
-        let mut plain = Vec::new();
-        let mut z = flate2::read::ZlibDecoder::new(&hdr[8..]).take(MAX_PLAIN + 1);
-        std::io::Read::read_to_end(&mut z, &mut plain).map_err(|_| err("bad zlib stream"))?;
-        if plain.len() < 40 || plain.len() as u64 > MAX_PLAIN {
+        let size = loop {
+            self.inflater.reset(true);
+            match self.inflater.decompress(&hdr[8..], &mut self.plain, zlib_rs::InflateFlush::Finish) {
+                Ok(zlib_rs::Status::StreamEnd) => break self.inflater.total_out() as usize,
+                // Out of room (or out of input, which a longer buffer does not cure).
+                Ok(_) if self.plain.len() < MAX_PLAIN && self.inflater.total_out() as usize == self.plain.len() => {
+                    self.plain.resize((self.plain.len() * 4).min(MAX_PLAIN), 0);
+                }
+                Ok(_) if self.inflater.total_out() as usize == self.plain.len() => {
+                    return Err(err("V2 encoding of impossible size"));
+                }
+                _ => return Err(err("bad zlib stream")),
+            }
+        };
+        let plain = &self.plain[..size];
+        if plain.len() < 40 {
             return Err(err("V2 encoding of impossible size"));
         }
         let be32 = |at: usize| u32::from_be_bytes([plain[at], plain[at + 1], plain[at + 2], plain[at + 3]]);
@@ -125,11 +335,78 @@ impl WireHistogram {
         if be32(0) != V2_COOKIE || be32(4) as usize != plain.len() - 40 {
             return Err(err("V2 header does not match its payload"));
         }
-        if be32(12) != u32::from(SIGNIFICANT_DIGITS) || be64(16) != LOWEST_US || be64(24) != HIGHEST_US {
+        if be32(8) != 0 || be32(12) != u32::from(SIGNIFICANT_DIGITS) || be64(16) != LOWEST_US || be64(24) != HIGHEST_US
+        {
             return Err(err("histogram bounds differ from the schema's"));
         }
-        Deserializer::new().deserialize(&mut &plain[..]).map_err(|e| HistogramError(format!("{e:?}")))
+        Ok(plain)
     }
+
+    /// The non-empty buckets of a V2 compressed histogram, read as HdrHistogram's deserializer
+    /// reads them: zig-zag LEB128 counts, negative numbers standing for runs of empty buckets.
+    pub fn buckets(&mut self, hdr: &[u8]) -> Result<&Buckets, HistogramError> {
+        let mut buckets = std::mem::take(&mut self.buckets);
+        buckets.counts.clear();
+        buckets.total = 0;
+        let result = self.plain(hdr).and_then(|plain| {
+            let mut payload = &plain[40..];
+            let mut index = 0u64;
+            while !payload.is_empty() {
+                let n = zig_zag(varint(&mut payload).ok_or_else(|| HistogramError("truncated count".into()))?);
+                if n < 0 {
+                    index = index.saturating_add(n.unsigned_abs());
+                    continue;
+                }
+                if n > 0 {
+                    let at = u32::try_from(index).ok().filter(|i| *i < COUNTS_LEN);
+                    let at = at.ok_or_else(|| HistogramError("counts run past the schema's buckets".into()))?;
+                    buckets.counts.push((at, n as u64));
+                    buckets.total = buckets.total.saturating_add(n as u64);
+                }
+                index += 1;
+            }
+            Ok(())
+        });
+        self.buckets = buckets;
+        result.map(|_| &self.buckets)
+    }
+}
+
+/// One LEB128 number as HdrHistogram writes them: at most 9 bytes, the 9th taken whole.
+fn varint(input: &mut &[u8]) -> Option<u64> {
+    let mut value = 0u64;
+    for i in 0..9 {
+        let (&b, rest) = input.split_first()?;
+        *input = rest;
+        if i == 8 {
+            return Some(value | (u64::from(b) << 56));
+        }
+        value |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+fn zig_zag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+fn zig_zag_encode(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn write_varint(out: &mut Vec<u8>, mut v: u64) {
+    for _ in 0..8 {
+        if v < 0x80 {
+            out.push(v as u8);
+            return;
+        }
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
 }
 
 /// The V2 cookies of the HdrHistogram specification (the 0x10 bit marks V2).
@@ -266,19 +543,7 @@ mod tests {
     #[test]
     fn from_values_equals_the_full_histogram_of_the_same_values() {
         let mut encoder = HistogramEncoder::default();
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
-        let mut sets: Vec<Vec<u64>> = vec![vec![], vec![0], vec![2047, 2048, 2049], vec![4_000_000_000, 1, 1]];
-        for n in [1usize, 2, 3, 7, 10, 99, 100, 101, 1000] {
-            // Short latencies, with some far out and repeats, as real windows have.
-            sets.push((0..n).map(|_| if next() % 10 == 0 { next() % 40_000_000 } else { next() % 5_000 }).collect());
-        }
-        for values in sets {
+        for values in value_sets() {
             let mut full = new_histogram();
             for v in &values {
                 record(&mut full, *v);
@@ -290,6 +555,97 @@ mod tests {
             }
         }
         assert!(new_histogram_upto(100_000).distinct_values() * 2 < new_histogram().distinct_values());
+    }
+
+    /// Value sets as windows have them: short latencies, some far out, repeats.
+    fn value_sets() -> Vec<Vec<u64>> {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut sets: Vec<Vec<u64>> = vec![vec![], vec![0], vec![2047, 2048, 2049], vec![4_000_000_000, 1, 1]];
+        for n in [1usize, 2, 3, 7, 10, 99, 100, 101, 1000] {
+            sets.push((0..n).map(|_| if next() % 10 == 0 { next() % 40_000_000 } else { next() % 5_000 }).collect());
+        }
+        // Thousands of distinct buckets: an encoding larger than the reader's first buffer.
+        sets.push((0..20_000).map(|i| 1 + i * 977 % 3_000_000).collect());
+        sets
+    }
+
+    #[test]
+    fn the_encoding_alone_gives_the_same_summary_and_buckets() {
+        assert_eq!(COUNTS_LEN as usize, new_histogram().distinct_values());
+        let mut encoder = HistogramEncoder::default();
+        let mut reader = HistogramReader::default();
+        let sets = value_sets();
+        for values in &sets {
+            let ours = WireHistogram::from_values(&mut values.clone(), &mut encoder);
+            assert_eq!(WireHistogram::from_encoded(ours.hdr.clone(), &mut reader).unwrap(), ours, "{values:?}");
+            // Each bucket's value and width as the library has them.
+            let full = ours.histogram().unwrap();
+            let buckets = reader.buckets(&ours.hdr).unwrap().clone();
+            let recorded: Vec<(u64, u64, u64)> =
+                full.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value(), 0)).collect();
+            let ours_buckets: Vec<(u64, u64, u64)> = buckets
+                .counts
+                .iter()
+                .map(|&(i, c)| {
+                    (bucket_at(i).0 + bucket_at(i).1 - 1, c, bucket_at(i).0 - full.lowest_equivalent(bucket_at(i).0))
+                })
+                .collect();
+            assert_eq!(ours_buckets, recorded, "{values:?}");
+            assert_eq!(encoder.encode(&buckets.histogram()), ours.hdr, "{values:?}");
+            // Stored uncompressed: the library's own V2 bytes inside, read back by the library
+            // (through flate2, which checks the Adler-32) and by the reader.
+            let stored = buckets.to_stored();
+            let mut v2 = Vec::new();
+            V2Serializer::new().serialize(&full, &mut v2).unwrap();
+            assert_eq!(reader.plain(&stored.hdr).unwrap(), &v2[..], "{values:?}");
+            let back: Histogram<u64> = Deserializer::new().deserialize(&mut &stored.hdr[..]).unwrap();
+            assert_eq!(back, full, "{values:?}");
+            assert_eq!(WireHistogram { hdr: stored.hdr.clone(), ..ours.clone() }, stored, "{values:?}");
+        }
+        // Merging buckets is adding histograms.
+        for pair in sets.windows(2) {
+            let mut both = pair[0].clone();
+            both.extend(&pair[1]);
+            let whole = WireHistogram::from_values(&mut both, &mut encoder);
+            let mut merged =
+                reader.buckets(&WireHistogram::from_values(&mut pair[0].clone(), &mut encoder).hdr).unwrap().clone();
+            merged.add(reader.buckets(&WireHistogram::from_values(&mut pair[1].clone(), &mut encoder).hdr).unwrap());
+            assert_eq!(merged.summary(whole.hdr.clone()), whole);
+            assert_eq!(merged.total(), whole.count);
+        }
+    }
+
+    #[test]
+    fn counts_past_the_schema_are_refused() {
+        let compressed = |plain: &[u8]| {
+            let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+            std::io::Write::write_all(&mut z, plain).unwrap();
+            let body = z.finish().unwrap();
+            let mut hdr = V2_COMPRESSED_COOKIE.to_be_bytes().to_vec();
+            hdr.extend_from_slice(&(body.len() as u32).to_be_bytes());
+            hdr.extend_from_slice(&body);
+            hdr
+        };
+        let good = WireHistogram::from_values(&mut [5, 7], &mut HistogramEncoder::default());
+        let mut reader = HistogramReader::default();
+        let plain = reader.plain(&good.hdr).unwrap().to_vec();
+        // A run of empty buckets up to the last one, then a count there: accepted, and one more
+        // bucket on: refused.
+        for (run, ok) in [(COUNTS_LEN - 1, true), (COUNTS_LEN, false)] {
+            let mut p = plain[..40].to_vec();
+            write_varint(&mut p, zig_zag_encode(-i64::from(run)));
+            p.push(2);
+            let len = (p.len() - 40) as u32;
+            p[4..8].copy_from_slice(&len.to_be_bytes());
+            assert_eq!(reader.buckets(&compressed(&p)).is_ok(), ok, "run of {run}");
+        }
+        assert!(reader.buckets(&good.hdr[..good.hdr.len() - 1]).is_err());
     }
 
     #[test]

@@ -3,16 +3,21 @@
 //! HdrHistogram's standard V2 deflate encoding, which the Java, Go and Python libraries decode.
 //!
 //! The agent owns this format. A change that old collectors cannot read bumps [`SCHEMA_VERSION`];
-//! additions are optional fields, which older decoders ignore.
+//! additions are optional fields, which older decoders ignore. In the packed CBOR (see
+//! [`packed`]) a new field takes the next unused number of its struct; numbers are never reused.
 
 pub mod codec;
 pub mod histogram;
 pub mod mqtt;
+pub mod packed;
 pub mod report;
 
 pub use codec::{DecodeError, Encoding, MAX_REPORT_BYTES, decode, encode, from_cbor, to_cbor};
 pub use histogram::WireHistogram;
+pub use packed::Codec;
 pub use report::*;
 
-/// The `v` field of every report.
-pub const SCHEMA_VERSION: u16 = 1;
+/// The `v` field of every report. Version 2 packs the CBOR form; the named form is as in 1.
+pub const SCHEMA_VERSION: u16 = 2;
+/// The oldest version this build decodes.
+pub const MIN_SCHEMA_VERSION: u16 = 1;

@@ -3,107 +3,150 @@
 //! histograms are left out on the wire to keep reports small.
 
 use crate::WireHistogram;
+use minicbor::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[cbor(map)]
 pub struct Report {
+    #[n(0)]
     pub v: u16,
+    #[n(1)]
     pub agent_id: String,
     /// New on each agent start; with `seq`, identifies a report for de-duplication.
+    #[n(2)]
     pub boot_id: String,
+    #[n(3)]
     pub seq: u64,
     /// Unix milliseconds, aligned to the report interval.
+    #[n(4)]
     pub window_start: u64,
+    #[n(5)]
     pub window_end: u64,
+    #[cbor(n(6), with = "crate::packed::or_default", has_nil)]
     pub capture: CaptureHealth,
+    #[n(7)]
     pub subscribers: Vec<SubscriberReport>,
     /// The publishing agent's own state, set by the shell that sends the report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[n(8)]
     pub agent: Option<AgentHealth>,
 }
 
 /// The agent's delivery health when the report was sent.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[cbor(map)]
 #[serde(default)]
 pub struct AgentHealth {
     /// Reports waiting for the broker's acknowledgement, this one included.
+    #[cbor(n(0), with = "crate::packed::or_default", has_nil)]
     pub spool_depth: u64,
     /// Reports dropped from a full spool since the last report that said so.
+    #[cbor(n(1), with = "crate::packed::or_default", has_nil)]
     pub spool_dropped: u64,
     /// Connection attempts and publishes that failed since the agent started.
+    #[cbor(n(2), with = "crate::packed::or_default", has_nil)]
     pub publish_failures: u64,
     /// Spool files that could not be written or removed (a full or read-only disk).
+    #[cbor(n(3), with = "crate::packed::or_default", has_nil)]
     pub spool_write_errors: u64,
 }
 
 /// What the capture saw in the window, and what the bounded tables had to give up.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[cbor(map)]
 #[serde(default)]
 pub struct CaptureHealth {
+    #[cbor(n(0), with = "crate::packed::or_default", has_nil)]
     pub packets: u64,
+    #[cbor(n(1), with = "crate::packed::or_default", has_nil)]
     pub bytes: u64,
+    #[cbor(n(2), with = "crate::packed::or_default", has_nil)]
     pub kernel_drops: u64,
+    #[cbor(n(3), with = "crate::packed::or_default", has_nil)]
     pub unparsed: u64,
+    #[cbor(n(4), with = "crate::packed::or_default", has_nil)]
     pub evictions: Evictions,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[cbor(map)]
 #[serde(default)]
 pub struct Evictions {
     #[serde(skip_serializing_if = "is_zero")]
+    #[cbor(n(0), with = "crate::packed::or_default", has_nil)]
     pub flows: u64,
     #[serde(skip_serializing_if = "is_zero")]
+    #[cbor(n(1), with = "crate::packed::or_default", has_nil)]
     pub dns: u64,
     #[serde(skip_serializing_if = "is_zero")]
+    #[cbor(n(2), with = "crate::packed::or_default", has_nil)]
     pub streams: u64,
     #[serde(skip_serializing_if = "is_zero")]
+    #[cbor(n(3), with = "crate::packed::or_default", has_nil)]
     pub fragments: u64,
     #[serde(skip_serializing_if = "is_zero")]
+    #[cbor(n(4), with = "crate::packed::or_default", has_nil)]
     pub subscribers: u64,
     /// Latency samples the window's sample store had no room for.
     #[serde(skip_serializing_if = "is_zero")]
+    #[cbor(n(5), with = "crate::packed::or_default", has_nil)]
     pub samples: u64,
     /// Address-to-line bindings learned from DHCP, forgotten to make room.
     #[serde(skip_serializing_if = "is_zero")]
+    #[cbor(n(6), with = "crate::packed::or_default", has_nil)]
     pub dhcp_bindings: u64,
     /// Server addresses from DNS answers, forgotten to make room.
     #[serde(skip_serializing_if = "is_zero")]
+    #[cbor(n(7), with = "crate::packed::or_default", has_nil)]
     pub service_names: u64,
     /// Open journey episodes ended unreported to make room.
     #[serde(default, skip_serializing_if = "is_zero")]
+    #[cbor(n(8), with = "crate::packed::or_default", has_nil)]
     pub episodes: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[cbor(map)]
 pub struct SubscriberReport {
+    #[n(0)]
     pub subscriber: String,
     #[serde(default)]
+    #[cbor(n(1), with = "crate::packed::or_default", has_nil)]
     pub metrics: Metrics,
     #[serde(default)]
+    #[cbor(n(2), with = "crate::packed::or_default", has_nil)]
     pub counters: Counters,
     /// The top services by traffic; the rest are folded into one named `other`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cbor(n(3), with = "crate::packed::or_default", has_nil)]
     pub services: Vec<ServiceReport>,
     /// Journey episodes that ended in the window, per journey.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cbor(n(4), with = "crate::packed::or_default", has_nil)]
     pub journeys: Vec<JourneyReport>,
     /// The DNS resolvers the line asked, so a failing one can be named.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cbor(n(5), with = "crate::packed::or_default", has_nil)]
     pub resolvers: Vec<ResolverReport>,
 }
 
 /// One resolver's DNS transactions for a subscriber in a window.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[cbor(map)]
 pub struct ResolverReport {
     /// The resolver's IP address.
+    #[n(0)]
     pub resolver: String,
     /// Transactions by rcode name, `TIMEOUT` included.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[cbor(n(1), with = "crate::packed::rcodes", has_nil)]
     pub dns: BTreeMap<String, u64>,
     /// Latency of its answers. Left out when it is the line's only resolver: the line's `dns`
     /// histogram is then the same, and a report stays small.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[n(2)]
     pub latency: Option<WireHistogram>,
 }
 
@@ -122,37 +165,51 @@ impl SubscriberReport {
 }
 
 /// One journey's episodes of a subscriber in a window.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[cbor(map)]
 pub struct JourneyReport {
+    #[n(0)]
     pub journey: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[cbor(n(1), with = "crate::packed::or_default", has_nil)]
     pub phase: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[cbor(n(2), with = "crate::packed::or_default", has_nil)]
     pub channel: String,
     /// Latency of the episodes that completed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[n(3)]
     pub latency: Option<WireHistogram>,
     #[serde(default, skip_serializing_if = "is_zero")]
+    #[cbor(n(4), with = "crate::packed::or_default", has_nil)]
     pub ok: u64,
     #[serde(default, skip_serializing_if = "is_zero")]
+    #[cbor(n(5), with = "crate::packed::or_default", has_nil)]
     pub failed: u64,
     #[serde(default, skip_serializing_if = "is_zero")]
+    #[cbor(n(6), with = "crate::packed::or_default", has_nil)]
     pub timeout: u64,
     /// Of those, the customer gave up.
     #[serde(default, skip_serializing_if = "is_zero")]
+    #[cbor(n(7), with = "crate::packed::or_default", has_nil)]
     pub abandoned: u64,
     /// Failed and timed-out episodes by the step that failed or never came.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[cbor(n(8), with = "crate::packed::or_default", has_nil)]
     pub failed_steps: BTreeMap<String, u64>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[cbor(map)]
 pub struct ServiceReport {
     /// A TLS SNI, HTTP Host or DNS name, or `other`.
+    #[n(0)]
     pub service: String,
     #[serde(default)]
+    #[cbor(n(1), with = "crate::packed::or_default", has_nil)]
     pub metrics: Metrics,
     #[serde(default)]
+    #[cbor(n(2), with = "crate::packed::or_default", has_nil)]
     pub counters: Counters,
 }
 
@@ -160,20 +217,26 @@ pub struct ServiceReport {
 pub const OTHER_SERVICE: &str = "other";
 
 /// Latency histograms, in microseconds.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, Encode, Decode)]
+#[cbor(map)]
 #[serde(default)]
 pub struct Metrics {
     /// SYN to SYN/ACK: the network side.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[n(0)]
     pub connect_network: Option<WireHistogram>,
     /// SYN/ACK to ACK: the subscriber (home) side.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[n(1)]
     pub connect_home: Option<WireHistogram>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[n(2)]
     pub dns: Option<WireHistogram>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[n(3)]
     pub tls_handshake: Option<WireHistogram>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[n(4)]
     pub http_ttfb: Option<WireHistogram>,
 }
 
@@ -192,6 +255,13 @@ impl Metrics {
         }
     }
 
+    /// The histograms present, in the order of [`METRICS`].
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut WireHistogram> {
+        [&mut self.connect_network, &mut self.connect_home, &mut self.dns, &mut self.tls_handshake, &mut self.http_ttfb]
+            .into_iter()
+            .flatten()
+    }
+
     pub fn slot(&mut self, name: &str) -> Option<&mut Option<WireHistogram>> {
         match name {
             "connect_network" => Some(&mut self.connect_network),
@@ -205,37 +275,52 @@ impl Metrics {
 }
 
 /// Event counts and volumes. Bytes are transport payload bytes; "up" is subscriber to network.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[cbor(map)]
 #[serde(default)]
 pub struct Counters {
     #[serde(skip_serializing_if = "is_zero")]
+    #[cbor(n(0), with = "crate::packed::or_default", has_nil)]
     pub connects: u64,
     #[serde(skip_serializing_if = "is_zero")]
+    #[cbor(n(1), with = "crate::packed::or_default", has_nil)]
     pub connect_refused: u64,
     #[serde(skip_serializing_if = "is_zero")]
+    #[cbor(n(2), with = "crate::packed::or_default", has_nil)]
     pub connect_timeout: u64,
     /// DNS transactions by rcode name, `TIMEOUT` included.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[cbor(n(3), with = "crate::packed::rcodes", has_nil)]
     pub dns: BTreeMap<String, u64>,
     #[serde(skip_serializing_if = "is_zero")]
+    #[cbor(n(4), with = "crate::packed::or_default", has_nil)]
     pub tls_ok: u64,
     #[serde(skip_serializing_if = "is_zero")]
+    #[cbor(n(5), with = "crate::packed::or_default", has_nil)]
     pub tls_failed: u64,
     #[serde(skip_serializing_if = "is_zero")]
+    #[cbor(n(6), with = "crate::packed::or_default", has_nil)]
     pub http_responses: u64,
     #[serde(skip_serializing_if = "is_zero")]
+    #[cbor(n(7), with = "crate::packed::or_default", has_nil)]
     pub http_4xx: u64,
     #[serde(skip_serializing_if = "is_zero")]
+    #[cbor(n(8), with = "crate::packed::or_default", has_nil)]
     pub http_5xx: u64,
     #[serde(skip_serializing_if = "is_zero")]
+    #[cbor(n(9), with = "crate::packed::or_default", has_nil)]
     pub flows: u64,
     #[serde(skip_serializing_if = "is_zero")]
+    #[cbor(n(10), with = "crate::packed::or_default", has_nil)]
     pub bytes_up: u64,
     #[serde(skip_serializing_if = "is_zero")]
+    #[cbor(n(11), with = "crate::packed::or_default", has_nil)]
     pub bytes_down: u64,
     #[serde(skip_serializing_if = "is_zero")]
+    #[cbor(n(12), with = "crate::packed::or_default", has_nil)]
     pub retrans_up: u64,
     #[serde(skip_serializing_if = "is_zero")]
+    #[cbor(n(13), with = "crate::packed::or_default", has_nil)]
     pub retrans_down: u64,
 }
 

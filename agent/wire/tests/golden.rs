@@ -1,7 +1,8 @@
 //! Golden vectors: a fixed report encoded as CBOR and JSON must give exactly the committed bytes,
 //! and the committed bytes must decode to that report. The agent's encoder and the collector's
-//! decoder are both held to these files. Set `EDGEPROBE_BLESS=1` to rewrite them after a
-//! deliberate schema change (and bump `SCHEMA_VERSION` if old decoders cannot read it).
+//! decoder are both held to these files; the version 1 files, from agents before the packed
+//! CBOR, must still decode. Set `EDGEPROBE_BLESS=1` to rewrite the current version's files after
+//! a deliberate schema change (and bump `SCHEMA_VERSION` if old decoders cannot read it).
 
 use edgeprobe_wire::histogram::{new_histogram, record};
 use edgeprobe_wire::*;
@@ -35,6 +36,22 @@ fn sample_report() -> Report {
         },
         counters: Counters { connects: 1, tls_ok: 1, bytes_down: 58_000, ..Counters::default() },
     };
+    let mut line = SubscriberReport {
+        subscriber: "line-000123".into(),
+        metrics: Metrics {
+            connect_network: histogram(&[20_100, 20_400, 95_000]),
+            connect_home: histogram(&[1_200, 1_900, 45_000]),
+            dns: histogram(&[12_000, 14_500, 9_800, 250_000, 11_000, 13_000]),
+            tls_handshake: histogram(&[61_000]),
+            http_ttfb: None,
+        },
+        counters,
+        services: vec![service],
+        journeys: vec![],
+        resolvers: vec![],
+    };
+    // The line's one TLS handshake is its one service's, as the agent writes it.
+    Codec::default().store_merges(&mut line).unwrap();
     Report {
         v: SCHEMA_VERSION,
         agent_id: "gw-0001".into(),
@@ -49,20 +66,7 @@ fn sample_report() -> Report {
             unparsed: 7,
             evictions: Evictions { flows: 1, ..Evictions::default() },
         },
-        subscribers: vec![SubscriberReport {
-            subscriber: "line-000123".into(),
-            metrics: Metrics {
-                connect_network: histogram(&[20_100, 20_400, 95_000]),
-                connect_home: histogram(&[1_200, 1_900, 45_000]),
-                dns: histogram(&[12_000, 14_500, 9_800, 250_000, 11_000, 13_000]),
-                tls_handshake: histogram(&[61_000]),
-                http_ttfb: None,
-            },
-            counters,
-            services: vec![service],
-            journeys: vec![],
-            resolvers: vec![],
-        }],
+        subscribers: vec![line],
         agent: None,
     }
 }
@@ -74,7 +78,7 @@ fn golden(name: &str) -> PathBuf {
 #[test]
 fn encodings_match_the_golden_vectors() {
     let report = sample_report();
-    for (encoding, file) in [(Encoding::Cbor, "report_v1.cbor"), (Encoding::Json, "report_v1.json")] {
+    for (encoding, file) in [(Encoding::Cbor, "report_v2.cbor"), (Encoding::Json, "report_v2.json")] {
         let bytes = encode(&report, encoding);
         if std::env::var_os("EDGEPROBE_BLESS").is_some() {
             std::fs::write(golden(file), &bytes).unwrap();
@@ -83,6 +87,102 @@ fn encodings_match_the_golden_vectors() {
         assert_eq!(bytes, committed, "{file}: the encoder's output changed");
         assert_eq!(decode(&committed).unwrap(), report, "{file}: decodes to the sample report");
     }
+}
+
+#[test]
+fn version_1_reports_still_decode() {
+    // Those agents compressed every histogram, a merge of the services' too.
+    let mut report = Report { v: 1, ..sample_report() };
+    report.subscribers[0].metrics.tls_handshake = histogram(&[61_000]);
+    for file in ["report_v1.cbor", "report_v1.json"] {
+        let committed = std::fs::read(golden(file)).expect("golden vector committed");
+        assert_eq!(decode(&committed).unwrap(), report, "{file}: decodes to the sample report");
+    }
+}
+
+/// Which whole-line histograms a packed report carries, read with field numbers alone.
+fn packed_line_metrics(cbor: &[u8]) -> Vec<u64> {
+    #[derive(minicbor::Decode)]
+    #[cbor(map)]
+    struct Packed {
+        #[n(7)]
+        subscribers: Vec<Line>,
+    }
+    #[derive(minicbor::Decode)]
+    #[cbor(map)]
+    struct Line {
+        #[n(1)]
+        metrics: std::collections::BTreeMap<u64, minicbor::bytes::ByteVec>,
+    }
+    let packed: Packed = minicbor::decode(cbor).unwrap();
+    packed.subscribers[0].metrics.keys().copied().collect()
+}
+
+#[test]
+fn a_line_histogram_that_merges_its_services_is_left_out_and_rebuilt() {
+    // The sample line's one TLS handshake is its one service's: left out, then rebuilt.
+    let report = sample_report();
+    let cbor = encode(&report, Encoding::Cbor);
+    assert_eq!(packed_line_metrics(&cbor), [0, 1, 2], "connect_network, connect_home and dns only");
+    assert_eq!(decode(&cbor).unwrap(), report);
+
+    // A second service with a handshake the line has too: still a merge, once the agent has
+    // written it as one.
+    let mut two = sample_report();
+    let mut second = two.subscribers[0].services[0].clone();
+    second.service = "cdn.example.net".into();
+    second.metrics = Metrics { tls_handshake: histogram(&[75_000]), ..Metrics::default() };
+    two.subscribers[0].services.push(second);
+    two.subscribers[0].metrics.tls_handshake = histogram(&[61_000, 75_000]);
+    assert_eq!(packed_line_metrics(&encode(&two, Encoding::Cbor)), [0, 1, 2, 3], "compressed: sent as it is");
+    let compressed = two.subscribers[0].metrics.tls_handshake.clone().unwrap();
+    Codec::default().store_merges(&mut two.subscribers[0]).unwrap();
+    let stored = two.subscribers[0].metrics.tls_handshake.clone().unwrap();
+    assert_ne!(stored.hdr, compressed.hdr);
+    assert_eq!(stored.histogram().unwrap(), compressed.histogram().unwrap());
+    assert_eq!(WireHistogram { hdr: vec![], ..stored }, WireHistogram { hdr: vec![], ..compressed });
+    let cbor = encode(&two, Encoding::Cbor);
+    assert_eq!(packed_line_metrics(&cbor), [0, 1, 2]);
+    assert_eq!(decode(&cbor).unwrap(), two);
+
+    // A line said to have no handshake though a service has one stays without.
+    let mut none = sample_report();
+    none.subscribers[0].metrics.tls_handshake = None;
+    assert_eq!(decode(&encode(&none, Encoding::Cbor)).unwrap(), none);
+
+    // A handshake no service was named for, or a different one, keeps the line's own.
+    for line_tls in [&[61_000, 75_000, 90_000][..], &[61_000, 76_000]] {
+        let mut other = two.clone();
+        other.subscribers[0].metrics.tls_handshake = histogram(line_tls);
+        let kept = other.clone();
+        Codec::default().store_merges(&mut other.subscribers[0]).unwrap();
+        assert_eq!(other, kept, "{line_tls:?}");
+        let cbor = encode(&other, Encoding::Cbor);
+        assert_eq!(packed_line_metrics(&cbor), [0, 1, 2, 3], "{line_tls:?}");
+        assert_eq!(decode(&cbor).unwrap(), other);
+    }
+}
+
+#[test]
+fn rcodes_travel_as_numbers_and_unknown_names_as_text() {
+    let mut report = sample_report();
+    let dns = &mut report.subscribers[0].counters.dns;
+    for (name, n) in [("TIMEOUT", 3), ("RCODE12", 1), ("RCODE5", 2), ("SERVFAIL", 4), ("odd", 9)] {
+        dns.insert(name.into(), n);
+    }
+    let cbor = encode(&report, Encoding::Cbor);
+    assert_eq!(decode(&cbor).unwrap(), report);
+    let text = |s: &str| cbor.windows(s.len()).any(|w| w == s.as_bytes());
+    assert!(!text("NOERROR") && !text("TIMEOUT") && !text("RCODE12"), "known rcodes go as numbers");
+    assert!(text("RCODE5") && text("odd"), "names that are not an rcode's own stay text");
+}
+
+#[test]
+fn packed_cbor_is_smaller_than_named() {
+    let report = sample_report();
+    let named = to_cbor(&report);
+    let packed = encode(&report, Encoding::Cbor);
+    assert!(packed.len() * 3 < named.len() * 2, "packed {} named {}", packed.len(), named.len());
 }
 
 #[test]
@@ -98,9 +198,16 @@ fn bad_payloads_are_refused_with_a_reason() {
     assert!(matches!(decode(b"\x00garbage"), Err(DecodeError::UnknownEncoding(0))));
     assert!(matches!(decode(b"{\"v\":1"), Err(DecodeError::Json(_))));
     assert!(matches!(decode(&[0xa3, 0x01]), Err(DecodeError::Cbor(_))));
+    assert!(matches!(decode(&[0xa1, 0x61, b'v']), Err(DecodeError::Cbor(_))));
     let mut future = sample_report();
     future.v = SCHEMA_VERSION + 1;
     assert!(matches!(decode(&encode(&future, Encoding::Cbor)), Err(DecodeError::Version(_))));
+    assert!(matches!(decode(&to_cbor(&future)), Err(DecodeError::Version(_))));
+    // Histogram bytes that are no histogram, in either form.
+    let mut garbage = sample_report();
+    garbage.subscribers[0].services[0].metrics.dns.as_mut().unwrap().hdr[12] ^= 0xff;
+    assert!(matches!(decode(&encode(&garbage, Encoding::Json)), Err(DecodeError::Histogram(_))));
+    assert!(matches!(decode(&encode(&garbage, Encoding::Cbor)), Err(DecodeError::Cbor(_))));
     let huge = vec![b'{'; codec::MAX_REPORT_BYTES + 1];
     assert!(matches!(decode(&huge), Err(DecodeError::TooLarge(_))));
 }
@@ -110,4 +217,14 @@ fn cbor_is_compact() {
     let cbor = encode(&sample_report(), Encoding::Cbor);
     let json = encode(&sample_report(), Encoding::Json);
     assert!(cbor.len() < json.len(), "cbor {} json {}", cbor.len(), json.len());
+}
+
+#[test]
+fn summary_figures_come_from_the_histogram() {
+    // A named report whose figures disagree with its histogram is told by the histogram.
+    let report = sample_report();
+    let mut json: serde_json::Value = serde_json::from_slice(&encode(&report, Encoding::Json)).unwrap();
+    json["subscribers"][0]["metrics"]["dns"]["p90"] = 1.into();
+    json["subscribers"][0]["metrics"]["dns"]["count"] = 600.into();
+    assert_eq!(decode(&serde_json::to_vec(&json).unwrap()).unwrap(), report);
 }

@@ -1,0 +1,256 @@
+//! The packed CBOR encoding of a report (schema version 2), what agents publish. Every field
+//! has a number instead of its name (declared beside it in `report.rs`; numbers are never
+//! reused or changed), and the report carries nothing a reader can compute from the rest:
+//!
+//! - a histogram is its HdrHistogram V2 compressed bytes alone; the decoder reads its count,
+//!   min, max and percentiles from them, as any HdrHistogram library can;
+//! - a subscriber's histogram that holds exactly its services' samples of that metric (every
+//!   sample of the line was named) is sent as their merge, stored uncompressed, in JSON (see
+//!   [`Codec::store_merges`]) and left out here: the decoder merges the services' again;
+//! - DNS rcodes are their numbers (`TIMEOUT` is -1).
+//!
+//! Zero counters and empty parts are left out as in JSON. The named form (JSON, and the CBOR of
+//! schema version 1) decodes to the same report.
+
+use crate::histogram::{Buckets, HistogramReader};
+use crate::{METRICS, Report, SubscriberReport, WireHistogram};
+use minicbor::data::Type;
+use minicbor::decode::{Decoder, Error as DecodeError};
+use minicbor::encode::{Encoder, Error as EncodeError, Write};
+use std::collections::BTreeMap;
+
+/// Reusable state for encoding and decoding reports: the inflater and buffers that read
+/// histograms.
+#[derive(Default)]
+pub struct Codec {
+    pub(crate) reader: HistogramReader,
+}
+
+impl Codec {
+    pub(crate) fn encode_packed(&mut self, report: &Report) -> Vec<u8> {
+        let mut packed = report.clone();
+        for line in &mut packed.subscribers {
+            self.leave_out_merges(line);
+        }
+        minicbor::to_vec(&packed).expect("encoding into memory cannot fail")
+    }
+
+    /// Drops the line's histograms that [`Codec::store_merges`] wrote, as the packed form does.
+    /// A line that lacks a histogram its services have (no agent writes one, but a JSON report
+    /// may say so) gets an empty one instead, which the reader takes for "none", not a merge.
+    pub fn leave_out_merges(&mut self, line: &mut SubscriberReport) {
+        for name in METRICS {
+            let named = line.services.iter().filter_map(|s| s.metrics.get(name));
+            let (services, count) = named.fold((0, 0), |(n, c), h| (n + 1, c + h.count));
+            let slot = match line.metrics.get(name) {
+                None if services > 0 => Some(WireHistogram::none()),
+                // Counts first: most lines that differ differ there.
+                Some(whole)
+                    if count == whole.count
+                        && self.merge_of_services(line, name).ok().flatten().as_ref() == Some(whole) =>
+                {
+                    None
+                }
+                _ => continue,
+            };
+            *line.metrics.slot(name).expect("a metric name") = slot;
+        }
+    }
+
+    /// Writes each of the line's histograms that holds exactly its services' samples as their
+    /// merge, which the packed form leaves out and its reader rebuilds, byte for byte. The
+    /// agent calls this on every line it reports; a line with samples no service was named for
+    /// keeps its own histogram.
+    pub fn store_merges(&mut self, line: &mut SubscriberReport) -> Result<(), String> {
+        for name in METRICS {
+            let Some(whole) = line.metrics.get(name) else { continue };
+            let named: u64 = line.services.iter().filter_map(|s| s.metrics.get(name)).map(|h| h.count).sum();
+            if named != whole.count {
+                continue;
+            }
+            let whole = self.reader.buckets(&whole.hdr).map_err(|e| e.to_string())?.clone();
+            if let Some(merged) = self.merged_buckets(line, name)?.filter(|m| *m == whole) {
+                *line.metrics.slot(name).expect("a metric name") = Some(merged.to_stored());
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn decode_packed(&mut self, payload: &[u8]) -> Result<Report, String> {
+        let mut report: Report = minicbor::decode(payload).map_err(|e| e.to_string())?;
+        for line in &mut report.subscribers {
+            self.complete(line)?;
+        }
+        Ok(report)
+    }
+
+    /// Makes a packed line whole: the summaries read from the histograms' bytes, and the line's
+    /// histograms left out as merges merged again.
+    fn complete(&mut self, line: &mut SubscriberReport) -> Result<(), String> {
+        // Which of the line's histograms are left out (merges), and which are said to be none.
+        let left_out = METRICS.map(|name| {
+            let slot = line.metrics.slot(name).expect("a metric name");
+            if slot.as_ref().is_some_and(|h| h.hdr.is_empty()) {
+                *slot = None;
+                return false;
+            }
+            slot.is_none()
+        });
+        self.summarize_line(line)?;
+        for (name, _) in METRICS.iter().zip(left_out).filter(|(_, out)| *out) {
+            let merged = self.merge_of_services(line, name)?;
+            *line.metrics.slot(name).expect("a metric name") = merged;
+        }
+        Ok(())
+    }
+
+    /// Sets every histogram's summary from its bytes, refusing bytes that are no histogram of
+    /// this schema.
+    pub(crate) fn summarize(&mut self, report: &mut Report) -> Result<(), String> {
+        report.subscribers.iter_mut().try_for_each(|line| self.summarize_line(line))
+    }
+
+    fn summarize_line(&mut self, line: &mut SubscriberReport) -> Result<(), String> {
+        let journeys = line.journeys.iter_mut().filter_map(|j| j.latency.as_mut());
+        let resolvers = line.resolvers.iter_mut().filter_map(|r| r.latency.as_mut());
+        let services = line.services.iter_mut().flat_map(|s| s.metrics.iter_mut());
+        for h in line.metrics.iter_mut().chain(services).chain(journeys).chain(resolvers) {
+            h.summarize(&mut self.reader).map_err(|e| format!("subscriber {}: {e}", line.subscriber))?;
+        }
+        Ok(())
+    }
+
+    /// The merge of the line's services' histograms of `metric`, if any service has one,
+    /// stored uncompressed (see [`Buckets::to_stored`]).
+    fn merge_of_services(&mut self, line: &SubscriberReport, metric: &str) -> Result<Option<WireHistogram>, String> {
+        Ok(self.merged_buckets(line, metric)?.map(|m| m.to_stored()))
+    }
+
+    fn merged_buckets(&mut self, line: &SubscriberReport, metric: &str) -> Result<Option<Buckets>, String> {
+        let mut merged: Option<Buckets> = None;
+        for h in line.services.iter().filter_map(|s| s.metrics.get(metric)) {
+            let buckets = self.reader.buckets(&h.hdr).map_err(|e| format!("subscriber {}: {e}", line.subscriber))?;
+            match &mut merged {
+                Some(m) => m.add(buckets),
+                None => merged = Some(buckets.clone()),
+            }
+        }
+        Ok(merged)
+    }
+}
+
+impl WireHistogram {
+    /// No histogram, where the packed form would otherwise read a merge; see
+    /// [`Codec::leave_out_merges`].
+    fn none() -> WireHistogram {
+        WireHistogram { count: 0, min: 0, max: 0, p50: 0, p90: 0, p99: 0, hdr: Vec::new() }
+    }
+}
+
+impl<C> minicbor::Encode<C> for WireHistogram {
+    fn encode<W: Write>(&self, e: &mut Encoder<W>, _: &mut C) -> Result<(), EncodeError<W::Error>> {
+        e.bytes(&self.hdr)?.ok()
+    }
+}
+
+/// The bytes alone; [`Codec::summarize`] fills in the rest.
+impl<'b, C> minicbor::Decode<'b, C> for WireHistogram {
+    fn decode(d: &mut Decoder<'b>, _: &mut C) -> Result<Self, DecodeError> {
+        Ok(WireHistogram { hdr: d.bytes()?.to_vec(), ..WireHistogram::none() })
+    }
+}
+
+/// A field left out when it holds its default (zero, empty), and read as that when missing.
+pub(crate) mod or_default {
+    use super::*;
+
+    pub fn encode<C, T: minicbor::Encode<C>, W: Write>(
+        v: &T,
+        e: &mut Encoder<W>,
+        ctx: &mut C,
+    ) -> Result<(), EncodeError<W::Error>> {
+        v.encode(e, ctx)
+    }
+
+    pub fn decode<'b, C, T: minicbor::Decode<'b, C>>(d: &mut Decoder<'b>, ctx: &mut C) -> Result<T, DecodeError> {
+        T::decode(d, ctx)
+    }
+
+    pub fn is_nil<T: Default + PartialEq>(v: &T) -> bool {
+        *v == T::default()
+    }
+
+    pub fn nil<T: Default>() -> Option<T> {
+        Some(T::default())
+    }
+}
+
+/// DNS transactions by rcode: a known rcode's number for its name, -1 for `TIMEOUT`; any other
+/// name stays text.
+pub(crate) mod rcodes {
+    use super::*;
+
+    const NAMES: [&str; 11] = [
+        "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN", "YXRRSET", "NXRRSET", "NOTAUTH",
+        "NOTZONE",
+    ];
+    const TIMEOUT: i64 = -1;
+
+    /// The number for a name, where the name is the one that number decodes to.
+    fn number(name: &str) -> Option<i64> {
+        if name == "TIMEOUT" {
+            return Some(TIMEOUT);
+        }
+        if let Some(i) = NAMES.iter().position(|n| *n == name) {
+            return Some(i as i64);
+        }
+        let n: u16 = name.strip_prefix("RCODE")?.parse().ok()?;
+        (usize::from(n) >= NAMES.len() && format!("RCODE{n}") == name).then_some(i64::from(n))
+    }
+
+    fn name(number: i64) -> Option<String> {
+        match number {
+            TIMEOUT => Some("TIMEOUT".into()),
+            n if (0..NAMES.len() as i64).contains(&n) => Some(NAMES[n as usize].into()),
+            n if (0..=i64::from(u16::MAX)).contains(&n) => Some(format!("RCODE{n}")),
+            _ => None,
+        }
+    }
+
+    pub fn encode<C, W: Write>(
+        map: &BTreeMap<String, u64>,
+        e: &mut Encoder<W>,
+        _: &mut C,
+    ) -> Result<(), EncodeError<W::Error>> {
+        e.map(map.len() as u64)?;
+        for (k, v) in map {
+            match number(k) {
+                Some(n) => e.i64(n)?,
+                None => e.str(k)?,
+            };
+            e.u64(*v)?;
+        }
+        Ok(())
+    }
+
+    pub fn decode<C>(d: &mut Decoder<'_>, _: &mut C) -> Result<BTreeMap<String, u64>, DecodeError> {
+        let len = d.map()?.ok_or_else(|| DecodeError::message("an rcode map of indefinite length"))?;
+        let mut map = BTreeMap::new();
+        for _ in 0..len {
+            let key = match d.datatype()? {
+                Type::String => d.str()?.to_string(),
+                _ => name(d.i64()?).ok_or_else(|| DecodeError::message("rcode out of range"))?,
+            };
+            map.insert(key, d.u64()?);
+        }
+        Ok(map)
+    }
+
+    pub fn is_nil(map: &BTreeMap<String, u64>) -> bool {
+        map.is_empty()
+    }
+
+    pub fn nil() -> Option<BTreeMap<String, u64>> {
+        Some(BTreeMap::new())
+    }
+}
