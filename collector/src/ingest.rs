@@ -127,10 +127,12 @@ pub fn classify(publish: &Publish, received_ms: i64, codec: &mut Codec) -> Resul
             if report.agent_id != agent {
                 return Err(Reject::AgentMismatch);
             }
-            // The acknowledgement needs only the packet id; the payload is freed now.
+            // The acknowledgement needs only the packet id. Of the payload, only a packed
+            // report's lines are kept (see `Incoming::new`).
             let mut ack = publish.clone();
             ack.payload = Default::default();
-            Ok(Some(Work::Report { report: Box::new(Incoming::new(report)), received_ms, ack }))
+            let incoming = Incoming::new(report, codec, Some(&publish.payload));
+            Ok(Some(Work::Report { report: Box::new(incoming), received_ms, ack }))
         }
         Some(Topic::State(_)) if publish.payload.is_empty() => Ok(None),
         Some(Topic::State(agent)) => {

@@ -69,7 +69,7 @@ pub fn sniff(payload: &[u8]) -> Result<Encoding, DecodeError> {
 
 /// Whether a CBOR map's first key is text, as in the named form. The packed form's keys are
 /// numbers.
-fn first_key_is_text(payload: &[u8]) -> bool {
+pub(crate) fn first_key_is_text(payload: &[u8]) -> bool {
     let header = match payload.first() {
         Some(0xb8) => 2,
         Some(0xb9) => 3,

@@ -19,6 +19,9 @@ use minicbor::decode::{Decoder, Error as DecodeError};
 use minicbor::encode::{Encoder, Error as EncodeError, Write};
 use std::collections::BTreeMap;
 
+/// The field number of `Report::subscribers`.
+const SUBSCRIBERS: u64 = 7;
+
 /// Reusable state for encoding and decoding reports: the inflater and buffers that read
 /// histograms.
 #[derive(Default)]
@@ -82,6 +85,47 @@ impl Codec {
             self.complete(line)?;
         }
         Ok(report)
+    }
+
+    /// A subscriber's part of a report in the packed form, as the collector stores it.
+    pub fn encode_line(&mut self, line: &SubscriberReport) -> Vec<u8> {
+        let mut packed = line.clone();
+        self.leave_out_merges(&mut packed);
+        minicbor::to_vec(&packed).expect("encoding into memory cannot fail")
+    }
+
+    /// Where each subscriber's part lies in a packed report, so that a reader can keep those
+    /// bytes as they came: they are what [`Codec::encode_line`] would write, for
+    /// [`Codec::decode_line`] to read. `None` unless `payload` is a packed report that decodes.
+    pub fn line_spans(payload: &[u8]) -> Option<Vec<std::ops::Range<usize>>> {
+        if payload.first().is_none_or(|b| b >> 5 != 5) || crate::codec::first_key_is_text(payload) {
+            return None;
+        }
+        let mut d = Decoder::new(payload);
+        for _ in 0..d.map().ok()?? {
+            if d.u64().ok()? != SUBSCRIBERS {
+                d.skip().ok()?;
+                continue;
+            }
+            let mut spans = Vec::new();
+            for _ in 0..d.array().ok()?? {
+                let start = d.position();
+                d.skip().ok()?;
+                spans.push(start..d.position());
+            }
+            return Some(spans);
+        }
+        None
+    }
+
+    /// Reads what [`Codec::encode_line`] wrote, or the named CBOR of [`crate::to_cbor`].
+    pub fn decode_line(&mut self, bytes: &[u8]) -> Result<SubscriberReport, String> {
+        if crate::codec::first_key_is_text(bytes) {
+            return crate::from_cbor(bytes);
+        }
+        let mut line = minicbor::decode(bytes).map_err(|e| e.to_string())?;
+        self.complete(&mut line)?;
+        Ok(line)
     }
 
     /// Makes a packed line whole: the summaries read from the histograms' bytes, and the line's

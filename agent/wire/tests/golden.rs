@@ -164,6 +164,28 @@ fn a_line_histogram_that_merges_its_services_is_left_out_and_rebuilt() {
 }
 
 #[test]
+fn a_packed_reports_lines_can_be_kept_as_they_came() {
+    let mut report = sample_report();
+    let mut second = report.subscribers[0].clone();
+    second.subscriber = "line-000124".into();
+    second.metrics.dns = None;
+    report.subscribers.push(second);
+    let cbor = encode(&report, Encoding::Cbor);
+    let spans = Codec::line_spans(&cbor).expect("a packed report");
+    assert_eq!(spans.len(), 2);
+    let mut codec = Codec::default();
+    for (span, line) in spans.into_iter().zip(&report.subscribers) {
+        assert_eq!(&codec.decode_line(&cbor[span]).unwrap(), line);
+        let encoded = codec.encode_line(line);
+        assert_eq!(&codec.decode_line(&encoded).unwrap(), line);
+        assert_eq!(&codec.decode_line(&to_cbor(line)).unwrap(), line);
+    }
+    assert_eq!(Codec::line_spans(&encode(&report, Encoding::Json)), None);
+    assert_eq!(Codec::line_spans(&to_cbor(&report)), None);
+    assert_eq!(Codec::line_spans(&cbor[..cbor.len() - 3]), None);
+}
+
+#[test]
 fn rcodes_travel_as_numbers_and_unknown_names_as_text() {
     let mut report = sample_report();
     let dns = &mut report.subscribers[0].counters.dns;

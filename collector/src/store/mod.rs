@@ -15,7 +15,7 @@ pub use backend::{Backend, Dialect, Result, Row, StoreError, Upkeep, Value};
 
 use crate::customers::Customer;
 use crate::model::{Action, Agent, AgentState, Incident, IncidentKind};
-use edgeprobe_wire::{Counters, METRICS, Metrics, Report, ServiceReport, SubscriberReport};
+use edgeprobe_wire::{Codec, Counters, METRICS, Metrics, Report, ServiceReport, SubscriberReport};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
@@ -42,11 +42,19 @@ pub struct Line {
 }
 
 impl Incoming {
-    pub fn new(mut report: Report) -> Incoming {
+    /// Lines are stored packed. A packed report's lines are kept as the bytes received
+    /// (`payload`), the rest encoded.
+    pub fn new(mut report: Report, codec: &mut Codec, payload: Option<&bytes::Bytes>) -> Incoming {
+        let spans = payload.and_then(|p| Codec::line_spans(p).map(|spans| (p, spans)));
+        let spans = spans.filter(|(_, spans)| spans.len() == report.subscribers.len());
         let lines = std::mem::take(&mut report.subscribers)
             .into_iter()
-            .map(|s| Line {
-                cbor: edgeprobe_wire::to_cbor(&s).into(),
+            .enumerate()
+            .map(|(i, s)| Line {
+                cbor: match &spans {
+                    Some((payload, spans)) => payload.slice(spans[i].clone()),
+                    None => codec.encode_line(&s).into(),
+                },
                 journeys: !s.journeys.is_empty(),
                 subscriber: s.subscriber,
             })
@@ -419,7 +427,8 @@ impl Store {
 
     /// Stores a batch of reports in one transaction.
     pub fn store_reports(&mut self, reports: &[&Report], received_ms: i64) -> Result<Vec<Stored>> {
-        let encoded: Vec<Incoming> = reports.iter().map(|r| Incoming::new((*r).clone())).collect();
+        let mut codec = Codec::default();
+        let encoded: Vec<Incoming> = reports.iter().map(|r| Incoming::new((*r).clone(), &mut codec, None)).collect();
         let batch: Vec<(&Incoming, i64)> = encoded.iter().map(|r| (r, received_ms)).collect();
         self.transaction(false, |s| s.store_reports_in_tx(&batch))
     }
@@ -1153,9 +1162,11 @@ impl Store {
 
 /// Rows of `(window_start, report)` from `lines`, decoded.
 fn decode_lines(rows: &[Row]) -> Result<Vec<(i64, SubscriberReport)>> {
+    let mut codec = Codec::default();
     rows.iter()
         .map(|r| {
-            let line: SubscriberReport = edgeprobe_wire::from_cbor(&r.bytes(1))
+            let line = codec
+                .decode_line(&r.bytes(1))
                 .map_err(|e| StoreError(format!("a stored subscriber report does not decode: {e}")))?;
             Ok((r.int(0), line))
         })
