@@ -506,9 +506,10 @@ impl Windows {
                 *slot = Some(histogram_of(&mut self.serializer, &mut self.values, run));
             }
         }
-        let reported = out.into_iter().zip(&self.subscribers).filter(|(_, s)| !s.withheld).map(|(o, _)| o);
-        reported
-            .map(|mut line| {
+        out.into_iter()
+            .zip(&self.subscribers)
+            .filter(|(_, s)| !s.withheld)
+            .map(|(mut line, _)| {
                 // The packed report leaves these merges out. The histograms were just written
                 // here, so they read back; were one not to, the line would go whole.
                 let _ = self.codec.store_merges(&mut line);

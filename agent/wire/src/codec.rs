@@ -46,7 +46,8 @@ pub fn decode(payload: &[u8]) -> Result<Report, DecodeError> {
     Codec::default().decode(payload)
 }
 
-/// Any part of a report as named CBOR; the collector stores a subscriber's part this way.
+/// Any part of a report as named CBOR, the form of schema version 1 (and of the collector's rows
+/// stored before reports were packed).
 pub fn to_cbor<T: serde::Serialize>(value: &T) -> Vec<u8> {
     cbor4ii::serde::to_vec(Vec::with_capacity(1024), value).expect("plain data serializes to memory")
 }
@@ -102,7 +103,7 @@ impl Codec {
                 if !(MIN_SCHEMA_VERSION..=SCHEMA_VERSION).contains(&v) {
                     return Err(DecodeError::Version(v));
                 }
-                return self.decode_packed(payload).map_err(DecodeError::Cbor);
+                return self.decode_packed(payload);
             }
         };
         if !(MIN_SCHEMA_VERSION..=SCHEMA_VERSION).contains(&report.v) {

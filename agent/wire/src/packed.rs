@@ -79,10 +79,10 @@ impl Codec {
         Ok(())
     }
 
-    pub(crate) fn decode_packed(&mut self, payload: &[u8]) -> Result<Report, String> {
-        let mut report: Report = minicbor::decode(payload).map_err(|e| e.to_string())?;
+    pub(crate) fn decode_packed(&mut self, payload: &[u8]) -> Result<Report, crate::DecodeError> {
+        let mut report: Report = minicbor::decode(payload).map_err(|e| crate::DecodeError::Cbor(e.to_string()))?;
         for line in &mut report.subscribers {
-            self.complete(line)?;
+            self.complete(line).map_err(crate::DecodeError::Histogram)?;
         }
         Ok(report)
     }
