@@ -118,7 +118,7 @@ pub fn subscriptions(config: &BrokerConfig) -> [String; 2] {
 pub fn classify(publish: &Publish, received_ms: i64, codec: &mut Codec) -> Result<Option<Work>, Reject> {
     match parse_topic(&publish.topic) {
         Some(Topic::Report(agent)) => {
-            let report = codec.decode(&publish.payload).map_err(|e| match e {
+            let (report, spans) = codec.decode_with_lines(&publish.payload).map_err(|e| match e {
                 DecodeError::Empty | DecodeError::UnknownEncoding(_) => Reject::Garbage,
                 DecodeError::TooLarge(_) => Reject::Oversized,
                 DecodeError::Version(_) => Reject::Version,
@@ -131,7 +131,7 @@ pub fn classify(publish: &Publish, received_ms: i64, codec: &mut Codec) -> Resul
             // report's lines are kept (see `Incoming::new`).
             let mut ack = publish.clone();
             ack.payload = Default::default();
-            let incoming = Incoming::new(report, codec, Some(&publish.payload));
+            let incoming = Incoming::new(report, codec, Some((&publish.payload, &spans)));
             Ok(Some(Work::Report { report: Box::new(incoming), received_ms, ack }))
         }
         Some(Topic::State(_)) if publish.payload.is_empty() => Ok(None),

@@ -7,6 +7,7 @@
 
 use crate::packed::Codec;
 use crate::{MIN_SCHEMA_VERSION, Report, SCHEMA_VERSION};
+use std::ops::Range;
 
 /// Reports larger than this are refused before parsing.
 pub const MAX_REPORT_BYTES: usize = 4 << 20;
@@ -91,6 +92,13 @@ impl Codec {
 
     /// Decodes packed or named CBOR, or JSON, of any schema version this build reads.
     pub fn decode(&mut self, payload: &[u8]) -> Result<Report, DecodeError> {
+        self.decode_with_lines(payload).map(|(report, _)| report)
+    }
+
+    /// Decodes as [`Codec::decode`] does, and, for a packed report, tells where each line lies
+    /// in `payload` (none for the named forms): those bytes are what [`Codec::encode_line`]
+    /// would write, so a reader can keep them as they came.
+    pub fn decode_with_lines(&mut self, payload: &[u8]) -> Result<(Report, Vec<Range<usize>>), DecodeError> {
         if payload.len() > MAX_REPORT_BYTES {
             return Err(DecodeError::TooLarge(payload.len()));
         }
@@ -99,7 +107,7 @@ impl Codec {
             Encoding::Cbor if first_key_is_text(payload) => from_cbor(payload).map_err(DecodeError::Cbor)?,
             Encoding::Cbor => {
                 // The version first, so a newer agent's report is told as such, not as garbage.
-                let v = minicbor::decode::<VersionOnly>(payload).map_err(|e| DecodeError::Cbor(e.to_string()))?.v;
+                let v = packed_version(payload).map_err(|e| DecodeError::Cbor(e.to_string()))?;
                 if !(MIN_SCHEMA_VERSION..=SCHEMA_VERSION).contains(&v) {
                     return Err(DecodeError::Version(v));
                 }
@@ -110,14 +118,25 @@ impl Codec {
             return Err(DecodeError::Version(report.v));
         }
         self.summarize(&mut report).map_err(DecodeError::Histogram)?;
-        Ok(report)
+        Ok((report, Vec::new()))
     }
 }
 
-/// A packed report's version alone; the other fields are skipped unread.
-#[derive(minicbor::Decode)]
-#[cbor(map)]
-struct VersionOnly {
-    #[n(0)]
-    v: u16,
+/// A packed report's version. Encoders write it first, so the rest is not read; a report
+/// that puts it later is read up to it.
+fn packed_version(payload: &[u8]) -> Result<u16, minicbor::decode::Error> {
+    let mut d = minicbor::Decoder::new(payload);
+    let len = d.map()?;
+    let mut read = 0;
+    while len.is_none_or(|n| read < n) {
+        if len.is_none() && d.datatype()? == minicbor::data::Type::Break {
+            break;
+        }
+        if d.u64()? == 0 {
+            return d.u16();
+        }
+        d.skip()?;
+        read += 1;
+    }
+    Err(minicbor::decode::Error::message("missing field v"))
 }

@@ -173,7 +173,7 @@ impl Buckets {
 
     /// The summary HdrHistogram computes for these counts (`min`, `max`, `value_at_quantile`),
     /// with `hdr` as the encoding.
-    fn summary(&self, hdr: Vec<u8>) -> WireHistogram {
+    pub(crate) fn summary(&self, hdr: Vec<u8>) -> WireHistogram {
         let highest = |index: u32| {
             let (low, width) = bucket_at(index);
             low + width - 1

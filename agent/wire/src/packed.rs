@@ -19,9 +19,6 @@ use minicbor::decode::{Decoder, Error as DecodeError};
 use minicbor::encode::{Encoder, Error as EncodeError, Write};
 use std::collections::BTreeMap;
 
-/// The field number of `Report::subscribers`.
-const SUBSCRIBERS: u64 = 7;
-
 /// Reusable state for encoding and decoding reports: the inflater and buffers that read
 /// histograms.
 #[derive(Default)]
@@ -79,12 +76,19 @@ impl Codec {
         Ok(())
     }
 
-    pub(crate) fn decode_packed(&mut self, payload: &[u8]) -> Result<Report, crate::DecodeError> {
-        let mut report: Report = minicbor::decode(payload).map_err(|e| crate::DecodeError::Cbor(e.to_string()))?;
+    /// Decodes a packed report, noting where each line lies in `payload` (see
+    /// [`Codec::decode_with_lines`]).
+    pub(crate) fn decode_packed(
+        &mut self,
+        payload: &[u8],
+    ) -> Result<(Report, Vec<std::ops::Range<usize>>), crate::DecodeError> {
+        let mut spans = Vec::new();
+        let mut report: Report =
+            minicbor::decode_with(payload, &mut spans).map_err(|e| crate::DecodeError::Cbor(e.to_string()))?;
         for line in &mut report.subscribers {
             self.complete(line).map_err(crate::DecodeError::Histogram)?;
         }
-        Ok(report)
+        Ok((report, spans))
     }
 
     /// A subscriber's part of a report in the packed form, as the collector stores it.
@@ -92,30 +96,6 @@ impl Codec {
         let mut packed = line.clone();
         self.leave_out_merges(&mut packed);
         minicbor::to_vec(&packed).expect("encoding into memory cannot fail")
-    }
-
-    /// Where each subscriber's part lies in a packed report, so that a reader can keep those
-    /// bytes as they came: they are what [`Codec::encode_line`] would write, for
-    /// [`Codec::decode_line`] to read. `None` unless `payload` is a packed report that decodes.
-    pub fn line_spans(payload: &[u8]) -> Option<Vec<std::ops::Range<usize>>> {
-        if payload.first().is_none_or(|b| b >> 5 != 5) || crate::codec::first_key_is_text(payload) {
-            return None;
-        }
-        let mut d = Decoder::new(payload);
-        for _ in 0..d.map().ok()?? {
-            if d.u64().ok()? != SUBSCRIBERS {
-                d.skip().ok()?;
-                continue;
-            }
-            let mut spans = Vec::new();
-            for _ in 0..d.array().ok()?? {
-                let start = d.position();
-                d.skip().ok()?;
-                spans.push(start..d.position());
-            }
-            return Some(spans);
-        }
-        None
     }
 
     /// Reads what [`Codec::encode_line`] wrote, or the named CBOR of [`crate::to_cbor`].
@@ -129,7 +109,8 @@ impl Codec {
     }
 
     /// Makes a packed line whole: the summaries read from the histograms' bytes, and the line's
-    /// histograms left out as merges merged again.
+    /// histograms left out as merges merged again. Each service histogram is inflated once,
+    /// for its summary and for the merge it is part of.
     fn complete(&mut self, line: &mut SubscriberReport) -> Result<(), String> {
         // Which of the line's histograms are left out (merges), and which are said to be none.
         let left_out = METRICS.map(|name| {
@@ -140,10 +121,31 @@ impl Codec {
             }
             slot.is_none()
         });
-        self.summarize_line(line)?;
-        for (name, _) in METRICS.iter().zip(left_out).filter(|(_, out)| *out) {
-            let merged = self.merge_of_services(line, name)?;
-            *line.metrics.slot(name).expect("a metric name") = merged;
+        let subscriber = &line.subscriber;
+        let err = |e: crate::histogram::HistogramError| format!("subscriber {subscriber}: {e}");
+        let mut merged: [Option<Buckets>; METRICS.len()] = Default::default();
+        for service in &mut line.services {
+            for (i, name) in METRICS.iter().enumerate() {
+                let Some(h) = service.metrics.slot(name).expect("a metric name") else { continue };
+                let buckets = self.reader.buckets(&h.hdr).map_err(err)?;
+                *h = buckets.summary(std::mem::take(&mut h.hdr));
+                if left_out[i] {
+                    match &mut merged[i] {
+                        Some(m) => m.add(buckets),
+                        None => merged[i] = Some(buckets.clone()),
+                    }
+                }
+            }
+        }
+        let journeys = line.journeys.iter_mut().filter_map(|j| j.latency.as_mut());
+        let resolvers = line.resolvers.iter_mut().filter_map(|r| r.latency.as_mut());
+        for h in line.metrics.iter_mut().chain(journeys).chain(resolvers) {
+            h.summarize(&mut self.reader).map_err(err)?;
+        }
+        for (name, merged) in METRICS.iter().zip(merged) {
+            if let Some(m) = merged {
+                *line.metrics.slot(name).expect("a metric name") = Some(m.to_stored());
+            }
         }
         Ok(())
     }
@@ -226,6 +228,43 @@ pub(crate) mod or_default {
 
     pub fn nil<T: Default>() -> Option<T> {
         Some(T::default())
+    }
+}
+
+/// Where the lines of a packed report lie in its bytes, noted while it is decoded, so that a
+/// reader can keep each line's bytes as they came: they are what [`Codec::encode_line`] would
+/// write, for [`Codec::decode_line`] to read.
+pub trait LineSpans {
+    fn line(&mut self, span: std::ops::Range<usize>);
+}
+
+impl LineSpans for () {
+    fn line(&mut self, _: std::ops::Range<usize>) {}
+}
+
+impl LineSpans for Vec<std::ops::Range<usize>> {
+    fn line(&mut self, span: std::ops::Range<usize>) {
+        self.push(span);
+    }
+}
+
+/// `Report::subscribers`, each line's span told to the context.
+pub(crate) mod lines {
+    use super::*;
+
+    pub fn decode<'b, C: LineSpans>(d: &mut Decoder<'b>, ctx: &mut C) -> Result<Vec<SubscriberReport>, DecodeError> {
+        let len = d.array()?;
+        let mut lines = Vec::new();
+        while len.is_none_or(|n| lines.len() < n as usize) {
+            if len.is_none() && d.datatype()? == Type::Break {
+                d.skip()?;
+                break;
+            }
+            let start = d.position();
+            lines.push(d.decode_with(ctx)?);
+            ctx.line(start..d.position());
+        }
+        Ok(lines)
     }
 }
 

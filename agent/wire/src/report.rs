@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Encode, Decode)]
-#[cbor(map)]
+#[cbor(map, context_bound = "crate::packed::LineSpans")]
 pub struct Report {
     #[n(0)]
     pub v: u16,
@@ -26,7 +26,7 @@ pub struct Report {
     pub window_end: u64,
     #[cbor(n(6), with = "crate::packed::or_default", has_nil)]
     pub capture: CaptureHealth,
-    #[n(7)]
+    #[cbor(n(7), decode_with = "crate::packed::lines::decode")]
     pub subscribers: Vec<SubscriberReport>,
     /// The publishing agent's own state, set by the shell that sends the report.
     #[serde(default, skip_serializing_if = "Option::is_none")]

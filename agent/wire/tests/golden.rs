@@ -171,18 +171,19 @@ fn a_packed_reports_lines_can_be_kept_as_they_came() {
     second.metrics.dns = None;
     report.subscribers.push(second);
     let cbor = encode(&report, Encoding::Cbor);
-    let spans = Codec::line_spans(&cbor).expect("a packed report");
-    assert_eq!(spans.len(), 2);
     let mut codec = Codec::default();
-    for (span, line) in spans.into_iter().zip(&report.subscribers) {
+    let spans = |codec: &mut Codec, payload: &[u8]| codec.decode_with_lines(payload).map(|(_, spans)| spans);
+    let lines = spans(&mut codec, &cbor).unwrap();
+    assert_eq!(lines.len(), 2);
+    for (span, line) in lines.into_iter().zip(&report.subscribers) {
         assert_eq!(&codec.decode_line(&cbor[span]).unwrap(), line);
         let encoded = codec.encode_line(line);
         assert_eq!(&codec.decode_line(&encoded).unwrap(), line);
         assert_eq!(&codec.decode_line(&to_cbor(line)).unwrap(), line);
     }
-    assert_eq!(Codec::line_spans(&encode(&report, Encoding::Json)), None);
-    assert_eq!(Codec::line_spans(&to_cbor(&report)), None);
-    assert_eq!(Codec::line_spans(&cbor[..cbor.len() - 3]), None);
+    assert_eq!(spans(&mut codec, &encode(&report, Encoding::Json)).unwrap(), []);
+    assert_eq!(spans(&mut codec, &to_cbor(&report)).unwrap(), []);
+    assert!(spans(&mut codec, &cbor[..cbor.len() - 3]).is_err());
 }
 
 #[test]

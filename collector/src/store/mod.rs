@@ -17,6 +17,7 @@ use crate::customers::Customer;
 use crate::model::{Action, Agent, AgentState, Incident, IncidentKind};
 use edgeprobe_wire::{Codec, Counters, METRICS, Metrics, Report, ServiceReport, SubscriberReport};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Range;
 use std::path::Path;
 
 pub struct Store {
@@ -42,11 +43,10 @@ pub struct Line {
 }
 
 impl Incoming {
-    /// Lines are stored packed. A packed report's lines are kept as the bytes received
-    /// (`payload`), the rest encoded.
-    pub fn new(mut report: Report, codec: &mut Codec, payload: Option<&bytes::Bytes>) -> Incoming {
-        let spans = payload.and_then(|p| Codec::line_spans(p).map(|spans| (p, spans)));
-        let spans = spans.filter(|(_, spans)| spans.len() == report.subscribers.len());
+    /// Lines are stored packed. A packed report's lines are kept as the bytes received: their
+    /// spans in `payload`, as [`Codec::decode_with_lines`] tells them. The rest are encoded.
+    pub fn new(mut report: Report, codec: &mut Codec, payload: Option<(&bytes::Bytes, &[Range<usize>])>) -> Incoming {
+        let spans = payload.filter(|(_, spans)| spans.len() == report.subscribers.len());
         let lines = std::mem::take(&mut report.subscribers)
             .into_iter()
             .enumerate()
