@@ -6,7 +6,7 @@
 //! takes wall-clock steps out of them (NTP's first sync on a gateway without an RTC), so a step
 //! moves no timer and no latency, and only relabels the report windows.
 
-use crate::capture::clock::{PacketClock, Reading, read_clocks};
+use crate::capture::clock::{LiveTime, read_clocks};
 use crate::capture::live::Backend;
 use crate::capture::ring::{Ring, RingConfig, parse_bpf, wait};
 use crate::config::AgentConfig;
@@ -15,7 +15,7 @@ use crate::replay::random_boot_id;
 use anyhow::Context;
 use edgeprobe_core::config::PushedConfig;
 use edgeprobe_core::journey::JourneyConfig;
-use edgeprobe_core::{LinkType, Probe, Timestamp};
+use edgeprobe_core::{LinkType, Probe};
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -73,8 +73,7 @@ pub fn run(config: AgentConfig, print_events: bool, capabilities: Vec<String>) -
     let stdout = std::io::stdout();
     let mut m = Measure {
         probe,
-        clock: PacketClock::default(),
-        reading: read_clocks(),
+        time: LiveTime::new(read_clocks()),
         runtime: &runtime,
         publisher: &publisher,
         out: print_events.then(|| std::io::BufWriter::new(stdout)),
@@ -101,8 +100,8 @@ pub fn run(config: AgentConfig, print_events: bool, capabilities: Vec<String>) -
         Backend::Pnet => anyhow::bail!("this build leaves out the pnet backend; use \"ring\""),
     }
     m.sample();
-    let now = m.clock.now(m.reading);
-    let offset = m.clock.wall_offset();
+    let now = m.time.now();
+    let time = m.time;
     let mut probe = m.probe;
     let mut out = m.out;
     let c = probe.counters();
@@ -111,7 +110,7 @@ pub fn run(config: AgentConfig, print_events: bool, capabilities: Vec<String>) -
         c.packets, c.kernel_drops, c.flow_evictions
     );
     probe.finish(now);
-    drain(&mut probe, &runtime, &publisher, out.as_mut().map(|w| w as &mut dyn Write), offset);
+    drain(&mut probe, &runtime, &publisher, out.as_mut().map(|w| w as &mut dyn Write), &time);
     let left = runtime.block_on(publisher.shutdown(Duration::from_secs(10)));
     if left > 0 {
         eprintln!("edgeprobe: {left} reports wait in the spool for the broker");
@@ -125,11 +124,7 @@ pub fn run(config: AgentConfig, print_events: bool, capabilities: Vec<String>) -
 /// The measuring side of the capture loop: the core, its packet clock, and where output goes.
 struct Measure<'a> {
     probe: Probe,
-    clock: PacketClock,
-    /// The latest reading of both clocks. One is taken before each batch is read, so every
-    /// frame of the batch was stamped before it: an upper bound on its arrival, without a
-    /// clock read per packet (they cost about 80 ns, a fifth of the agent's per-packet time).
-    reading: Reading,
+    time: LiveTime,
     runtime: &'a tokio::runtime::Runtime,
     publisher: &'a Publisher,
     out: Option<std::io::BufWriter<std::io::Stdout>>,
@@ -142,7 +137,7 @@ struct Measure<'a> {
 
 impl Measure<'_> {
     fn frame(&mut self, ts_nanos: u64, data: &[u8], wire_len: u32) {
-        let ts = self.clock.convert(ts_nanos, self.reading.monotonic);
+        let ts = self.time.frame(ts_nanos);
         let data = &data[..data.len().min(self.snaplen)];
         self.probe.handle_frame(ts, LinkType::Ethernet, data, wire_len);
         // Drain per frame: a full ring holds a hundred thousand frames, and their events must
@@ -166,28 +161,29 @@ impl Measure<'_> {
         }
         self.sample();
         if self.probe.counters().packets > 0 {
-            self.probe.handle_timeout(self.clock.now(self.reading));
+            self.probe.handle_timeout(self.time.now());
         }
         self.drain();
     }
 
     /// Reads both clocks; a step they show is taken out of the packet times from now on.
     fn sample(&mut self) {
-        let reading = read_clocks();
-        self.reading = reading;
-        let before = self.clock.wall_offset();
-        if let Some(offset) = self.clock.observe(reading) {
+        if let Some(step) = self.time.sample(read_clocks(), &mut self.probe) {
             eprintln!(
                 "edgeprobe: the wall clock stepped by {:+.3} s; latencies are unaffected, report windows follow the new time",
-                (offset - before) as f64 / 1e9
+                step as f64 / 1e9
             );
-            self.probe.clock_stepped(self.clock.now(reading), offset);
         }
     }
 
     fn drain(&mut self) {
-        let offset = self.clock.wall_offset();
-        drain(&mut self.probe, self.runtime, self.publisher, self.out.as_mut().map(|w| w as &mut dyn Write), offset);
+        drain(
+            &mut self.probe,
+            self.runtime,
+            self.publisher,
+            self.out.as_mut().map(|w| w as &mut dyn Write),
+            &self.time,
+        );
     }
 }
 
@@ -248,17 +244,17 @@ fn ring_loop(m: &mut Measure<'_>, interfaces: &mut [Interface], ring_config: &Ri
     }
 }
 
-/// Events carry wall time, so their timestamps get the packet clock's `wall_offset` back.
+/// Events carry wall time, so their timestamps get the steps the packet clock took out back.
 fn drain(
     probe: &mut Probe,
     runtime: &tokio::runtime::Runtime,
     publisher: &Publisher,
     mut out: Option<&mut dyn Write>,
-    wall_offset: i64,
+    time: &LiveTime,
 ) {
     while let Some(mut event) = probe.poll_event() {
         if let Some(w) = out.as_mut() {
-            event.ts = Timestamp(event.ts.as_nanos().saturating_add_signed(wall_offset));
+            event.ts = time.wall(event.ts);
             let _ = serde_json::to_writer(&mut **w, &event);
             let _ = w.write_all(b"\n");
             let _ = w.flush();
