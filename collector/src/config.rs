@@ -72,6 +72,9 @@ pub struct BrokerConfig {
     /// The same queue's limit in bytes of the reports it holds, so a burst of large reports
     /// (up to 4 MiB each) cannot take `queue_capacity` times that.
     pub queue_bytes: usize,
+    /// Reports whose window ends more than this past the collector's clock are refused: an
+    /// agent's clock that far ahead (or a forged report) would otherwise hold a window open.
+    pub max_clock_skew_secs: u64,
 }
 
 impl Default for BrokerConfig {
@@ -89,6 +92,7 @@ impl Default for BrokerConfig {
             keep_alive_secs: 30,
             queue_capacity: 4096,
             queue_bytes: 64 << 20,
+            max_clock_skew_secs: 300,
         }
     }
 }

@@ -113,19 +113,57 @@ pub fn subscriptions(config: &BrokerConfig) -> [String; 2] {
     [format!("$share/{}/{TOPIC_PREFIX}+/report", config.share_group), format!("{TOPIC_PREFIX}+/state")]
 }
 
+/// The windows ingest admits, besides the schema's own rules (`Report::check`): none ending
+/// further ahead of the collector's clock than the agents' clocks may be off, none older
+/// than retention keeps.
+#[derive(Clone, Copy, Debug)]
+pub struct Windows {
+    pub max_ahead_ms: i64,
+    /// `None` keeps everything.
+    pub max_age_ms: Option<i64>,
+}
+
+impl Windows {
+    pub fn new(config: &crate::config::CollectorConfig) -> Windows {
+        let ms = |secs: u64| i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let days = config.storage.retention_days;
+        Windows {
+            max_ahead_ms: ms(config.broker.max_clock_skew_secs),
+            max_age_ms: (days > 0).then(|| ms(days.saturating_mul(86_400))),
+        }
+    }
+
+    fn admits(&self, start: u64, end: u64, received_ms: i64) -> bool {
+        let (start, end) = (i64::try_from(start).unwrap_or(i64::MAX), i64::try_from(end).unwrap_or(i64::MAX));
+        end <= received_ms.saturating_add(self.max_ahead_ms)
+            && self.max_age_ms.is_none_or(|age| start >= received_ms.saturating_sub(age))
+    }
+}
+
 /// Classifies one message: work for the writer, nothing to do (an emptied retained state), or
 /// a rejection to count. Only work waits for the writer before it is acknowledged.
-pub fn classify(publish: &Publish, received_ms: i64, codec: &mut Codec) -> Result<Option<Work>, Reject> {
+pub fn classify(
+    publish: &Publish,
+    received_ms: i64,
+    codec: &mut Codec,
+    windows: &Windows,
+) -> Result<Option<Work>, Reject> {
     match parse_topic(&publish.topic) {
         Some(Topic::Report(agent)) => {
             let (report, spans) = codec.decode_with_lines(&publish.payload).map_err(|e| match e {
                 DecodeError::Empty | DecodeError::UnknownEncoding(_) => Reject::Garbage,
                 DecodeError::TooLarge(_) => Reject::Oversized,
                 DecodeError::Version(_) => Reject::Version,
+                DecodeError::Histogram(_) => Reject::Histogram,
+                DecodeError::Count(_) => Reject::Count,
+                DecodeError::Window(_) => Reject::Window,
                 _ => Reject::Malformed,
             })?;
             if report.agent_id != agent {
                 return Err(Reject::AgentMismatch);
+            }
+            if !windows.admits(report.window_start, report.window_end, received_ms) {
+                return Err(Reject::Window);
             }
             // The acknowledgement needs only the packet id. Of the payload, only a packed
             // report's lines are kept (see `Incoming::new`).
@@ -146,7 +184,7 @@ pub fn classify(publish: &Publish, received_ms: i64, codec: &mut Codec) -> Resul
 /// Runs the MQTT side until `shutdown` resolves: reads, classifies and queues messages, and
 /// acknowledges what the writer committed (arriving on `committed`).
 pub async fn run(
-    config: BrokerConfig,
+    config: crate::config::CollectorConfig,
     work: mpsc::Sender<Queued>,
     budget: Budget,
     mut committed: mpsc::UnboundedReceiver<Publish>,
@@ -154,6 +192,8 @@ pub async fn run(
     metrics: Arc<Metrics>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    let windows = Windows::new(&config);
+    let config = config.broker;
     let options = mqtt_options(&config)?;
     let (client, mut eventloop) = AsyncClient::new(options, 1024);
     let acker = client.clone();
@@ -196,7 +236,7 @@ pub async fn run(
                 if is_report {
                     metrics.received.fetch_add(1, Relaxed);
                 }
-                match classify(&p, now, &mut codec) {
+                match classify(&p, now, &mut codec, &windows) {
                     Ok(Some(w)) => {
                         // Waiting here when the writer is behind stops reading from the broker,
                         // which holds the rest: memory stays bounded by `queue_capacity` and

@@ -66,14 +66,19 @@ pub async fn serve(
     let metrics = Arc::new(metrics::Metrics::default());
     let (work_tx, work_rx) = tokio::sync::mpsc::channel(config.broker.queue_capacity);
     let (committed_tx, committed_rx) = tokio::sync::mpsc::unbounded_channel();
-    let writer = writer::Writer { store: writer_store, config: config.clone(), metrics: metrics.clone() };
+    let writer = writer::Writer {
+        store: writer_store,
+        config: config.clone(),
+        metrics: metrics.clone(),
+        failing: Default::default(),
+    };
     let writer_thread =
         std::thread::Builder::new().name("writer".into()).spawn(move || writer.run(work_rx, committed_tx))?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (push_tx, push_rx) = tokio::sync::mpsc::channel(256);
     let ingest = tokio::spawn(ingest::run(
-        config.broker.clone(),
+        config.clone(),
         work_tx,
         ingest::Budget::new(config.broker.queue_bytes),
         committed_rx,

@@ -18,15 +18,25 @@ pub enum Reject {
     /// A topic under `edgeprobe/v1/agents/` that is neither `report` nor `state`, or a state
     /// message that does not parse.
     Topic,
+    /// A histogram that is not one of the schema's, or holds more samples than a window can.
+    Histogram,
+    /// A count no window can hold.
+    Count,
+    /// A window no agent reports: empty, unaligned, of a span that does not divide a day, too
+    /// far in the future or older than retention.
+    Window,
 }
 
-const REJECTS: [(Reject, &str); 6] = [
+const REJECTS: [(Reject, &str); 9] = [
     (Reject::Garbage, "garbage"),
     (Reject::Malformed, "malformed"),
     (Reject::Version, "version"),
     (Reject::Oversized, "oversized"),
     (Reject::AgentMismatch, "agent_mismatch"),
     (Reject::Topic, "topic"),
+    (Reject::Histogram, "histogram"),
+    (Reject::Count, "count"),
+    (Reject::Window, "window"),
 ];
 
 #[derive(Default)]
@@ -35,10 +45,14 @@ pub struct Metrics {
     pub stored: AtomicU64,
     pub duplicates: AtomicU64,
     pub late_after_evaluation: AtomicU64,
-    rejects: [AtomicU64; 6],
+    rejects: [AtomicU64; REJECTS.len()],
     pub states: AtomicU64,
     pub storage_errors: AtomicU64,
     pub windows_evaluated: AtomicU64,
+    /// Evaluations of a window that failed (each try).
+    pub evaluation_failures: AtomicU64,
+    /// Windows set aside after failing every try.
+    pub windows_quarantined: AtomicU64,
     pub unknown_subscribers: AtomicU64,
     pub incidents_opened: AtomicU64,
     pub incidents_resolved: AtomicU64,
@@ -87,6 +101,16 @@ impl Metrics {
             "windows_evaluated_total",
             "Windows evaluated by this collector.",
             self.windows_evaluated.load(Relaxed),
+        );
+        counter(
+            "evaluation_failures_total",
+            "Evaluations of a window that failed (retried, then quarantined).",
+            self.evaluation_failures.load(Relaxed),
+        );
+        counter(
+            "windows_quarantined_total",
+            "Windows set aside unevaluated after every try failed.",
+            self.windows_quarantined.load(Relaxed),
         );
         counter(
             "unknown_subscribers_total",

@@ -25,7 +25,14 @@ pub struct Writer {
     pub store: Store,
     pub config: CollectorConfig,
     pub metrics: Arc<Metrics>,
+    /// Windows whose evaluation failed while the database answered, and how often in a row.
+    pub failing: std::collections::HashMap<i64, u32>,
 }
+
+/// Evaluations of one window that may fail in a row before it is set aside: enough to ride out
+/// a lock or a dropped connection, few enough that stored data cannot hold up the windows after
+/// it (or stop a start) for more than a few ticks.
+const TRIES: u32 = 3;
 
 impl Writer {
     /// Runs until `work` is closed and drained.
@@ -178,16 +185,41 @@ impl Writer {
         Ok(())
     }
 
-    /// Evaluates every ready window, oldest first, then (if `agents`) the agents.
+    /// Evaluates every ready window, oldest first, then (if `agents`) the agents. A window
+    /// whose evaluation fails is retried at the next ticks; after `TRIES` failures in a row
+    /// it is quarantined (left unevaluated, its reports kept for inspection) and the windows
+    /// after it go on.
     pub fn evaluate(&mut self, now_ms: i64, agents: bool) -> crate::store::Result<()> {
         let c = &self.config.correlation;
         let ready = self.store.ready_windows(now_ms, c.grace_secs as i64 * 1000, c.settle_secs as i64 * 1000)?;
         for window in ready {
-            if let Some(s) = correlate::evaluate_window(&mut self.store, &self.config, window, now_ms)? {
-                self.metrics.windows_evaluated.fetch_add(1, Relaxed);
-                self.metrics.unknown_subscribers.fetch_add(s.unknown_subscribers, Relaxed);
-                self.metrics.incidents_opened.fetch_add(s.opened, Relaxed);
-                self.metrics.incidents_resolved.fetch_add(s.resolved, Relaxed);
+            match correlate::evaluate_window(&mut self.store, &self.config, window, now_ms) {
+                Ok(summary) => {
+                    self.failing.remove(&window.0);
+                    if let Some(s) = summary {
+                        self.metrics.windows_evaluated.fetch_add(1, Relaxed);
+                        self.metrics.unknown_subscribers.fetch_add(s.unknown_subscribers, Relaxed);
+                        self.metrics.incidents_opened.fetch_add(s.opened, Relaxed);
+                        self.metrics.incidents_resolved.fetch_add(s.resolved, Relaxed);
+                    }
+                }
+                Err(e) => {
+                    self.metrics.evaluation_failures.fetch_add(1, Relaxed);
+                    let tries = self.failing.entry(window.0).or_default();
+                    *tries += 1;
+                    if *tries < TRIES {
+                        // Later windows wait: incidents open and resolve in window order.
+                        return Err(e);
+                    }
+                    // Only a database that answers may set a window aside.
+                    self.store.quarantine_window(window.0)?;
+                    self.failing.remove(&window.0);
+                    self.metrics.windows_quarantined.fetch_add(1, Relaxed);
+                    eprintln!(
+                        "edgeprobe-collector: window {} quarantined after {TRIES} failed evaluations, going on: {e}",
+                        window.0
+                    );
+                }
             }
         }
         if agents {
@@ -222,5 +254,73 @@ fn recv_timeout(rt: &tokio::runtime::Runtime, rx: &mut mpsc::Receiver<Queued>, w
         Ok(Some(w)) => Recv::Item(w),
         Ok(None) => Recv::Closed,
         Err(_) => Recv::Timeout,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use edgeprobe_wire::{CaptureHealth, Report, SubscriberReport};
+
+    fn report(seq: u64, window_start: i64) -> Report {
+        Report {
+            v: edgeprobe_wire::SCHEMA_VERSION,
+            agent_id: "gw-1".into(),
+            boot_id: "b".into(),
+            seq,
+            window_start: window_start as u64,
+            window_end: window_start as u64 + 60_000,
+            capture: CaptureHealth::default(),
+            subscribers: vec![SubscriberReport {
+                subscriber: "line-1".into(),
+                metrics: Default::default(),
+                counters: Default::default(),
+                services: vec![],
+                journeys: vec![],
+                resolvers: vec![],
+            }],
+            agent: None,
+        }
+    }
+
+    /// A window whose stored data cannot be evaluated is retried, then set aside; the windows
+    /// after it, and a writer started again on the same database, go on.
+    #[test]
+    fn a_window_that_cannot_be_evaluated_is_quarantined_and_the_rest_go_on() {
+        let dir = crate::test_dir("writer-quarantine");
+        let url = dir.to_str().unwrap().to_string();
+        let mut store = Store::open(&url).unwrap();
+        let (bad, good) = (60_000, 120_000);
+        store.store_reports(&[&report(0, bad), &report(1, good)], 0).unwrap();
+        store.damage_lines(bad, b"\xff not a line");
+        let mut writer = Writer {
+            store,
+            config: CollectorConfig::default(),
+            metrics: Default::default(),
+            failing: Default::default(),
+        };
+        let now = 10 * 60_000;
+        for _ in 1..TRIES {
+            assert!(writer.evaluate(now, false).is_err(), "retried while it may still be a passing fault");
+            assert_eq!((writer.store.window_state(bad), writer.store.window_state(good)), (0, 0));
+        }
+        writer.evaluate(now, false).unwrap();
+        assert_eq!((writer.store.window_state(bad), writer.store.window_state(good)), (2, 1));
+        let m = &writer.metrics;
+        let counts = (
+            m.evaluation_failures.load(Relaxed),
+            m.windows_quarantined.load(Relaxed),
+            m.windows_evaluated.load(Relaxed),
+        );
+        assert_eq!(counts, (u64::from(TRIES), 1, 1));
+        // A new start finds nothing left to fail on.
+        let mut again = Writer {
+            store: Store::open(&url).unwrap(),
+            config: CollectorConfig::default(),
+            metrics: Default::default(),
+            failing: Default::default(),
+        };
+        again.evaluate(now, true).unwrap();
+        assert_eq!(again.metrics.evaluation_failures.load(Relaxed), 0);
     }
 }

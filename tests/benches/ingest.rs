@@ -22,7 +22,12 @@ fn golden() -> Report {
 
 /// `n` reports from `agents` agents; each carries `subscribers` subscribers.
 fn payloads(n: usize, agents: usize, subscribers: usize) -> Vec<(String, Vec<u8>)> {
-    let base = golden();
+    let mut base = golden();
+    // A current window: the collector refuses windows older than its retention.
+    let span = base.window_end - base.window_start;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    base.window_start = (now - span) / span * span;
+    base.window_end = base.window_start + span;
     (0..n)
         .map(|i| {
             let mut r = base.clone();

@@ -18,12 +18,13 @@ fn config(broker_port: u16, http_port: u16, storage: &str, broker: &str) -> Stri
     )
 }
 
-/// A real report from a fixture, as the agent would publish it.
+/// A real report from a fixture, as the agent would publish it, moved to the present: the
+/// collector refuses windows older than its retention.
 fn sample_report() -> Report {
     let out = std::process::Command::new(edgeprobe_tests::edgeprobe_bin())
         .arg("replay")
         .arg(fixtures().join("lab_http.pcap"))
-        .arg("--reports")
+        .args(["--reports", "--start-at", "now"])
         .output()
         .unwrap();
     let line = String::from_utf8(out.stdout).unwrap().lines().next().expect("one report").to_string();
@@ -113,8 +114,43 @@ fn bad_input_is_counted_and_valid_reports_are_stored_once() {
     publisher.send(&format!("edgeprobe/v1/agents/{agent}/state"), b"{not json".to_vec());
     // Clearing a retained state is nothing wrong.
     publisher.send(&format!("edgeprobe/v1/agents/{agent}/state"), Vec::new());
+    // What no agent sends: one journey listed twice with 2^62 samples each (their merge once
+    // killed the writer, and again at every start), a count past any window's, and windows
+    // ending at 0, a day ahead and a year back.
+    let mut hostile = report.clone();
+    hostile.seq += 10;
+    let mut h = edgeprobe_wire::histogram::new_histogram();
+    h.record_n(40_000, 1 << 62).unwrap();
+    let journey = edgeprobe_wire::JourneyReport {
+        journey: "selfcare".into(),
+        phase: "care".into(),
+        channel: "app".into(),
+        latency: Some(edgeprobe_wire::WireHistogram::from_histogram(&h)),
+        ok: 1,
+        failed: 0,
+        timeout: 0,
+        abandoned: 0,
+        failed_steps: Default::default(),
+    };
+    hostile.subscribers[0].journeys = vec![journey.clone(), journey];
+    publisher.send(&topic, encode(&hostile, Encoding::Cbor));
+    let mut hostile = report.clone();
+    hostile.seq += 11;
+    hostile.subscribers[0].counters.connects = 1 << 62;
+    publisher.send(&topic, encode(&hostile, Encoding::Cbor));
+    let day = 86_400_000;
+    for (i, (start, end)) in [(report.window_start, 0), (report.window_start + day, report.window_end + day)]
+        .into_iter()
+        .chain([(report.window_start - 365 * day, report.window_end - 365 * day)])
+        .enumerate()
+    {
+        let mut hostile = report.clone();
+        hostile.seq += 20 + i as u64;
+        (hostile.window_start, hostile.window_end) = (start, end);
+        publisher.send(&topic, encode(&hostile, Encoding::Cbor));
+    }
 
-    collector.wait_metric("edgeprobe_collector_reports_received_total", 8.0, Duration::from_secs(20));
+    collector.wait_metric("edgeprobe_collector_reports_received_total", 13.0, Duration::from_secs(20));
     collector.wait_metric("edgeprobe_collector_reports_stored_total", 2.0, Duration::from_secs(20));
     collector.wait_metric("edgeprobe_collector_reports_duplicate_total", 1.0, Duration::from_secs(20));
     let rejected =
@@ -125,6 +161,9 @@ fn bad_input_is_counted_and_valid_reports_are_stored_once() {
     assert_eq!(rejected("oversized"), 1.0);
     assert_eq!(rejected("agent_mismatch"), 1.0);
     assert_eq!(rejected("topic"), 1.0);
+    assert_eq!(rejected("histogram"), 1.0);
+    assert_eq!(rejected("count"), 1.0);
+    assert_eq!(rejected("window"), 3.0);
     assert_eq!(collector.metric("edgeprobe_collector_reports_stored_total"), 2.0);
     assert_eq!(collector.metric("edgeprobe_collector_storage_errors_total"), 0.0);
     assert_eq!(collector.get("/api/v1/health")["status"], "ok");

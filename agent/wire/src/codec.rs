@@ -35,6 +35,12 @@ pub enum DecodeError {
     Version(u16),
     #[error("bad histogram: {0}")]
     Histogram(String),
+    /// Counts no window can hold, which sums and merges could overflow.
+    #[error("impossible count: {0}")]
+    Count(String),
+    /// A window that is no agent's: empty, of a span that does not divide a day, or unaligned.
+    #[error("bad window: {0}")]
+    Window(String),
 }
 
 /// Encodes a report: packed CBOR, or JSON with every field named and every histogram summarised.
@@ -111,13 +117,16 @@ impl Codec {
                 if !(MIN_SCHEMA_VERSION..=SCHEMA_VERSION).contains(&v) {
                     return Err(DecodeError::Version(v));
                 }
-                return self.decode_packed(payload);
+                let (report, spans) = self.decode_packed(payload)?;
+                report.check()?;
+                return Ok((report, spans));
             }
         };
         if !(MIN_SCHEMA_VERSION..=SCHEMA_VERSION).contains(&report.v) {
             return Err(DecodeError::Version(report.v));
         }
         self.summarize(&mut report).map_err(DecodeError::Histogram)?;
+        report.check()?;
         Ok((report, Vec::new()))
     }
 }

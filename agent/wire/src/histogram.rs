@@ -341,6 +341,9 @@ impl HistogramReader {
                     let at = at.ok_or_else(|| HistogramError("counts run past the schema's buckets".into()))?;
                     buckets.counts.push((at, n as u64));
                     buckets.total = buckets.total.saturating_add(n as u64);
+                    if buckets.total > crate::MAX_COUNT {
+                        return Err(HistogramError(format!("more than {} samples", crate::MAX_COUNT)));
+                    }
                 }
                 index += 1;
             }
@@ -423,7 +426,21 @@ impl Default for HistogramEncoder {
 impl HistogramEncoder {
     pub fn encode(&mut self, h: &Histogram<u64>) -> Vec<u8> {
         self.plain.clear();
-        self.v2.serialize(h, &mut self.plain).expect("serializing to memory cannot fail");
+        if self.v2.serialize(h, &mut self.plain).is_err() {
+            // Only a count past i64::MAX fails (V2 writes counts signed): merges of many
+            // reports may get there, each count being bounded. Such counts are written as
+            // i64::MAX, as the sparse writer does.
+            let mut clamped = h.clone();
+            clamped.reset();
+            for v in h.iter_recorded() {
+                let _ = clamped.record_n(v.value_iterated_to(), v.count_at_value().min(i64::MAX as u64));
+            }
+            self.plain.clear();
+            if self.v2.serialize(&clamped, &mut self.plain).is_err() {
+                self.plain.clear();
+                Buckets::default().write_v2(&mut self.plain);
+            }
+        }
         // The V2 counts run only to the largest value's bucket, so the schema's buckets cut
         // short (`new_histogram_upto`) differ from the schema's only in the header's highest
         // trackable value (bytes 24..32).

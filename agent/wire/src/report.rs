@@ -327,22 +327,124 @@ pub struct Counters {
 impl Counters {
     /// Adds `other` into `self`, for folding services together.
     pub fn add(&mut self, other: &Counters) {
-        self.connects += other.connects;
-        self.connect_refused += other.connect_refused;
-        self.connect_timeout += other.connect_timeout;
+        // Saturating: a report's counts are bounded (`Report::check`), their sums over lines
+        // and windows are not.
+        let add = |a: &mut u64, b: u64| *a = a.saturating_add(b);
+        add(&mut self.connects, other.connects);
+        add(&mut self.connect_refused, other.connect_refused);
+        add(&mut self.connect_timeout, other.connect_timeout);
         for (k, v) in &other.dns {
-            *self.dns.entry(k.clone()).or_default() += v;
+            add(self.dns.entry(k.clone()).or_default(), *v);
         }
-        self.tls_ok += other.tls_ok;
-        self.tls_failed += other.tls_failed;
-        self.http_responses += other.http_responses;
-        self.http_4xx += other.http_4xx;
-        self.http_5xx += other.http_5xx;
-        self.flows += other.flows;
-        self.bytes_up += other.bytes_up;
-        self.bytes_down += other.bytes_down;
-        self.retrans_up += other.retrans_up;
-        self.retrans_down += other.retrans_down;
+        add(&mut self.tls_ok, other.tls_ok);
+        add(&mut self.tls_failed, other.tls_failed);
+        add(&mut self.http_responses, other.http_responses);
+        add(&mut self.http_4xx, other.http_4xx);
+        add(&mut self.http_5xx, other.http_5xx);
+        add(&mut self.flows, other.flows);
+        add(&mut self.bytes_up, other.bytes_up);
+        add(&mut self.bytes_down, other.bytes_down);
+        add(&mut self.retrans_up, other.retrans_up);
+        add(&mut self.retrans_down, other.retrans_down);
+    }
+}
+
+/// The most any count of a window may be: 2^40, a trillion transactions. More is no
+/// measurement, and sums of a million lines' counts stay far from overflowing the collector's
+/// 64-bit integers.
+pub const MAX_COUNT: u64 = 1 << 40;
+/// The most bytes one window may count: 2^53, a day at 800 Gb/s.
+pub const MAX_BYTES: u64 = 1 << 53;
+/// The longest window an agent reports (`report_interval_secs` divides a day).
+pub const MAX_WINDOW_MS: u64 = 86_400_000;
+
+impl Report {
+    /// Refuses what no agent sends: a window that is empty, longer than a day, of a span that
+    /// does not divide a day or not aligned to its span, and counts past [`MAX_COUNT`] (bytes
+    /// past [`MAX_BYTES`]). Histograms' counts are checked as they are read.
+    pub fn check(&self) -> Result<(), crate::DecodeError> {
+        let span = self.window_end.checked_sub(self.window_start).filter(|s| *s > 0);
+        let span = span.filter(|s| s % 1000 == 0 && MAX_WINDOW_MS % s == 0);
+        if span.is_none_or(|s| self.window_start % s != 0) {
+            let (start, end) = (self.window_start, self.window_end);
+            return Err(crate::DecodeError::Window(format!(
+                "{start}..{end} ms is not a window of whole seconds dividing a day, aligned to its span"
+            )));
+        }
+        let err = |what: String, v: u64, max: u64| crate::DecodeError::Count(format!("{what} = {v} (at most {max})"));
+        let count =
+            |what: &dyn Fn() -> String, v: u64| if v > MAX_COUNT { Err(err(what(), v, MAX_COUNT)) } else { Ok(()) };
+        let c = &self.capture;
+        if c.bytes > MAX_BYTES {
+            return Err(err("capture.bytes".into(), c.bytes, MAX_BYTES));
+        }
+        let e = &c.evictions;
+        for (name, v) in [
+            ("packets", c.packets),
+            ("kernel_drops", c.kernel_drops),
+            ("unparsed", c.unparsed),
+            ("evictions.flows", e.flows),
+            ("evictions.dns", e.dns),
+            ("evictions.streams", e.streams),
+            ("evictions.fragments", e.fragments),
+            ("evictions.subscribers", e.subscribers),
+            ("evictions.samples", e.samples),
+            ("evictions.dhcp_bindings", e.dhcp_bindings),
+            ("evictions.service_names", e.service_names),
+            ("evictions.episodes", e.episodes),
+        ] {
+            count(&|| format!("capture.{name}"), v)?;
+        }
+        for line in &self.subscribers {
+            let sub = &line.subscriber;
+            let services = line.services.iter().map(|s| (s.service.as_str(), &s.counters));
+            for (service, counters) in std::iter::once(("", &line.counters)).chain(services) {
+                let at = |name: &str| format!("subscriber {sub} service {service:?} {name}");
+                for (name, v) in [("bytes_up", counters.bytes_up), ("bytes_down", counters.bytes_down)] {
+                    if v > MAX_BYTES {
+                        return Err(err(at(name), v, MAX_BYTES));
+                    }
+                }
+                let Counters { connects, connect_refused, connect_timeout, tls_ok, tls_failed, http_responses, .. } =
+                    *counters;
+                let Counters { http_4xx, http_5xx, flows, retrans_up, retrans_down, .. } = *counters;
+                for (name, v) in [
+                    ("connects", connects),
+                    ("connect_refused", connect_refused),
+                    ("connect_timeout", connect_timeout),
+                    ("tls_ok", tls_ok),
+                    ("tls_failed", tls_failed),
+                    ("http_responses", http_responses),
+                    ("http_4xx", http_4xx),
+                    ("http_5xx", http_5xx),
+                    ("flows", flows),
+                    ("retrans_up", retrans_up),
+                    ("retrans_down", retrans_down),
+                ] {
+                    count(&|| at(name), v)?;
+                }
+                for (rcode, v) in &counters.dns {
+                    count(&|| at(&format!("dns.{rcode}")), *v)?;
+                }
+            }
+            for j in &line.journeys {
+                let at = |name: &str| format!("subscriber {sub} journey {:?} {name}", j.journey);
+                for (name, v) in
+                    [("ok", j.ok), ("failed", j.failed), ("timeout", j.timeout), ("abandoned", j.abandoned)]
+                {
+                    count(&|| at(name), v)?;
+                }
+                for (step, v) in &j.failed_steps {
+                    count(&|| at(&format!("failed_steps.{step}")), *v)?;
+                }
+            }
+            for r in &line.resolvers {
+                for (rcode, v) in &r.dns {
+                    count(&|| format!("subscriber {sub} resolver {} dns.{rcode}", r.resolver), *v)?;
+                }
+            }
+        }
+        Ok(())
     }
 }
 

@@ -644,6 +644,16 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Sets a window aside whose evaluation keeps failing: it is never evaluated (`evaluated`
+    /// 2), and its reports stay for inspection until retention removes them.
+    pub fn quarantine_window(&mut self, window_start: i64) -> Result<()> {
+        self.db.execute(
+            "UPDATE windows SET evaluated = 2 WHERE window_start = ? AND evaluated = 0",
+            &[window_start.into()],
+        )?;
+        Ok(())
+    }
+
     /// Every subscriber's part of every report of a window (one per agent that saw it).
     pub fn window_lines(&mut self, window_start: i64) -> Result<Vec<SubscriberReport>> {
         let rows =
@@ -1157,6 +1167,21 @@ impl Store {
     /// The number of rows in `table`.
     pub fn rows(&mut self, table: &str) -> i64 {
         self.db.query(&format!("SELECT COUNT(*) FROM {table}"), &[]).unwrap()[0].int(0)
+    }
+
+    /// Overwrites the stored lines of a window with `bytes`, as a damaged disk or an old bug would.
+    pub fn damage_lines(&mut self, window_start: i64, bytes: &[u8]) {
+        self.db
+            .execute(
+                "UPDATE lines SET report = ? WHERE window_start = ?",
+                &[bytes.to_vec().into(), window_start.into()],
+            )
+            .unwrap();
+    }
+
+    /// A window's `evaluated` state: 0 waiting, 1 evaluated, 2 quarantined.
+    pub fn window_state(&mut self, window_start: i64) -> i64 {
+        self.db.query("SELECT evaluated FROM windows WHERE window_start = ?", &[window_start.into()]).unwrap()[0].int(0)
     }
 }
 

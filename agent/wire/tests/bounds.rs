@@ -1,0 +1,140 @@
+//! What no agent sends is refused at decode, in every encoding: histograms and counts past
+//! what a window can hold (their sums and merges would overflow the collector's integers) and
+//! windows that are no agent's. And encoding a merge, however large, never panics.
+
+use edgeprobe_wire::histogram::new_histogram;
+use edgeprobe_wire::*;
+
+/// One bucket of `n` samples.
+fn samples(n: u64) -> WireHistogram {
+    let mut h = new_histogram();
+    h.record_n(40_000, n).unwrap();
+    WireHistogram::from_histogram(&h)
+}
+
+/// A one-line report of a 60-second window, with a journey of `n` samples listed twice.
+fn report(n: u64) -> Report {
+    let journey = JourneyReport {
+        journey: "selfcare".into(),
+        phase: "care".into(),
+        channel: "app".into(),
+        latency: Some(samples(n)),
+        ok: 1,
+        failed: 0,
+        timeout: 0,
+        abandoned: 0,
+        failed_steps: Default::default(),
+    };
+    Report {
+        v: SCHEMA_VERSION,
+        agent_id: "gw-1".into(),
+        boot_id: "b".into(),
+        seq: 0,
+        window_start: 1_700_000_040_000,
+        window_end: 1_700_000_100_000,
+        capture: CaptureHealth::default(),
+        subscribers: vec![SubscriberReport {
+            subscriber: "line-1".into(),
+            metrics: Metrics { dns: Some(samples(n)), ..Metrics::default() },
+            counters: Counters::default(),
+            services: vec![],
+            journeys: vec![journey.clone(), journey],
+            resolvers: vec![],
+        }],
+        agent: None,
+    }
+}
+
+fn decode_all(report: &Report) -> Vec<Result<Report, DecodeError>> {
+    let mut codec = Codec::default();
+    [encode(report, Encoding::Cbor), encode(report, Encoding::Json), to_cbor(report)]
+        .iter()
+        .map(|bytes| codec.decode(bytes))
+        .collect()
+}
+
+#[test]
+fn histograms_past_a_windows_count_are_refused() {
+    for n in [MAX_COUNT + 1, 1 << 62, i64::MAX as u64] {
+        for result in decode_all(&report(n)) {
+            assert!(matches!(result, Err(DecodeError::Histogram(_))), "{n}: {result:?}");
+        }
+    }
+    for result in decode_all(&report(MAX_COUNT)) {
+        assert_eq!(result.unwrap().subscribers[0].journeys[0].latency.as_ref().unwrap().count, MAX_COUNT);
+    }
+}
+
+#[test]
+fn merges_past_i64_are_encoded_saturated_not_panicked() {
+    let mut merged = new_histogram();
+    for _ in 0..3 {
+        merged.add(samples(1 << 62).histogram().unwrap()).unwrap();
+    }
+    let wire = WireHistogram::from_histogram(&merged);
+    let back = wire.histogram().unwrap();
+    assert_eq!(back.count_at(40_000), i64::MAX as u64);
+}
+
+#[test]
+fn counts_past_a_windows_are_refused() {
+    type Change = fn(&mut Report);
+    let cases: [(&str, Change); 6] = [
+        ("connects", |r| r.subscribers[0].counters.connects = MAX_COUNT + 1),
+        ("dns rcode", |r| {
+            r.subscribers[0].counters.dns.insert("NOERROR".into(), u64::MAX);
+        }),
+        ("bytes", |r| r.subscribers[0].counters.bytes_down = MAX_BYTES + 1),
+        ("journey", |r| r.subscribers[0].journeys[0].failed = 1 << 62),
+        ("capture", |r| r.capture.packets = u64::MAX),
+        ("service", |r| {
+            r.subscribers[0].services.push(ServiceReport {
+                service: "video".into(),
+                metrics: Metrics::default(),
+                counters: Counters { retrans_up: MAX_COUNT + 1, ..Counters::default() },
+            })
+        }),
+    ];
+    for (what, change) in cases {
+        let mut r = report(10);
+        change(&mut r);
+        for result in decode_all(&r) {
+            assert!(matches!(result, Err(DecodeError::Count(_))), "{what}: {result:?}");
+        }
+    }
+    let mut r = report(10);
+    r.subscribers[0].counters.bytes_down = MAX_BYTES;
+    r.subscribers[0].counters.connects = MAX_COUNT;
+    assert!(decode_all(&r).into_iter().all(|d| d.is_ok()));
+}
+
+#[test]
+fn windows_no_agent_reports_are_refused() {
+    let minute = 60_000;
+    let start = 1_700_000_040_000;
+    for (window_start, window_end) in [
+        (start, 0),
+        (start, start),
+        (start + minute, start),
+        (start, start + 7_000),
+        (start + 1_000, start + 1_000 + minute),
+        (start, start + 2 * 86_400_000),
+        (start, start + 1_500),
+        (0, u64::MAX),
+        (u64::MAX - 59_999, u64::MAX),
+    ] {
+        let mut r = report(10);
+        (r.window_start, r.window_end) = (window_start, window_end);
+        for result in decode_all(&r) {
+            assert!(matches!(result, Err(DecodeError::Window(_))), "{window_start}..{window_end}: {result:?}");
+        }
+    }
+    // Every span that divides a day, aligned to itself, is some agent's.
+    for secs in [1, 5, 10, 60, 300, 3_600, 86_400] {
+        let span = secs * 1000;
+        let mut r = report(10);
+        r.window_start = start / span * span;
+        r.window_end = r.window_start + span;
+        assert!(decode_all(&r).into_iter().all(|d| d.is_ok()), "{secs} s");
+    }
+}
