@@ -93,8 +93,45 @@ impl AgentConfig {
             let (line, column) = find_journey(text);
             errors.push(ConfigError { file: file.into(), line, column, message: format!("journeys: {reason}") });
         }
+        if let Some(Err(reason)) = config.agent.id.as_deref().map(edgeprobe_wire::mqtt::check_agent_id) {
+            let (line, column) = find_key(text, "agent", "id");
+            errors.push(ConfigError { file: file.into(), line, column, message: format!("agent.id: {reason}") });
+        }
+        if let (Some(memory), Ok(())) = (physical_memory(), config.measure.validate()) {
+            let tables = config.measure.table_bytes();
+            if tables > u128::from(memory) {
+                let (line, column) = find_key(text, "measure", "flow_capacity");
+                let gib = |b: u128| b as f64 / f64::from(1u32 << 30);
+                errors.push(ConfigError {
+                    file: file.into(),
+                    line,
+                    column,
+                    message: format!(
+                        "measure: full tables would take {:.1} GiB, more than this machine's {:.1} GiB of memory \
+                         (flow_capacity, dns_capacity, stream_capacity x tls_hello_max_bytes, fragment_slots x \
+                         fragment_max_bytes, sample_capacity)",
+                        gib(tables),
+                        gib(u128::from(memory))
+                    ),
+                });
+            }
+        }
         if errors.is_empty() { Ok(config) } else { Err(errors) }
     }
+}
+
+/// The machine's physical memory in bytes, from /proc/meminfo.
+fn physical_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib = info
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    Some(kib * 1024)
 }
 
 /// The first `[[journeys]]` table, where a journey error is reported.
@@ -143,6 +180,41 @@ mod tests {
         let err = AgentConfig::parse("a.toml", "[agent]\nid = \"x\"\n[measure]\ndns_capacity = 0\n").unwrap_err();
         assert_eq!(err[0].line, 4);
         assert!(err[0].to_string().starts_with("a.toml:4:1: measure.dns_capacity"));
+    }
+
+    /// Every check that `run` would otherwise fail on, or lose data to, names its field.
+    #[test]
+    fn what_run_would_fail_on_is_refused() {
+        let dir = std::env::temp_dir().join(format!("edgeprobe-config-check-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let secret = dir.join("secret");
+        std::fs::write(&secret, "pw\n").unwrap();
+        let (d, s) = (dir.display(), secret.display());
+        let cases = [
+            ("[agent]\nid = \"gw/1\"\n", "agent.id"),
+            ("[agent]\nid = \"gw-#\"\n", "agent.id"),
+            ("[agent]\nid = \"+\"\n", "agent.id"),
+            ("[agent]\nid = \"\"\n", "agent.id"),
+            ("[measure]\nflow_capacity = 2147483647\n", "full tables would take"),
+            ("[measure]\ndns_capacity = 1000000000000\n", "full tables would take"),
+            (&format!("[mqtt]\nusername = \"u\"\npassword_file = \"{d}\"\n"), "not a regular file"),
+            (&format!("[mqtt]\nusername = \"u\"\npassword_file = \"{d}/missing\"\n"), "mqtt.password_file"),
+            (&format!("[mqtt]\npassword_file = \"{s}\"\n"), "mqtt.username"),
+            ("[mqtt]\nurl = \"mqtts://127.0.0.1:8883\"\n", "mqtt.ca_file"),
+            (&format!("[mqtt]\nca_file = \"{d}/ca.pem\"\n"), "mqtt.ca_file"),
+            (&format!("[mqtt]\nca_file = \"{s}\"\n"), "mqtt.ca_file"),
+            ("[mqtt]\nspool_dir = \"/etc/passwd\"\n", "mqtt.spool_dir"),
+            ("[mqtt]\nspool_dir = \"/etc/passwd/spool\"\n", "mqtt.spool_dir"),
+        ];
+        for (text, expected) in cases {
+            let err = AgentConfig::parse("a.toml", text).expect_err(text);
+            assert!(err.iter().any(|e| e.message.contains(expected)), "{text}: {err:?}");
+        }
+        let fine = format!(
+            "[agent]\nid = \"gw-1.lab_a\"\n[mqtt]\nusername = \"u\"\npassword_file = \"{s}\"\nspool_dir = \"{d}/spool\"\n"
+        );
+        AgentConfig::parse("a.toml", &fine).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

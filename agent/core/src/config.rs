@@ -87,6 +87,21 @@ pub struct ConfigError {
 }
 
 impl CoreConfig {
+    /// The most the core's tables can take when every one is full, in bytes: the flow table
+    /// and its timers, pending DNS queries, TCP streams each holding a whole ClientHello,
+    /// fragment buffers and the window's latency samples. The rest (services, episodes,
+    /// names) is small beside them. A bound to compare with the machine, not a measurement.
+    pub fn table_bytes(&self) -> u128 {
+        let n = |v: usize| v as u128;
+        n(self.flow_capacity) * n(crate::flow::FlowTable::bytes_per_flow() + 2 * 16)
+            + n(self.dns_capacity) * n(crate::dns::DnsTracker::bytes_per_query())
+            + n(self.stream_capacity) * n(self.tls_hello_max_bytes + 256)
+            + n(self.fragment_slots) * n(self.fragment_max_bytes)
+            + n(self.sample_capacity) * 12
+            + n(self.episode_capacity) * 256
+            + n(self.service_cache_capacity) * 128
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         let positive = |field: &'static str, n: usize| {
             if n == 0 { Err(ConfigError { field, reason: "must be at least 1".into() }) } else { Ok(()) }

@@ -65,6 +65,12 @@ pub struct DnsTracker {
 }
 
 impl DnsTracker {
+    /// What one pending query may take at most: its table slot, two expiry entries, and a
+    /// query name of the longest a name can be.
+    pub fn bytes_per_query() -> usize {
+        std::mem::size_of::<(TxKey, Pending)>() + 1 + 2 * std::mem::size_of::<(Timestamp, TxKey, u64)>() + 255
+    }
+
     pub fn new(capacity: usize, timeout_ns: u64) -> Self {
         DnsTracker {
             pending: HashMap::with_capacity(capacity),

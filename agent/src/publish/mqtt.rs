@@ -97,6 +97,42 @@ impl MqttConfig {
         if self.spool_max_bytes < 4096 {
             return Err(("spool_max_bytes", "must be at least 4096".into()));
         }
+        if self.username.is_none() && sources.iter().any(|s| *s) {
+            return Err(("username", "a password is sent only with a username; set username".into()));
+        }
+        if let Some(id) = &self.client_id {
+            if id.is_empty() || id.len() > 65_535 || id.chars().any(|c| c.is_control()) {
+                return Err(("client_id", "must be 1 to 65535 bytes of printable characters".into()));
+            }
+        }
+        for (field, path) in
+            [("password_file", &self.password_file), ("cert_file", &self.cert_file), ("key_file", &self.key_file)]
+        {
+            if let Some(path) = path {
+                readable_file(path).map_err(|e| (field, e))?;
+            }
+        }
+        if let Some(ca) = &self.ca_file {
+            readable_file(ca).map_err(|e| ("ca_file", e))?;
+            // What start would do with the files: a certificate that does not parse, or a key
+            // that is not the certificate's, fails here.
+            tls_config(self).map_err(|e| ("ca_file", format!("{e:#}")))?;
+        } else if parse_url(&self.url).is_ok_and(|(tls, _, _)| tls) {
+            return Err(("ca_file", "mqtts:// needs ca_file (the system roots are not read)".into()));
+        }
+        if let Some(dir) = &self.spool_dir {
+            match std::fs::metadata(dir) {
+                Ok(m) if !m.is_dir() => return Err(("spool_dir", format!("{} is not a directory", dir.display()))),
+                Ok(_) => {}
+                // Created at start, so its nearest existing ancestor must be a directory.
+                Err(_) => {
+                    let parent = dir.ancestors().skip(1).find(|a| a.as_os_str().is_empty() || a.exists());
+                    if let Some(p) = parent.filter(|p| !p.as_os_str().is_empty() && !p.is_dir()) {
+                        return Err(("spool_dir", format!("{} is not a directory", p.display())));
+                    }
+                }
+            }
+        }
         Ok(())
     }
 
@@ -112,6 +148,16 @@ impl MqttConfig {
             return std::env::var(var).map(Some).with_context(|| format!("password_env {var} is not set"));
         }
         Ok(None)
+    }
+}
+
+/// A file that exists, is a regular file (not a directory) and can be read.
+fn readable_file(path: &std::path::Path) -> Result<(), String> {
+    let what = path.display();
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_file() => Err(format!("{what} is not a regular file")),
+        Ok(_) => std::fs::File::open(path).map(drop).map_err(|e| format!("{what}: {e}")),
+        Err(e) => Err(format!("{what}: {e}")),
     }
 }
 

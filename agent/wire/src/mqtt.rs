@@ -25,10 +25,29 @@ pub enum Topic<'a> {
     State(&'a str),
 }
 
+/// The longest agent id: topics stay short, and the id is a key in every stored report.
+pub const MAX_AGENT_ID_BYTES: usize = 128;
+
+/// Checks that `id` can be an agent's topic level: not empty, at most
+/// [`MAX_AGENT_ID_BYTES`], and free of `/`, the wildcards `+` and `#` (a broker treats them as
+/// filters, and one such id once crashed an embedded broker), and control characters.
+pub fn check_agent_id(id: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if id.len() > MAX_AGENT_ID_BYTES {
+        return Err(format!("must be at most {MAX_AGENT_ID_BYTES} bytes, got {}", id.len()));
+    }
+    if let Some(c) = id.chars().find(|c| matches!(c, '/' | '+' | '#') || c.is_control()) {
+        return Err(format!("must not contain {c:?}: it is one MQTT topic level"));
+    }
+    Ok(())
+}
+
 pub fn parse_topic(topic: &str) -> Option<Topic<'_>> {
     let rest = topic.strip_prefix(TOPIC_PREFIX)?;
     let (agent, kind) = rest.split_once('/')?;
-    if agent.is_empty() || agent.contains(['+', '#']) {
+    if check_agent_id(agent).is_err() {
         return None;
     }
     match kind {
@@ -76,6 +95,8 @@ pub fn tls_config(
     for cert in CertificateDer::pem_file_iter(ca).with_context(|| format!("ca_file {}", ca.display()))? {
         roots.add(cert.with_context(|| format!("ca_file {}", ca.display()))?)?;
     }
+    // No root would fail every handshake, later and less clearly.
+    anyhow::ensure!(!roots.is_empty(), "ca_file {} holds no PEM certificate", ca.display());
     let builder = builder.with_root_certificates(roots);
     Ok(match client {
         Some((cert, key)) => {
@@ -83,6 +104,7 @@ pub fn tls_config(
                 .with_context(|| format!("cert_file {}", cert.display()))?
                 .collect::<Result<Vec<_>, _>>()
                 .with_context(|| format!("cert_file {}", cert.display()))?;
+            anyhow::ensure!(!chain.is_empty(), "cert_file {} holds no PEM certificate", cert.display());
             let key = PrivateKeyDer::from_pem_file(key).with_context(|| format!("key_file {}", key.display()))?;
             builder.with_client_auth_cert(chain, key)?
         }
