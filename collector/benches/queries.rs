@@ -121,6 +121,7 @@ fn bench(label: &str, url: &str) {
         push_wake: Default::default(),
         incidents: tokio::sync::watch::channel(0).1,
         logins: Default::default(),
+        throttle: Default::default(),
     });
     let rt = tokio::runtime::Runtime::new().unwrap();
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();

@@ -26,6 +26,7 @@ pub struct ApiState {
     pub incidents: tokio::sync::watch::Receiver<u64>,
     /// Logins proven by their password hash.
     pub logins: crate::auth::Verified,
+    pub throttle: crate::auth::Throttle,
 }
 
 type Shared = Arc<ApiState>;
@@ -86,8 +87,27 @@ async fn health(State(state): State<Shared>) -> Result<Json<Value>, ApiError> {
     .await
 }
 
-async fn agents(State(state): State<Shared>) -> Result<Json<Value>, ApiError> {
-    with_store(&state, |store, _| Ok(Json(json!({"agents": store.agents()?})))).await
+#[derive(Deserialize)]
+struct PageQuery {
+    /// At most this many (up to 10,000); without it, every agent, as before pages existed.
+    limit: Option<usize>,
+    /// The `next` of the page before.
+    after: Option<String>,
+}
+
+/// Agents in id order. With `limit`, one page of them and `next`, the `after` of the next
+/// page (null on the last).
+async fn agents(State(state): State<Shared>, Query(q): Query<PageQuery>) -> Result<Json<Value>, ApiError> {
+    with_store(&state, move |store, _| {
+        let after = q.after.unwrap_or_default();
+        let Some(limit) = q.limit.map(|n| n.clamp(1, 10_000)) else {
+            return Ok(Json(json!({"agents": store.agents_page(&after, None)?})));
+        };
+        let agents = store.agents_page(&after, Some(limit))?;
+        let next = agents.last().filter(|_| agents.len() == limit).map(|a| a.agent_id.clone());
+        Ok(Json(json!({"agents": agents, "next": next})))
+    })
+    .await
 }
 
 async fn customer(State(state): State<Shared>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {

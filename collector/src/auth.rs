@@ -6,6 +6,12 @@
 //! Passwords may be given as bcrypt hashes. A bcrypt check takes tens of milliseconds on
 //! purpose, and a browser sends the password with every request, so a login once proven is
 //! remembered (by a digest, in a bounded set) and checks run one at a time off the runtime.
+//!
+//! Guessing is throttled ([`Throttle`]): per client address and per user name, failures past
+//! a few make the next try wait, doubling, and many lock out for a while; a client address
+//! checks one login at a time, so a flood from a few addresses holds a few places in the
+//! queue for bcrypt, not all of it, and a real login waits behind at most one check per
+//! guessing address.
 
 use crate::api::ApiState;
 use crate::config::{AuthConfig, Login, Role, Token};
@@ -15,8 +21,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use sha2::{Digest, Sha256};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Who made a request, put in its extensions by [`require`].
 #[derive(Clone, Debug)]
@@ -158,13 +166,152 @@ pub async fn identify(auth: &AuthConfig, verified: &Verified, headers: &HeaderMa
     }
 }
 
-/// Middleware: with a login configured, a request without valid credentials gets 401.
+/// Failures a client address or user name may have before tries wait.
+const FREE_FAILURES: u32 = 5;
+/// Failures that lock an address or name out for [`LOCKOUT`].
+const LOCK_FAILURES: u32 = 20;
+const LOCKOUT: Duration = Duration::from_secs(15 * 60);
+/// The longest wait between tries before the lockout.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Records kept of each kind; past this the oldest are forgotten.
+const RECORDS: usize = 4096;
+/// Client addresses that check a login at once are spread over this many queues.
+const QUEUES: usize = 64;
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Who {
+    Address(IpAddr),
+    User(String),
+    /// An address that has proven this user's login: the user's own lockout spares it.
+    Known(IpAddr, String),
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Record {
+    failures: u32,
+    last: Instant,
+    blocked_until: Instant,
+}
+
+/// Failed logins by client address and user name (see the module's notes).
+pub struct Throttle {
+    records: Mutex<HashMap<Who, Record>>,
+    queues: Vec<tokio::sync::Mutex<()>>,
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Throttle { records: Mutex::new(HashMap::new()), queues: (0..QUEUES).map(|_| Default::default()).collect() }
+    }
+}
+
+impl Throttle {
+    /// How long `address` must wait before trying `user`'s login (or any, without a name).
+    fn wait(&self, address: IpAddr, user: Option<&str>, now: Instant) -> Option<Duration> {
+        let records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        let known = user.is_some_and(|u| records.contains_key(&Who::Known(address, u.to_string())));
+        let mut who = vec![Who::Address(address)];
+        who.extend(user.filter(|_| !known).map(|u| Who::User(u.to_string())));
+        who.iter()
+            .filter_map(|w| records.get(w))
+            .map(|r| r.blocked_until.saturating_duration_since(now))
+            .max()
+            .filter(|d| !d.is_zero())
+    }
+
+    fn failed(&self, address: IpAddr, user: Option<&str>, now: Instant) {
+        let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        for who in std::iter::once(Who::Address(address)).chain(user.map(|u| Who::User(u.to_string()))) {
+            if !records.contains_key(&who) {
+                make_room(&mut records, now);
+            }
+            let r = records.entry(who).or_insert(Record { failures: 0, last: now, blocked_until: now });
+            if now.duration_since(r.last) > LOCKOUT {
+                r.failures = 0;
+            }
+            r.failures += 1;
+            r.last = now;
+            r.blocked_until = match r.failures {
+                n if n >= LOCK_FAILURES => now + LOCKOUT,
+                n if n > FREE_FAILURES => {
+                    now + MAX_BACKOFF.min(Duration::from_secs(1 << (n - FREE_FAILURES - 1).min(16)))
+                }
+                _ => now,
+            };
+        }
+    }
+
+    fn succeeded(&self, address: IpAddr, user: Option<&str>, now: Instant) {
+        let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        records.remove(&Who::Address(address));
+        if let Some(u) = user {
+            make_room(&mut records, now);
+            records.insert(Who::Known(address, u.to_string()), Record { failures: 0, last: now, blocked_until: now });
+        }
+    }
+
+    /// The queue `address` checks its logins in, one at a time.
+    async fn turn(&self, address: IpAddr) -> tokio::sync::MutexGuard<'_, ()> {
+        let mut h = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(&address, &mut h);
+        self.queues[std::hash::Hasher::finish(&h) as usize % QUEUES].lock().await
+    }
+}
+
+/// Forgets records past their lockout, then, if still full, the oldest quarter: one pass now
+/// and then, not one per failure.
+fn make_room(records: &mut HashMap<Who, Record>, now: Instant) {
+    if records.len() < RECORDS * 3 {
+        return;
+    }
+    records.retain(|_, r| now.duration_since(r.last) <= LOCKOUT);
+    if records.len() >= RECORDS * 3 {
+        let mut lasts: Vec<Instant> = records.values().map(|r| r.last).collect();
+        let (_, cutoff, _) = lasts.select_nth_unstable(records.len() / 4);
+        let cutoff = *cutoff;
+        records.retain(|_, r| r.last > cutoff);
+    }
+}
+
+/// The user name of a basic-auth header, for throttling.
+fn basic_name(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, credentials) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(credentials.trim()).ok()?;
+    let (name, _) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
+    Some(name.to_string())
+}
+
+/// Middleware: with a login configured, a request without valid credentials gets 401, and a
+/// client that guessed too often 429 until its wait is over.
 pub async fn require(State(state): State<Arc<ApiState>>, mut request: Request, next: Next) -> Response {
     let auth = &state.config.http.auth;
     let user = if auth.enabled() {
-        match identify(auth, &state.logins, request.headers()).await {
-            Some(user) => user,
+        let headers = request.headers();
+        let address = request.extensions().get::<axum::extract::ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        let address = address.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let name = basic_name(headers);
+        let tried = headers.contains_key(header::AUTHORIZATION);
+        let throttle = &state.throttle;
+        let _turn = if tried { Some(throttle.turn(address).await) } else { None };
+        if let Some(wait) = tried.then(|| throttle.wait(address, name.as_deref(), Instant::now())).flatten() {
+            state.metrics.logins_throttled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let secs = wait.as_secs().max(1).to_string();
+            return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, secs)], "too many failed logins\n")
+                .into_response();
+        }
+        match identify(auth, &state.logins, headers).await {
+            Some(user) => {
+                throttle.succeeded(address, name.as_deref(), Instant::now());
+                user
+            }
             None => {
+                if tried {
+                    throttle.failed(address, name.as_deref(), Instant::now());
+                }
                 state.metrics.auth_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return (
                     StatusCode::UNAUTHORIZED,
@@ -267,6 +414,54 @@ mod tests {
         assert!(id(basic("carol", "operator-pass")).await.is_none());
         assert!(id(basic("alice", "hashed-pass")).await.is_none());
         assert_eq!(v.proven.lock().unwrap().len(), 1, "only proven logins are remembered");
+    }
+
+    #[test]
+    fn failed_logins_wait_longer_then_lock_out_and_a_known_address_keeps_its_user() {
+        let t = Throttle::default();
+        let (guesser, operator, other) = ([10, 0, 0, 1].into(), [10, 0, 0, 2].into(), [10, 0, 0, 3].into());
+        let start = Instant::now();
+        t.succeeded(operator, Some("alice"), start);
+        let mut waits = Vec::new();
+        for i in 0..LOCK_FAILURES {
+            let now = start + Duration::from_secs(u64::from(i));
+            waits.push(t.wait(guesser, Some("alice"), now).map_or(0, |d| d.as_secs()));
+            t.failed(guesser, Some("alice"), now);
+        }
+        // Free tries, then waits that double, each counted from the failure before.
+        assert_eq!(&waits[..7], &[0, 0, 0, 0, 0, 0, 0]);
+        let now = start + Duration::from_secs(u64::from(LOCK_FAILURES));
+        let locked = t.wait(guesser, Some("alice"), now).unwrap();
+        assert!(locked > Duration::from_secs(14 * 60), "{locked:?}");
+        // The name is locked for everyone but the address that proved it before.
+        assert!(t.wait(other, Some("alice"), now).is_some());
+        assert!(t.wait(other, Some("bob"), now).is_none());
+        assert!(t.wait(operator, Some("alice"), now).is_none());
+        // The lockout ends.
+        assert!(t.wait(guesser, Some("alice"), now + LOCKOUT).is_none());
+
+        let t = Throttle::default();
+        let at = |secs: u64| start + Duration::from_secs(secs);
+        for _ in 0..=FREE_FAILURES {
+            t.failed(guesser, None, at(0));
+        }
+        assert_eq!(t.wait(guesser, None, at(0)), Some(Duration::from_secs(1)));
+        t.failed(guesser, None, at(1));
+        assert_eq!(t.wait(guesser, None, at(1)), Some(Duration::from_secs(2)));
+        t.failed(guesser, None, at(3));
+        assert_eq!(t.wait(guesser, None, at(3)), Some(Duration::from_secs(4)));
+        t.succeeded(guesser, None, at(7));
+        assert_eq!(t.wait(guesser, None, at(7)), None, "a success clears the address");
+    }
+
+    #[test]
+    fn throttle_records_are_bounded() {
+        let t = Throttle::default();
+        let now = Instant::now();
+        for i in 0..20_000u32 {
+            t.failed(IpAddr::from(i.to_be_bytes()), Some(&format!("user-{i}")), now);
+        }
+        assert!(t.records.lock().unwrap().len() <= RECORDS * 3);
     }
 
     #[test]

@@ -122,6 +122,14 @@ pub struct HttpConfig {
     pub tls_key_file: Option<PathBuf>,
     /// With users or tokens here, the console, the API and /metrics answer only to them.
     pub auth: AuthConfig,
+    /// Connections served at once; more wait to be accepted.
+    pub max_connections: usize,
+    /// Connections from one client address at once; more are closed.
+    pub max_connections_per_address: usize,
+    /// A request's headers, and an idle connection's next request, must arrive within this.
+    pub header_read_timeout_secs: u64,
+    /// A request (its body included) must be answered within this.
+    pub request_timeout_secs: u64,
 }
 
 impl HttpConfig {
@@ -138,6 +146,10 @@ impl Default for HttpConfig {
             tls_cert_file: None,
             tls_key_file: None,
             auth: AuthConfig::default(),
+            max_connections: 512,
+            max_connections_per_address: 64,
+            header_read_timeout_secs: 10,
+            request_timeout_secs: 30,
         }
     }
 }
@@ -407,6 +419,23 @@ impl CollectorConfig {
         }
         if c.tick_secs == 0 {
             return fail("correlation.tick_secs", "must be at least 1");
+        }
+        let h = &self.http;
+        for (field, n) in [
+            ("http.max_connections", h.max_connections as u64),
+            ("http.max_connections_per_address", h.max_connections_per_address as u64),
+            ("http.header_read_timeout_secs", h.header_read_timeout_secs),
+            ("http.request_timeout_secs", h.request_timeout_secs),
+        ] {
+            if n == 0 {
+                return fail(field, "must be at least 1");
+            }
+        }
+        if h.max_connections > 1 << 20 || h.header_read_timeout_secs > 3600 || h.request_timeout_secs > 86_400 {
+            return fail(
+                "http.max_connections",
+                "at most 2^20 connections, a 3600 s header and a 86400 s request timeout",
+            );
         }
         if !self.plans.contains_key("default") {
             return fail("plans", "a [plans.default] table is required for customers on unlisted plans");

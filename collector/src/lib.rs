@@ -13,6 +13,7 @@ pub mod config;
 pub mod console;
 pub mod correlate;
 pub mod customers;
+pub mod http;
 pub mod https;
 pub mod ingest;
 pub mod metrics;
@@ -95,6 +96,7 @@ pub async fn serve(
         push_wake: wake.clone(),
         incidents,
         logins: Default::default(),
+        throttle: Default::default(),
     });
     tokio::spawn(push::run(state.clone(), push_tx, wake, stop_rx.clone()));
     tokio::spawn(console::watch_incidents(state.clone(), incidents_tx));
@@ -102,13 +104,15 @@ pub async fn serve(
     let stopped = async move {
         let _ = http_stop.changed().await;
     };
-    let router = api::router(state);
+    let limits = http::Limits::new(&state.config.http);
+    let metrics = state.metrics.clone();
+    let router = http::harden(api::router(state), limits);
     let http = match tls {
         Some(tls) => {
             let listener = https::TlsListener::new(listener, tls)?;
-            tokio::spawn(async move { axum::serve(listener, router).with_graceful_shutdown(stopped).await })
+            tokio::spawn(http::serve(listener, router, limits, metrics, stopped))
         }
-        None => tokio::spawn(async move { axum::serve(listener, router).with_graceful_shutdown(stopped).await }),
+        None => tokio::spawn(http::serve(listener, router, limits, metrics, stopped)),
     };
     shutdown.await;
     let _ = stop_tx.send(true);

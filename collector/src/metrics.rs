@@ -68,6 +68,10 @@ pub struct Metrics {
     pub mqtt_reconnects: AtomicU64,
     /// HTTP requests refused for want of valid credentials.
     pub auth_failures: AtomicU64,
+    /// Requests refused because their address or user name failed to log in too often.
+    pub logins_throttled: AtomicU64,
+    /// Connections closed at once because their address had too many open.
+    pub http_connections_refused: AtomicU64,
 }
 
 impl Metrics {
@@ -133,6 +137,16 @@ impl Metrics {
             "http_auth_failures_total",
             "HTTP requests refused for want of valid credentials.",
             self.auth_failures.load(Relaxed),
+        );
+        counter(
+            "http_logins_throttled_total",
+            "HTTP requests refused (429) while their address or user name waits after failed logins.",
+            self.logins_throttled.load(Relaxed),
+        );
+        counter(
+            "http_connections_refused_total",
+            "HTTP connections closed at once because their address had max_connections_per_address open.",
+            self.http_connections_refused.load(Relaxed),
         );
         let _ = writeln!(
             out,

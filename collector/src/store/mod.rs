@@ -881,23 +881,33 @@ impl Store {
     // ---- agents
 
     pub fn agents(&mut self) -> Result<Vec<Agent>> {
+        self.agents_page("", None)
+    }
+
+    /// Agents whose id sorts after `after`, in id order, at most `limit` of them.
+    pub fn agents_page(&mut self, after: &str, limit: Option<usize>) -> Result<Vec<Agent>> {
+        let page = limit.map_or(String::new(), |n| format!(" LIMIT {n}"));
+        let rows = self.db.query(
+            &format!(
+                "SELECT agent_id, online, stopped, boot_id, version, capabilities, state_ms, last_report_ms, \
+                 last_window_ms, reports, capture, health, config_version, config_error FROM agents \
+                 WHERE agent_id > ? ORDER BY agent_id{page}"
+            ),
+            &[after.into()],
+        )?;
+        let Some(last) = rows.last().map(|r| r.text(0)) else { return Ok(Vec::new()) };
         let nodes = self.db.query(
             &format!(
                 "SELECT DISTINCT s.agent_id, c.access_node FROM agent_subscribers s \
                  JOIN customers c ON c.subscriber_id = s.subscriber_id WHERE {STILL_THE_AGENTS} \
-                 ORDER BY s.agent_id, c.access_node"
+                 AND s.agent_id > ? AND s.agent_id <= ? ORDER BY s.agent_id, c.access_node"
             ),
-            &[],
+            &[after.into(), last.as_str().into()],
         )?;
         let mut by_agent: HashMap<String, Vec<String>> = HashMap::new();
         for r in nodes {
             by_agent.entry(r.text(0)).or_default().push(r.text(1));
         }
-        let rows = self.db.query(
-            "SELECT agent_id, online, stopped, boot_id, version, capabilities, state_ms, last_report_ms, last_window_ms, \
-             reports, capture, health, config_version, config_error FROM agents ORDER BY agent_id",
-            &[],
-        )?;
         Ok(rows
             .iter()
             .map(|r| Agent {
@@ -1360,4 +1370,33 @@ pub(crate) fn move_samples_to_lines(db: &mut dyn Backend) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Agents page by id: each page follows the last, and together they are the whole list.
+    #[test]
+    fn agents_page_in_id_order() {
+        let dir = crate::test_dir("agents-pages");
+        let mut store = Store::open(dir.to_str().unwrap()).unwrap();
+        let state: crate::model::AgentState = serde_json::from_str(r#"{"online": true}"#).unwrap();
+        for i in [3, 1, 4, 10, 5, 9, 2, 6] {
+            store.record_state(&format!("gw-{i:02}"), &state, 1, false).unwrap();
+        }
+        let all: Vec<String> = store.agents().unwrap().into_iter().map(|a| a.agent_id).collect();
+        let mut pages = Vec::new();
+        let mut after = String::new();
+        loop {
+            let page: Vec<String> =
+                store.agents_page(&after, Some(3)).unwrap().into_iter().map(|a| a.agent_id).collect();
+            let Some(last) = page.last().cloned() else { break };
+            pages.push(page);
+            after = last;
+        }
+        assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [3, 3, 2]);
+        assert_eq!(pages.concat(), all);
+        assert!(all.is_sorted() && all.len() == 8, "{all:?}");
+    }
 }

@@ -1,0 +1,357 @@
+//! Attacks on the collector's HTTP side, each with its bound asserted as a number: a flood of
+//! password guesses from 40 addresses (the loopback network has many), trickled headers and
+//! idle sockets, framing and cross-origin requests. After each the collector must still
+//! answer, and its open descriptors and memory must come back.
+//!
+//! The MQTT side's attacks (reports with impossible counts and windows) are in
+//! `collector_ingest.rs`; the agent's config checks in its unit tests.
+
+use edgeprobe_tests::collector::{Collector, free_port};
+use edgeprobe_tests::{have, prerequisite};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// The tests here measure time and load: one at a time, so that none is the others' noise.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn scratch(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("edgeprobe-hostile-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A collector on the embedded broker, with `http` settings added to `[http]`.
+fn start(tag: &str, http: &str, auth: Option<String>) -> (PathBuf, Collector) {
+    let dir = scratch(tag);
+    let port = free_port();
+    let config = format!(
+        "[broker]\nembedded_listen = \"127.0.0.1:{}\"\n[storage]\nurl = \"{}\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n{http}\n",
+        free_port(),
+        dir.join("data").display()
+    );
+    let collector = Collector::start_with_auth(&dir, "collector", port, &config, auth);
+    (dir, collector)
+}
+
+fn port_of(collector: &Collector) -> u16 {
+    collector.base.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+/// A connection from `from` (any 127.x.y.z address) to the collector.
+fn connect(from: Ipv4Addr, port: u16) -> std::io::Result<TcpStream> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    socket.bind(&SocketAddr::from((from, 0)).into())?;
+    socket.connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)).into(), Duration::from_secs(5))?;
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    Ok(stream)
+}
+
+/// One request from `from`; the status and the response's head.
+fn request(from: Ipv4Addr, port: u16, head: &str) -> (u16, String) {
+    let Ok(mut s) = connect(from, port) else { return (0, String::new()) };
+    if s.write_all(format!("{head}Host: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n").as_bytes()).is_err() {
+        return (0, String::new());
+    }
+    let mut response = Vec::new();
+    let _ = s.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let head = text.split("\r\n\r\n").next().unwrap_or("").to_string();
+    (status, head)
+}
+
+fn basic(user: &str, password: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Authorization: Basic {}\r\n",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+/// A bcrypt hash from Apache's htpasswd, of the cost given.
+fn bcrypt(password: &str, cost: u32) -> String {
+    let out = std::process::Command::new("htpasswd")
+        .args(["-nbB", "-C", &cost.to_string(), "x", password])
+        .output()
+        .expect("htpasswd");
+    String::from_utf8(out.stdout).unwrap().trim().trim_start_matches("x:").to_string()
+}
+
+/// Puts the calling thread at the lowest CPU priority. The attackers share the machine's two
+/// cores with the collector and with the measured client; this way they do not take the CPU
+/// the measured login needs on this side, and what is measured is the collector's queueing.
+fn lowest_priority() {
+    let tid = std::fs::read_link("/proc/thread-self").unwrap();
+    let tid = tid.file_name().unwrap().to_str().unwrap().to_string();
+    let status = std::process::Command::new("renice").args(["-n", "19", "-p", &tid]).output().unwrap().status;
+    assert!(status.success(), "renice");
+}
+
+fn open_descriptors(collector: &Collector) -> usize {
+    std::fs::read_dir(format!("/proc/{}/fd", collector.pid().unwrap())).map_or(0, |d| d.count())
+}
+
+fn resident_kib(collector: &Collector) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", collector.pid().unwrap())).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// 40 addresses guess alice's password as fast as the collector lets them. Each is soon made
+/// to wait, then locked out; the name is locked for every address but the one alice logged in
+/// from before. A first login, which needs a bcrypt check (from an address never
+/// seen), waits behind at most one check per guessing address, and no guess runs while its
+/// address waits: without the throttle it queued behind all 40.
+#[test]
+fn guessing_passwords_is_throttled_and_a_real_login_stays_fast() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    if !prerequisite(have("htpasswd"), "htpasswd (apache2-utils)") {
+        return;
+    }
+    // Cost 8 keeps the debug build's checks near a tenth of a second each.
+    let mut auth = String::new();
+    let firsts = ["carol", "dave", "erin"];
+    let users = [("alice", "alice-secret-1"), ("bob", "bob-secret-22")];
+    for (name, password) in users.into_iter().chain(firsts.map(|n| (n, "first-login-3"))) {
+        let hash = bcrypt(password, 8);
+        auth += &format!("[[http.auth.users]]\nname = \"{name}\"\npassword_hash = \"{hash}\"\nrole = \"read\"\n");
+    }
+    let (dir, collector) =
+        start("guess", &auth, Some(basic("alice", "alice-secret-1").trim_end().replace("Authorization: ", "")));
+    let port = port_of(&collector);
+    let alice_home = Ipv4Addr::new(127, 0, 0, 200);
+    let health = "GET /api/v1/health HTTP/1.1\r\n";
+    assert_eq!(request(alice_home, port, &format!("{health}{}", basic("alice", "alice-secret-1"))).0, 200);
+    // One uncontended check, for scale.
+    let t = Instant::now();
+    assert_eq!(
+        request(Ipv4Addr::new(127, 0, 0, 210), port, &format!("{health}{}", basic("bob", "bob-secret-22"))).0,
+        200
+    );
+    let alone = t.elapsed();
+
+    let on = Arc::new(AtomicBool::new(true));
+    let (tries, refused) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let guessers: Vec<_> = (0..40u8)
+        .map(|i| {
+            let (on, tries, refused) = (on.clone(), tries.clone(), refused.clone());
+            std::thread::spawn(move || {
+                lowest_priority();
+                let from = Ipv4Addr::new(127, 0, 1, 10 + i);
+                let mut n = 0u64;
+                while on.load(Ordering::Relaxed) {
+                    n += 1;
+                    let (status, _) =
+                        request(from, port, &format!("{health}{}", basic("alice", &format!("guess-{n}"))));
+                    tries.fetch_add(1, Ordering::Relaxed);
+                    if status == 429 {
+                        refused.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(3));
+    // Three first logins, each from an address of its own; their median is what is judged.
+    let mut firsts: Vec<(Duration, (u16, String))> = firsts
+        .iter()
+        .zip(211u8..)
+        .map(|(name, host)| {
+            let t = Instant::now();
+            let answer =
+                request(Ipv4Addr::new(127, 0, 0, host), port, &format!("{health}{}", basic(name, "first-login-3")));
+            (t.elapsed(), answer)
+        })
+        .collect();
+    firsts.sort_by_key(|(took, _)| *took);
+    let median = firsts[1].0;
+    let alice = request(alice_home, port, &format!("{health}{}", basic("alice", "alice-secret-1")));
+    let stranger =
+        request(Ipv4Addr::new(127, 0, 0, 212), port, &format!("{health}{}", basic("alice", "alice-secret-1")));
+    on.store(false, Ordering::Relaxed);
+    guessers.into_iter().for_each(|g| g.join().unwrap());
+    let (tries, refused) = (tries.load(Ordering::Relaxed), refused.load(Ordering::Relaxed));
+    eprintln!(
+        "guessing: {tries} guesses, {refused} refused with 429; first logins took {:?} under the flood, \
+         {alone:?} alone",
+        firsts.iter().map(|(t, _)| *t).collect::<Vec<_>>()
+    );
+    assert!(firsts.iter().all(|(_, (status, _))| *status == 200), "{firsts:?}");
+    assert!(
+        median < alone * 4 + Duration::from_millis(500),
+        "first logins waited {median:?} (median; {alone:?} alone)"
+    );
+    assert_eq!(alice.0, 200, "alice, from where she logged in before: {}", alice.1);
+    assert_eq!(stranger.0, 429, "alice's name from a new address while it is locked: {}", stranger.1);
+    assert!(stranger.1.to_ascii_lowercase().contains("retry-after:"), "{}", stranger.1);
+    // Each address gets its free tries and a few backed-off ones, then only refusals.
+    assert!(refused * 10 >= tries * 9, "{refused} of {tries} refused");
+    assert!(collector.metric("edgeprobe_collector_http_logins_throttled_total") >= refused as f64);
+    drop(collector);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Sockets that trickle their headers, or say nothing, are closed at the header-read timeout.
+/// One address may hold `max_connections_per_address`; more are closed at once, so four
+/// hosts opening 50 sockets each leave room for everyone else. Then 100 silent sockets from
+/// 100 addresses: no more than `max_connections` are served at once, the rest wait to be
+/// accepted. Either way the collector's descriptors and memory stay bounded, and come back.
+#[test]
+fn trickled_headers_and_idle_sockets_are_closed_and_capped() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let limits = "max_connections = 48\nmax_connections_per_address = 8\nheader_read_timeout_secs = 2\n";
+    let (dir, collector) = start("slow", limits, None);
+    let port = port_of(&collector);
+    let idle_fds = open_descriptors(&collector);
+    let idle_rss = resident_kib(&collector);
+    let flood = |clients: u16, addresses: u16, hold: Duration| {
+        let on = Arc::new(AtomicBool::new(true));
+        let lifetimes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let threads: Vec<_> = (0..clients)
+            .map(|i| {
+                let (on, lifetimes) = (on.clone(), lifetimes.clone());
+                std::thread::spawn(move || {
+                    let from = Ipv4Addr::new(127, 0, 2, (i % addresses) as u8 + 1);
+                    while on.load(Ordering::Relaxed) {
+                        let Ok(mut s) = connect(from, port) else { continue };
+                        let opened = Instant::now();
+                        // Half trickle a header line every 300 ms, half say nothing at all.
+                        let trickle = i % 2 == 0;
+                        if trickle {
+                            let _ = s.write_all(b"GET /api/v1/health HTTP/1.1\r\n");
+                        }
+                        s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+                        let mut buf = [0u8; 512];
+                        let closed = loop {
+                            match s.read(&mut buf) {
+                                Ok(0) => break true,
+                                Ok(_) => {}
+                                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
+                                Err(_) if opened.elapsed() > hold => break false,
+                                Err(_) => {}
+                            }
+                            if trickle && s.write_all(b"X-Slow: 1\r\n").is_err() {
+                                break true;
+                            }
+                        };
+                        if closed {
+                            lifetimes.lock().unwrap().push(opened.elapsed());
+                        }
+                        // Back at it soon, as a client that wants in would be, without spinning
+                        // the machine's two cores on reconnects.
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                })
+            })
+            .collect();
+        (on, lifetimes, threads)
+    };
+    let peak = |collector: &Collector| {
+        let mut peak = 0;
+        for _ in 0..20 {
+            peak = peak.max(open_descriptors(collector));
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        peak
+    };
+
+    // Four hosts, 50 sockets each.
+    let (on, lifetimes, threads) = flood(200, 4, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(2));
+    let t = Instant::now();
+    let (status, _) = request(Ipv4Addr::new(127, 0, 3, 1), port, "GET /api/v1/health HTTP/1.1\r\n");
+    let served_in = t.elapsed();
+    let peak_fds = peak(&collector);
+    let peak_rss = resident_kib(&collector);
+    on.store(false, Ordering::Relaxed);
+    threads.into_iter().for_each(|t| t.join().unwrap());
+    let lifetimes = lifetimes.lock().unwrap().clone();
+    let longest = lifetimes.iter().max().copied().unwrap_or_default();
+    let refused = collector.metric("edgeprobe_collector_http_connections_refused_total");
+    eprintln!(
+        "four hosts: {} connections closed ({refused} at once), the longest after {longest:?}; descriptors \
+         {idle_fds} idle, {peak_fds} at peak; a real request waited {served_in:?}; resident {idle_rss} KiB idle, \
+         {peak_rss} KiB at peak",
+        lifetimes.len()
+    );
+    assert_eq!(status, 200, "a real request under the flood");
+    assert!(served_in < Duration::from_secs(1), "a real request waited {served_in:?}");
+    assert!(lifetimes.len() >= 200 && refused >= 100.0, "{} closed, {refused} at once", lifetimes.len());
+    assert!(longest < Duration::from_secs(4), "a slow client was held {longest:?}");
+    assert!(peak_fds <= idle_fds + 4 * 8 + 4, "{peak_fds} descriptors open ({idle_fds} idle, 4 x 8 allowed)");
+    assert!(peak_rss < idle_rss + 32 * 1024, "resident {peak_rss} KiB, {idle_rss} KiB idle");
+
+    // 100 silent sockets from 100 hosts, held up to 10 s: 48 are served at a time.
+    let (on, lifetimes, threads) = flood(100, 100, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(1));
+    let peak_fds = peak(&collector);
+    on.store(false, Ordering::Relaxed);
+    threads.into_iter().for_each(|t| t.join().unwrap());
+    std::thread::sleep(Duration::from_secs(3));
+    let after_fds = open_descriptors(&collector);
+    let after_rss = resident_kib(&collector);
+    eprintln!(
+        "a hundred hosts: {} connections closed; descriptors {peak_fds} at peak, {after_fds} after; resident \
+         {after_rss} KiB after",
+        lifetimes.lock().unwrap().len()
+    );
+    assert!(peak_fds <= idle_fds + 48 + 4, "{peak_fds} descriptors open ({idle_fds} idle, 48 connections allowed)");
+    assert!(after_fds <= idle_fds + 2, "{after_fds} descriptors open after ({idle_fds} idle)");
+    assert_eq!(collector.get("/api/v1/health")["status"], "ok");
+    drop(collector);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every answer forbids framing, sniffing and foreign scripts; a state-changing request that
+/// names another origin is refused before it is authenticated, one that names this origin (or
+/// none, as an operator's script) is not.
+#[test]
+fn answers_refuse_framing_and_other_origins() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let auth = "[[http.auth.users]]\nname = \"op\"\npassword = \"op-password-1\"\nrole = \"operator\"\n";
+    let (dir, collector) =
+        start("origin", auth, Some(basic("op", "op-password-1").trim_end().replace("Authorization: ", "")));
+    let port = port_of(&collector);
+    let me = Ipv4Addr::LOCALHOST;
+    let login = basic("op", "op-password-1");
+    for (what, head) in [
+        ("the console", format!("GET / HTTP/1.1\r\n{login}")),
+        ("the API", format!("GET /api/v1/health HTTP/1.1\r\n{login}")),
+        ("a refusal", "GET /api/v1/health HTTP/1.1\r\n".to_string()),
+    ] {
+        let (status, head) = request(me, port, &head);
+        let head = head.to_ascii_lowercase();
+        for header in [
+            "content-security-policy: default-src 'self'",
+            "frame-ancestors 'none'",
+            "x-frame-options: deny",
+            "x-content-type-options: nosniff",
+            "referrer-policy: no-referrer",
+        ] {
+            assert!(head.contains(header), "{what} ({status}) lacks {header}:\n{head}");
+        }
+    }
+    let ack = "POST /api/v1/incidents/999/ack HTTP/1.1\r\nContent-Length: 0\r\n";
+    let cases = [
+        ("Origin: http://evil.example\r\n".to_string(), 403),
+        ("Referer: http://evil.example/page\r\n".to_string(), 403),
+        (format!("Origin: http://127.0.0.1:{}\r\n", port + 1), 403),
+        (format!("Origin: http://127.0.0.1:{port}\r\n"), 404),
+        (format!("Referer: http://127.0.0.1:{port}/incidents/999\r\n"), 404),
+        (String::new(), 404),
+    ];
+    for (extra, expected) in cases {
+        let (status, head) = request(me, port, &format!("{ack}{login}{extra}"));
+        assert_eq!(status, expected, "{extra:?}:\n{head}");
+    }
+    // Refused before authentication: a foreign page learns nothing about the login.
+    assert_eq!(request(me, port, &format!("{ack}Origin: http://evil.example\r\n")).0, 403);
+    drop(collector);
+    let _ = std::fs::remove_dir_all(&dir);
+}
