@@ -34,12 +34,33 @@ pub struct Parsed {
 const REQUIRED: [&str; 8] =
     ["customer_id", "subscriber_id", "segment", "plan", "region", "access_node", "monthly_value", "contact_opt_out"];
 
+/// The largest `monthly_value` taken: more is a typo or an attack, and sums of a million
+/// customers' values must stay exact enough to rank incidents by.
+pub const MAX_MONTHLY_VALUE: f64 = 1e9;
+/// The longest id, and the longest other field, in bytes.
+const MAX_ID_BYTES: usize = 256;
+const MAX_FIELD_BYTES: usize = 4096;
+
 /// Parses a customer CSV. A missing required column fails the whole file; anything wrong
-/// within a row fails only that row. Duplicate ids within the file: the later row wins, and
-/// the earlier one is reported.
-pub fn parse_csv(input: impl std::io::Read) -> Result<Parsed, String> {
-    let mut reader = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(input);
-    let header = reader.headers().map_err(|e| format!("line 1: unreadable header: {e}"))?.clone();
+/// within a row fails only that row, named by its line. A quote left open does not swallow
+/// the rest of the file: a record that runs over several lines and then has the wrong number
+/// of fields is reported at the line it began on, and reading goes on from the next line.
+/// Duplicate ids within the file: the later row wins, and the earlier one is reported. Who
+/// owns a subscriber is judged on the file's final rows, so a customer that moves to another
+/// line frees its old one for a later row.
+pub fn parse_csv(mut input: impl std::io::Read) -> Result<Parsed, String> {
+    let mut text = Vec::new();
+    input.read_to_end(&mut text).map_err(|e| format!("unreadable: {e}"))?;
+    let builder = || {
+        let mut b = csv::ReaderBuilder::new();
+        b.flexible(true).trim(csv::Trim::All).has_headers(false);
+        b
+    };
+    let mut reader = builder().from_reader(&text[..]);
+    let mut header = csv::StringRecord::new();
+    if !reader.read_record(&mut header).map_err(|e| format!("line 1: unreadable header: {e}"))? {
+        return Err("line 1: missing header".into());
+    }
     let column = |name: &str| header.iter().position(|h| h.eq_ignore_ascii_case(name));
     let mut index = [0usize; 8];
     for (i, name) in REQUIRED.iter().enumerate() {
@@ -49,87 +70,118 @@ pub fn parse_csv(input: impl std::io::Read) -> Result<Parsed, String> {
         header.iter().enumerate().filter(|(i, _)| !index.contains(i)).map(|(i, h)| (i, h.to_string())).collect();
 
     let mut parsed = Parsed::default();
-    let mut seen: BTreeMap<String, (usize, u64)> = BTreeMap::new();
-    let mut seen_subscriber: BTreeMap<String, String> = BTreeMap::new();
-    for record in reader.records() {
-        let record = match record {
-            Ok(r) => r,
+    // Rows as read, each with its line; later rows for the same customer replace earlier ones.
+    let mut rows: Vec<(u64, Customer)> = Vec::new();
+    let mut by_id: BTreeMap<String, usize> = BTreeMap::new();
+    // Where the reader started in `text`, and that place's line number.
+    let (mut base, mut base_line) = (0usize, 1u64);
+    let mut record = csv::StringRecord::new();
+    loop {
+        let read = reader.read_record(&mut record);
+        let end = reader.position().clone();
+        let start = match &read {
+            Ok(_) => record.position().cloned().unwrap_or_else(|| end.clone()),
+            Err(e) => e.position().cloned().unwrap_or_else(|| end.clone()),
+        };
+        let line = base_line + start.line() - 1;
+        match read {
+            Ok(false) => break,
+            Ok(true) => {}
             Err(e) => {
-                let line = e.position().map_or(0, |p| p.line());
                 parsed.errors.push(RowError { line, reason: format!("unreadable row: {e}") });
                 continue;
             }
-        };
-        let line = record.position().map_or(0, |p| p.line());
+        }
         if record.len() != header.len() {
+            let last = base_line + end.line().saturating_sub(2).max(start.line()) - 1;
+            if last > line && record.iter().any(|f| f.contains('\n')) {
+                // A quote opened here and closed lines later, or never: report it, and read
+                // again from the next line as if the quote were not there.
+                parsed.errors.push(RowError {
+                    line,
+                    reason: format!("a quote opened on this line is not closed before line {}", last + 1),
+                });
+                let at = base + start.byte() as usize;
+                let next = text[at..].iter().position(|&b| b == b'\n').map_or(text.len(), |i| at + i + 1);
+                (base, base_line) = (next, line + 1);
+                reader = builder().from_reader(&text[next..]);
+                continue;
+            }
             let reason = format!("{} fields, header has {}", record.len(), header.len());
             parsed.errors.push(RowError { line, reason });
             continue;
         }
-        let field = |i: usize| record.get(index[i]).unwrap_or("").to_string();
-        let row = (|| -> Result<Customer, String> {
-            let customer_id = field(0);
-            let subscriber_id = field(1);
-            for (name, value) in [("customer_id", &customer_id), ("subscriber_id", &subscriber_id)] {
-                if value.is_empty() {
-                    return Err(format!("{name} is empty"));
+        match customer(&record, &index, &extra) {
+            Ok(c) => match by_id.get(&c.customer_id) {
+                Some(&slot) => {
+                    let earlier = rows[slot].0;
+                    let reason = format!("customer_id {:?} appears again on line {line}; that row wins", c.customer_id);
+                    parsed.errors.push(RowError { line: earlier, reason });
+                    rows[slot] = (line, c);
                 }
-            }
-            let value = field(6);
-            let monthly_value: f64 = value.parse().map_err(|_| format!("monthly_value {value:?} is not a number"))?;
-            if !monthly_value.is_finite() || monthly_value < 0.0 {
-                return Err(format!("monthly_value {value:?} must be a non-negative number"));
-            }
-            let opt = field(7);
-            let contact_opt_out = match opt.to_ascii_lowercase().as_str() {
-                "true" | "yes" | "1" => true,
-                "false" | "no" | "0" | "" => false,
-                _ => return Err(format!("contact_opt_out {opt:?} is not true or false")),
-            };
-            let attributes =
-                extra.iter().map(|(i, name)| (name.clone(), record.get(*i).unwrap_or("").to_string())).collect();
-            Ok(Customer {
-                customer_id,
-                subscriber_id,
-                segment: field(2),
-                plan: field(3),
-                region: field(4),
-                access_node: field(5),
-                monthly_value,
-                contact_opt_out,
-                attributes,
-            })
-        })();
-        match row {
-            Ok(customer) => {
-                if let Some(owner) = seen_subscriber.get(&customer.subscriber_id) {
-                    if *owner != customer.customer_id {
-                        let reason =
-                            format!("subscriber_id {:?} already belongs to customer {owner:?}", customer.subscriber_id);
-                        parsed.errors.push(RowError { line, reason });
-                        continue;
-                    }
+                None => {
+                    by_id.insert(c.customer_id.clone(), rows.len());
+                    rows.push((line, c));
                 }
-                seen_subscriber.insert(customer.subscriber_id.clone(), customer.customer_id.clone());
-                if let Some((slot, earlier)) = seen.get(&customer.customer_id).copied() {
-                    parsed.errors.push(RowError {
-                        line: earlier,
-                        reason: format!(
-                            "customer_id {:?} appears again on line {line}; that row wins",
-                            customer.customer_id
-                        ),
-                    });
-                    seen.insert(customer.customer_id.clone(), (slot, line));
-                    parsed.customers[slot] = customer;
-                } else {
-                    seen.insert(customer.customer_id.clone(), (parsed.customers.len(), line));
-                    parsed.customers.push(customer);
-                }
-            }
+            },
             Err(reason) => parsed.errors.push(RowError { line, reason }),
         }
     }
+    // One subscriber, one customer, among the final rows: the first by line keeps it.
+    rows.sort_by_key(|(line, _)| *line);
+    let mut owner: BTreeMap<String, String> = BTreeMap::new();
+    for (line, c) in rows {
+        if let Some(other) = owner.get(&c.subscriber_id) {
+            let reason = format!("subscriber_id {:?} already belongs to customer {other:?}", c.subscriber_id);
+            parsed.errors.push(RowError { line, reason });
+            continue;
+        }
+        owner.insert(c.subscriber_id.clone(), c.customer_id.clone());
+        parsed.customers.push(c);
+    }
+    parsed.errors.sort_by_key(|e| e.line);
     Ok(parsed)
+}
+
+/// One row's customer, or why it is none.
+fn customer(record: &csv::StringRecord, index: &[usize; 8], extra: &[(usize, String)]) -> Result<Customer, String> {
+    let field = |i: usize| record.get(index[i]).unwrap_or("").to_string();
+    let customer_id = field(0);
+    let subscriber_id = field(1);
+    for (name, value) in [("customer_id", &customer_id), ("subscriber_id", &subscriber_id)] {
+        if value.is_empty() {
+            return Err(format!("{name} is empty"));
+        }
+        if value.len() > MAX_ID_BYTES || value.chars().any(char::is_control) {
+            return Err(format!("{name} must be at most {MAX_ID_BYTES} bytes of printable characters"));
+        }
+    }
+    if let Some(long) = record.iter().position(|f| f.len() > MAX_FIELD_BYTES) {
+        return Err(format!("field {} is longer than {MAX_FIELD_BYTES} bytes", long + 1));
+    }
+    let value = field(6);
+    let monthly_value: f64 = value.parse().map_err(|_| format!("monthly_value {value:?} is not a number"))?;
+    if !(0.0..=MAX_MONTHLY_VALUE).contains(&monthly_value) {
+        return Err(format!("monthly_value {value:?} must be a number from 0 to {MAX_MONTHLY_VALUE}"));
+    }
+    let opt = field(7);
+    let contact_opt_out = match opt.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "1" => true,
+        "false" | "no" | "0" | "" => false,
+        _ => return Err(format!("contact_opt_out {opt:?} is not true or false")),
+    };
+    let attributes = extra.iter().map(|(i, name)| (name.clone(), record.get(*i).unwrap_or("").to_string())).collect();
+    Ok(Customer {
+        customer_id,
+        subscriber_id,
+        segment: field(2),
+        plan: field(3),
+        region: field(4),
+        access_node: field(5),
+        monthly_value,
+        contact_opt_out,
+        attributes,
+    })
 }
 
 #[cfg(test)]
@@ -157,6 +209,63 @@ mod tests {
         assert!(parsed.errors[4].reason.contains("already belongs"));
         assert_eq!(parsed.customers[0].attributes["tier"], "gold");
         assert!(parsed.customers[1].contact_opt_out);
+    }
+
+    const HEADER: &str = "customer_id,subscriber_id,segment,plan,region,access_node,monthly_value,contact_opt_out\n";
+
+    /// A quote left open is one error at its line; every row after it still loads. A quoted
+    /// field may still hold a line break when the record comes out whole.
+    #[test]
+    fn an_unterminated_quote_is_one_bad_row_not_the_rest_of_the_file() {
+        let mut csv = HEADER.to_string();
+        for i in 1..=10 {
+            let segment = match i {
+                4 => "\"residential".to_string(),
+                7 => "\"two\nlines\"".to_string(),
+                _ => "residential".to_string(),
+            };
+            csv += &format!("C{i},S{i},{segment},fiber,north,OLT-1,10,false\n");
+        }
+        let parsed = parse_csv(csv.as_bytes()).unwrap();
+        let ids: Vec<_> = parsed.customers.iter().map(|c| c.customer_id.as_str()).collect();
+        assert_eq!(ids, ["C1", "C2", "C3", "C5", "C6", "C7", "C8", "C9", "C10"], "{:?}", parsed.errors);
+        assert_eq!(parsed.errors.len(), 1, "{:?}", parsed.errors);
+        assert_eq!(parsed.errors[0].line, 5);
+        assert!(parsed.errors[0].reason.contains("quote"), "{}", parsed.errors[0].reason);
+        assert_eq!(parsed.customers[5].segment, "two\nlines");
+        // Line numbers after the two-line row count both of its lines.
+        let csv = format!("{HEADER}C1,S1,\"a\nb\",p,r,n,1,false\nC2,S2,x,p,r,n,oops,false\n\"C3,S3,x,p,r,n,1,false\n");
+        let parsed = parse_csv(csv.as_bytes()).unwrap();
+        let lines: Vec<_> = parsed.errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [4, 5], "{:?}", parsed.errors);
+    }
+
+    /// Ownership is judged on the file's final rows: C1 moves from S1 to S2, so S1 is free for
+    /// C2 on a later line; two final rows for one line keep the first.
+    #[test]
+    fn a_customer_that_moves_frees_its_old_line() {
+        let csv = format!(
+            "{HEADER}C1,S1,r,p,r,n,1,false\nC1,S2,r,p,r,n,1,false\nC2,S1,r,p,r,n,1,false\nC3,S1,r,p,r,n,1,false\n"
+        );
+        let parsed = parse_csv(csv.as_bytes()).unwrap();
+        let owners: Vec<_> =
+            parsed.customers.iter().map(|c| (c.customer_id.as_str(), c.subscriber_id.as_str())).collect();
+        assert_eq!(owners, [("C1", "S2"), ("C2", "S1")]);
+        let lines: Vec<_> = parsed.errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [2, 5], "{:?}", parsed.errors);
+    }
+
+    #[test]
+    fn numbers_and_sizes_are_bounded() {
+        let long = "x".repeat(5000);
+        let csv = format!(
+            "{HEADER}C1,S1,r,p,r,n,1e308,false\nC2,S2,r,p,r,n,-1,false\nC3,S3,r,p,r,n,NaN,false\nC4,S4,{long},p,r,n,1,false\n\
+             C5,S5,r,p,r,n,999999999,false\n"
+        );
+        let parsed = parse_csv(csv.as_bytes()).unwrap();
+        let lines: Vec<_> = parsed.errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [2, 3, 4, 5], "{:?}", parsed.errors);
+        assert_eq!(parsed.customers.len(), 1);
     }
 
     #[test]
