@@ -18,6 +18,15 @@ bin="$root/target/debug"
 sed -e "s/127.0.0.1:11883/127.0.0.1:$mqtt_port/" -e "s/127.0.0.1:8080/$http/" \
     -e "s|\"edgeprobe-demo\"|\"$work/data\"|" "$root/config/quickstart.toml" >"$work/collector.toml"
 
+# Each agent logs in to the embedded broker with a login of its own.
+lines=(line-a1 line-a2 line-a3 line-b1 line-b2 line-b3 line-c1 line-c2 line-c3)
+declare -A password
+printf '[broker.embedded_users]\n' >>"$work/collector.toml"
+for line in "${lines[@]}"; do
+    password[$line]=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
+    printf '"gw-%s" = "%s"\n' "$line" "${password[$line]}" >>"$work/collector.toml"
+done
+
 "$bin/edgeprobe-collector" --config "$work/collector.toml" import-customers "$root/config/customers.example.csv"
 "$bin/edgeprobe-collector" --config "$work/collector.toml" &
 collector=$!
@@ -31,8 +40,8 @@ done
 # Whole minutes in the past, so every window is complete when it arrives.
 start=$(( ($(date +%s) - 240) / 60 * 60 + 1 ))
 replay() { # replay LINE CAPTURE
-    printf '[agent]\nid = "gw-%s"\n[measure]\nreport_interval_secs = 10\n[subscribers]\nmode = "cpe"\nsubscriber_id = "%s"\n[mqtt]\nurl = "mqtt://127.0.0.1:%s"\n' \
-        "$1" "$1" "$mqtt_port" >"$work/$1.toml"
+    printf '[agent]\nid = "gw-%s"\n[measure]\nreport_interval_secs = 10\n[subscribers]\nmode = "cpe"\nsubscriber_id = "%s"\n[mqtt]\nurl = "mqtt://127.0.0.1:%s"\nusername = "gw-%s"\npassword = "%s"\n' \
+        "$1" "$1" "$mqtt_port" "$1" "${password[$1]}" >"$work/$1.toml"
     "$bin/edgeprobe" replay "$root/tests/fixtures/$2" --config "$work/$1.toml" --publish --start-at "$start" 2>/dev/null
 }
 agents=()

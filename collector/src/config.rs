@@ -72,6 +72,12 @@ pub struct BrokerConfig {
     /// The same queue's limit in bytes of the reports it holds, so a burst of large reports
     /// (up to 4 MiB each) cannot take `queue_capacity` times that.
     pub queue_bytes: usize,
+    /// Logins the embedded broker takes (username to password); empty lets anyone in, as on a
+    /// box whose broker listens on loopback only. With any, the collector's own `username`
+    /// and `password` are added.
+    pub embedded_users: BTreeMap<String, String>,
+    /// The embedded broker is restarted when its resident memory passes this.
+    pub embedded_max_memory_mb: u64,
     /// Reports whose window ends more than this past the collector's clock are refused: an
     /// agent's clock that far ahead (or a forged report) would otherwise hold a window open.
     pub max_clock_skew_secs: u64,
@@ -93,6 +99,8 @@ impl Default for BrokerConfig {
             queue_capacity: 4096,
             queue_bytes: 64 << 20,
             max_clock_skew_secs: 300,
+            embedded_users: BTreeMap::new(),
+            embedded_max_memory_mb: 256,
         }
     }
 }
@@ -419,6 +427,13 @@ impl CollectorConfig {
         }
         if c.tick_secs == 0 {
             return fail("correlation.tick_secs", "must be at least 1");
+        }
+        let b = &self.broker;
+        if b.embedded_max_memory_mb < 32 {
+            return fail("broker.embedded_max_memory_mb", "must be at least 32");
+        }
+        if b.embedded_users.keys().any(|u| u.is_empty()) || b.embedded_users.values().any(|p| p.len() < 8) {
+            return fail("broker.embedded_users", "user names must not be empty, passwords at least 8 characters");
         }
         let h = &self.http;
         for (field, n) in [

@@ -46,11 +46,23 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // With logins on the embedded broker, the collector needs one too; without one given, it
+    // makes one up for itself at each start.
+    let mut config = config;
+    let b = &mut config.broker;
+    if b.embedded && !b.embedded_users.is_empty() && b.username.is_none() {
+        let mut secret = [0u8; 16];
+        std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut secret)?;
+        b.username = Some(format!("{}-self", b.client_id));
+        b.password = Some(secret.iter().map(|x| format!("{x:02x}")).collect());
+    }
     // A certificate that does not load stops the start, not the first browser.
     let tls = config.http.tls_files().map(|(cert, key)| https::server_config(cert, key)).transpose()?;
-    if config.broker.embedded {
-        broker::start(config.broker.embedded_listen)?;
-    }
+    let metrics = Arc::new(metrics::Metrics::default());
+    // Stopped after ingest, so its last acknowledgements reach the broker.
+    let (broker_stop, broker_stopped) = tokio::sync::watch::channel(false);
+    let broker =
+        config.broker.embedded.then(|| broker::start(&config.broker, metrics.clone(), broker_stopped)).transpose()?;
     let pushed = config.agent_config.file.as_deref().map(push::load).transpose()?;
     let url = config.storage.url.clone();
     let (writer_store, read_store) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
@@ -64,7 +76,6 @@ pub async fn serve(
         Ok((w, r))
     })
     .await??;
-    let metrics = Arc::new(metrics::Metrics::default());
     let (work_tx, work_rx) = tokio::sync::mpsc::channel(config.broker.queue_capacity);
     let (committed_tx, committed_rx) = tokio::sync::mpsc::unbounded_channel();
     let writer = writer::Writer {
@@ -117,6 +128,10 @@ pub async fn serve(
     shutdown.await;
     let _ = stop_tx.send(true);
     let ingested = ingest.await;
+    let _ = broker_stop.send(true);
+    if let Some(broker) = broker {
+        let _ = broker.await;
+    }
     let _ = http.await;
     // The writer drains what ingest handed it, then stops.
     let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;

@@ -37,6 +37,10 @@ enum Command {
     /// Read a password from standard input (one line) and print its bcrypt hash, for
     /// `password_hash` in `[http.auth] users`.
     HashPassword,
+    /// The embedded MQTT broker, run by `serve` in a process of its own (settings on standard
+    /// input; it exits when standard input closes).
+    #[command(hide = true)]
+    EmbeddedBroker,
 }
 
 fn load(path: Option<&PathBuf>) -> anyhow::Result<CollectorConfig> {
@@ -82,6 +86,7 @@ fn main() -> ExitCode {
                 Ok(true)
             }
             Command::ImportCustomers { file } => import(&load(cli.config.as_ref())?, &file),
+            Command::EmbeddedBroker => edgeprobe_collector::broker::run_child().map(|()| true),
             Command::HashPassword => {
                 let mut password = String::new();
                 std::io::stdin().read_line(&mut password)?;

@@ -66,6 +66,8 @@ pub struct Metrics {
     pub queue_full: AtomicU64,
     pub mqtt_connected: AtomicI64,
     pub mqtt_reconnects: AtomicU64,
+    /// Times the embedded broker exited (or was stopped over its memory bound) and restarted.
+    pub broker_restarts: AtomicU64,
     /// HTTP requests refused for want of valid credentials.
     pub auth_failures: AtomicU64,
     /// Requests refused because their address or user name failed to log in too often.
@@ -128,6 +130,11 @@ impl Metrics {
             self.incidents_resolved.load(Relaxed),
         );
         counter("mqtt_reconnects_total", "Broker connection losses.", self.mqtt_reconnects.load(Relaxed));
+        counter(
+            "embedded_broker_restarts_total",
+            "Times the embedded broker exited, or passed embedded_max_memory_mb, and was restarted.",
+            self.broker_restarts.load(Relaxed),
+        );
         counter(
             "queue_full_total",
             "Times ingest paused reading from the broker until the writer made room.",
