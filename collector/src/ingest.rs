@@ -157,6 +157,8 @@ pub fn classify(
                 DecodeError::Histogram(_) => Reject::Histogram,
                 DecodeError::Count(_) => Reject::Count,
                 DecodeError::Window(_) => Reject::Window,
+                // Names past what agents write, ids that are no topic level.
+                DecodeError::Field(_) => Reject::Malformed,
                 _ => Reject::Malformed,
             })?;
             if report.agent_id != agent {

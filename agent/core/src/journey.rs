@@ -97,6 +97,13 @@ pub fn validate(journeys: &[JourneyConfig]) -> Result<(), String> {
         if name.is_empty() || journeys[..i].iter().any(|o| &o.name == name) {
             return Err(format!("journey {}: names must be unique and not empty", i + 1));
         }
+        let names = [&j.name, &j.phase, &j.channel].into_iter().chain(j.steps.iter().map(|s| &s.name));
+        if let Some(bad) = names.into_iter().find(|n| !edgeprobe_wire::report::acceptable_name(n)) {
+            return Err(format!(
+                "journey {name}: {bad:?} is longer than {} bytes or holds control characters",
+                edgeprobe_wire::report::MAX_NAME_BYTES
+            ));
+        }
         if j.steps.is_empty() || j.steps.len() > MAX_STEPS {
             return Err(format!("journey {name}: needs 1 to {MAX_STEPS} steps"));
         }

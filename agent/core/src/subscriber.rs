@@ -81,6 +81,10 @@ impl SubscriberConfig {
             let _ = i;
             return err("rules", "every rule needs a cidr, vlan or pppoe_session");
         }
+        let keys = self.subscriber_id.iter().chain(self.rules.iter().map(|r| &r.subscriber));
+        if keys.chain(&self.opt_out).any(|k| k.is_empty() || !edgeprobe_wire::report::acceptable_name(k)) {
+            return err("subscriber_id", "subscriber keys must be 1 to 1024 bytes without control characters");
+        }
         if self.pseudonymize_secret.as_deref().is_some_and(|s| s.len() < 16) {
             return err("pseudonymize_secret", "must be at least 16 characters");
         }

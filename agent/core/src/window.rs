@@ -359,6 +359,9 @@ impl Windows {
         };
         let s = &mut self.subscribers[usize::from(sub)];
         let Some(name) = service else { return Some((sub, NO_SERVICE)) };
+        // A name longer than any DNS name, or with control characters, came from a client's
+        // SNI or Host header and names nothing a collector keeps.
+        let name = if edgeprobe_wire::report::acceptable_name(name) { name } else { OTHER_SERVICE };
         let name =
             if s.by_name.contains_key(name) || s.services.len() < self.max_services { name } else { OTHER_SERVICE };
         let svc = match s.by_name.get(name) {
@@ -523,4 +526,24 @@ fn histogram_of(serializer: &mut HistogramEncoder, values: &mut Vec<u64>, sample
     values.clear();
     values.extend(samples.iter().map(|s| u64::from(s.value_us)));
     WireHistogram::from_values(values, serializer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A name a client made up (a Host header or SNI longer than any DNS name, or with control
+    /// characters) is counted under `other`: the collector refuses reports naming it.
+    #[test]
+    fn names_no_report_may_carry_are_folded_into_other() {
+        let identity = Identity { agent_id: "gw-1".into(), boot_id: "b".into() };
+        let mut w = Windows::new(&CoreConfig::default(), identity);
+        let long = "a".repeat(edgeprobe_wire::report::MAX_NAME_BYTES + 1);
+        let (sub, other) = w.cell("line-1", Some(&long)).unwrap();
+        assert_eq!(w.cell("line-1", Some("portal\u{1b}[2J")), Some((sub, other)));
+        let (_, portal) = w.cell("line-1", Some("portal.example")).unwrap();
+        assert_ne!(portal, other);
+        let names: Vec<&str> = w.subscribers[0].services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, [OTHER_SERVICE, "portal.example"]);
+    }
 }

@@ -41,6 +41,9 @@ pub enum DecodeError {
     /// A window that is no agent's: empty, of a span that does not divide a day, or unaligned.
     #[error("bad window: {0}")]
     Window(String),
+    /// A name or id no agent writes: too long, or holding control characters.
+    #[error("bad field: {0}")]
+    Field(String),
 }
 
 /// Encodes a report: packed CBOR, or JSON with every field named and every histogram summarised.

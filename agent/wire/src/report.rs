@@ -371,6 +371,7 @@ impl Report {
                 "{start}..{end} ms is not a window of whole seconds dividing a day, aligned to its span"
             )));
         }
+        self.check_names()?;
         let err = |what: String, v: u64, max: u64| crate::DecodeError::Count(format!("{what} = {v} (at most {max})"));
         let count =
             |what: &dyn Fn() -> String, v: u64| if v > MAX_COUNT { Err(err(what(), v, MAX_COUNT)) } else { Ok(()) };
@@ -446,6 +447,60 @@ impl Report {
         }
         Ok(())
     }
+}
+
+impl Report {
+    /// Ids and names within what agents write: the agent id one topic level, the rest short
+    /// and printable, so that stored keys and the console's pages stay bounded.
+    fn check_names(&self) -> Result<(), crate::DecodeError> {
+        let bad = |what: &str, why: String| Err(crate::DecodeError::Field(format!("{what}: {why}")));
+        if let Err(why) = crate::mqtt::check_agent_id(&self.agent_id) {
+            return bad("agent_id", why);
+        }
+        let name = |what: &str, value: &str, max: usize| {
+            if !(value.len() <= max && acceptable_name(value)) {
+                return bad(what, format!("{:?} is not at most {max} bytes of printable characters", truncate(value)));
+            }
+            Ok(())
+        };
+        name("boot_id", &self.boot_id, 64)?;
+        for line in &self.subscribers {
+            name("subscriber", &line.subscriber, MAX_NAME_BYTES)?;
+            for s in &line.services {
+                name("service", &s.service, MAX_NAME_BYTES)?;
+            }
+            for j in &line.journeys {
+                for (what, v) in [("journey", &j.journey), ("phase", &j.phase), ("channel", &j.channel)] {
+                    name(what, v, MAX_NAME_BYTES)?;
+                }
+                for step in j.failed_steps.keys() {
+                    name("failed step", step, MAX_NAME_BYTES)?;
+                }
+            }
+            for r in &line.resolvers {
+                name("resolver", &r.resolver, 64)?;
+            }
+            let rcodes = line.resolvers.iter().flat_map(|r| r.dns.keys());
+            let rcodes = rcodes.chain(line.services.iter().flat_map(|s| s.counters.dns.keys()));
+            for rcode in rcodes.chain(line.counters.dns.keys()) {
+                name("rcode", rcode, 32)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The longest subscriber key, service, journey or step name a report may carry: room for
+/// any DNS name, and for a DHCP option 82 value of 255 bytes written in hex.
+pub const MAX_NAME_BYTES: usize = 1024;
+
+/// Whether a report may carry `name`: at most [`MAX_NAME_BYTES`], no control characters.
+pub fn acceptable_name(name: &str) -> bool {
+    name.len() <= MAX_NAME_BYTES && !name.chars().any(char::is_control)
+}
+
+fn truncate(s: &str) -> &str {
+    s.char_indices().nth(40).map_or(s, |(i, _)| &s[..i])
 }
 
 fn is_zero(v: &u64) -> bool {

@@ -138,3 +138,31 @@ fn windows_no_agent_reports_are_refused() {
         assert!(decode_all(&r).into_iter().all(|d| d.is_ok()), "{secs} s");
     }
 }
+
+#[test]
+fn names_no_agent_writes_are_refused() {
+    let long = "x".repeat(MAX_NAME_BYTES + 1);
+    type Change = fn(&mut Report);
+    let cases: [(&str, Change); 7] = [
+        ("agent id with a wildcard", |r| r.agent_id = "gw-#".into()),
+        ("empty agent id", |r| r.agent_id.clear()),
+        ("long boot id", |r| r.boot_id = "b".repeat(65)),
+        ("long subscriber", |r| r.subscribers[0].subscriber = "s".repeat(MAX_NAME_BYTES + 1)),
+        ("control character", |r| r.subscribers[0].subscriber = "line\u{7}1".into()),
+        ("long journey", |r| r.subscribers[0].journeys[0].journey = "j".repeat(MAX_NAME_BYTES + 1)),
+        ("long rcode", |r| {
+            r.subscribers[0].counters.dns.insert("R".repeat(33), 1);
+        }),
+    ];
+    for (what, change) in cases {
+        let mut r = report(10);
+        change(&mut r);
+        for result in decode_all(&r) {
+            assert!(matches!(result, Err(DecodeError::Field(_))), "{what}: {result:?}");
+        }
+    }
+    let mut r = report(10);
+    r.subscribers[0].subscriber = "s".repeat(MAX_NAME_BYTES);
+    assert!(decode_all(&r).into_iter().all(|d| d.is_ok()));
+    assert!(!acceptable_name(&long) && acceptable_name(&long[1..]));
+}
