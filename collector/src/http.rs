@@ -12,9 +12,10 @@
 //!   stream (server-sent events) counts only until its headers are sent.
 //! - Every answer carries a Content-Security-Policy that allows only the console's own files,
 //!   refuses framing, and keeps referrers and MIME sniffing off.
-//! - A state-changing request whose `Origin` (or, without one, `Referer`) names another origin
-//!   is refused: a page elsewhere cannot make an operator's browser acknowledge incidents.
-//!   Requests with neither (scripts, operators' systems) pass to authentication as before.
+//! - A state-changing request whose `Origin` (or, without one, `Referer`) names another host
+//!   or port than its `Host` is refused: a page elsewhere cannot make an operator's browser
+//!   acknowledge incidents. Requests with neither (scripts, operators' systems) pass to
+//!   authentication as before. A reverse proxy in front must pass the `Host` header on.
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
@@ -35,8 +36,6 @@ pub struct Limits {
     pub max_connections_per_address: usize,
     pub header_read_timeout: Duration,
     pub request_timeout: Duration,
-    /// Whether the listener speaks TLS, for the origin this server is.
-    pub tls: bool,
 }
 
 impl Limits {
@@ -46,7 +45,6 @@ impl Limits {
             max_connections_per_address: config.max_connections_per_address,
             header_read_timeout: Duration::from_secs(config.header_read_timeout_secs),
             request_timeout: Duration::from_secs(config.request_timeout_secs),
-            tls: config.tls_files().is_some(),
         }
     }
 }
@@ -60,7 +58,7 @@ const CSP: &str = "default-src 'self'; img-src 'self' data:; object-src 'none'; 
                    form-action 'self'; frame-ancestors 'none'";
 
 async fn guard(State(limits): State<Limits>, request: Request, next: Next) -> Response {
-    let mut response = if let Some(refused) = foreign_origin(&request, limits.tls) {
+    let mut response = if let Some(refused) = foreign_origin(&request) {
         (StatusCode::FORBIDDEN, format!("{refused}: cross-origin requests may not change anything\n")).into_response()
     } else {
         match tokio::time::timeout(limits.request_timeout, next.run(request)).await {
@@ -80,8 +78,10 @@ async fn guard(State(limits): State<Limits>, request: Request, next: Next) -> Re
     response
 }
 
-/// The foreign origin a state-changing request names, if it names one.
-fn foreign_origin(request: &Request, tls: bool) -> Option<String> {
+/// The foreign origin a state-changing request names, if it names one. Origins are compared
+/// by host and port, not scheme: behind a proxy that ends TLS, the browser's origin is https
+/// while this server speaks http, and a page on this very host and port is this server's.
+fn foreign_origin(request: &Request) -> Option<String> {
     if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return None;
     }
@@ -97,8 +97,8 @@ fn foreign_origin(request: &Request, tls: bool) -> Option<String> {
         }
     };
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
-    let own = format!("{}://{host}", if tls { "https" } else { "http" });
-    (!named.eq_ignore_ascii_case(&own) || host.is_empty()).then_some(named)
+    let authority = named.split_once("://").map_or("", |(_, rest)| rest);
+    (!authority.eq_ignore_ascii_case(host) || host.is_empty()).then_some(named)
 }
 
 /// Serves `router` on `listener` until `stopped` resolves, then gives open connections a few

@@ -39,13 +39,20 @@ pub struct TlsListener {
 }
 
 impl TlsListener {
-    /// Call from within the runtime: it starts the accepting task.
-    pub fn new(tcp: TcpListener, config: Arc<rustls::ServerConfig>) -> std::io::Result<TlsListener> {
+    /// Call from within the runtime: it starts the accepting task. At most `handshakes` run at
+    /// once (each until it is handed over); past that, accepting waits, so a flood of stalled
+    /// handshakes costs bounded tasks and descriptors.
+    pub fn new(tcp: TcpListener, config: Arc<rustls::ServerConfig>, handshakes: usize) -> std::io::Result<TlsListener> {
         let local = tcp.local_addr()?;
         let (done, ready) = mpsc::channel(64);
         let acceptor = TlsAcceptor::from(config);
+        let slots = Arc::new(tokio::sync::Semaphore::new(handshakes.max(1)));
         tokio::spawn(async move {
             loop {
+                let slot = tokio::select! {
+                    slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+                    _ = done.closed() => return,
+                };
                 // Ends with the listener, so the port is let go.
                 let accepted = tokio::select! {
                     a = tcp.accept() => a,
@@ -64,6 +71,7 @@ impl TlsListener {
                     if let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_DEADLINE, acceptor.accept(stream)).await {
                         let _ = done.send((tls, peer)).await;
                     }
+                    drop(slot);
                 });
             }
         });

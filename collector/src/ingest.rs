@@ -279,7 +279,10 @@ pub async fn run(
                     _ = tokio::time::sleep(backoff) => {}
                     _ = shutdown.changed() => break,
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
+                // The embedded broker is restarted within a second or so; messages agents
+                // publish before this collector has subscribed again have no one to go to.
+                let most = if config.embedded { Duration::from_secs(1) } else { Duration::from_secs(10) };
+                backoff = (backoff * 2).min(most);
             }
         }
     }

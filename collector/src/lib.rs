@@ -120,7 +120,7 @@ pub async fn serve(
     let router = http::harden(api::router(state), limits);
     let http = match tls {
         Some(tls) => {
-            let listener = https::TlsListener::new(listener, tls)?;
+            let listener = https::TlsListener::new(listener, tls, limits.max_connections)?;
             tokio::spawn(http::serve(listener, router, limits, metrics, stopped))
         }
         None => tokio::spawn(http::serve(listener, router, limits, metrics, stopped)),

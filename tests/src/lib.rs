@@ -119,3 +119,19 @@ pub fn replay(capture: &Path, extra: &[&str]) -> Replay {
         .collect();
     Replay { events, success: out.status.success(), stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
 }
+
+/// The first report of a fixture capture that measured a line, as the agent would publish it,
+/// moved to the present: the collector refuses windows older than its retention. (Moved to
+/// now, the capture may begin just before a window's end, which then measures nothing.)
+pub fn current_report(fixture: &str) -> edgeprobe_wire::Report {
+    let out = Command::new(edgeprobe_bin())
+        .arg("replay")
+        .arg(fixtures().join(fixture))
+        .args(["--reports", "--start-at", "now"])
+        .output()
+        .expect("run edgeprobe replay");
+    let stdout = String::from_utf8(out.stdout).expect("reports are UTF-8");
+    let reports =
+        stdout.lines().map(|l| edgeprobe_wire::decode(l.as_bytes()).expect("a report the agent wrote decodes"));
+    reports.into_iter().find(|r| !r.subscribers.is_empty()).expect("a report that measured a line")
+}

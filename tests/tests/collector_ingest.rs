@@ -5,7 +5,7 @@
 
 use edgeprobe_tests::broker::{Broker, mosquitto};
 use edgeprobe_tests::collector::{Collector, TempDatabase, free_port, require_postgres};
-use edgeprobe_tests::{fixtures, have, prerequisite};
+use edgeprobe_tests::{have, prerequisite};
 use edgeprobe_wire::{Encoding, Report, encode};
 use rumqttc::{Client, MqttOptions, QoS};
 use std::path::PathBuf;
@@ -18,17 +18,9 @@ fn config(broker_port: u16, http_port: u16, storage: &str, broker: &str) -> Stri
     )
 }
 
-/// A real report from a fixture, as the agent would publish it, moved to the present: the
-/// collector refuses windows older than its retention.
+/// A real report from a fixture, as the agent would publish it.
 fn sample_report() -> Report {
-    let out = std::process::Command::new(edgeprobe_tests::edgeprobe_bin())
-        .arg("replay")
-        .arg(fixtures().join("lab_http.pcap"))
-        .args(["--reports", "--start-at", "now"])
-        .output()
-        .unwrap();
-    let line = String::from_utf8(out.stdout).unwrap().lines().next().expect("one report").to_string();
-    edgeprobe_wire::decode(line.as_bytes()).unwrap()
+    edgeprobe_tests::current_report("lab_http.pcap")
 }
 
 /// A publisher that waits for each PUBACK, so the broker holds every message it was given.
