@@ -90,6 +90,7 @@ pub fn run(config: AgentConfig, print_events: bool, capabilities: Vec<String>) -
                 if let Some(frame) = capture.next(Duration::from_millis(POLL_MS as u64)) {
                     // pnet stamps a frame when its thread reads it: sample after receiving it.
                     m.sample();
+                    m.apply_pushed();
                     m.frame(frame.ts_nanos, &frame.data, frame.data.len() as u32);
                 }
                 m.probe.add_kernel_drops(capture.take_dropped());
@@ -147,6 +148,18 @@ impl Measure<'_> {
 
     /// Timers between packets, on the packet clock; they start with the first packet.
     fn tick(&mut self) {
+        self.apply_pushed();
+        self.sample();
+        if self.probe.counters().packets > 0 {
+            self.probe.handle_timeout(self.time.now());
+        }
+        self.drain();
+    }
+
+    /// Configs pushed since the last call take effect. Called before each batch of frames is
+    /// read too: the agent tells the collector it runs a config once it has handed it over
+    /// here, so a connection made after that is measured under it.
+    fn apply_pushed(&mut self) {
         while let Ok(update) = self.pushed.try_recv() {
             let (journeys, mut opt_out) = self.local.clone();
             let journeys = match update {
@@ -159,11 +172,6 @@ impl Measure<'_> {
             self.probe.set_journeys(journeys);
             self.probe.set_opt_out(opt_out);
         }
-        self.sample();
-        if self.probe.counters().packets > 0 {
-            self.probe.handle_timeout(self.time.now());
-        }
-        self.drain();
     }
 
     /// Reads both clocks; a step they show is taken out of the packet times from now on.
@@ -222,6 +230,7 @@ fn ring_loop(m: &mut Measure<'_>, interfaces: &mut [Interface], ring_config: &Ri
             wait(&fds, POLL_MS)
         };
         m.sample();
+        m.apply_pushed();
         for iface in interfaces.iter_mut() {
             let Some(ring) = iface.ring.as_mut() else { continue };
             if failed.contains(&ring.fd()) {
