@@ -390,50 +390,75 @@ impl Default for ActionsConfig {
 }
 
 impl CollectorConfig {
+    /// Reads and checks a config file; the error lists every problem found, one per line, as
+    /// `FILE:LINE:COLUMN: field: reason`.
     pub fn load(path: &Path) -> anyhow::Result<CollectorConfig> {
-        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        Self::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+        let text =
+            std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
+        Self::parse(&text).map_err(|errors| {
+            let lines: Vec<String> = errors.iter().map(|e| format!("{}:{e}", path.display())).collect();
+            anyhow::anyhow!("{}", lines.join("\n"))
+        })
     }
 
-    /// Parses and validates; errors name the line and column, or the field.
-    pub fn parse(text: &str) -> Result<CollectorConfig, String> {
+    /// Parses and validates; each error starts with its `LINE:COLUMN:`.
+    pub fn parse(text: &str) -> Result<CollectorConfig, Vec<String>> {
         let config: CollectorConfig = toml::from_str(text).map_err(|e| {
-            let at = e
-                .span()
-                .map(|s| {
-                    let before = &text[..s.start.min(text.len())];
-                    let line = before.matches('\n').count() + 1;
-                    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-                    format!("line {line}, column {col}: ")
-                })
-                .unwrap_or_default();
-            format!("{at}{}", e.message())
+            let (line, column) = line_col(text, e.span().map_or(0, |s| s.start));
+            vec![format!("{line}:{column}: {}", e.message().trim())]
         })?;
-        config.validate().map_err(|(field, reason)| format!("{field}: {reason}"))?;
-        Ok(config)
+        let errors = config.validate();
+        if errors.is_empty() {
+            return Ok(config);
+        }
+        Err(errors
+            .into_iter()
+            .map(|(field, reason)| {
+                let (line, column) = place(text, &field);
+                format!("{line}:{column}: {field}: {reason}")
+            })
+            .collect())
     }
 
-    pub fn validate(&self) -> Result<(), (String, String)> {
-        let fail = |f: &str, r: &str| Err((f.to_string(), r.to_string()));
+    /// Every problem found, as (field, reason).
+    pub fn validate(&self) -> Vec<(String, String)> {
+        let mut errors = Vec::new();
+        let mut fail = |f: &str, r: &str| errors.push((f.to_string(), r.to_string()));
         let c = &self.correlation;
         if c.open_after == 0 || c.resolve_after == 0 {
-            return fail("correlation.open_after", "open_after and resolve_after must be at least 1");
+            fail("correlation.open_after", "open_after and resolve_after must be at least 1");
         }
         if !(0.0..=1.0).contains(&c.group_fraction) || c.group_fraction == 0.0 {
-            return fail("correlation.group_fraction", "must be above 0 and at most 1");
+            fail("correlation.group_fraction", "must be above 0 and at most 1");
         }
         if c.group_min_customers == 0 {
-            return fail("correlation.group_min_customers", "must be at least 1");
+            fail("correlation.group_min_customers", "must be at least 1");
         }
         if c.tick_secs == 0 {
-            return fail("correlation.tick_secs", "must be at least 1");
+            fail("correlation.tick_secs", "must be at least 1");
         }
         let b = &self.broker;
         if b.embedded_max_memory_mb < 32 {
-            return fail("broker.embedded_max_memory_mb", "must be at least 32");
+            fail("broker.embedded_max_memory_mb", "must be at least 32");
         }
         if b.embedded_users.keys().any(|u| u.is_empty()) || b.embedded_users.values().any(|p| p.len() < 8) {
-            return fail("broker.embedded_users", "user names must not be empty, passwords at least 8 characters");
+            fail("broker.embedded_users", "user names must not be empty, passwords at least 8 characters");
+        }
+        // An agent's login name is its id: the ACL gives it the topics of that id.
+        let collector = b.username.as_deref();
+        if let Some((user, e)) = b
+            .embedded_users
+            .keys()
+            .filter(|u| Some(u.as_str()) != collector)
+            .find_map(|u| edgeprobe_wire::mqtt::check_agent_id(u).err().map(|e| (u, e)))
+        {
+            fail("broker.embedded_users", &format!("{user:?} is not an agent id: it {e}"));
+        }
+        if b.embedded && b.embedded_users.is_empty() && !b.embedded_listen.ip().is_loopback() {
+            fail(
+                "broker.embedded_listen",
+                "an embedded broker reachable from other hosts needs [broker.embedded_users]: without logins anyone could publish as any agent",
+            );
         }
         let h = &self.http;
         for (field, n) in [
@@ -443,17 +468,14 @@ impl CollectorConfig {
             ("http.request_timeout_secs", h.request_timeout_secs),
         ] {
             if n == 0 {
-                return fail(field, "must be at least 1");
+                fail(field, "must be at least 1");
             }
         }
         if h.max_connections > 1 << 20 || h.header_read_timeout_secs > 3600 || h.request_timeout_secs > 86_400 {
-            return fail(
-                "http.max_connections",
-                "at most 2^20 connections, a 3600 s header and a 86400 s request timeout",
-            );
+            fail("http.max_connections", "at most 2^20 connections, a 3600 s header and a 86400 s request timeout");
         }
         if !self.plans.contains_key("default") {
-            return fail("plans", "a [plans.default] table is required for customers on unlisted plans");
+            fail("plans", "a [plans.default] table is required for customers on unlisted plans");
         }
         for (name, plan) in &self.plans {
             let values = [
@@ -464,70 +486,147 @@ impl CollectorConfig {
                 plan.http_ttfb_p90_ms,
             ];
             if values.iter().any(|v| !v.is_finite() || *v <= 0.0) {
-                return Err((format!("plans.{name}"), "latency thresholds must be positive".into()));
+                fail(&format!("plans.{name}"), "latency thresholds must be positive");
             }
             let ratios = [plan.dns_failure_ratio, plan.connect_failure_ratio, plan.journey_failure_ratio];
             if ratios.iter().any(|r| !(0.0..=1.0).contains(r)) {
-                return Err((format!("plans.{name}"), "failure ratios must lie between 0 and 1".into()));
+                fail(&format!("plans.{name}"), "failure ratios must lie between 0 and 1");
             }
             if plan.journey_p90_ms.values().any(|v| !v.is_finite() || *v <= 0.0) {
-                return Err((format!("plans.{name}.journey_p90_ms"), "latency thresholds must be positive".into()));
+                fail(&format!("plans.{name}.journey_p90_ms"), "latency thresholds must be positive");
             }
         }
         for (i, r) in self.actions.journey_rules.iter().enumerate() {
             let field = format!("actions.journey_rules[{i}]");
             if r.journey.is_empty() || r.failures == 0 || r.within_hours == 0 {
-                return Err((field, "needs a journey, failures of at least 1 and within_hours of at least 1".into()));
+                fail(&field, "needs a journey, failures of at least 1 and within_hours of at least 1");
             }
             if !["service_ticket", "wifi_help", "outage_notice"].contains(&r.action.as_str()) {
-                return Err((field, "action must be service_ticket, wifi_help or outage_notice".into()));
+                fail(&field, "action must be service_ticket, wifi_help or outage_notice");
             }
         }
         let auth = &self.http.auth;
         if auth.users.iter().any(|u| u.name.is_empty() || u.name.contains(':')) {
-            return fail("http.auth.users", "names must be set and free of ':'");
+            fail("http.auth.users", "names must be set and free of ':'");
         }
         for u in &auth.users {
             let field = format!("http.auth.users.{}", u.name);
             match (&u.password, &u.password_hash) {
                 (Some(p), None) if p.len() >= 8 => {}
-                (Some(_), None) => return Err((field, "passwords must be at least 8 characters".into())),
+                (Some(_), None) => fail(&field, "passwords must be at least 8 characters"),
                 (None, Some(h)) if h.parse::<bcrypt::HashParts>().is_ok() => {}
-                (None, Some(_)) => return Err((field, "password_hash must be a bcrypt hash ($2b$...)".into())),
-                _ => return Err((field, "needs exactly one of password and password_hash".into())),
+                (None, Some(_)) => fail(&field, "password_hash must be a bcrypt hash ($2b$...)"),
+                _ => fail(&field, "needs exactly one of password and password_hash"),
             }
         }
         if self.http.tls_cert_file.is_some() != self.http.tls_key_file.is_some() {
-            return fail("http.tls_cert_file", "tls_cert_file and tls_key_file go together");
+            fail("http.tls_cert_file", "tls_cert_file and tls_key_file go together");
         }
         for t in &auth.tokens {
             let field = format!("http.auth.tokens.{}", t.name);
             match (&t.token, &t.token_sha256) {
-                _ if t.name.is_empty() => return fail("http.auth.tokens", "tokens must be named"),
+                _ if t.name.is_empty() => fail("http.auth.tokens", "tokens must be named"),
                 (Some(plain), None) if plain.len() >= 16 => {}
-                (Some(_), None) => return Err((field, "tokens must be at least 16 characters".into())),
+                (Some(_), None) => fail(&field, "tokens must be at least 16 characters"),
                 (None, Some(h)) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {}
-                (None, Some(_)) => return Err((field, "token_sha256 must be 64 hex digits".into())),
-                _ => return Err((field, "needs exactly one of token and token_sha256".into())),
+                (None, Some(_)) => fail(&field, "token_sha256 must be 64 hex digits"),
+                _ => fail(&field, "needs exactly one of token and token_sha256"),
             }
         }
         if self.broker.queue_capacity == 0 {
-            return fail("broker.queue_capacity", "must be at least 1");
+            fail("broker.queue_capacity", "must be at least 1");
         }
         if self.broker.queue_bytes < 1024 {
-            return fail("broker.queue_bytes", "must be at least 1024");
+            fail("broker.queue_bytes", "must be at least 1024");
         }
         if self.broker.client_id.is_empty() || self.broker.share_group.is_empty() {
-            return fail("broker.client_id", "client_id and share_group must not be empty");
+            fail("broker.client_id", "client_id and share_group must not be empty");
         }
         if !self.broker.embedded && !self.broker.url.starts_with("mqtt://") && !self.broker.url.starts_with("mqtts://")
         {
-            return fail("broker.url", "must start with mqtt:// or mqtts://");
+            fail("broker.url", "must start with mqtt:// or mqtts://");
         }
-        Ok(())
+        errors
     }
 
     pub fn plan(&self, name: &str) -> &PlanThresholds {
         self.plans.get(name).unwrap_or_else(|| &self.plans["default"])
+    }
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    (line, before.len() - before.rfind('\n').map_or(0, |nl| nl + 1) + 1)
+}
+
+/// Where `field` (dotted, `name[i]` for the i-th of an array of tables) is set in `text`: its
+/// key, else the nearest enclosing table that is written, else the top of the file.
+fn place(text: &str, field: &str) -> (usize, usize) {
+    let Ok(doc) = toml_edit::ImDocument::parse(text) else { return (1, 1) };
+    let mut table: &dyn toml_edit::TableLike = doc.as_table();
+    let mut at = None;
+    for part in field.split('.') {
+        let (name, index) = match part.split_once('[') {
+            Some((name, i)) => (name, i.trim_end_matches(']').parse::<usize>().ok()),
+            None => (part, None),
+        };
+        let Some((key, item)) = table.get_key_value(name) else { break };
+        at = key.span().or(at);
+        let next = match (item, index) {
+            (toml_edit::Item::ArrayOfTables(array), Some(i)) => {
+                let t = array.get(i);
+                at = t.and_then(|t| t.span()).or(at);
+                t.map(|t| t as &dyn toml_edit::TableLike)
+            }
+            (item, _) => item.as_table_like(),
+        };
+        match next {
+            Some(t) => table = t,
+            None => break,
+        }
+    }
+    at.map_or((1, 1), |span| line_col(text, span.start))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CollectorConfig;
+
+    /// Why an embedded broker config is refused (`LINE:COLUMN: field: reason`), if it is.
+    fn refused(broker: &str) -> Option<String> {
+        CollectorConfig::parse(&format!("[broker]\n{broker}")).err().map(|e| e.join("\n"))
+    }
+
+    #[test]
+    fn an_embedded_broker_open_to_other_hosts_needs_logins() {
+        let open = "embedded_listen = \"0.0.0.0:1883\"\n";
+        assert!(refused(open).is_some_and(|e| e.starts_with("2:1: broker.embedded_listen:")));
+        assert_eq!(refused(&format!("{open}[broker.embedded_users]\n\"gw-1\" = \"password-1\"\n")), None);
+        assert_eq!(refused("embedded_listen = \"[::1]:1883\"\n"), None);
+        assert_eq!(refused(&format!("{open}embedded = false\n")), None);
+    }
+
+    #[test]
+    fn embedded_user_names_are_agent_ids_but_the_collectors() {
+        let users = "[broker.embedded_users]\n\"gw/1\" = \"password-1\"\n";
+        let e = refused(users).unwrap_or_default();
+        assert!(e.starts_with("2:9: broker.embedded_users:") && e.contains("gw/1"), "{e}");
+        let own = "username = \"collector/main\"\npassword = \"password-2\"\n[broker.embedded_users]\n\"collector/main\" = \"password-2\"\n";
+        assert_eq!(refused(own), None);
+    }
+
+    #[test]
+    fn every_problem_is_listed_where_it_is() {
+        let text = "[correlation]\nopen_after = 0\ngroup_fraction = 2.0\n\n[broker]\nqueue_bytes = 10\n\n\
+                    [plans.gold]\ndns_p90_ms = -1.0\n\n[[actions.journey_rules]]\njourney = \"portal\"\n\
+                    failures = 1\nwithin_hours = 1\naction = \"call\"\n";
+        let errors = CollectorConfig::parse(text).unwrap_err();
+        let at: Vec<&str> = errors.iter().map(|e| e.split(": ").next().unwrap()).collect();
+        // A [plans.gold] alone replaces the built-in plans, so `default` is missing too.
+        assert_eq!(at, ["2:1", "3:1", "8:2", "8:8", "11:1", "6:1"], "{errors:#?}");
+        let broken = CollectorConfig::parse("[broker]\nqueue_bytes = \"x\"\n").unwrap_err();
+        assert!(broken[0].starts_with("2:15: "), "{broken:?}");
     }
 }

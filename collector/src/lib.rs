@@ -51,10 +51,8 @@ pub async fn serve(
     let mut config = config;
     let b = &mut config.broker;
     if b.embedded && !b.embedded_users.is_empty() && b.username.is_none() {
-        let mut secret = [0u8; 16];
-        std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut secret)?;
         b.username = Some(format!("{}-self", b.client_id));
-        b.password = Some(secret.iter().map(|x| format!("{x:02x}")).collect());
+        b.password = Some(broker::random_hex()?);
     }
     // A certificate that does not load stops the start, not the first browser.
     let tls = config.http.tls_files().map(|(cert, key)| https::server_config(cert, key)).transpose()?;

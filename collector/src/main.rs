@@ -136,7 +136,10 @@ fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(2),
         Err(e) => {
-            eprintln!("edgeprobe-collector: {e:#}");
+            // One line per problem (a config's are `FILE:LINE:COLUMN: ...`), each marked.
+            for line in format!("{e:#}").lines() {
+                eprintln!("edgeprobe-collector: {line}");
+            }
             ExitCode::FAILURE
         }
     }

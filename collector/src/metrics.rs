@@ -68,6 +68,8 @@ pub struct Metrics {
     pub mqtt_reconnects: AtomicU64,
     /// Times the embedded broker exited (or was stopped over its memory bound) and restarted.
     pub broker_restarts: AtomicU64,
+    /// Embedded broker clients turned away, by `broker::gate::Denied` (login, publish, subscribe).
+    pub broker_denied: [AtomicU64; 3],
     /// HTTP requests refused for want of valid credentials.
     pub auth_failures: AtomicU64,
     /// Requests refused because their address or user name failed to log in too often.
@@ -165,6 +167,20 @@ impl Metrics {
                 out,
                 "edgeprobe_collector_reports_rejected_total{{reason=\"{name}\"}} {}",
                 self.rejects[i].load(Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP edgeprobe_collector_embedded_broker_denied_total Embedded broker clients disconnected for a \
+             wrong login or a publish or subscribe outside their rights.\n\
+             # TYPE edgeprobe_collector_embedded_broker_denied_total counter"
+        );
+        for (why, n) in crate::broker::gate::Denied::ALL.iter().zip(&self.broker_denied) {
+            let _ = writeln!(
+                out,
+                "edgeprobe_collector_embedded_broker_denied_total{{reason=\"{}\"}} {}",
+                why.as_str(),
+                n.load(Relaxed)
             );
         }
         let mut gauge = |name: &str, help: &str, v: f64| {

@@ -55,12 +55,26 @@ fn collector_example_is_valid_and_errors_say_where() {
     let out = Command::new(collector_bin()).arg("check-config").arg(&path).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("line 3, column 3") && stderr.contains("colour"), "{stderr}");
+    assert!(stderr.contains("broken.toml:3:3: ") && stderr.contains("colour"), "{stderr}");
 
-    std::fs::write(&path, "[correlation]\ngroup_fraction = 1.5\n").unwrap();
+    // Every mistake, each where it is, not only the first.
+    std::fs::write(&path, "[correlation]\ngroup_fraction = 1.5\ntick_secs = 0\n[broker]\nqueue_bytes = 1\n").unwrap();
     let out = Command::new(collector_bin()).arg("check-config").arg(&path).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("correlation.group_fraction"), "{stderr}");
+    for at in [
+        "broken.toml:2:1: correlation.group_fraction",
+        "broken.toml:3:1: correlation.tick_secs",
+        "broken.toml:5:1: broker.queue_bytes",
+    ] {
+        assert!(stderr.contains(at), "{at}: {stderr}");
+    }
+    let missing = dir.join("missing.toml");
+    let out = Command::new(collector_bin()).arg("check-config").arg(&missing).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.trim(),
+        format!("edgeprobe-collector: {}: cannot read: No such file or directory (os error 2)", missing.display())
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

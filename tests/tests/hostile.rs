@@ -467,9 +467,10 @@ fn a_report_gets_through(collector: &Collector, mqtt: u16, login: Option<(&str, 
     false
 }
 
-/// A CONNECT whose socket is reset before the CONNACK, then the same id again, panics
-/// rumqttd; so do ids with wildcards. The broker is the collector's child, restarted when it
-/// exits: the collector stays up, and reports get through again.
+/// A CONNECT whose socket is reset before the CONNACK, then the same id again, panicked
+/// rumqttd; so did ids with wildcards (now refused by the gate before rumqttd sees them).
+/// The broker is the collector's child, restarted when it exits: whatever happens to it,
+/// the collector stays up, and reports get through again.
 #[test]
 fn broker_crashes_cost_a_reconnect_not_the_collector() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
@@ -562,7 +563,7 @@ fn floods_of_large_messages_stay_within_the_brokers_bound() {
          {broker_peak} KiB at peak, {broker_after} KiB after, restarted {restarts} times"
     );
     assert!(peak < idle + 32 * 1024, "the collector grew from {idle} to {peak} KiB");
-    // Sampled every 50 ms and watched every 250 ms: a bound, plus what a few messages add.
+    // Sampled every 50 ms and watched every 100 ms: a bound, plus what a few messages add.
     assert!(broker_peak < (128 + 64) * 1024, "the broker reached {broker_peak} KiB (bound 128 MiB)");
     // rumqttd keeps each topic's last messages: what the flood left stays, within the bound.
     assert!(broker_after < (128 + 16) * 1024, "the broker holds {broker_after} KiB after the flood");
@@ -590,6 +591,117 @@ fn the_embedded_broker_takes_only_its_logins() {
         assert!(answer.is_none_or(|code| code != 0), "{id} {login:?} was let in");
     }
     assert!(a_report_gets_through(&collector, mqtt, Some(("gw-1", "gw-1-password")), 1), "{}", collector.log());
+    drop(collector);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A logged-in client with a raw socket, for packets a well-behaved client would not send.
+fn logged_in(mqtt: u16, user: &str, password: &str) -> TcpStream {
+    let mut s = connect(Ipv4Addr::LOCALHOST, mqtt).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(&connect_packet(user, Some((user, password)))).unwrap();
+    let mut ack = [0u8; 4];
+    s.read_exact(&mut ack).unwrap();
+    assert_eq!(ack, [0x20, 2, 0, 0], "{user} was not let in");
+    s
+}
+
+/// The first packet type the broker answers `packet` with, or None when it closes instead.
+fn answer_to(s: &mut TcpStream, packet: rumqttc::mqttbytes::v4::Packet) -> Option<u8> {
+    let mut out = bytes::BytesMut::new();
+    packet.write(&mut out, 1 << 20).unwrap();
+    s.write_all(&out).ok()?;
+    let mut first = [0u8; 1];
+    match s.read(&mut first) {
+        Ok(1) => Some(first[0] >> 4),
+        _ => None,
+    }
+}
+
+/// The listening TCP ports of a process, from /proc: its sockets' inodes matched against the
+/// kernel's table of listeners.
+fn listening_ports(pid: u32) -> Vec<u16> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| {
+                    std::fs::read_link(e.path())
+                        .ok()?
+                        .to_str()?
+                        .strip_prefix("socket:[")?
+                        .strip_suffix(']')
+                        .map(String::from)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let listening = f.get(3) == Some(&"0A") && inodes.iter().any(|i| Some(&i.as_str()) == f.get(9));
+            listening.then(|| u16::from_str_radix(f[1].rsplit_once(':')?.1, 16).ok()).flatten()
+        })
+        .collect()
+}
+
+/// With logins, each agent may publish only its own report and state and read only its own
+/// config, as `config/mosquitto.acl.example` allows; anything else costs it the connection,
+/// counted by reason. rumqttd itself, behind the gate, takes no agent's password.
+#[test]
+fn agents_publish_and_subscribe_only_where_the_acl_allows() {
+    use rumqttc::mqttbytes::QoS;
+    use rumqttc::mqttbytes::v4::{Packet, Publish, Subscribe};
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let mqtt = free_port();
+    let users = "[broker.embedded_users]\n\"gw-1\" = \"gw-1-password\"\n\"gw-2\" = \"gw-2-password\"\n";
+    let (dir, collector) = start_embedded("broker-acl", mqtt, users);
+    let denied = |reason: &str| {
+        collector.metric(&format!("edgeprobe_collector_embedded_broker_denied_total{{reason=\"{reason}\"}}"))
+    };
+    let stored = collector.metric("edgeprobe_collector_reports_stored_total");
+
+    // Another agent's report: a real one, under gw-2's name, sent by gw-1.
+    let mut forged = edgeprobe_tests::current_report("lab_http.pcap");
+    forged.agent_id = "gw-2".into();
+    let payload = edgeprobe_wire::encode(&forged, edgeprobe_wire::Encoding::Cbor);
+    let mut s = logged_in(mqtt, "gw-1", "gw-1-password");
+    let mut publish = Publish::new("edgeprobe/v1/agents/gw-2/report", QoS::AtLeastOnce, payload);
+    publish.pkid = 1;
+    assert_eq!(answer_to(&mut s, Packet::Publish(publish)), None, "gw-1 published as gw-2");
+    // Its own config is readable; everything, or another agent's config, is not.
+    let mut s = logged_in(mqtt, "gw-1", "gw-1-password");
+    let own = Subscribe::new("edgeprobe/v1/agents/gw-1/config", QoS::AtLeastOnce);
+    assert_eq!(answer_to(&mut s, Packet::Subscribe(own)), Some(9), "SUBACK for its own config");
+    for filter in ["#", "edgeprobe/v1/agents/+/report", "edgeprobe/v1/agents/gw-2/config"] {
+        let mut s = logged_in(mqtt, "gw-1", "gw-1-password");
+        assert_eq!(answer_to(&mut s, Packet::Subscribe(Subscribe::new(filter, QoS::AtMostOnce))), None, "{filter}");
+    }
+    assert_eq!(connack(mqtt, "gw-1", Some(("gw-1", "gw-2-password"))), Some(5));
+    edgeprobe_tests::wait_for("the refusals counted", Duration::from_secs(5), || {
+        denied("publish") >= 1.0 && denied("subscribe") >= 3.0 && denied("login") >= 1.0
+    });
+    assert_eq!(collector.metric("edgeprobe_collector_reports_stored_total"), stored, "the forged report was stored");
+
+    // The broker's own port, behind the gate, refuses an agent's real login.
+    let broker = broker_pid(&collector).expect("the broker child");
+    let inner: Vec<u16> = listening_ports(broker).into_iter().filter(|&p| p != mqtt).collect();
+    assert!(!inner.is_empty(), "rumqttd's own port");
+    for port in &inner {
+        assert_ne!(connack(*port, "gw-1", Some(("gw-1", "gw-1-password"))), Some(0), "port {port} took gw-1");
+    }
+
+    // And what is allowed still works, for both agents.
+    assert!(a_report_gets_through(&collector, mqtt, Some(("gw-1", "gw-1-password")), 1), "{}", collector.log());
+    assert!(a_report_gets_through(&collector, mqtt, Some(("gw-2", "gw-2-password")), 1), "{}", collector.log());
+    eprintln!(
+        "acl: refused {} logins, {} publishes, {} subscriptions; rumqttd's own port(s) {inner:?} refused gw-1",
+        denied("login"),
+        denied("publish"),
+        denied("subscribe")
+    );
     drop(collector);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -9,6 +9,12 @@
 //! `embedded_max_memory_mb`: rumqttd keeps every topic's recent messages, and the bound on
 //! them is per topic. The child exits when its standard input closes, so it never outlives
 //! the collector, even one killed with SIGKILL.
+//!
+//! Clients do not reach rumqttd directly: [`gate`] takes their connections, checks logins
+//! and the agent ACL, and forwards them to rumqttd on a loopback port. Its refusals are
+//! reported to the supervisor as lines on the child's standard output.
+
+pub mod gate;
 
 use crate::config::BrokerConfig;
 use crate::metrics::Metrics;
@@ -19,7 +25,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 /// What the child needs, sent on its standard input (so passwords stay out of `ps`).
 #[derive(Serialize, Deserialize)]
@@ -27,6 +33,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// Username to password; empty lets anyone in.
     pub users: BTreeMap<String, String>,
+    /// The collector's own user name, which may read every agent.
+    pub collector: Option<String>,
 }
 
 impl Settings {
@@ -36,13 +44,9 @@ impl Settings {
         if let (false, Some(user)) = (users.is_empty(), &config.username) {
             users.insert(user.clone(), config.password.clone().unwrap_or_default());
         }
-        Settings { listen: config.embedded_listen, users }
+        let collector = config.username.clone().filter(|_| !users.is_empty());
+        Settings { listen: config.embedded_listen, users, collector }
     }
-}
-
-/// A client id the broker takes: what an agent id may be, or empty (the broker names it).
-fn acceptable_client_id(id: &str) -> bool {
-    id.is_empty() || edgeprobe_wire::mqtt::check_agent_id(id).is_ok()
 }
 
 /// `embedded-broker`: reads [`Settings`] from standard input, runs the broker, and exits when
@@ -58,6 +62,9 @@ pub fn run_child() -> anyhow::Result<()> {
     let mut line = String::new();
     std::io::stdin().read_line(&mut line)?;
     let settings: Settings = serde_json::from_str(&line)?;
+    // rumqttd listens on a loopback port of its own, and takes only the gate's login.
+    let inner = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let secret = random_hex()?;
     // Reports are at most 4 MiB (the wire limit). Each topic keeps at most two segments of
     // 256 KiB (plus one message past the limit): rumqttd's defaults here were ten of 100 MB.
     let text = format!(
@@ -71,27 +78,23 @@ max_segment_count = 2
 
 [v4.1]
 name = "v4-1"
-listen = "{}"
+listen = "{inner}"
 next_connection_delay_ms = 1
 [v4.1.connections]
 connection_timeout_ms = 10000
-max_payload_size = 4194304
+max_payload_size = {}
 max_inflight_count = 200
 dynamic_filters = true
 "#,
-        settings.listen
+        gate::MAX_PACKET_BYTES
     );
     let mut config: rumqttd::Config = toml::from_str(&text)?;
-    if !settings.users.is_empty() {
-        let users = Arc::new(settings.users);
-        for server in config.v4.iter_mut().flat_map(|servers| servers.values_mut()) {
-            let users = users.clone();
-            server.set_auth_handler(move |client_id: String, user: String, password: String| {
-                let known = users.get(&user).is_some_and(|p| crate::auth::same(p, &password));
-                let ok = known && acceptable_client_id(&client_id);
-                async move { ok }
-            });
-        }
+    for server in config.v4.iter_mut().flat_map(|servers| servers.values_mut()) {
+        let secret = secret.clone();
+        server.set_auth_handler(move |_client: String, _user: String, password: String| {
+            let ok = crate::auth::same(&secret, &password);
+            async move { ok }
+        });
     }
     let mut broker = rumqttd::Broker::new(config);
     std::thread::Builder::new().name("broker".into()).spawn(move || {
@@ -100,9 +103,32 @@ dynamic_filters = true
             std::process::exit(1);
         }
     })?;
+    let gate = Arc::new(gate::Gate { users: settings.users, collector: settings.collector, secret });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get().min(4)))
+        .thread_name("gate")
+        .enable_all()
+        .build()?;
+    let listener = runtime.block_on(tokio::net::TcpListener::bind(settings.listen))?;
+    let (denied, mut refusals) = tokio::sync::mpsc::unbounded_channel();
+    runtime.spawn(gate::run(gate, listener, inner, denied));
+    runtime.spawn(async move {
+        let mut out = tokio::io::stdout();
+        while let Some(why) = refusals.recv().await {
+            let _ = out.write_all(format!("denied {}\n", why.as_str()).as_bytes()).await;
+            let _ = out.flush().await;
+        }
+    });
     // Until the collector is gone.
     let _ = std::io::stdin().read_to_end(&mut Vec::new());
     Ok(())
+}
+
+/// 128 random bits, as hex: a password nobody types.
+pub fn random_hex() -> std::io::Result<String> {
+    let mut secret = [0u8; 16];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut secret)?;
+    Ok(secret.iter().map(|x| format!("{x:02x}")).collect())
 }
 
 /// Starts the broker child and keeps it running until `stop` is set. Fails at once if the
@@ -123,6 +149,7 @@ pub fn start(
             let child = tokio::process::Command::new(&exe)
                 .arg("embedded-broker")
                 .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
                 .kill_on_drop(true)
                 .spawn();
             let mut child = match child {
@@ -140,9 +167,22 @@ pub fn start(
             if let Some(pipe) = stdin.as_mut() {
                 let _ = pipe.write_all(settings.as_bytes()).await;
             }
+            if let Some(out) = child.stdout.take() {
+                let metrics = metrics.clone();
+                tokio::spawn(async move {
+                    let mut lines = tokio::io::BufReader::new(out).lines();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        let why =
+                            gate::Denied::ALL.iter().position(|d| line.strip_prefix("denied ") == Some(d.as_str()));
+                        if let Some(i) = why {
+                            metrics.broker_denied[i].fetch_add(1, Relaxed);
+                        }
+                    }
+                });
+            }
             let pid = child.id();
             let started = std::time::Instant::now();
-            let mut watch = tokio::time::interval(Duration::from_millis(250));
+            let mut watch = tokio::time::interval(Duration::from_millis(100));
             let why = loop {
                 tokio::select! {
                     status = child.wait() => break format!("exited ({})", status.map_or_else(|e| e.to_string(), |s| s.to_string())),
