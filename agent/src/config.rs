@@ -31,14 +31,23 @@ pub struct AgentSection {
     pub id: Option<String>,
 }
 
-/// A configuration error with its place in the file (1-based line and column).
+/// A configuration error with its place in the file (1-based line and column; 0 when the
+/// error is the whole file's, as one that cannot be read).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{file}:{line}:{column}: {message}")]
 pub struct ConfigError {
     pub file: String,
     pub line: usize,
     pub column: usize,
     pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            0 => write!(f, "{}: {}", self.file, self.message),
+            line => write!(f, "{}:{line}:{}: {}", self.file, self.column, self.message),
+        }
+    }
 }
 
 impl AgentConfig {
@@ -73,19 +82,19 @@ impl AgentConfig {
             vec![ConfigError { file: file.into(), line, column, message: e.message().trim().to_string() }]
         })?;
         let mut errors = Vec::new();
-        if let Err(e) = config.measure.validate() {
+        for e in config.measure.problems() {
             let (line, column) = find_key(text, "measure", e.field);
             errors.push(ConfigError { file: file.into(), line, column, message: format!("measure.{e}") });
         }
-        if let Err((field, reason)) = config.capture.validate() {
+        for (field, reason) in config.capture.problems() {
             let (line, column) = find_key(text, "capture", field);
             errors.push(ConfigError { file: file.into(), line, column, message: format!("capture.{field}: {reason}") });
         }
-        if let Err((field, reason)) = config.mqtt.validate() {
+        for (field, reason) in config.mqtt.problems() {
             let (line, column) = find_key(text, "mqtt", field);
             errors.push(ConfigError { file: file.into(), line, column, message: format!("mqtt.{field}: {reason}") });
         }
-        if let Err(e) = config.subscribers.validate() {
+        for e in config.subscribers.problems() {
             let (line, column) = find_key(text, "subscribers", e.field);
             errors.push(ConfigError { file: file.into(), line, column, message: format!("subscribers.{e}") });
         }
@@ -97,7 +106,7 @@ impl AgentConfig {
             let (line, column) = find_key(text, "agent", "id");
             errors.push(ConfigError { file: file.into(), line, column, message: format!("agent.id: {reason}") });
         }
-        if let (Some(memory), Ok(())) = (physical_memory(), config.measure.validate()) {
+        if let (Some(memory), true) = (physical_memory(), config.measure.problems().is_empty()) {
             let tables = config.measure.table_bytes();
             if tables > u128::from(memory) {
                 let (line, column) = find_key(text, "measure", "flow_capacity");

@@ -6,7 +6,10 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("edgeprobe: {e:#}");
+            // One line per problem (a config's are `FILE:LINE:COLUMN: ...`), each marked.
+            for line in format!("{e:#}").lines() {
+                eprintln!("edgeprobe: {line}");
+            }
             ExitCode::FAILURE
         }
     }

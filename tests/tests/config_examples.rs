@@ -36,6 +36,30 @@ fn broken_config_reports_line_and_column() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("broken.toml:3:3") && stderr.contains("colour"), "{stderr}");
 
+    // Every mistake, across sections and within one.
+    std::fs::write(
+        &path,
+        "[measure]\nflow_capacity = 0\ndns_capacity = 0\n[mqtt]\nencoding = \"xml\"\nspool_max_bytes = 1\n",
+    )
+    .unwrap();
+    let out = Command::new(edgeprobe_bin()).arg("check-config").arg(&path).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for at in [
+        "broken.toml:2:1: measure.flow_capacity",
+        "broken.toml:3:1: measure.dns_capacity",
+        "broken.toml:5:1: mqtt.encoding",
+        "broken.toml:6:1: mqtt.spool_max_bytes",
+    ] {
+        assert!(stderr.contains(at), "{at}: {stderr}");
+    }
+    let missing = dir.join("missing.toml");
+    let out = Command::new(edgeprobe_bin()).arg("check-config").arg(&missing).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.trim(),
+        format!("edgeprobe: {}: cannot read: No such file or directory (os error 2)", missing.display())
+    );
+
     // The same file drives replay: a bad config stops it before any packet is read.
     let capture = workspace_root().join("tests/fixtures/lab_tcp.pcap");
     let out = Command::new(edgeprobe_bin()).arg("replay").arg(&capture).arg("--config").arg(&path).output().unwrap();

@@ -103,35 +103,46 @@ impl CoreConfig {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let positive = |field: &'static str, n: usize| {
-            if n == 0 { Err(ConfigError { field, reason: "must be at least 1".into() }) } else { Ok(()) }
-        };
-        positive("flow_capacity", self.flow_capacity)?;
-        positive("dns_capacity", self.dns_capacity)?;
-        positive("stream_capacity", self.stream_capacity)?;
-        positive("max_subscribers", self.max_subscribers)?;
-        positive("services_tracked_per_subscriber", self.services_tracked_per_subscriber)?;
-        positive("sample_capacity", self.sample_capacity)?;
-        positive("service_cache_capacity", self.service_cache_capacity)?;
-        positive("episode_capacity", self.episode_capacity)?;
-        crate::journey::validate(&self.journeys).map_err(|reason| ConfigError { field: "journeys", reason })?;
+        self.problems().into_iter().next().map_or(Ok(()), Err)
+    }
+
+    /// Every problem found, in field order.
+    pub fn problems(&self) -> Vec<ConfigError> {
+        let mut out = Vec::new();
+        for (field, n) in [
+            ("flow_capacity", self.flow_capacity),
+            ("dns_capacity", self.dns_capacity),
+            ("stream_capacity", self.stream_capacity),
+            ("max_subscribers", self.max_subscribers),
+            ("services_tracked_per_subscriber", self.services_tracked_per_subscriber),
+            ("sample_capacity", self.sample_capacity),
+            ("service_cache_capacity", self.service_cache_capacity),
+            ("episode_capacity", self.episode_capacity),
+        ] {
+            if n == 0 {
+                out.push(ConfigError { field, reason: "must be at least 1".into() });
+            }
+        }
+        if let Err(reason) = crate::journey::validate(&self.journeys) {
+            out.push(ConfigError { field: "journeys", reason });
+        }
         if self.max_subscribers > usize::from(u16::MAX) || self.services_tracked_per_subscriber > 1024 {
-            return Err(ConfigError {
+            out.push(ConfigError {
                 field: "max_subscribers",
                 reason: "at most 65535 subscribers, 1024 services".into(),
             });
         }
         if !(1..=86_400).contains(&self.report_interval_secs) || 86_400 % self.report_interval_secs != 0 {
-            return Err(ConfigError {
+            out.push(ConfigError {
                 field: "report_interval_secs",
                 reason: "must divide a day (60, 300, 900, ...) so windows align to the clock".into(),
             });
         }
         if !(512..=65_536).contains(&self.tls_hello_max_bytes) {
-            return Err(ConfigError { field: "tls_hello_max_bytes", reason: "must be between 512 and 65536".into() });
+            out.push(ConfigError { field: "tls_hello_max_bytes", reason: "must be between 512 and 65536".into() });
         }
         if self.flow_capacity > u32::MAX as usize / 2 {
-            return Err(ConfigError { field: "flow_capacity", reason: "must be below 2^31".into() });
+            out.push(ConfigError { field: "flow_capacity", reason: "must be below 2^31".into() });
         }
         for (field, secs) in [
             ("fragment_timeout_secs", self.fragment_timeout_secs),
@@ -142,10 +153,10 @@ impl CoreConfig {
             ("tcp_close_linger_secs", self.tcp_close_linger_secs),
         ] {
             if !(secs.is_finite() && secs > 0.0 && secs < 86_400.0 * 365.0) {
-                return Err(ConfigError { field, reason: format!("must be a positive number of seconds, got {secs}") });
+                out.push(ConfigError { field, reason: format!("must be a positive number of seconds, got {secs}") });
             }
         }
-        Ok(())
+        out
     }
 }
 

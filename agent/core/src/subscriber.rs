@@ -68,27 +68,30 @@ pub struct SubscriberConfig {
 
 impl SubscriberConfig {
     pub fn validate(&self) -> Result<(), crate::config::ConfigError> {
-        let err = |field, reason: &str| Err(crate::config::ConfigError { field, reason: reason.into() });
+        self.problems().into_iter().next().map_or(Ok(()), Err)
+    }
+
+    /// Every problem found.
+    pub fn problems(&self) -> Vec<crate::config::ConfigError> {
+        let mut out = Vec::new();
+        let mut err = |field, reason: &str| out.push(crate::config::ConfigError { field, reason: reason.into() });
         if self.mode == Mode::Cpe && (!self.rules.is_empty() || self.learn_dhcp) {
-            return err("rules", "rules and learn_dhcp apply in edge mode; set mode = \"edge\"");
+            err("rules", "rules and learn_dhcp apply in edge mode; set mode = \"edge\"");
         }
         if self.mode == Mode::Edge && self.subscriber_id.is_some() {
-            return err("subscriber_id", "subscriber_id applies in cpe mode");
+            err("subscriber_id", "subscriber_id applies in cpe mode");
         }
-        if let Some(i) =
-            self.rules.iter().position(|r| r.cidr.is_none() && r.vlan.is_none() && r.pppoe_session.is_none())
-        {
-            let _ = i;
-            return err("rules", "every rule needs a cidr, vlan or pppoe_session");
+        if self.rules.iter().any(|r| r.cidr.is_none() && r.vlan.is_none() && r.pppoe_session.is_none()) {
+            err("rules", "every rule needs a cidr, vlan or pppoe_session");
         }
         let keys = self.subscriber_id.iter().chain(self.rules.iter().map(|r| &r.subscriber));
         if keys.chain(&self.opt_out).any(|k| k.is_empty() || !edgeprobe_wire::report::acceptable_name(k)) {
-            return err("subscriber_id", "subscriber keys must be 1 to 1024 bytes without control characters");
+            err("subscriber_id", "subscriber keys must be 1 to 1024 bytes without control characters");
         }
         if self.pseudonymize_secret.as_deref().is_some_and(|s| s.len() < 16) {
-            return err("pseudonymize_secret", "must be at least 16 characters");
+            err("pseudonymize_secret", "must be at least 16 characters");
         }
-        Ok(())
+        out
     }
 }
 

@@ -28,12 +28,15 @@ pub struct Frame<'a> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
+    // The reason is in the message, not a source: `{:#}` would print it twice.
     #[error("cannot open: {0}")]
-    Open(#[source] std::io::Error),
+    Open(std::io::Error),
     #[error("not a pcap or pcapng file (unrecognized magic number)")]
     NotACapture,
     #[error("empty file")]
     Empty,
+    #[error("truncated in the file header")]
+    TruncatedHeader,
     #[error("truncated at byte offset {offset}: the last record is incomplete")]
     Truncated { offset: u64 },
     #[error("corrupt record at byte offset {offset}: {reason}")]
@@ -54,18 +57,25 @@ pub struct CaptureFile {
     interfaces: Vec<Interface>,
     /// The reader's buffer size; it doubles, up to `MAX_RECORD`, for a record that does not fit.
     capacity: usize,
+    /// (pcapng, big-endian) once the file or section header is read: where a record header
+    /// keeps its length, to tell a corrupt length from a file cut short.
+    layout: Option<(bool, bool)>,
 }
 
 impl CaptureFile {
     pub fn open(path: &Path) -> Result<Self, CaptureError> {
         let file = File::open(path).map_err(CaptureError::Open)?;
+        // A directory opens, then fails its first read with no reason given.
+        if file.metadata().is_ok_and(|m| m.is_dir()) {
+            return Err(CaptureError::Open(std::io::Error::new(std::io::ErrorKind::IsADirectory, "is a directory")));
+        }
         let reader = create_reader(BUFFER, file).map_err(|e| match e {
             PcapError::Eof => CaptureError::Empty,
-            PcapError::Incomplete(_) => CaptureError::Truncated { offset: 0 },
+            PcapError::Incomplete(_) | PcapError::UnexpectedEof => CaptureError::TruncatedHeader,
             PcapError::ReadError => CaptureError::Read { offset: 0 },
             _ => CaptureError::NotACapture,
         })?;
-        Ok(CaptureFile { reader, interfaces: Vec::new(), capacity: BUFFER })
+        Ok(CaptureFile { reader, interfaces: Vec::new(), capacity: BUFFER, layout: None })
     }
 
     /// Hands every frame to `on_frame`, in file order. Stops at the end of the file, or at the
@@ -78,6 +88,7 @@ impl CaptureFile {
                     match block {
                         PcapBlockOwned::LegacyHeader(h) => {
                             let resolution = if h.is_nanosecond_precision() { 1_000_000_000 } else { 1_000_000 };
+                            self.layout = Some((false, h.is_bigendian()));
                             self.interfaces.clear();
                             self.interfaces.push(Interface {
                                 link: LinkType::from_linktype(h.network.0 as u32),
@@ -98,7 +109,10 @@ impl CaptureFile {
                             check_wire_len(offset, b.origlen)?;
                             on_frame(Frame { ts, link: iface.link, data, wire_len: b.origlen });
                         }
-                        PcapBlockOwned::NG(Block::SectionHeader(_)) => self.interfaces.clear(),
+                        PcapBlockOwned::NG(Block::SectionHeader(shb)) => {
+                            self.layout = Some((true, shb.big_endian()));
+                            self.interfaces.clear();
+                        }
                         PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
                             let resolution = idb.ts_resolution().ok_or_else(|| CaptureError::Corrupt {
                                 offset,
@@ -158,7 +172,15 @@ impl CaptureFile {
                     self.capacity = size;
                     self.reader.refill().map_err(|_| CaptureError::Read { offset })?;
                 }
-                Err(PcapError::UnexpectedEof) => return Err(CaptureError::Truncated { offset }),
+                Err(PcapError::UnexpectedEof) => {
+                    return Err(match self.claimed_length() {
+                        Some(len) if len > MAX_RECORD as u64 => CaptureError::Corrupt {
+                            offset,
+                            reason: format!("record claims {len} bytes, more than {MAX_RECORD}"),
+                        },
+                        _ => CaptureError::Truncated { offset },
+                    });
+                }
                 Err(PcapError::ReadError) => return Err(CaptureError::Read { offset }),
                 Err(e) => {
                     let reason = match e {
@@ -172,6 +194,17 @@ impl CaptureFile {
                 }
             }
         }
+    }
+}
+
+impl CaptureFile {
+    /// The length the record at the reader's position says it has, where its header is whole.
+    fn claimed_length(&self) -> Option<u64> {
+        let (ng, big) = self.layout?;
+        // pcap: captured length at bytes 8..12 of 16; pcapng: block length at 4..8.
+        let at = if ng { 4 } else { 8 };
+        let raw: [u8; 4] = self.reader.data().get(at..at + 4)?.try_into().ok()?;
+        Some(u64::from(if big { u32::from_be_bytes(raw) } else { u32::from_le_bytes(raw) }))
     }
 }
 
@@ -202,5 +235,44 @@ mod tests {
         assert_eq!(timestamp(1, 5, 1_000_000, 0), Timestamp(1_000_005_000));
         assert_eq!(timestamp(1, 5, 1_000_000_000, 0), Timestamp(1_000_000_005));
         assert_eq!(timestamp(1, 1, 1 << 10, 2), Timestamp(3_000_976_562));
+    }
+
+    /// What reading `bytes` as a capture ends with.
+    fn outcome(name: &str, bytes: &[u8]) -> String {
+        let path = std::env::temp_dir().join(format!("edgeprobe-file-{}-{name}", std::process::id()));
+        std::fs::write(&path, bytes).unwrap();
+        let result = CaptureFile::open(&path).and_then(|mut f| f.for_each_frame(|_| {}));
+        let _ = std::fs::remove_file(&path);
+        result.map_or_else(|e| e.to_string(), |()| "ok".into())
+    }
+
+    /// A little-endian microsecond pcap header for Ethernet.
+    fn header() -> Vec<u8> {
+        [&0xa1b2_c3d4u32.to_le_bytes()[..], &[2, 0, 4, 0], &[0; 8], &65_535u32.to_le_bytes(), &1u32.to_le_bytes()]
+            .concat()
+    }
+
+    fn record(caplen: u32, data: &[u8]) -> Vec<u8> {
+        [&[0u8; 8][..], &caplen.to_le_bytes(), &caplen.to_le_bytes(), data].concat()
+    }
+
+    #[test]
+    fn damage_is_named_for_what_it_is() {
+        let whole = [header(), record(60, &[0; 60])].concat();
+        assert_eq!(outcome("whole", &whole), "ok");
+        assert_eq!(outcome("header", &header()[..10]), "truncated in the file header");
+        assert_eq!(
+            outcome("cut", &whole[..whole.len() - 8]),
+            "truncated at byte offset 24: the last record is incomplete"
+        );
+        let huge = [whole.clone(), record(0xFFFF_FF00, &[0; 100])].concat();
+        assert_eq!(
+            outcome("huge", &huge),
+            "corrupt record at byte offset 100: record claims 4294967040 bytes, more than 16777216"
+        );
+        let dir = CaptureFile::open(&std::env::temp_dir()).err().map(|e| e.to_string());
+        assert_eq!(dir.as_deref(), Some("cannot open: is a directory"));
+        let missing = CaptureFile::open(Path::new("/nonexistent/x.pcap")).err().unwrap();
+        assert_eq!(format!("{:#}", anyhow::Error::new(missing)), "cannot open: No such file or directory (os error 2)");
     }
 }

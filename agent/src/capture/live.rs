@@ -45,24 +45,32 @@ impl Default for CaptureConfig {
 
 impl CaptureConfig {
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        self.problems().into_iter().next().map_or(Ok(()), Err)
+    }
+
+    /// Every problem found, as (field, reason).
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
         if self.backend == Backend::Pnet && !cfg!(feature = "pnet") {
-            return Err(("backend", "this build leaves out the pnet backend; use \"ring\"".into()));
+            out.push(("backend", "this build leaves out the pnet backend; use \"ring\"".into()));
         }
         if self.snaplen < 64 {
-            return Err(("snaplen", "must be at least 64".into()));
+            out.push(("snaplen", "must be at least 64".into()));
         }
         if !self.ring_block_kib.is_power_of_two() || !(64..=65_536).contains(&self.ring_block_kib) {
-            return Err(("ring_block_kib", "must be a power of two from 64 to 65536".into()));
+            out.push(("ring_block_kib", "must be a power of two from 64 to 65536".into()));
         }
         if !(2..=1024).contains(&self.ring_blocks) {
-            return Err(("ring_blocks", "must be from 2 to 1024".into()));
+            out.push(("ring_blocks", "must be from 2 to 1024".into()));
         }
         if let Some(bpf) = &self.bpf {
-            super::ring::parse_bpf(bpf).map_err(|e| ("bpf", e))?;
+            if let Err(e) = super::ring::parse_bpf(bpf) {
+                out.push(("bpf", e));
+            }
         }
         if self.interfaces.iter().any(|i| i.is_empty() || i.len() > 15) {
-            return Err(("interfaces", "interface names are 1 to 15 characters".into()));
+            out.push(("interfaces", "interface names are 1 to 15 characters".into()));
         }
-        Ok(())
+        out
     }
 }

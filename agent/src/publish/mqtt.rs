@@ -83,57 +83,72 @@ impl Default for MqttConfig {
 impl MqttConfig {
     /// Checks what can be checked without connecting; `(field, reason)` on error.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        parse_url(&self.url).map_err(|e| ("url", e.to_string()))?;
+        self.problems().into_iter().next().map_or(Ok(()), Err)
+    }
+
+    /// Every problem found, as (field, reason).
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if let Err(e) = parse_url(&self.url) {
+            out.push(("url", e.to_string()));
+        }
         if !["cbor", "json"].contains(&self.encoding.as_str()) {
-            return Err(("encoding", "must be \"cbor\" or \"json\"".into()));
+            out.push(("encoding", "must be \"cbor\" or \"json\"".into()));
         }
         if self.cert_file.is_some() != self.key_file.is_some() {
-            return Err(("cert_file", "cert_file and key_file go together".into()));
+            out.push(("cert_file", "cert_file and key_file go together".into()));
         }
         let sources = [self.password.is_some(), self.password_file.is_some(), self.password_env.is_some()];
         if sources.iter().filter(|s| **s).count() > 1 {
-            return Err(("password", "give one of password, password_file, password_env".into()));
+            out.push(("password", "give one of password, password_file, password_env".into()));
         }
         if self.spool_max_bytes < 4096 {
-            return Err(("spool_max_bytes", "must be at least 4096".into()));
+            out.push(("spool_max_bytes", "must be at least 4096".into()));
         }
         if self.username.is_none() && sources.iter().any(|s| *s) {
-            return Err(("username", "a password is sent only with a username; set username".into()));
+            out.push(("username", "a password is sent only with a username; set username".into()));
         }
         if let Some(id) = &self.client_id {
             if id.is_empty() || id.len() > 65_535 || id.chars().any(|c| c.is_control()) {
-                return Err(("client_id", "must be 1 to 65535 bytes of printable characters".into()));
+                out.push(("client_id", "must be 1 to 65535 bytes of printable characters".into()));
             }
         }
-        for (field, path) in
-            [("password_file", &self.password_file), ("cert_file", &self.cert_file), ("key_file", &self.key_file)]
-        {
-            if let Some(path) = path {
-                readable_file(path).map_err(|e| (field, e))?;
+        let mut files_ok = true;
+        for (field, path) in [
+            ("password_file", &self.password_file),
+            ("cert_file", &self.cert_file),
+            ("key_file", &self.key_file),
+            ("ca_file", &self.ca_file),
+        ] {
+            if let Some(Err(e)) = path.as_deref().map(readable_file) {
+                out.push((field, e));
+                files_ok = false;
             }
         }
-        if let Some(ca) = &self.ca_file {
-            readable_file(ca).map_err(|e| ("ca_file", e))?;
+        if self.ca_file.is_some() {
             // What start would do with the files: a certificate that does not parse, or a key
             // that is not the certificate's, fails here.
-            tls_config(self).map_err(|e| ("ca_file", format!("{e:#}")))?;
+            if let (true, Err(e)) = (files_ok && self.cert_file.is_some() == self.key_file.is_some(), tls_config(self))
+            {
+                out.push(("ca_file", format!("{e:#}")));
+            }
         } else if parse_url(&self.url).is_ok_and(|(tls, _, _)| tls) {
-            return Err(("ca_file", "mqtts:// needs ca_file (the system roots are not read)".into()));
+            out.push(("ca_file", "mqtts:// needs ca_file (the system roots are not read)".into()));
         }
         if let Some(dir) = &self.spool_dir {
             match std::fs::metadata(dir) {
-                Ok(m) if !m.is_dir() => return Err(("spool_dir", format!("{} is not a directory", dir.display()))),
+                Ok(m) if !m.is_dir() => out.push(("spool_dir", format!("{} is not a directory", dir.display()))),
                 Ok(_) => {}
                 // Created at start, so its nearest existing ancestor must be a directory.
                 Err(_) => {
                     let parent = dir.ancestors().skip(1).find(|a| a.as_os_str().is_empty() || a.exists());
                     if let Some(p) = parent.filter(|p| !p.as_os_str().is_empty() && !p.is_dir()) {
-                        return Err(("spool_dir", format!("{} is not a directory", p.display())));
+                        out.push(("spool_dir", format!("{} is not a directory", p.display())));
                     }
                 }
             }
         }
-        Ok(())
+        out
     }
 
     fn password(&self) -> anyhow::Result<Option<String>> {
