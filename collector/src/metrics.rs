@@ -45,6 +45,8 @@ pub struct Metrics {
     pub stored: AtomicU64,
     pub duplicates: AtomicU64,
     pub late_after_evaluation: AtomicU64,
+    /// Reports whose window had ended an hour or more before they arrived (spooled, replayed).
+    pub backfill: AtomicU64,
     rejects: [AtomicU64; REJECTS.len()],
     pub states: AtomicU64,
     pub storage_errors: AtomicU64,
@@ -102,6 +104,11 @@ impl Metrics {
             "reports_late_total",
             "Reports stored after their window was evaluated.",
             self.late_after_evaluation.load(Relaxed),
+        );
+        counter(
+            "reports_backfill_total",
+            "Reports whose window had ended an hour or more before they arrived (spooled or replayed); not in ingest_lag_seconds.",
+            self.backfill.load(Relaxed),
         );
         counter("states_received_total", "Agent birth and last-will messages.", self.states.load(Relaxed));
         counter("storage_errors_total", "Failed storage transactions (retried).", self.storage_errors.load(Relaxed));
@@ -190,7 +197,7 @@ impl Metrics {
         gauge("open_incidents", "Incidents open now.", self.open_incidents.load(Relaxed) as f64);
         gauge(
             "ingest_lag_seconds",
-            "Arrival time minus window end, for the last stored batch.",
+            "Arrival time minus window end: the most in the last stored batch, over reports whose window ended less than an hour before they arrived.",
             self.ingest_lag_ms.load(Relaxed) as f64 / 1000.0,
         );
         gauge("queue_depth", "Reports received and waiting to be stored.", self.queue_depth.load(Relaxed) as f64);

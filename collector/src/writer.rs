@@ -18,6 +18,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
+/// Reports whose window ended longer ago than this on arrival are backfill, not live.
+const LIVE_WITHIN_MS: i64 = 3_600_000;
+
 const BATCH: usize = 256;
 const UPKEEP_EVERY: Duration = Duration::from_millis(200);
 
@@ -135,11 +138,20 @@ impl Writer {
     }
 
     fn store_batch(&mut self, batch: &[Queued]) -> crate::store::Result<()> {
-        let mut lag = 0;
+        // Lag is how far behind live ingest runs: over reports whose window ended within the
+        // hour before they arrived. Older ones were spooled through an outage or replayed;
+        // they are counted apart rather than read as a collector falling behind.
+        let mut lag = None;
+        let mut backfill = 0;
         let mut batch_reports: Vec<(&crate::store::Incoming, i64)> = Vec::new();
         for w in batch {
             if let Work::Report { report, received_ms, .. } = &w.work {
-                lag = received_ms - report.report.window_end as i64;
+                let behind = received_ms.saturating_sub(i64::try_from(report.report.window_end).unwrap_or(i64::MAX));
+                if behind < LIVE_WITHIN_MS {
+                    lag = lag.max(Some(behind.max(0)));
+                } else {
+                    backfill += 1;
+                }
                 batch_reports.push((report, *received_ms));
             }
         }
@@ -179,9 +191,10 @@ impl Writer {
         }
         let states = batch.iter().filter(|w| matches!(w.work, Work::State { .. })).count();
         metrics.states.fetch_add(states as u64, Relaxed);
-        if !reports.is_empty() {
-            metrics.ingest_lag_ms.store(lag.max(0), Relaxed);
+        if let Some(lag) = lag {
+            metrics.ingest_lag_ms.store(lag, Relaxed);
         }
+        metrics.backfill.fetch_add(backfill, Relaxed);
         Ok(())
     }
 

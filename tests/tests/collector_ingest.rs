@@ -349,3 +349,37 @@ fn a_burst_of_large_reports_waits_within_the_queue_byte_budget() {
     drop(collector);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Lag is live ingest's: a report whose window ended two hours before it arrived (spooled
+/// through an outage, or replayed) is counted as backfill and leaves `ingest_lag_seconds`
+/// alone; one whose window ended two minutes ago sets it to about that.
+#[test]
+fn backfilled_reports_are_counted_apart_from_the_lag() {
+    let Some((dir, broker, collector)) = setup("lag", None) else { return };
+    let publisher = Publisher::connect(broker.port);
+    let report = sample_report();
+    let span = report.window_end - report.window_start;
+    let moved = |report: &Report, back_ms: u64, seq: u64| {
+        let now = edgeprobe_collector::now_ms() as u64;
+        // Aligned as the agent aligns windows: the window that ended at least `back_ms` ago.
+        let end = (now - back_ms) / span * span;
+        Report { window_start: end - span, window_end: end, seq, ..report.clone() }
+    };
+    let topic = format!("edgeprobe/v1/agents/{}/report", report.agent_id);
+    let (lag, backfill) = ("edgeprobe_collector_ingest_lag_seconds", "edgeprobe_collector_reports_backfill_total");
+
+    publisher.send(&topic, encode(&moved(&report, 2 * 3_600_000, 1), Encoding::Cbor));
+    collector.wait_metric("edgeprobe_collector_reports_stored_total", 1.0, Duration::from_secs(20));
+    assert_eq!(collector.metric(backfill), 1.0);
+    assert_eq!(collector.metric(lag), 0.0, "backfill alone sets no lag");
+
+    let live = moved(&report, 120_000, 2);
+    publisher.send(&topic, encode(&live, Encoding::Cbor));
+    collector.wait_metric("edgeprobe_collector_reports_stored_total", 2.0, Duration::from_secs(20));
+    let behind = (edgeprobe_collector::now_ms() as u64 - live.window_end) as f64 / 1000.0;
+    let measured = collector.metric(lag);
+    assert!(measured >= 120.0 && measured <= behind, "lag {measured} s, the window ended {behind} s ago");
+    assert_eq!(collector.metric(backfill), 1.0);
+    drop(collector);
+    let _ = std::fs::remove_dir_all(&dir);
+}
