@@ -31,7 +31,8 @@ pub fn wait_for(what: &str, timeout: std::time::Duration, mut check: impl FnMut(
 }
 
 /// Returns true when the test may go on. When `available` is false it prints why the test is
-/// skipped and returns false, or panics when `EDGEPROBE_REQUIRE_ALL` is set.
+/// skipped (uncaptured, so it shows in every run) and returns false, or panics when
+/// `EDGEPROBE_REQUIRE_ALL` is set.
 pub fn prerequisite(available: bool, what: &str) -> bool {
     if available {
         return true;
@@ -39,7 +40,11 @@ pub fn prerequisite(available: bool, what: &str) -> bool {
     if std::env::var_os(REQUIRE_ALL).is_some_and(|v| !v.is_empty() && v != "0") {
         panic!("{REQUIRE_ALL} is set but {what} is missing");
     }
-    eprintln!("SKIPPED: {what} is missing (set {REQUIRE_ALL}=1 to make this a failure)");
+    // Written to the stream itself, not through `eprintln!`, which the test harness captures
+    // and shows only for failures: a skip must show in a plain `cargo test`.
+    let test = std::thread::current().name().unwrap_or("a test").to_string();
+    let line = format!("SKIPPED {test}: {what} is missing (set {REQUIRE_ALL}=1 to make this a failure)\n");
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
     false
 }
 

@@ -129,6 +129,16 @@ fn a_vanished_access_node_is_one_incident_and_a_reboot_is_none() {
         let listed = collector.get("/api/v1/agents");
         listed["agents"].as_array().unwrap().iter().filter(|a| a["online"] == false).count() == 2
     });
+    // When the collector took the two wills (its clock, as the incident's).
+    let listed = collector.get("/api/v1/agents");
+    let wills: Vec<i64> = listed["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["online"] == false)
+        .map(|a| a["state_ms"].as_i64().unwrap())
+        .collect();
+    let (first_will_ms, last_will_ms) = (*wills.iter().min().unwrap(), *wills.iter().max().unwrap());
     // Agents are judged every 10 s, so at least one judgement falls inside the grace.
     std::thread::sleep(Duration::from_secs(GRACE_SECS - 1).saturating_sub(killed.elapsed()));
     assert!(offline_incidents(&collector).is_empty(), "opened within the grace: {:?}", offline_incidents(&collector));
@@ -144,7 +154,16 @@ fn a_vanished_access_node_is_one_incident_and_a_reboot_is_none() {
     assert_eq!(i["value_at_risk"], 100.0);
     assert_eq!(i["evidence"]["silent_agents"], serde_json::json!(["gw-a", "gw-b"]));
     assert_eq!(i["evidence"]["last_will_seen"], 2);
-    assert!(killed.elapsed() >= Duration::from_secs(GRACE_SECS), "opened before the grace ended");
+    // Opened once the grace had passed since the wills, at the first judgement after it
+    // (agents are judged every 10 s), not before and not much later.
+    let opened = i["opened_at"].as_i64().unwrap();
+    let grace = GRACE_SECS as i64 * 1000;
+    assert!(opened >= first_will_ms + grace, "opened {} ms before the grace ended", first_will_ms + grace - opened);
+    assert!(
+        opened <= last_will_ms + grace + 12_000,
+        "opened {} ms after the grace ended",
+        opened - last_will_ms - grace
+    );
 
     // The gateways come back: the incident resolves.
     agents[0].start();

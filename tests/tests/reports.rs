@@ -3,9 +3,9 @@
 //! and service; counters equal the event counts. And the Python `hdrhistogram` package decodes
 //! every histogram to the same figures.
 
-use edgeprobe_tests::{fixtures, prerequisite, replay};
+use edgeprobe_tests::{fixtures, prerequisite, replay, workspace_root};
 use edgeprobe_wire::histogram::{new_histogram, record};
-use edgeprobe_wire::{Report, WireHistogram};
+use edgeprobe_wire::{Encoding, Report, WireHistogram, encode};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -186,4 +186,63 @@ fn python_hdrhistogram_decodes_every_histogram() {
         }
     }
     assert!(decoded >= 10, "only {decoded} histograms decoded");
+}
+
+/// The packed CBOR, read by a decoder written from the contract alone (Python's cbor2 and
+/// hdrhistogram, `tests/interop/packed_decode.py`), says what the named JSON form says: the
+/// golden vector and every report of every fixture, journeys and resolvers included.
+#[test]
+fn an_independent_decoder_reads_the_packed_cbor() {
+    let python_ok =
+        Command::new("python3").args(["-c", "import cbor2, hdrh.histogram"]).status().is_ok_and(|s| s.success());
+    if !prerequisite(
+        python_ok,
+        "python3 with the PyPI cbor2 and hdrhistogram packages (pip install cbor2 hdrhistogram)",
+    ) {
+        return;
+    }
+    let golden = workspace_root().join("agent/wire/tests/golden");
+    let mut args = vec![golden.join("report_v2.cbor"), golden.join("report_v2.json")];
+    let dir = std::env::temp_dir().join(format!("edgeprobe-packed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (mut reports, mut journeys, mut resolvers) = (1, 0, 0);
+    let journeys_config = fixtures().join("journeys.toml").display().to_string();
+    let runs = FIXTURES
+        .iter()
+        .map(|f| (*f, vec!["--reports"]))
+        .chain([("lab_journeys.pcapng", vec!["--reports", "--config", &journeys_config])]);
+    for (fixture, extra) in runs {
+        let out = replay(&fixtures().join(fixture), &extra);
+        assert!(out.success, "{}", out.stderr);
+        let reports_of: Vec<Report> = out
+            .events
+            .into_iter()
+            .filter(|l| l.get("v").is_some())
+            .map(|l| serde_json::from_value(l).unwrap())
+            .collect();
+        for (i, r) in reports_of.into_iter().enumerate() {
+            let base = dir.join(format!("{}-{i}", fixture.replace('.', "_")));
+            let (cbor, json) = (base.with_extension("cbor"), base.with_extension("json"));
+            std::fs::write(&cbor, encode(&r, Encoding::Cbor)).unwrap();
+            std::fs::write(&json, encode(&r, Encoding::Json)).unwrap();
+            args.extend([cbor, json]);
+            reports += 1;
+            journeys += r.subscribers.iter().map(|s| s.journeys.len()).sum::<usize>();
+            resolvers += r.subscribers.iter().map(|s| s.resolvers.len()).sum::<usize>();
+        }
+    }
+    let out = Command::new("python3")
+        .arg(workspace_root().join("tests/interop/packed_decode.py"))
+        .args(&args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let _ = std::fs::remove_dir_all(&dir);
+    eprintln!("{}", stdout.lines().last().unwrap_or_default());
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains(&format!("0 differences; {reports} reports")), "{stdout}");
+    assert!(
+        journeys >= 1 && resolvers >= 1,
+        "{journeys} journeys, {resolvers} resolvers: the fixtures should have both"
+    );
 }

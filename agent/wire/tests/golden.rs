@@ -3,6 +3,7 @@
 //! decoder are both held to these files; the version 1 files, from agents before the packed
 //! CBOR, must still decode. Set `EDGEPROBE_BLESS=1` to rewrite the current version's files after
 //! a deliberate schema change (and bump `SCHEMA_VERSION` if old decoders cannot read it).
+//! `tests/tests/reports.rs` also reads the CBOR with an independent decoder (Python's cbor2).
 
 use edgeprobe_wire::histogram::{new_histogram, record};
 use edgeprobe_wire::*;
@@ -80,7 +81,8 @@ fn encodings_match_the_golden_vectors() {
     let report = sample_report();
     for (encoding, file) in [(Encoding::Cbor, "report_v2.cbor"), (Encoding::Json, "report_v2.json")] {
         let bytes = encode(&report, encoding);
-        if std::env::var_os("EDGEPROBE_BLESS").is_some() {
+        // Only `1` blesses: `EDGEPROBE_BLESS=0` must not rewrite what it was meant to check.
+        if std::env::var("EDGEPROBE_BLESS").as_deref() == Ok("1") {
             std::fs::write(golden(file), &bytes).unwrap();
         }
         let committed = std::fs::read(golden(file)).expect("golden vector committed");
