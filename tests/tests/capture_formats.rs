@@ -1,7 +1,8 @@
 //! The same packets give the same events whatever the file format and encapsulation: pcap in
 //! either byte order and at either time resolution, pcapng with several interfaces, files named
 //! misleadingly, and frames re-wrapped in QinQ (different tags per direction), MPLS, PPPoE,
-//! Linux cooked v1 and v2, and raw IP.
+//! PPPoE inside QinQ, Linux cooked v1 and v2, and raw IP; and TCP segments cut in three (a TLS
+//! record or HTTP message then spans segments), in every one of those encapsulations.
 
 use edgeprobe_agent::capture::file::CaptureFile;
 use edgeprobe_tests::{fixtures, replay};
@@ -107,6 +108,20 @@ fn events_of(path: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Events without their packet counts, which cutting segments changes.
+fn without_packet_counts(events: Vec<String>) -> Vec<String> {
+    events
+        .into_iter()
+        .map(|e| {
+            let mut v: serde_json::Value = serde_json::from_str(&e).unwrap();
+            for field in ["packets_up", "packets_down"] {
+                v.as_object_mut().unwrap().remove(field);
+            }
+            v.to_string()
+        })
+        .collect()
+}
+
 fn micro_packets(packets: &[Packet]) -> Vec<(u64, Vec<u8>)> {
     // The microsecond variants must carry the same times as the reference run.
     packets.iter().map(|p| (p.ts_ns / 1000 * 1000, p.frame.clone())).collect()
@@ -159,10 +174,50 @@ fn rewrap(kind: &str, frame: &[u8], to_server: bool) -> Vec<u8> {
     out
 }
 
+/// The frame's TCP payload cut in three segments, all with the frame's time, as
+/// a sender with a smaller segment size would have sent it; other frames as they are.
+/// (Checksums are left stale: nothing here reads them.)
+fn split_segment(frame: &[u8]) -> Vec<Vec<u8>> {
+    let ip = 14;
+    let (header_len, total_len, proto) = match [frame[12], frame[13]] {
+        [0x08, 0x00] => (
+            usize::from(frame[ip] & 0x0f) * 4,
+            usize::from(u16::from_be_bytes([frame[ip + 2], frame[ip + 3]])),
+            frame[ip + 9],
+        ),
+        [0x86, 0xdd] => (40, 40 + usize::from(u16::from_be_bytes([frame[ip + 4], frame[ip + 5]])), frame[ip + 6]),
+        _ => return vec![frame.to_vec()],
+    };
+    let tcp = ip + header_len;
+    if proto != 6 || frame.len() < tcp + 20 {
+        return vec![frame.to_vec()];
+    }
+    let data = tcp + usize::from(frame[tcp + 12] >> 4) * 4;
+    let end = (ip + total_len).min(frame.len());
+    if end < data + 2 {
+        return vec![frame.to_vec()];
+    }
+    // Three bytes in (inside a TLS record header or an HTTP method), then the middle.
+    let cuts = [data, data + 3.min(end - data - 1), data + (end - data) / 2, end];
+    let seq = u32::from_be_bytes([frame[tcp + 4], frame[tcp + 5], frame[tcp + 6], frame[tcp + 7]]);
+    let piece = |from: usize, to: usize, seq: u32| {
+        let mut out = [&frame[..data], &frame[from..to]].concat();
+        out[tcp + 4..tcp + 8].copy_from_slice(&seq.to_be_bytes());
+        let len = out.len() - ip;
+        if frame[12] == 0x08 {
+            out[ip + 2..ip + 4].copy_from_slice(&(len as u16).to_be_bytes());
+        } else {
+            out[ip + 4..ip + 6].copy_from_slice(&((len - 40) as u16).to_be_bytes());
+        }
+        out
+    };
+    cuts.windows(2).filter(|w| w[0] < w[1]).map(|w| piece(w[0], w[1], seq.wrapping_add((w[0] - data) as u32))).collect()
+}
+
 #[test]
 fn formats_and_encapsulations_do_not_change_events() {
     let dir = tempdir();
-    for fixture in ["lab_tcp.pcap", "lab_dns.pcapng"] {
+    for fixture in ["lab_tcp.pcap", "lab_dns.pcapng", "lab_tls.pcapng", "lab_http.pcap"] {
         let original = fixtures().join(fixture);
         let packets = read_packets(&original);
         // The reference: the same packets, microsecond times, plain little-endian pcap.
@@ -192,18 +247,36 @@ fn formats_and_encapsulations_do_not_change_events() {
         assert_eq!(events_of(&ng), reference, "pcapng with two interfaces");
 
         let client_mac = packets[0].frame[6..12].to_vec();
-        for (kind, link) in [("qinq", 1), ("mpls", 1), ("pppoe", 1), ("sll", 113), ("sll2", 276), ("raw", 101)] {
-            let wrapped: Vec<(u64, Vec<u8>)> = micro_packets(&packets)
-                .into_iter()
-                .filter(|(_, f)| kind != "raw" || [[0x08, 0x00], [0x86, 0xdd]].contains(&[f[12], f[13]]))
-                .map(|(ts, f)| {
-                    let to_server = f[6..12] == client_mac[..];
-                    (ts, rewrap(kind, &f, to_server))
-                })
-                .collect();
-            let path = dir.join(format!("{fixture}-{kind}.pcap"));
-            write_pcap(&path, link, &wrapped, false, false);
-            assert_eq!(events_of(&path), reference, "{fixture} wrapped in {kind}");
+        let kinds =
+            [("qinq", 1), ("mpls", 1), ("pppoe", 1), ("pppoe-qinq", 1), ("sll", 113), ("sll2", 276), ("raw", 101)];
+        for split in [false, true] {
+            for (kind, link) in kinds {
+                let wrapped: Vec<(u64, Vec<u8>)> = micro_packets(&packets)
+                    .into_iter()
+                    .filter(|(_, f)| kind != "raw" || [[0x08, 0x00], [0x86, 0xdd]].contains(&[f[12], f[13]]))
+                    .flat_map(|(ts, f)| {
+                        let to_server = f[6..12] == client_mac[..];
+                        let pieces = if split { split_segment(&f) } else { vec![f] };
+                        pieces.into_iter().map(move |f| match kind {
+                            "pppoe-qinq" => (ts, rewrap("qinq", &rewrap("pppoe", &f, to_server), to_server)),
+                            _ => (ts, rewrap(kind, &f, to_server)),
+                        })
+                    })
+                    .collect();
+                let path = dir.join(format!("{fixture}-{kind}-{split}.pcap"));
+                write_pcap(&path, link, &wrapped, false, false);
+                if split {
+                    // More packets, the same measurements.
+                    let events = without_packet_counts(events_of(&path));
+                    assert_eq!(
+                        events,
+                        without_packet_counts(reference.clone()),
+                        "{fixture} in {kind}, segments cut in three"
+                    );
+                } else {
+                    assert_eq!(events_of(&path), reference, "{fixture} wrapped in {kind}");
+                }
+            }
         }
     }
 }

@@ -25,6 +25,12 @@ pub fn looks_like_request(b: &[u8]) -> bool {
     METHODS.iter().any(|m| b.starts_with(m))
 }
 
+/// A request line, or the first bytes of one too short to tell (`GE`, `POST` without its
+/// space): a first segment can end anywhere, and the analyzer must see it from its first byte.
+pub fn may_begin_request(b: &[u8]) -> bool {
+    looks_like_request(b) || (!b.is_empty() && METHODS.iter().any(|m| m.len() > b.len() && m.starts_with(b)))
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 enum Body {
     #[default]
@@ -324,6 +330,16 @@ mod tests {
         c.send(60, 1, b"HTTP/1.1 204 No Content\r\n\r\n");
         assert_eq!(c.done.len(), 1);
         assert_eq!((c.done[0].status, c.done[0].ttfb_us), (204, 60_000));
+    }
+
+    #[test]
+    fn a_request_line_may_start_in_a_tiny_segment() {
+        for b in [&b"G"[..], b"GE", b"GET", b"GET ", b"POS", b"OPTIONS", b"GET / HTTP/1.1"] {
+            assert!(may_begin_request(b), "{b:?}");
+        }
+        for b in [&b""[..], b"g", b"GX", b"GETX", b"SSH-2.0", b"\x16\x03"] {
+            assert!(!may_begin_request(b), "{b:?}");
+        }
     }
 
     #[test]

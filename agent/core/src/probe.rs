@@ -541,9 +541,9 @@ impl Probe {
             flow.classified = true;
             let stream = if dns_port {
                 AppStream::Dns(DnsStream::default())
-            } else if dir == 0 && crate::wire::tls::looks_like_client_hello(captured) {
+            } else if dir == 0 && crate::wire::tls::may_begin_client_hello(captured) {
                 AppStream::Tls(Box::new(TlsSession::new(self.config.tls_hello_max_bytes)))
-            } else if dir == 0 && http::looks_like_request(captured) {
+            } else if dir == 0 && http::may_begin_request(captured) {
                 AppStream::Http(Box::default())
             } else {
                 self.release_connect(slot);

@@ -28,6 +28,18 @@ pub fn looks_like_client_hello(b: &[u8]) -> bool {
     b.len() >= 6 && b[0] == CONTENT_HANDSHAKE && b[1] == 3 && b[2] <= 4 && b[5] == HANDSHAKE_CLIENT_HELLO
 }
 
+/// A ClientHello, or the first bytes of one too short to tell (a first segment cut inside the
+/// record header): the analyzer must then see it from its first byte.
+pub fn may_begin_client_hello(b: &[u8]) -> bool {
+    let known = [CONTENT_HANDSHAKE, 3];
+    match b.len() {
+        0 => false,
+        1..=2 => b == &known[..b.len()],
+        3..=5 => b[..2] == known && b[2] <= 4,
+        _ => looks_like_client_hello(b),
+    }
+}
+
 /// What the analyzer keeps of a ClientHello.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ClientHello {
@@ -173,6 +185,16 @@ pub fn version_name(v: u16) -> Option<&'static str> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn a_client_hello_may_start_in_a_tiny_segment() {
+        for b in [&[0x16][..], &[0x16, 3], &[0x16, 3, 1], &[0x16, 3, 3, 0, 0xc8], &[0x16, 3, 1, 0, 0xc8, 1]] {
+            assert!(may_begin_client_hello(b), "{b:?}");
+        }
+        for b in [&[][..], &[0x17], &[0x16, 2], &[0x16, 3, 9], &[0x16, 3, 1, 0, 0xc8, 2], b"GET"] {
+            assert!(!may_begin_client_hello(b), "{b:?}");
+        }
+    }
 
     /// A minimal ClientHello body: SNI "Example.COM", ALPN h2 and http/1.1.
     pub(crate) fn client_hello() -> Vec<u8> {
