@@ -25,8 +25,13 @@ impl ReplaySummary {
         let kinds: Vec<String> =
             self.counters.unparsed_kinds().iter().filter(|(_, n)| *n > 0).map(|(k, n)| format!("{k} {n}")).collect();
         let kinds = if kinds.is_empty() { String::new() } else { format!(" ({})", kinds.join(", ")) };
+        // Only when it happened: a snap length too short for what the analyzers read.
+        let cut = match self.counters.segments_truncated {
+            0 => String::new(),
+            n => format!(", {n} TLS/HTTP segments cut by the snap length"),
+        };
         format!(
-            "replay: {} packets, {} bytes, {:.3} s, {:.0} packets/s, {} events, {} reports, {} unparsed{kinds}, {} flow evictions",
+            "replay: {} packets, {} bytes, {:.3} s, {:.0} packets/s, {} events, {} reports, {} unparsed{kinds}, {} flow evictions{cut}",
             self.counters.packets,
             self.counters.bytes,
             secs,

@@ -1078,6 +1078,7 @@ mod tests {
             services: vec![],
             journeys: vec![],
             resolvers: vec![],
+            dns_late: None,
         }
     }
 

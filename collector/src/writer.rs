@@ -291,6 +291,7 @@ mod tests {
                 services: vec![],
                 journeys: vec![],
                 resolvers: vec![],
+                dns_late: None,
             }],
             agent: None,
         }

@@ -56,7 +56,7 @@ pub fn dns(data: &[u8]) {
             assert!(end <= data.len());
         }
     }
-    let mut tracker = DnsTracker::new(2, 5_000_000_000);
+    let mut tracker = DnsTracker::new(2, 5_000_000_000, 30_000_000_000);
     let mut counters = Counters::default();
     let client = "192.0.2.1:40000".parse().unwrap();
     let server = "192.0.2.53:53".parse().unwrap();

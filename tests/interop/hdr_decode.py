@@ -28,6 +28,14 @@ def histograms(report):
         for svc in s.get("services", []):
             for name, hist in svc.get("metrics", {}).items():
                 yield [s["subscriber"], svc["service"], name], hist
+        for r in s.get("resolvers", []):
+            if r.get("latency"):
+                yield [s["subscriber"], "resolver " + r["resolver"], "dns"], r["latency"]
+        for j in s.get("journeys", []):
+            if j.get("latency"):
+                yield [s["subscriber"], "journey " + j["journey"], "latency"], j["latency"]
+        if s.get("dns_late"):
+            yield [s["subscriber"], "", "dns_late"], s["dns_late"]
 
 
 for line in sys.stdin:

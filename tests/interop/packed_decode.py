@@ -22,7 +22,7 @@ CAPTURE = {0: "packets", 1: "bytes", 2: "kernel_drops", 3: "unparsed", 4: "evict
 EVICTIONS = {0: "flows", 1: "dns", 2: "streams", 3: "fragments", 4: "subscribers", 5: "samples",
              6: "dhcp_bindings", 7: "service_names", 8: "episodes"}
 AGENT = {0: "spool_depth", 1: "spool_dropped", 2: "publish_failures", 3: "spool_write_errors"}
-LINE = {0: "subscriber", 1: "metrics", 2: "counters", 3: "services", 4: "journeys", 5: "resolvers"}
+LINE = {0: "subscriber", 1: "metrics", 2: "counters", 3: "services", 4: "journeys", 5: "resolvers", 6: "dns_late"}
 SERVICE = {0: "service", 1: "metrics", 2: "counters"}
 RESOLVER = {0: "resolver", 1: "dns", 2: "latency"}
 JOURNEY = {0: "journey", 1: "phase", 2: "channel", 3: "latency", 4: "ok", 5: "failed", 6: "timeout",
@@ -30,7 +30,7 @@ JOURNEY = {0: "journey", 1: "phase", 2: "channel", 3: "latency", 4: "ok", 5: "fa
 METRICS = ["connect_network", "connect_home", "dns", "tls_handshake", "http_ttfb"]
 COUNTERS = {0: "connects", 1: "connect_refused", 2: "connect_timeout", 3: "dns", 4: "tls_ok", 5: "tls_failed",
             6: "http_responses", 7: "http_4xx", 8: "http_5xx", 9: "flows", 10: "bytes_up", 11: "bytes_down",
-            12: "retrans_up", 13: "retrans_down"}
+            12: "retrans_up", 13: "retrans_down", 14: "dns_late"}
 RCODES = ["NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN", "YXRRSET", "NXRRSET",
           "NOTAUTH", "NOTZONE"]
 
@@ -119,6 +119,8 @@ def line(m):
         if r.get("latency"):
             r["latency"] = summary(hdr(r["latency"]))
         s["resolvers"].append(r)
+    if s.get("dns_late"):
+        s["dns_late"] = summary(hdr(s["dns_late"]))
     s["journeys"] = []
     for j in m.get(4, []):
         j = named(j, JOURNEY)

@@ -8,8 +8,9 @@ Tables (times in seconds, *_ms in milliseconds with three decimals):
   NAME.tcp_anal.tsv  each TCP stream: packets and payload bytes per direction, tshark's flags
   NAME.tls.tsv       each TLS handshake: SNI, ALPN, version, ClientHello, ServerHello (not a
                      HelloRetryRequest), the client's first application_data record, alerts
-  NAME.http.tsv      each HTTP request with its final (non-1xx) response, both timed at the frame
-                     where they start (TCP reassembly off, as http.time is then defined)
+  NAME.http.tsv      each HTTP request with its final (non-1xx) response, timed at the frames that
+                     complete their header blocks (body reassembly off, as the public references'
+                     http.time is defined)
 """
 import collections
 import os
@@ -166,8 +167,7 @@ def tls(capture):
 
 def http(capture):
     names = ["frame.time_epoch", "tcp.stream", "http.request.method", "http.host", "http.response.code"]
-    options = ["-o", "tcp.desegment_tcp_streams:FALSE", "-o", "http.desegment_headers:FALSE",
-               "-o", "http.desegment_body:FALSE"]
+    options = ["-o", "http.desegment_body:FALSE"]
     waiting = collections.defaultdict(collections.deque)
     rows = []
     for r in fields(capture, "http && !icmp && !icmpv6", names, options, occurrence="a"):

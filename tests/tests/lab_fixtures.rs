@@ -195,3 +195,105 @@ fn lab_http_matches_tshark_with_keep_alive_pipelining_and_continue() {
         assert!(!text.contains("/delay") && !text.contains("upload") && !text.contains("chunked"), "{text}");
     }
 }
+
+/// Recorded by `tests/lab/record_hard.sh`: a DNS answer 7.5 s after its query (past the 5 s
+/// timeout), and a request whose 2,000-byte URL spans two segments followed by a second
+/// request on the same connection.
+#[test]
+fn late_dns_answers_and_long_requests_match_tshark() {
+    let out = replay(&fixtures().join("lab_hard.pcapng"), &["--reports"]);
+    assert!(out.success, "{}", out.stderr);
+    let (reports, events): (Vec<Value>, Vec<Value>) = out.events.into_iter().partition(|l| l.get("v").is_some());
+    let report = check_against_tshark("lab_hard.pcapng", &events);
+    assert!(report.checked >= 4, "only {} transactions checked", report.checked);
+
+    // The query stays the TIMEOUT the client's stub saw; the answer is its own late event,
+    // timed as tshark times it (checked above).
+    let dns = of_kind(&events, "dns");
+    assert_eq!(dns.len(), 2, "{dns:#?}");
+    assert_eq!((dns[0]["rcode"].as_str(), dns[0].get("late")), (Some("TIMEOUT"), None));
+    assert_eq!((dns[1]["rcode"].as_str(), dns[1]["late"].as_bool()), (Some("NOERROR"), Some(true)));
+    let late_us = dns[1]["latency_us"].as_u64().unwrap();
+    assert!(late_us > 5_000_000, "{late_us}");
+    // The report counts the TIMEOUT as the transaction and the late answer apart.
+    let line = reports
+        .iter()
+        .flat_map(|r| r["subscribers"].as_array().unwrap())
+        .find(|l| l["counters"]["dns_late"] == 1)
+        .expect("a line with the late answer");
+    assert_eq!(line["counters"]["dns"], serde_json::json!({"TIMEOUT": 1}));
+    assert_eq!(line["dns_late"]["count"], 1);
+    assert!(line["dns_late"]["max"].as_u64().unwrap() >= late_us, "{}", line["dns_late"]);
+
+    // The long request's head came in two segments; both exchanges are timed as tshark does.
+    let flows = Table::load(&fixtures().join("answers/lab_hard.pcapng.tcp_anal.tsv")).unwrap();
+    assert!(flows.rows[0]["payload_bytes_c2s"].parse::<u64>().unwrap() > 2000);
+    assert_eq!(of_kind(&events, "http").len(), 2);
+}
+
+/// `editcap -s 128` of the HTTP and TLS fixtures, a snap length busy probes use: HTTP keeps
+/// every exchange whose request and status lines were captured, exactly as tshark reads them;
+/// TLS handshakes keep the times that could be read, equal to the whole capture's, and the
+/// rest end `incomplete`, none silently.
+#[test]
+fn a_short_snap_length_keeps_what_it_can() {
+    let events = replay_fixture("lab_http_snap128.pcap");
+    let report = check_against_tshark("lab_http_snap128.pcap", &events);
+    let http = of_kind(&events, "http");
+    let whole = Table::load(&fixtures().join("answers/lab_http.pcap.http.tsv")).unwrap();
+    assert_eq!(http.len(), whole.rows.len(), "every exchange of the whole capture");
+    assert!(report.checked >= whole.rows.len(), "{} checked", report.checked);
+
+    let out = replay(&fixtures().join("lab_tls_snap128.pcapng"), &[]);
+    assert!(out.stderr.contains("TLS/HTTP segments cut by the snap length"), "{}", out.stderr);
+    // Connections as tshark sees them; handshakes against the whole capture's answers, since
+    // tshark, reading no ServerHello from the cut frames, lists only the ClientHellos.
+    for (kind, compare) in
+        [("tcp_hs", compare_tcp_handshakes as fn(&Table, &[Value]) -> Report), ("tcp_anal", compare_tcp_flows)]
+    {
+        let table = Table::load(&fixtures().join(format!("answers/lab_tls_snap128.pcapng.{kind}.tsv"))).unwrap();
+        let report = compare(&table, &out.events);
+        assert!(report.mismatches.is_empty(), "{kind}: {:?}", report.mismatches);
+    }
+    let hellos = Table::load(&fixtures().join("answers/lab_tls_snap128.pcapng.tls.tsv")).unwrap();
+    let tls = of_kind(&out.events, "tls");
+    assert!(tls.len() >= hellos.rows.len(), "every ClientHello tshark read is a handshake");
+    let whole = Table::load(&fixtures().join("answers/lab_tls.pcapng.tls.tsv")).unwrap();
+    let mut timed = 0;
+    for row in &whole.rows {
+        let client = row["client"].rsplit_once(':').map(|(ip, port)| (ip.trim_matches(['[', ']']), port)).unwrap();
+        let e = tls
+            .iter()
+            .find(|e| {
+                let ours = e["client"].as_str().unwrap();
+                let (ip, port) = ours.rsplit_once(':').unwrap();
+                (ip.trim_matches(['[', ']']), port) == client
+            })
+            .unwrap_or_else(|| panic!("no tls event for {}", row["client"]));
+        let ms = |k: &str| row[k].parse::<f64>().ok().map(|v| (v * 1000.0).round() as u64);
+        if e["outcome"] == "ok" {
+            assert_eq!(e["hello_us"].as_u64(), ms("ch_to_sh_ms"), "{}", row["client"]);
+            assert_eq!(e["handshake_us"].as_u64(), ms("ch_to_client_finished_ms"), "{}", row["client"]);
+            timed += 1;
+        } else {
+            assert!(["incomplete", "alert"].contains(&e["outcome"].as_str().unwrap()), "{e}");
+        }
+        assert!(e["sni"].is_null(), "no SNI fits in 128 bytes: {e}");
+    }
+    assert!(timed >= 3, "only {timed} handshakes timed at 128 bytes");
+}
+
+/// `lab_tls.pcapng` from just after its first ClientHello, as a capture started
+/// mid-handshake: that connection is an `incomplete` handshake with the version its
+/// ServerHello names and no times; the others are as in the whole capture.
+#[test]
+fn a_handshake_seen_from_the_middle_is_incomplete() {
+    let events = replay_fixture("lab_tls_midway.pcapng");
+    check_against_tshark("lab_tls_midway.pcapng", &events);
+    let tls = of_kind(&events, "tls");
+    let first = tls.iter().find(|e| e["client"] == "192.0.2.10:37170").expect("the cut handshake");
+    assert_eq!(first["outcome"], "incomplete");
+    assert_eq!(first["version"], "1.3");
+    assert!(first["hello_us"].is_null() && first["handshake_us"].is_null() && first["sni"].is_null());
+    assert_eq!(tls.len(), 6);
+}

@@ -196,6 +196,7 @@ fn a_report_of_a_hundred_lines_is_delivered_whole() {
             services: vec![],
             journeys: vec![],
             resolvers: vec![],
+            dns_late: None,
         }
     };
     let report = edgeprobe_wire::Report {

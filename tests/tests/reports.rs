@@ -53,6 +53,44 @@ fn expected(events: &[&Value], metric: &str) -> Option<WireHistogram> {
     (!h.is_empty()).then(|| WireHistogram::from_histogram(&h))
 }
 
+/// A DNS transaction: every dns event but a late answer, whose query was its TIMEOUT.
+fn is_transaction(e: &Value) -> bool {
+    e["kind"] == "dns" && e.get("late").is_none()
+}
+
+/// Every counter of a line or service, from its events as the schema defines them. Bytes and
+/// retransmissions come from `flow_end`: every flow of the fixtures ends within the capture.
+fn counters_of(events: &[&Value]) -> edgeprobe_wire::Counters {
+    let count = |kind: &str, pred: &dyn Fn(&Value) -> bool| {
+        events.iter().filter(|e| e["kind"] == kind && pred(e)).count() as u64
+    };
+    let sum = |field: &str| -> u64 {
+        events.iter().filter(|e| e["kind"] == "flow_end").map(|e| e[field].as_u64().unwrap()).sum()
+    };
+    let status = |e: &Value| e["status"].as_u64().unwrap();
+    let mut dns = BTreeMap::new();
+    for e in events.iter().filter(|e| is_transaction(e)) {
+        *dns.entry(e["rcode"].as_str().unwrap().to_string()).or_insert(0u64) += 1;
+    }
+    edgeprobe_wire::Counters {
+        connects: count("tcp_connect", &|e| e["outcome"] == "established"),
+        connect_refused: count("tcp_connect", &|e| e["outcome"] == "refused"),
+        connect_timeout: count("tcp_connect", &|e| e["outcome"] == "timeout"),
+        dns,
+        tls_ok: count("tls", &|e| e["outcome"] == "ok"),
+        tls_failed: count("tls", &|e| e["outcome"] != "ok"),
+        http_responses: count("http", &|_| true),
+        http_4xx: count("http", &|e| (400..500).contains(&status(e))),
+        http_5xx: count("http", &|e| status(e) >= 500),
+        flows: count("flow_end", &|_| true),
+        bytes_up: sum("bytes_up"),
+        bytes_down: sum("bytes_down"),
+        retrans_up: sum("retrans_up"),
+        retrans_down: sum("retrans_down"),
+        dns_late: count("dns", &|e| e.get("late").is_some()),
+    }
+}
+
 /// A histogram as a report means it: its figures and its counts. Bytes may differ: a line's
 /// histogram that merges its services' is stored uncompressed.
 fn figures(h: Option<&WireHistogram>) -> Option<impl PartialEq + std::fmt::Debug + use<>> {
@@ -63,6 +101,7 @@ fn figures(h: Option<&WireHistogram>) -> Option<impl PartialEq + std::fmt::Debug
 fn histograms_and_counters_agree_with_the_events() {
     let mut checked = 0;
     let mut resolvers_checked = 0;
+    let mut services_checked = 0;
     for fixture in FIXTURES {
         for (report, events) in windows(fixture) {
             for sub in &report.subscribers {
@@ -76,27 +115,12 @@ fn histograms_and_counters_agree_with_the_events() {
                     );
                     checked += usize::from(sub.metrics.get(metric).is_some());
                 }
-                let count = |kind: &str, pred: &dyn Fn(&Value) -> bool| {
-                    mine.iter().filter(|e| e["kind"] == kind && pred(e)).count() as u64
-                };
-                let c = &sub.counters;
-                assert_eq!(c.connects, count("tcp_connect", &|e| e["outcome"] == "established"), "{fixture}");
-                assert_eq!(c.connect_refused, count("tcp_connect", &|e| e["outcome"] == "refused"), "{fixture}");
-                assert_eq!(c.connect_timeout, count("tcp_connect", &|e| e["outcome"] == "timeout"), "{fixture}");
-                assert_eq!(c.tls_ok, count("tls", &|e| e["outcome"] == "ok"), "{fixture}");
-                assert_eq!(c.http_responses, count("http", &|_| true), "{fixture}");
-                assert_eq!(c.http_4xx, count("http", &|e| (400..500).contains(&e["status"].as_u64().unwrap())));
-                assert_eq!(c.flows, count("flow_end", &|_| true), "{fixture}");
-                let mut rcodes = BTreeMap::new();
-                for e in mine.iter().filter(|e| e["kind"] == "dns") {
-                    *rcodes.entry(e["rcode"].as_str().unwrap().to_string()).or_insert(0u64) += 1;
-                }
-                assert_eq!(c.dns, rcodes, "{fixture}");
+                assert_eq!(sub.counters, counters_of(&mine), "{fixture} {}", sub.subscriber);
                 // Per resolver, in the order first asked: its rcodes, and its own latency
                 // histogram where the line asked more than one.
                 let resolver = |e: &Value| e["server"].as_str().unwrap().parse::<std::net::SocketAddr>().unwrap().ip();
                 let mut asked: Vec<std::net::IpAddr> = Vec::new();
-                for e in mine.iter().filter(|e| e["kind"] == "dns") {
+                for e in mine.iter().filter(|e| is_transaction(e)) {
                     if !asked.contains(&resolver(e)) && asked.len() < edgeprobe_wire::MAX_RESOLVERS {
                         asked.push(resolver(e));
                     }
@@ -106,7 +130,7 @@ fn histograms_and_counters_agree_with_the_events() {
                 assert_eq!(listed, names, "{fixture}");
                 for (r, ip) in sub.resolvers.iter().zip(&asked) {
                     let theirs: Vec<&Value> =
-                        mine.iter().copied().filter(|e| e["kind"] == "dns" && resolver(e) == *ip).collect();
+                        mine.iter().copied().filter(|e| is_transaction(e) && resolver(e) == *ip).collect();
                     let mut rcodes = BTreeMap::new();
                     for e in &theirs {
                         *rcodes.entry(e["rcode"].as_str().unwrap().to_string()).or_insert(0u64) += 1;
@@ -117,15 +141,12 @@ fn histograms_and_counters_agree_with_the_events() {
                     assert_eq!(figures(sub.resolver_latency(r)), figures(own.as_ref()), "{fixture} {ip}");
                     resolvers_checked += 1;
                 }
-                // Bytes: every flow of the subscriber ended within the capture, so the window
-                // total equals the flow_end totals.
-                let bytes_up: u64 =
-                    mine.iter().filter(|e| e["kind"] == "flow_end").map(|e| e["bytes_up"].as_u64().unwrap()).sum();
-                assert_eq!(c.bytes_up, bytes_up, "{fixture}");
                 // Each named service's histograms come from the events naming it.
                 for svc in sub.services.iter().filter(|s| s.service != "other") {
                     let named: Vec<&Value> =
                         mine.iter().copied().filter(|e| e["service"] == svc.service.as_str()).collect();
+                    assert_eq!(svc.counters, counters_of(&named), "{fixture} {}", svc.service);
+                    services_checked += 1;
                     for metric in edgeprobe_wire::METRICS {
                         assert_eq!(
                             figures(svc.metrics.get(metric)),
@@ -140,6 +161,7 @@ fn histograms_and_counters_agree_with_the_events() {
     }
     assert!(checked >= 10, "only {checked} histograms checked");
     assert!(resolvers_checked >= 2, "only {resolvers_checked} resolvers checked");
+    assert!(services_checked >= 5, "only {services_checked} services' counters checked");
 }
 
 #[test]
@@ -175,6 +197,9 @@ fn python_hdrhistogram_decodes_every_histogram() {
                         }
                     }
                 }
+                ours.extend(s.resolvers.iter().filter_map(|r| r.latency.as_ref()));
+                ours.extend(s.journeys.iter().filter_map(|j| j.latency.as_ref()));
+                ours.extend(s.dns_late.as_ref());
             }
         }
         assert_eq!(python.len(), ours.len(), "{fixture}: histogram count");

@@ -41,6 +41,9 @@ pub struct CoreConfig {
     pub fragment_timeout_secs: f64,
     /// A query with no answer after this long is a `TIMEOUT`.
     pub dns_timeout_secs: f64,
+    /// An answer that comes after the timeout but within this long of its query is still
+    /// reported, as a `late` DNS event (the query stays a `TIMEOUT`); 0 turns that off.
+    pub dns_late_answer_secs: f64,
     /// A SYN with no answer after this long is a connect `timeout`.
     pub tcp_connect_timeout_secs: f64,
     /// A flow with no packet for this long ends as `idle` (Zeek's defaults).
@@ -70,6 +73,7 @@ impl Default for CoreConfig {
             fragment_max_bytes: 65_535,
             fragment_timeout_secs: 30.0,
             dns_timeout_secs: 5.0,
+            dns_late_answer_secs: 30.0,
             tcp_connect_timeout_secs: 30.0,
             tcp_idle_timeout_secs: 300.0,
             udp_idle_timeout_secs: 60.0,
@@ -143,6 +147,12 @@ impl CoreConfig {
         }
         if self.flow_capacity > u32::MAX as usize / 2 {
             out.push(ConfigError { field: "flow_capacity", reason: "must be below 2^31".into() });
+        }
+        if !(self.dns_late_answer_secs.is_finite() && (0.0..=3600.0).contains(&self.dns_late_answer_secs)) {
+            out.push(ConfigError {
+                field: "dns_late_answer_secs",
+                reason: "must be from 0 (off) to 3600 seconds".into(),
+            });
         }
         for (field, secs) in [
             ("fragment_timeout_secs", self.fragment_timeout_secs),

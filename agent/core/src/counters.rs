@@ -39,6 +39,9 @@ pub struct Counters {
     /// (`streams_refused`), or the stream lost its place to a gap or overflowed a buffer.
     pub streams_refused: u64,
     pub streams_lost: u64,
+    /// TLS and HTTP segments the snap length cut: read as far as captured, the rest stepped
+    /// over (TLS) or left unread (HTTP).
+    pub segments_truncated: u64,
     /// Entries the learned caches forgot to make room (DHCP bindings, DNS-answer names).
     pub dhcp_binding_evictions: u64,
     pub service_name_evictions: u64,

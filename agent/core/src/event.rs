@@ -112,6 +112,10 @@ pub struct DnsEvent {
     /// Earlier queries with the same id and question.
     pub retries: u32,
     pub transport: Transport,
+    /// An answer that came after the query had already been reported as `TIMEOUT`: the
+    /// server's real latency, not a second transaction.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub late: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -197,6 +201,7 @@ mod tests {
                 latency_us: None,
                 retries: 2,
                 transport: Transport::Udp,
+                late: false,
             }),
             ts: Timestamp::from_secs_nanos(1_700_000_000, 123_456_000),
             subscriber: "sub-1".into(),
@@ -211,5 +216,6 @@ mod tests {
         assert_eq!(v["client"], "[2001:db8::1]:5353");
         assert_eq!(v["latency_us"], serde_json::Value::Null);
         assert_eq!(v["transport"], "udp");
+        assert!(v.get("late").is_none(), "late only when it is");
     }
 }

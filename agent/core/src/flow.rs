@@ -79,6 +79,14 @@ pub struct WindowCell {
     pub service: u16,
 }
 
+/// What a flow has counted into its current window cell, so that a name learned later in
+/// the window (a ClientHello over several segments) can take those bytes with it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CellTraffic {
+    pub bytes: [u64; 2],
+    pub retrans: [u32; 2],
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Flow {
     pub key: FlowKey,
@@ -91,6 +99,7 @@ pub struct Flow {
     pub service: u32,
     pub device: u32,
     pub cell: WindowCell,
+    pub cell_traffic: CellTraffic,
     pub first: Timestamp,
     pub last: Timestamp,
     pub dirs: [DirStats; 2],

@@ -83,6 +83,9 @@ pub struct HttpSession {
     /// The first request's Host, until `take_name` tells it.
     first_host: Option<Option<String>>,
     named: bool,
+    /// The snap length cut a segment: from then on messages are found where segments start,
+    /// as tshark does with frames it cannot reassemble.
+    blind: bool,
 }
 
 impl HttpSession {
@@ -106,7 +109,15 @@ impl HttpSession {
         captured: &[u8],
         done: &mut Vec<HttpEvent>,
     ) -> Result<(), Gap> {
-        let mut bytes = self.dirs[dir].stream.take(seg, captured)?;
+        let (mut bytes, cut) = self.dirs[dir].stream.take_cut(seg, captured)?;
+        if cut > 0 || self.blind {
+            self.blind = true;
+            // Only a segment whose start is new can start a message.
+            if bytes.len() as u32 + cut == seg.len {
+                self.blind_segment(now, dir, bytes, done);
+            }
+            return Ok(());
+        }
         while !bytes.is_empty() && !self.lost {
             let d = &mut self.dirs[dir];
             match d.state {
@@ -132,7 +143,7 @@ impl HttpSession {
                             bytes = &bytes[end - old..];
                             let head = parse_head(&d.buf[..end]);
                             d.buf.clear();
-                            self.on_head(dir, head, done);
+                            self.on_head(dir, head, now, done);
                         }
                         None if take < bytes.len() || d.buf.len() >= MAX_HEADER => self.lost = true,
                         None => bytes = &[],
@@ -189,7 +200,10 @@ impl HttpSession {
         Ok(())
     }
 
-    fn on_head(&mut self, dir: usize, head: Head, done: &mut Vec<HttpEvent>) {
+    /// `now` is the time of the segment that completed the header block: a request's TTFB
+    /// runs from there (as tshark's `http.time` without body reassembly), a response's ends
+    /// where its first byte came (`started`).
+    fn on_head(&mut self, dir: usize, head: Head, now: Timestamp, done: &mut Vec<HttpEvent>) {
         let started = self.dirs[dir].started;
         let mut body = head.body;
         if dir == 0 {
@@ -209,7 +223,7 @@ impl HttpSession {
             if !self.named && self.first_host.is_none() {
                 self.first_host = Some(head.host.clone());
             }
-            self.pending.push_back(Pending { method, host: head.host, at: started });
+            self.pending.push_back(Pending { method, host: head.host, at: now });
         } else {
             let mut parts = head.first_line.split(' ');
             let version = parts.next().unwrap_or_default();
@@ -244,6 +258,37 @@ impl HttpSession {
             Body::Chunked => State::ChunkSize,
             Body::UntilClose => State::Opaque,
         };
+    }
+}
+
+impl HttpSession {
+    /// A segment read without framing: a request line or a status line at its start is a
+    /// message, whatever the snap length left of the rest. A request's Host is read if its
+    /// line was captured whole.
+    fn blind_segment(&mut self, now: Timestamp, dir: usize, bytes: &[u8], done: &mut Vec<HttpEvent>) {
+        if dir == 0 {
+            if !looks_like_request(bytes) || self.pending.len() >= MAX_PENDING {
+                return;
+            }
+            let method = bytes.iter().position(|&b| b == b' ').map_or(bytes, |i| &bytes[..i]);
+            // Lines after the first that end within what was captured.
+            let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(&bytes[..0], |i| &bytes[..i]);
+            let host = parse_head(whole).host;
+            if !self.named && self.first_host.is_none() {
+                self.first_host = Some(host.clone());
+            }
+            self.pending.push_back(Pending { method: String::from_utf8_lossy(method).into_owned(), host, at: now });
+            return;
+        }
+        let Some(rest) = bytes.strip_prefix(b"HTTP/1.") else { return };
+        let status = rest.get(2..5).and_then(|d| std::str::from_utf8(d).ok()).and_then(|d| d.parse::<u16>().ok());
+        let Some(status) = status.filter(|s| (100..600).contains(s)) else { return };
+        if (100..200).contains(&status) && status != 101 {
+            return; // interim: the request waits for its final response
+        }
+        if let Some(req) = self.pending.pop_front() {
+            done.push(HttpEvent { method: req.method, host: req.host, status, ttfb_us: now.micros_since(req.at) });
+        }
     }
 }
 
@@ -351,7 +396,8 @@ mod tests {
         c.send(10, 1, b"HTTP/1.0 200 OK\r\n\r\nbody until close");
         assert_eq!(c.done.len(), 1);
         assert_eq!(c.done[0].host.as_deref(), Some("a"));
-        assert_eq!(c.done[0].ttfb_us, 10_000);
+        // From the segment that completed the request's header block.
+        assert_eq!(c.done[0].ttfb_us, 8_000);
     }
 
     #[test]

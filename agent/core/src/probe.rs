@@ -14,7 +14,7 @@ use crate::{
     event::{
         ConnectOutcome, Detail, Event, FlowEndEvent, FlowEndReason, FlowProto, HttpEvent, TcpConnectEvent, Transport,
     },
-    flow::{Endpoint, Flow, FlowKey, FlowTable, LIST_OTHER, LIST_TCP, OPTED_OUT, WindowCell},
+    flow::{CellTraffic, Endpoint, Flow, FlowKey, FlowTable, LIST_OTHER, LIST_TCP, OPTED_OUT, WindowCell},
     frag::{FragKey, Reassembler},
     http::{self, HttpSession},
     interner::{Interner, NONE},
@@ -101,7 +101,11 @@ impl Probe {
                 config.fragment_max_bytes,
                 secs_to_nanos(config.fragment_timeout_secs),
             ),
-            dns: DnsTracker::new(config.dns_capacity, secs_to_nanos(config.dns_timeout_secs)),
+            dns: DnsTracker::new(
+                config.dns_capacity,
+                secs_to_nanos(config.dns_timeout_secs),
+                secs_to_nanos(config.dns_late_answer_secs),
+            ),
             streams: HashMap::with_capacity(config.stream_capacity.min(1 << 16)),
             held: HashMap::new(),
             connect_timers: VecDeque::with_capacity(cap.min(1 << 16)),
@@ -297,16 +301,26 @@ impl Probe {
     /// Counts a packet's payload (and a retransmission) for its flow's subscriber and service
     /// in the open window. The window cell is looked up once per flow and window.
     fn account(&mut self, slot: u32, dir: usize, bytes: u64, retrans: u64) {
+        self.journey_payload(slot, dir, bytes);
+        self.count_traffic(slot, dir, bytes, retrans);
+    }
+
+    /// Server bytes toward an episode that is completing.
+    fn journey_payload(&mut self, slot: u32, dir: usize, bytes: u64) {
         let f = self.flows.flow(slot);
-        if f.owner == OPTED_OUT {
-            return;
-        }
-        if dir == 1 && bytes > 0 && self.journeys.completing() {
+        if f.owner != OPTED_OUT && dir == 1 && bytes > 0 && self.journeys.completing() {
             let (client, server, now) = (f.client(), f.server(), self.now);
             self.journeys.on_payload(client, server, bytes, now);
             self.drain_episodes();
         }
+    }
+
+    /// The flow's bytes and retransmissions in its window cell: its subscriber and service.
+    fn count_traffic(&mut self, slot: u32, dir: usize, bytes: u64, retrans: u64) {
         let f = self.flows.flow(slot);
+        if f.owner == OPTED_OUT {
+            return;
+        }
         let epoch = self.windows.epoch();
         let cell = if f.cell.epoch == epoch {
             f.cell
@@ -315,11 +329,16 @@ impl Probe {
             let service = self.strings.get(f.service).cloned();
             let (sub, svc) = self.windows.cell(&subscriber, service.as_deref()).unwrap_or((u16::MAX, u16::MAX));
             let cell = WindowCell { epoch, subscriber: sub, service: svc };
-            self.flows.flow_mut(slot).cell = cell;
+            let f = self.flows.flow_mut(slot);
+            f.cell = cell;
+            f.cell_traffic = CellTraffic::default();
             cell
         };
         if cell.subscriber != u16::MAX {
             self.windows.add_traffic(cell.subscriber, cell.service, dir, bytes, retrans);
+            let t = &mut self.flows.flow_mut(slot).cell_traffic;
+            t.bytes[dir] = t.bytes[dir].saturating_add(bytes);
+            t.retrans[dir] = t.retrans[dir].saturating_add(u32::try_from(retrans).unwrap_or(u32::MAX));
         }
     }
 
@@ -332,7 +351,24 @@ impl Probe {
         let new = self.strings.acquire(name);
         let f = self.flows.flow_mut(slot);
         f.service = new;
-        f.cell.epoch = f.cell.epoch.wrapping_sub(1); // count the rest under the new name
+        let (cell, moved, owner) = (f.cell, f.cell_traffic, f.owner);
+        // What this window already counted for the flow moves to the name with the rest: the
+        // request or ClientHello segments that came before the name was read.
+        let mut renamed = None;
+        if cell.epoch == self.windows.epoch() && cell.subscriber != u16::MAX && owner != OPTED_OUT {
+            let subscriber = self.strings.get(owner).cloned().unwrap_or_else(|| "unknown".into());
+            if let Some((sub, svc)) = self.windows.cell(&subscriber, Some(name)) {
+                if sub == cell.subscriber {
+                    self.windows.move_traffic(sub, cell.service, svc, &moved);
+                    renamed = Some(WindowCell { epoch: cell.epoch, subscriber: sub, service: svc });
+                }
+            }
+        }
+        let f = self.flows.flow_mut(slot);
+        match renamed {
+            Some(c) => f.cell = c,
+            None => f.cell.epoch = f.cell.epoch.wrapping_sub(1), // count the rest under the new name
+        }
         if old != NONE {
             self.strings.release(old);
         }
@@ -490,7 +526,7 @@ impl Probe {
         if dir == 1 && seg.len > 0 {
             self.release_connect(slot); // the server spoke first: the client names nothing
         }
-        self.account(slot, dir, u64::from(seg.len), retransmitted);
+        self.journey_payload(slot, dir, u64::from(seg.len));
         if pending && !timers_before.1 {
             self.push_timer(true, (ts.add_nanos(self.timeouts.connect), slot, generation));
         }
@@ -513,6 +549,9 @@ impl Probe {
             let dns_port = sp == DNS_PORT || dp == DNS_PORT;
             self.app_stream(ts, slot, dir, &seg, tcp.payload(), (client, server), owner, dns_port);
         }
+        // Counted once the segment has been read: a request or ClientHello that names the
+        // service counts under that service, as the rest of its connection does.
+        self.count_traffic(slot, dir, u64::from(seg.len), retransmitted);
     }
 
     /// A SYN on a flow that already carried a different connection: a reused port pair.
@@ -543,6 +582,9 @@ impl Probe {
                 AppStream::Dns(DnsStream::default())
             } else if dir == 0 && crate::wire::tls::may_begin_client_hello(captured) {
                 AppStream::Tls(Box::new(TlsSession::new(self.config.tls_hello_max_bytes)))
+            } else if dir == 1 && crate::wire::tls::may_begin_server_hello(captured) {
+                // Seen from the middle of its handshake: the capture began after the hello.
+                AppStream::Tls(Box::new(TlsSession::partial(self.config.tls_hello_max_bytes)))
             } else if dir == 0 && http::may_begin_request(captured) {
                 AppStream::Http(Box::default())
             } else {
@@ -561,6 +603,9 @@ impl Probe {
             self.release_connect(slot);
         }
         let Some(stream) = self.streams.get_mut(&slot) else { return };
+        if captured.len() < seg.len as usize && matches!(stream, AppStream::Tls(_) | AppStream::Http(_)) {
+            self.counters.segments_truncated += 1;
+        }
         let (src, dst) = if dir == 0 { (client, server) } else { (server, client) };
         match stream {
             AppStream::Dns(s) => {

@@ -38,6 +38,31 @@ impl InOrder {
         self.expect = Some(end);
         Ok(&captured[skip..seg.len as usize])
     }
+
+    /// As `take`, except that a segment the snap length cut keeps the stream's place: returns
+    /// its new bytes as captured and how many new bytes the capture left out after them, for
+    /// parsers that can step over bytes they know the length of.
+    pub fn take_cut<'a>(&mut self, seg: &Segment, captured: &'a [u8]) -> Result<(&'a [u8], u32), Gap> {
+        if (captured.len() as u32) >= seg.len {
+            return self.take(seg, captured).map(|b| (b, 0));
+        }
+        if self.broken {
+            return Err(Gap);
+        }
+        let expect = *self.expect.get_or_insert(seg.seq);
+        let end = seg.seq.wrapping_add(seg.len);
+        if !seq_lt(expect, end) {
+            return Ok((&[], 0));
+        }
+        if seq_lt(expect, seg.seq) {
+            self.broken = true;
+            return Err(Gap);
+        }
+        let skip = expect.wrapping_sub(seg.seq) as usize;
+        self.expect = Some(end);
+        let seen = captured.get(skip..).unwrap_or_default();
+        Ok((seen, seg.len - (skip + seen.len()) as u32))
+    }
 }
 
 #[cfg(test)]
@@ -62,5 +87,15 @@ mod tests {
     fn snapped_payload_is_a_gap() {
         let mut s = InOrder::default();
         assert_eq!(s.take(&seg(1, 100), &[0; 60]), Err(Gap));
+    }
+
+    #[test]
+    fn snapped_payload_can_be_stepped_over() {
+        let mut s = InOrder::default();
+        assert_eq!(s.take_cut(&seg(1, 100), &[7; 60]), Ok((&[7u8; 60][..], 40)));
+        // A retransmission overlapping the cut part: only what is new, none of it captured.
+        assert_eq!(s.take_cut(&seg(71, 50), &[8; 20]), Ok((&[][..], 20)));
+        assert_eq!(s.take_cut(&seg(121, 4), b"abcd"), Ok((&b"abcd"[..], 0)));
+        assert_eq!(s.take_cut(&seg(200, 4), &[0; 2]), Err(Gap));
     }
 }

@@ -7,6 +7,14 @@
 //! starts the clock); `handshake_us` runs to the first application_data record the client sends
 //! after the ServerHello, the moment it can send data. A plaintext alert before then ends the
 //! handshake as `alert`; a connection that ends first is `incomplete`.
+//!
+//! Two kinds of connection are followed with less: one seen from the middle of its handshake
+//! (its first payload a ServerHello: the capture began after the ClientHello), which ends as
+//! `incomplete` with what could be read and no times, since its start was not seen; and one
+//! whose segments the snap length cut. There record headers are read where they were captured
+//! and bodies stepped over by their length: a hello whose body was cut still times the
+//! handshake (without SNI or version), and a record header that was cut loses the connection,
+//! which then ends as `incomplete`.
 
 use crate::event::{TlsEvent, TlsOutcome};
 use crate::stream::{Gap, InOrder};
@@ -25,6 +33,10 @@ struct Records {
     content_type: u8,
     /// Handshake bytes collected while a hello is awaited.
     handshake: Vec<u8>,
+    /// Part of the current handshake record's body was cut by the snap length.
+    cut: bool,
+    /// A cut hid where the next record starts: this direction is no longer read.
+    adrift: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -39,6 +51,8 @@ pub struct TlsSession {
     lost: bool,
     /// `take_name` has told the connection's name.
     named: bool,
+    /// The first ClientHello was not seen: the capture began after it.
+    partial: bool,
 }
 
 impl TlsSession {
@@ -52,7 +66,13 @@ impl TlsSession {
             version: None,
             lost: false,
             named: false,
+            partial: false,
         }
+    }
+
+    /// A session for a connection whose first payload is the server's ServerHello.
+    pub fn partial(max_hello: usize) -> Self {
+        TlsSession { partial: true, ..Self::new(max_hello) }
     }
 
     /// The name the connection is for, told once: the ClientHello's SNI as soon as the hello is
@@ -73,7 +93,10 @@ impl TlsSession {
         seg: &Segment,
         captured: &[u8],
     ) -> Result<Option<TlsEvent>, Gap> {
-        let mut bytes = self.dirs[dir].stream.take(seg, captured)?;
+        let (mut bytes, cut) = self.dirs[dir].stream.take_cut(seg, captured)?;
+        if self.dirs[dir].adrift {
+            return Ok(None);
+        }
         while !bytes.is_empty() && !self.lost {
             let d = &mut self.dirs[dir];
             if d.header.len() < 5 {
@@ -106,31 +129,95 @@ impl TlsSession {
                 self.on_handshake_bytes(now, dir, body);
             }
         }
+        if cut > 0 && !self.lost {
+            self.step_over(now, dir, cut as usize);
+        }
         Ok(None)
+    }
+
+    /// Steps over `n` bytes the snap length cut. Within the current record's body the record
+    /// goes on; past its end, the record ends here and where the next one starts is unknown,
+    /// so this direction is no longer read (the other may still end the handshake).
+    fn step_over(&mut self, now: Timestamp, dir: usize, n: usize) {
+        let d = &mut self.dirs[dir];
+        if d.header.len() < 5 {
+            d.adrift = true;
+            return;
+        }
+        if d.content_type == tls::CONTENT_HANDSHAKE {
+            d.cut = true;
+        }
+        if n < d.remaining {
+            d.remaining -= n;
+            return;
+        }
+        d.adrift = n > d.remaining;
+        d.remaining = 0;
+        d.header.clear();
+        if std::mem::take(&mut d.cut) {
+            self.on_cut_hello(now, dir);
+        }
+    }
+
+    /// A handshake record whose body was cut has ended: if it began the hello awaited, the
+    /// hello is taken as whole here (unread), so the handshake is still timed.
+    fn on_cut_hello(&mut self, now: Timestamp, dir: usize) {
+        let buf = std::mem::take(&mut self.dirs[dir].handshake);
+        match (dir, buf.first()) {
+            (0, Some(&tls::HANDSHAKE_CLIENT_HELLO)) if self.hello.is_none() => {
+                self.hello = Some(ClientHello::default());
+                self.client_hello_at = Some(now);
+            }
+            (1, Some(&tls::HANDSHAKE_SERVER_HELLO)) if self.server_hello_at.is_none() => {
+                // Type, length, version, then the random that marks a HelloRetryRequest.
+                match buf.get(6..38) {
+                    Some(random) if random == tls::HRR_RANDOM => {}
+                    Some(_) if self.hello.is_some() || self.partial => self.server_hello_at = Some(now),
+                    _ => self.lost = true,
+                }
+            }
+            _ => {}
+        }
     }
 
     /// The connection ended: an unfinished handshake is `incomplete`.
     pub fn finish(&self) -> Option<TlsEvent> {
-        self.client_hello_at?;
+        if self.client_hello_at.is_none() && !(self.partial && self.server_hello_at.is_some()) {
+            return None;
+        }
         Some(self.event(TlsOutcome::Incomplete, None))
     }
 
     fn on_record_start(&mut self, now: Timestamp, dir: usize) -> Option<TlsEvent> {
         let ty = self.dirs[dir].content_type;
-        self.client_hello_at?;
+        if self.client_hello_at.is_none() && !(self.partial && self.server_hello_at.is_some()) {
+            return None;
+        }
         if ty == tls::CONTENT_ALERT {
             return Some(self.event(TlsOutcome::Alert, None));
         }
         if dir == 0 && ty == tls::CONTENT_APPLICATION_DATA && self.server_hello_at.is_some() {
-            return Some(self.event(TlsOutcome::Ok, Some(now)));
+            let outcome = if self.partial { TlsOutcome::Incomplete } else { TlsOutcome::Ok };
+            return Some(self.event(outcome, Some(now)));
         }
         None
     }
 
     fn on_handshake_bytes(&mut self, now: Timestamp, dir: usize, body: &[u8]) {
-        let waiting =
-            if dir == 0 { self.hello.is_none() } else { self.hello.is_some() && self.server_hello_at.is_none() };
+        let waiting = if dir == 0 {
+            // Seen from the middle, the client's later handshake messages are not a hello.
+            self.hello.is_none() && !(self.partial && self.server_hello_at.is_some())
+        } else {
+            (self.hello.is_some() || self.partial) && self.server_hello_at.is_none()
+        };
         if !waiting {
+            return;
+        }
+        if dir == 0
+            && self.partial
+            && self.dirs[0].handshake.is_empty()
+            && body.first() != Some(&tls::HANDSHAKE_CLIENT_HELLO)
+        {
             return;
         }
         let limit = if dir == 0 { self.max_hello } else { MAX_SERVER_HELLO };
@@ -183,15 +270,17 @@ impl TlsSession {
     }
 
     fn event(&self, outcome: TlsOutcome, data_at: Option<Timestamp>) -> TlsEvent {
-        let start = self.client_hello_at.unwrap_or_default();
         let hello = self.hello.clone().unwrap_or_default();
+        // Seen from the middle, the handshake's start is unknown: no times.
+        let start = self.client_hello_at.filter(|_| !self.partial);
+        let since = |t: Option<Timestamp>| Some(t?.micros_since(start?));
         TlsEvent {
             outcome,
             sni: hello.sni,
             alpn: hello.alpn,
             version: self.version.and_then(tls::version_name).map(str::to_string),
-            hello_us: self.server_hello_at.map(|t| t.micros_since(start)),
-            handshake_us: data_at.map(|t| t.micros_since(start)),
+            hello_us: since(self.server_hello_at),
+            handshake_us: since(data_at),
         }
     }
 }

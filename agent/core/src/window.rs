@@ -34,6 +34,8 @@ enum Metric {
     Journey,
     /// A resolver's DNS latency; the sample's `service` is the resolver's index.
     Resolver,
+    /// A DNS answer that came after its query's timeout; per subscriber.
+    DnsLate,
 }
 
 impl Metric {
@@ -45,7 +47,7 @@ impl Metric {
             Metric::Dns => &mut m.dns,
             Metric::TlsHandshake => &mut m.tls_handshake,
             Metric::HttpTtfb => &mut m.http_ttfb,
-            Metric::Journey | Metric::Resolver => return None,
+            Metric::Journey | Metric::Resolver | Metric::DnsLate => return None,
         })
     }
 }
@@ -191,6 +193,14 @@ impl Windows {
         };
         let mut counters = Counters::default();
         match &event.detail {
+            // The query was counted as a TIMEOUT when it timed out; its late answer only says
+            // when the server did answer.
+            Detail::Dns(d) if d.late => {
+                counters.dns_late = 1;
+                if let Some(v) = d.latency_us {
+                    self.push_sample(sub, NO_SERVICE, Metric::DnsLate, v);
+                }
+            }
             Detail::Dns(d) => {
                 counters.dns.insert(d.rcode.clone(), 1);
                 sample(Metric::Dns, d.latency_us);
@@ -313,6 +323,27 @@ impl Windows {
         add(&mut s.counters);
         if let Some(svc) = s.services.get_mut(usize::from(service)) {
             add(&mut svc.counters);
+        }
+    }
+
+    /// Moves a flow's traffic counted in this window from one of the subscriber's services (or
+    /// none) to another; the subscriber's totals stay as they are.
+    pub fn move_traffic(&mut self, subscriber: u16, from: u16, to: u16, t: &crate::flow::CellTraffic) {
+        let Some(s) = self.subscribers.get_mut(usize::from(subscriber)) else { return };
+        if from == to {
+            return;
+        }
+        if let Some(c) = s.services.get_mut(usize::from(from)).map(|svc| &mut svc.counters) {
+            c.bytes_up = c.bytes_up.saturating_sub(t.bytes[0]);
+            c.bytes_down = c.bytes_down.saturating_sub(t.bytes[1]);
+            c.retrans_up = c.retrans_up.saturating_sub(u64::from(t.retrans[0]));
+            c.retrans_down = c.retrans_down.saturating_sub(u64::from(t.retrans[1]));
+        }
+        if let Some(c) = s.services.get_mut(usize::from(to)).map(|svc| &mut svc.counters) {
+            c.bytes_up += t.bytes[0];
+            c.bytes_down += t.bytes[1];
+            c.retrans_up += u64::from(t.retrans[0]);
+            c.retrans_down += u64::from(t.retrans[1]);
         }
     }
 
@@ -469,6 +500,7 @@ impl Windows {
                 services,
                 journeys: s.journeys.clone(),
                 resolvers: s.resolvers.iter().map(|(_, r)| r.clone()).collect(),
+                dns_late: None,
             });
         }
         // Subscriber-wide histograms: every sample of the subscriber; journeys by journey and
@@ -486,6 +518,7 @@ impl Windows {
             match metric.slot(&mut out[sub].metrics) {
                 Some(slot) => *slot = histogram,
                 None if metric == Metric::Journey => out[sub].journeys[i].latency = histogram,
+                None if metric == Metric::DnsLate => out[sub].dns_late = histogram,
                 None => out[sub].resolvers[i].latency = histogram,
             }
         }

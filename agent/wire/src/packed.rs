@@ -139,7 +139,8 @@ impl Codec {
         }
         let journeys = line.journeys.iter_mut().filter_map(|j| j.latency.as_mut());
         let resolvers = line.resolvers.iter_mut().filter_map(|r| r.latency.as_mut());
-        for h in line.metrics.iter_mut().chain(journeys).chain(resolvers) {
+        let late = line.dns_late.as_mut();
+        for h in line.metrics.iter_mut().chain(journeys).chain(resolvers).chain(late) {
             h.summarize(&mut self.reader).map_err(err)?;
         }
         for (name, merged) in METRICS.iter().zip(merged) {
@@ -160,7 +161,8 @@ impl Codec {
         let journeys = line.journeys.iter_mut().filter_map(|j| j.latency.as_mut());
         let resolvers = line.resolvers.iter_mut().filter_map(|r| r.latency.as_mut());
         let services = line.services.iter_mut().flat_map(|s| s.metrics.iter_mut());
-        for h in line.metrics.iter_mut().chain(services).chain(journeys).chain(resolvers) {
+        let late = line.dns_late.as_mut();
+        for h in line.metrics.iter_mut().chain(services).chain(journeys).chain(resolvers).chain(late) {
             h.summarize(&mut self.reader).map_err(|e| format!("subscriber {}: {e}", line.subscriber))?;
         }
         Ok(())

@@ -130,6 +130,11 @@ pub struct SubscriberReport {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[cbor(n(5), with = "crate::packed::or_default", has_nil)]
     pub resolvers: Vec<ResolverReport>,
+    /// Latency of DNS answers that came after their query had timed out: the query counts as
+    /// `TIMEOUT` everywhere else, this says when the server did answer (`counters.dns_late`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[n(6)]
+    pub dns_late: Option<WireHistogram>,
 }
 
 /// One resolver's DNS transactions for a subscriber in a window.
@@ -322,6 +327,11 @@ pub struct Counters {
     #[serde(skip_serializing_if = "is_zero")]
     #[cbor(n(13), with = "crate::packed::or_default", has_nil)]
     pub retrans_down: u64,
+    /// DNS answers that came after their query had timed out (within `dns_late_answer_secs`);
+    /// the queries are counted under `TIMEOUT` in `dns`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    #[cbor(n(14), with = "crate::packed::or_default", has_nil)]
+    pub dns_late: u64,
 }
 
 impl Counters {
@@ -342,6 +352,7 @@ impl Counters {
         add(&mut self.http_4xx, other.http_4xx);
         add(&mut self.http_5xx, other.http_5xx);
         add(&mut self.flows, other.flows);
+        add(&mut self.dns_late, other.dns_late);
         add(&mut self.bytes_up, other.bytes_up);
         add(&mut self.bytes_down, other.bytes_down);
         add(&mut self.retrans_up, other.retrans_up);
@@ -408,7 +419,7 @@ impl Report {
                 }
                 let Counters { connects, connect_refused, connect_timeout, tls_ok, tls_failed, http_responses, .. } =
                     *counters;
-                let Counters { http_4xx, http_5xx, flows, retrans_up, retrans_down, .. } = *counters;
+                let Counters { http_4xx, http_5xx, flows, retrans_up, retrans_down, dns_late, .. } = *counters;
                 for (name, v) in [
                     ("connects", connects),
                     ("connect_refused", connect_refused),
@@ -421,6 +432,7 @@ impl Report {
                     ("flows", flows),
                     ("retrans_up", retrans_up),
                     ("retrans_down", retrans_down),
+                    ("dns_late", dns_late),
                 ] {
                     count(&|| at(name), v)?;
                 }

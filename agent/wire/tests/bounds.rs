@@ -40,6 +40,7 @@ fn report(n: u64) -> Report {
             services: vec![],
             journeys: vec![journey.clone(), journey],
             resolvers: vec![],
+            dns_late: None,
         }],
         agent: None,
     }

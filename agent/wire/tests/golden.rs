@@ -24,6 +24,7 @@ fn sample_report() -> Report {
         flows: 4,
         bytes_up: 1_200,
         bytes_down: 58_000,
+        dns_late: 1,
         ..Counters::default()
     };
     counters.dns.insert("NOERROR".into(), 5);
@@ -50,6 +51,7 @@ fn sample_report() -> Report {
         services: vec![service],
         journeys: vec![],
         resolvers: vec![],
+        dns_late: histogram(&[7_600_000]),
     };
     // The line's one TLS handshake is its one service's, as the agent writes it.
     Codec::default().store_merges(&mut line).unwrap();
@@ -96,6 +98,9 @@ fn version_1_reports_still_decode() {
     // Those agents compressed every histogram, a merge of the services' too.
     let mut report = Report { v: 1, ..sample_report() };
     report.subscribers[0].metrics.tls_handshake = histogram(&[61_000]);
+    // Late DNS answers came later.
+    report.subscribers[0].dns_late = None;
+    report.subscribers[0].counters.dns_late = 0;
     for file in ["report_v1.cbor", "report_v1.json"] {
         let committed = std::fs::read(golden(file)).expect("golden vector committed");
         assert_eq!(decode(&committed).unwrap(), report, "{file}: decodes to the sample report");

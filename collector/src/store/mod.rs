@@ -1320,6 +1320,7 @@ pub(crate) fn move_samples_to_lines(db: &mut dyn Backend) -> Result<()> {
                 bytes_down: u(8),
                 retrans_up: u(9),
                 retrans_down: u(10),
+                dns_late: 0,
             };
             parts.entry((r.text(0), r.text(2))).or_default().insert(r.text(1), (Metrics::default(), c));
         }
@@ -1357,6 +1358,7 @@ pub(crate) fn move_samples_to_lines(db: &mut dyn Backend) -> Result<()> {
                 services,
                 journeys: Vec::new(),
                 resolvers: Vec::new(),
+                dns_late: None,
             };
             rows.extend([ws.into(), subscriber.into(), agent.into(), edgeprobe_wire::to_cbor(&line).into()]);
         }

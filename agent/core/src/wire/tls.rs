@@ -18,7 +18,7 @@ const EXT_ALPN: u16 = 16;
 const EXT_SUPPORTED_VERSIONS: u16 = 43;
 
 /// The ServerHello random that marks a HelloRetryRequest (RFC 8446, 4.1.3).
-const HRR_RANDOM: [u8; 32] = [
+pub const HRR_RANDOM: [u8; 32] = [
     0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91, 0xc2, 0xa2, 0x11,
     0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
 ];
@@ -26,6 +26,15 @@ const HRR_RANDOM: [u8; 32] = [
 /// True when `b` could start a TLS handshake record carrying a ClientHello.
 pub fn looks_like_client_hello(b: &[u8]) -> bool {
     b.len() >= 6 && b[0] == CONTENT_HANDSHAKE && b[1] == 3 && b[2] <= 4 && b[5] == HANDSHAKE_CLIENT_HELLO
+}
+
+/// A ServerHello (or HelloRetryRequest) starting a server's first segment: a connection seen
+/// from the middle of its handshake. The first bytes of one too short to tell count too.
+pub fn may_begin_server_hello(b: &[u8]) -> bool {
+    match b.len() {
+        0..=5 => may_begin_client_hello(b),
+        _ => b[0] == CONTENT_HANDSHAKE && b[1] == 3 && b[2] <= 4 && b[5] == HANDSHAKE_SERVER_HELLO,
+    }
 }
 
 /// A ClientHello, or the first bytes of one too short to tell (a first segment cut inside the
