@@ -148,3 +148,44 @@ fn window_reports_count_journeys() {
     assert_eq!(totals["selfcare"], (3, 1, 0, 0, 3));
     assert_eq!(totals["video_start"], (1, 0, 1, 1, 1));
 }
+
+/// Two devices of one line, both served by one address (`tests/lab/record_busy_home.sh`): the
+/// TV looks up the video, the laptop then looks up the portal and logs in, and only then does
+/// the TV connect. Each episode must follow its own device: the login's connection is the
+/// laptop's, the video's the TV's, each step timed as tshark times its packets.
+#[test]
+fn steps_follow_the_device_that_made_them() {
+    let capture = fixtures().join("lab_busy_home.pcapng");
+    let config = fixtures().join("journeys_home.toml");
+    let out = replay(&capture, &["--config", config.to_str().unwrap()]);
+    assert!(out.success, "{}", out.stderr);
+    let load = |kind: &str| {
+        Table::load(&fixtures().join("answers").join(format!("lab_busy_home.pcapng.{kind}.tsv"))).expect("answers")
+    };
+    let (dns, hs, http) = (load("dns"), load("tcp_hs"), load("http"));
+    let episodes: Vec<&Value> = out.events.iter().filter(|e| e["kind"] == "episode").collect();
+    assert_eq!(episodes.len(), 2, "{episodes:#?}");
+    for e in &episodes {
+        assert_eq!(e["outcome"], "ok", "{e}");
+        let (device_ip, name) = match e["journey"].as_str().unwrap() {
+            "portal_login" => ("192.0.2.10", "portal.lab.example"),
+            "video_start" => ("192.0.2.12", "video.lab.example"),
+            other => panic!("journey {other}"),
+        };
+        let client = e["client"].as_str().unwrap();
+        assert!(client.starts_with(&format!("{device_ip}:")), "{} rode {client}", e["journey"]);
+        let q = dns.rows.iter().find(|r| r["qname"] == name && r["client"] == device_ip).expect("the device's lookup");
+        let h = hs.rows.iter().find(|r| r["client"] == client).expect("the device's connection");
+        let start = ns(q, "q_time");
+        close(&step(e, "dns")["offset_us"], 0, "dns offset");
+        close(&step(e, "dns")["duration_us"], (q["latency_ms"].parse::<f64>().unwrap() * 1e6) as u64, "dns");
+        close(&step(e, "connect")["offset_us"], ns(h, "t_syn_first") - start, "connect offset");
+        close(&step(e, "connect")["duration_us"], ns(h, "t_ack") - ns(h, "t_syn_first"), "connect");
+        if e["journey"] == "portal_login" {
+            let r = &http.rows[0];
+            assert_eq!(r["host"], "portal.lab.example:8080");
+            let ttfb_ns = (r["http.time_ms(no body reassembly)"].parse::<f64>().unwrap() * 1e6) as u64;
+            assert!(step(e, "login")["duration_us"].as_u64().unwrap().abs_diff(ttfb_ns / 1000) <= 1, "{e}");
+        }
+    }
+}

@@ -169,6 +169,8 @@ struct Episode {
     addresses: heapless::Vec<IpAddr, 8>,
     /// The DNS step's socket, so the A and AAAA answers of one lookup join one episode.
     lookup: Option<SocketAddr>,
+    /// The address the episode's first step came from; with `device`, who the steps follow.
+    client: IpAddr,
     resolver: Option<SocketAddr>,
     /// The connection the latest step used: (client, server).
     conn: Option<(SocketAddr, SocketAddr)>,
@@ -181,6 +183,16 @@ struct Episode {
 impl Episode {
     fn start(&self) -> Timestamp {
         self.done.first().map_or(Timestamp::ZERO, |s| s.start)
+    }
+
+    /// Whether `event` comes from the device this episode follows: by MAC where both are
+    /// known (a device may look up over IPv4 and connect over IPv6), else by address. Several
+    /// devices of one line reach the same CDN addresses; only the client tells their steps apart.
+    fn same_client(&self, event: &Event) -> bool {
+        match (&self.device, &event.device) {
+            (Some(a), Some(b)) => a == b,
+            _ => self.client == event.client.ip(),
+        }
     }
 
     /// Remembers a lookup's addresses, the first 8: more only add ways to mislink.
@@ -355,6 +367,7 @@ impl Tracker {
                 done: heapless::Vec::new(),
                 addresses: heapless::Vec::new(),
                 lookup: (kind == Kind::Dns).then_some(event.client),
+                client: event.client.ip(),
                 resolver: (kind == Kind::Dns).then_some(event.server),
                 conn: (kind != Kind::Dns).then_some((event.client, event.server)),
                 bytes_down: 0,
@@ -478,7 +491,7 @@ impl Tracker {
     fn waiting(&self, j: usize, kind: Kind, name: Option<&str>, event: &Event) -> Option<usize> {
         let kinds = &self.kinds[j];
         self.open.iter().position(|e| {
-            if usize::from(e.journey) != j || e.subscriber != event.subscriber {
+            if usize::from(e.journey) != j || e.subscriber != event.subscriber || !e.same_client(event) {
                 return false;
             }
             let next = e.done.len();

@@ -815,10 +815,20 @@ impl Probe {
             self.names.insert(*addr, out.event.query.clone());
         }
         let service = Some(out.event.query.clone());
+        // The device that asked, from the query's flow, so a journey's later steps can follow it.
+        let proto = if out.event.transport == Transport::Tcp { 6 } else { 17 };
+        let (key, _) = FlowKey::new(
+            Endpoint::new(out.client.ip(), out.client.port()),
+            Endpoint::new(out.server.ip(), out.server.port()),
+            proto,
+            out.client.is_ipv6(),
+        );
+        let device =
+            self.flows.get(&key).and_then(|slot| self.strings.get(self.flows.flow(slot).device)).map(|d| d.to_string());
         let event = Event {
             ts: out.ts,
             subscriber: out.subscriber.to_string(),
-            device: None,
+            device,
             client: out.client,
             server: out.server,
             service,
