@@ -154,6 +154,10 @@ pub struct Agent {
     /// latest push, if it did.
     pub config_version: String,
     pub config_error: String,
+    /// Reports waiting at the agent for the broker, as last known: from its latest state
+    /// message if that came after its latest report, else the latest report's `spool_depth`
+    /// less the report itself (which has evidently arrived). `None` before either says.
+    pub spool_waiting: Option<i64>,
 }
 
 /// An agent's birth message or last will, from its retained `state` topic.
@@ -173,4 +177,7 @@ pub struct AgentState {
     pub config_version: String,
     #[serde(default)]
     pub config_error: String,
+    /// Reports the agent's spool held unacknowledged when it sent this (not in a last will).
+    #[serde(default)]
+    pub spool_depth: Option<u64>,
 }

@@ -383,3 +383,52 @@ fn backfilled_reports_are_counted_apart_from_the_lag() {
     drop(collector);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A replay publishes its reports faster than the broker acknowledges them, so its last
+/// report says several waited with it. Once they are all delivered, the agent's state says
+/// its spool is empty, and that is what the collector shows as waiting, not the stale depth.
+#[test]
+fn what_waits_at_an_agent_is_what_it_says_now() {
+    let Some((dir, broker, collector)) = setup("waiting", None) else { return };
+    // Subscribed first: reports published before would not be kept for this new session.
+    collector.wait_metric("edgeprobe_collector_mqtt_connected", 1.0, Duration::from_secs(20));
+    let config = dir.join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[agent]\nid = \"gw-replay\"\n[measure]\nreport_interval_secs = 1\n[mqtt]\nurl = \"{}\"\nspool_dir = \"{}\"\n",
+            broker.url(),
+            dir.join("spool").display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(edgeprobe_tests::edgeprobe_bin())
+        .arg("replay")
+        .arg(edgeprobe_tests::fixtures().join("lab_journeys.pcapng"))
+        .args(["--publish", "--start-at", "now", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let agent = || {
+        let listed = collector.get("/api/v1/agents");
+        listed["agents"].as_array().unwrap().iter().find(|a| a["agent_id"] == "gw-replay").cloned()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !agent().is_some_and(|a| a["stopped"] == true && a["reports"].as_i64() > Some(1)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no stopped state with the reports: {:?}\n{}\n{}",
+            agent(),
+            String::from_utf8_lossy(&out.stderr),
+            collector.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let a = agent().unwrap();
+    let depth = a["health"]["spool_depth"].as_i64().unwrap();
+    assert!(depth > 1, "the last report should have been queued behind others: {a}");
+    assert_eq!(a["spool_waiting"], 0, "nothing waits once all are delivered: {a}");
+    drop(collector);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -251,8 +251,11 @@ enum AgentStatus {
     Stopped,
 }
 
-fn state_payload(identity: &Identity, status: AgentStatus, config: &ConfigStatus) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({
+/// The retained state message. `waiting` is how many reports the spool holds unacknowledged
+/// now (a report's own `spool_depth` is as of when it was queued, so it goes stale); a last
+/// will cannot know it.
+fn state_payload(identity: &Identity, status: AgentStatus, config: &ConfigStatus, waiting: Option<usize>) -> Vec<u8> {
+    let mut state = serde_json::json!({
         "online": status == AgentStatus::Online,
         "stopped": status == AgentStatus::Stopped,
         "agent_id": identity.agent_id,
@@ -261,8 +264,11 @@ fn state_payload(identity: &Identity, status: AgentStatus, config: &ConfigStatus
         "capabilities": identity.capabilities,
         "config_version": config.version,
         "config_error": config.error,
-    }))
-    .expect("state serializes")
+    });
+    if let Some(n) = waiting {
+        state["spool_depth"] = n.into();
+    }
+    serde_json::to_vec(&state).expect("state serializes")
 }
 
 fn mqtt_options(config: &MqttConfig, identity: &Identity) -> anyhow::Result<MqttOptions> {
@@ -277,7 +283,7 @@ fn mqtt_options(config: &MqttConfig, identity: &Identity) -> anyhow::Result<Mqtt
     options.set_clean_session(true);
     options.set_last_will(LastWill::new(
         state_topic(&identity.agent_id),
-        state_payload(identity, AgentStatus::Vanished, &ConfigStatus::default()),
+        state_payload(identity, AgentStatus::Vanished, &ConfigStatus::default(), None),
         QoS::AtLeastOnce,
         true,
     ));
@@ -310,6 +316,9 @@ struct State {
     failures: u64,
     pushed: Option<ConfigSink>,
     config: ConfigStatus,
+    /// A report went out saying others waited with it: when the spool empties, the state
+    /// says so, or the last report's depth would be the last word.
+    backlog_told: bool,
 }
 
 async fn run(
@@ -323,7 +332,7 @@ async fn run(
     let (client, mut eventloop) = AsyncClient::new(options, 2 * MAX_IN_FLIGHT);
     let (events_tx, mut events) = mpsc::channel::<Result<Event, ConnectionError>>(64);
     // The event loop in a task of its own, backing off between failed connection attempts.
-    tokio::spawn(async move {
+    let event_loop = tokio::spawn(async move {
         let mut backoff = BACKOFF_MIN;
         loop {
             let event = eventloop.poll().await;
@@ -352,6 +361,7 @@ async fn run(
         failures: 0,
         pushed,
         config: ConfigStatus::default(),
+        backlog_told: false,
     };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut shutdown: Option<(tokio::time::Instant, oneshot::Sender<usize>)> = None;
@@ -381,20 +391,26 @@ async fn run(
                             topic,
                             QoS::AtLeastOnce,
                             true,
-                            state_payload(&s.identity, AgentStatus::Stopped, &s.config),
+                            state_payload(&s.identity, AgentStatus::Stopped, &s.config, Some(s.spool.len())),
                         )
                         .await;
                     let _ = s.client.disconnect().await;
-                    // Let the event loop send them.
+                    // Let the event loop send them, and read until the broker closes: a socket
+                    // closed with the broker's last acknowledgement unread is reset, and a
+                    // reset can lose the DISCONNECT before the broker reads it (then it sends
+                    // the will after all).
                     let _ = tokio::time::timeout(Duration::from_secs(2), async {
-                        while let Some(Ok(e)) = events.recv().await {
-                            if matches!(e, Event::Outgoing(Outgoing::Disconnect)) {
+                        while let Some(e) = events.recv().await {
+                            if e.is_err() {
                                 break;
                             }
                         }
                     })
                     .await;
                 }
+                // Stopped here: polled on, the loop would connect again (with the will) after
+                // the broker closed this connection, and the exit would then fire the will.
+                event_loop.abort();
                 let _ = done.send(s.spool.len());
                 return;
             }
@@ -419,6 +435,7 @@ impl State {
         }
         self.spool.make_room(estimate);
         let carried = self.spool.take_dropped();
+        self.backlog_told |= !self.spool.is_empty();
         report.agent = Some(AgentHealth {
             spool_depth: self.spool.len() as u64 + 1,
             spool_dropped: carried,
@@ -459,6 +476,10 @@ impl State {
                         self.spool.ack(&id);
                     }
                 }
+                if self.backlog_told && self.spool.is_empty() {
+                    self.backlog_told = false;
+                    self.publish_state();
+                }
                 self.hand_over();
             }
             Ok(_) => {}
@@ -476,7 +497,7 @@ impl State {
     /// The retained state: online, with the config status.
     fn publish_state(&mut self) {
         let topic = state_topic(&self.identity.agent_id);
-        let birth = state_payload(&self.identity, AgentStatus::Online, &self.config);
+        let birth = state_payload(&self.identity, AgentStatus::Online, &self.config, Some(self.spool.len()));
         if self.client.try_publish(topic, QoS::AtLeastOnce, true, birth).is_ok() {
             self.sent.push_back(None);
         }

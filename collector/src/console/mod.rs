@@ -704,7 +704,7 @@ async fn agents_page(State(state): State<Shared>, Extension(user): Extension<Use
             let cap = &a.capture;
             let n = |k: &str| cap[k].as_u64().unwrap_or(0);
             let evictions: u64 = cap["evictions"].as_object().map_or(0, |o| o.values().filter_map(|v| v.as_u64()).sum());
-            let spool = a.health["spool_depth"].as_u64().map_or("-".into(), |d| d.to_string());
+            let spool = a.spool_waiting.map_or("-".into(), |d| d.to_string());
             let _ = write!(
                 rows,
                 "<tr class=\"{status}\"><td>{id}</td><td><span class=\"status\">{status}</span></td><td>{last}</td>\
@@ -730,7 +730,7 @@ async fn agents_page(State(state): State<Shared>, Extension(user): Extension<Use
         let body = format!(
             "<h1>Agents <span class=\"muted\">{online} of {} online</span></h1><table id=\"agents\"><thead><tr>\
              <th>agent</th><th>status</th><th>last report</th><th>version</th><th>config</th><th>packets</th>\
-             <th>kernel drops</th><th>evictions</th><th>spool</th><th>access nodes</th></tr></thead><tbody>{rows}</tbody></table>",
+             <th>kernel drops</th><th>evictions</th><th title=\"reports waiting at the agent for the broker, as last known\">waiting</th><th>access nodes</th></tr></thead><tbody>{rows}</tbody></table>",
             agents.len()
         );
         Ok(page("Agents", &user, &body))

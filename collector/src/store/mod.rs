@@ -618,6 +618,13 @@ impl Store {
                 retained.into(),
             ],
         )?;
+        if let Some(depth) = state.spool_depth {
+            let depth = i64::try_from(depth).unwrap_or(i64::MAX);
+            self.db.execute(
+                "UPDATE agents SET spool_state = ?, spool_state_ms = ? WHERE agent_id = ?",
+                &[depth.into(), now_ms.into(), agent_id.into()],
+            )?;
+        }
         Ok(())
     }
 
@@ -890,8 +897,8 @@ impl Store {
         let rows = self.db.query(
             &format!(
                 "SELECT agent_id, online, stopped, boot_id, version, capabilities, state_ms, last_report_ms, \
-                 last_window_ms, reports, capture, health, config_version, config_error FROM agents \
-                 WHERE agent_id > ? ORDER BY agent_id{page}"
+                 last_window_ms, reports, capture, health, config_version, config_error, spool_state, \
+                 spool_state_ms FROM agents WHERE agent_id > ? ORDER BY agent_id{page}"
             ),
             &[after.into()],
         )?;
@@ -910,22 +917,32 @@ impl Store {
         }
         Ok(rows
             .iter()
-            .map(|r| Agent {
-                agent_id: r.text(0),
-                online: r.int(1) != 0,
-                stopped: r.int(2) != 0,
-                boot_id: r.text(3),
-                version: r.text(4),
-                capabilities: serde_json::from_str(&r.text(5)).unwrap_or_default(),
-                state_ms: r.int(6),
-                last_report_ms: r.opt_int(7),
-                last_window_ms: r.opt_int(8),
-                reports: r.int(9),
-                capture: serde_json::from_str(&r.text(10)).unwrap_or_default(),
-                health: serde_json::from_str(&r.text(11)).unwrap_or_default(),
-                access_nodes: by_agent.remove(&r.text(0)).unwrap_or_default(),
-                config_version: r.text(12),
-                config_error: r.text(13),
+            .map(|r| {
+                let health: serde_json::Value = serde_json::from_str(&r.text(11)).unwrap_or_default();
+                let reported = health["spool_depth"].as_i64().map(|d| (d - 1).max(0));
+                let told = r.opt_int(14).zip(r.opt_int(15));
+                let spool_waiting = match (told, r.opt_int(7)) {
+                    (Some((depth, at)), last_report) if last_report.is_none_or(|l| at >= l) => Some(depth),
+                    _ => reported,
+                };
+                Agent {
+                    agent_id: r.text(0),
+                    online: r.int(1) != 0,
+                    stopped: r.int(2) != 0,
+                    boot_id: r.text(3),
+                    version: r.text(4),
+                    capabilities: serde_json::from_str(&r.text(5)).unwrap_or_default(),
+                    state_ms: r.int(6),
+                    last_report_ms: r.opt_int(7),
+                    last_window_ms: r.opt_int(8),
+                    reports: r.int(9),
+                    capture: serde_json::from_str(&r.text(10)).unwrap_or_default(),
+                    health,
+                    access_nodes: by_agent.remove(&r.text(0)).unwrap_or_default(),
+                    config_version: r.text(12),
+                    config_error: r.text(13),
+                    spool_waiting,
+                }
             })
             .collect())
     }

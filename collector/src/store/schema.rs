@@ -203,6 +203,15 @@ CREATE TABLE agent_config (
 CREATE INDEX agent_subscribers_subscriber ON agent_subscribers (subscriber_id);
 ",
     ),
+    (
+        // What an agent's spool holds as its state messages tell it, and when: a report's own
+        // depth is as of when it was queued.
+        5,
+        "
+ALTER TABLE agents ADD COLUMN spool_state BIGINT;
+ALTER TABLE agents ADD COLUMN spool_state_ms BIGINT;
+",
+    ),
 ];
 
 /// Data moves that SQL alone cannot do, run after the version's SQL in the same transaction.
