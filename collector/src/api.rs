@@ -110,30 +110,36 @@ async fn agents(State(state): State<Shared>, Query(q): Query<PageQuery>) -> Resu
     .await
 }
 
+/// A line's latest figure per metric against its plan, and its score: 100 when every
+/// metric's p90 is within the plan, each metric over its threshold pulling the score down in
+/// proportion; `None` without recent measurements.
+pub fn line_score(
+    store: &mut Store,
+    config: &crate::config::CollectorConfig,
+    c: &crate::customers::Customer,
+) -> Result<(serde_json::Map<String, Value>, Option<f64>), ApiError> {
+    let plan = config.plan(&c.plan);
+    let mut qoe = serde_json::Map::new();
+    let mut scores = Vec::new();
+    for (metric, s) in store.latest_samples(&c.subscriber_id)? {
+        let threshold = plan.latency_us(&metric);
+        if let Some(t) = threshold.filter(|_| s.p90 > 0) {
+            scores.push((t / s.p90 as f64).min(1.0));
+        }
+        qoe.insert(
+            metric,
+            json!({"window_start": s.window_start, "count": s.count, "p50_us": s.p50, "p90_us": s.p90,
+                "p99_us": s.p99, "threshold_p90_us": threshold}),
+        );
+    }
+    let score = (!scores.is_empty()).then(|| (scores.iter().sum::<f64>() / scores.len() as f64 * 100.0).round());
+    Ok((qoe, score))
+}
+
 async fn customer(State(state): State<Shared>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     with_store(&state, move |store, st| {
         let c = store.customer(&id)?.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no customer {id:?}")))?;
-        let plan = st.config.plan(&c.plan);
-        let mut qoe = serde_json::Map::new();
-        let mut scores = Vec::new();
-        for (metric, s) in store.latest_samples(&c.subscriber_id)? {
-            let threshold = plan.latency_us(&metric);
-            if let Some(t) = threshold.filter(|_| s.p90 > 0) {
-                scores.push((t / s.p90 as f64).min(1.0));
-            }
-            qoe.insert(
-                metric,
-                json!({"window_start": s.window_start, "count": s.count, "p50_us": s.p50, "p90_us": s.p90,
-                    "p99_us": s.p99, "threshold_p90_us": threshold}),
-            );
-        }
-        // 100 when every metric's p90 is within the plan; each metric over its threshold pulls
-        // the score down in proportion.
-        let score = if scores.is_empty() {
-            Value::Null
-        } else {
-            json!((scores.iter().sum::<f64>() / scores.len() as f64 * 100.0).round())
-        };
+        let (qoe, score) = line_score(store, &st.config, &c)?;
         let incidents: Vec<Incident> =
             store.active_incidents()?.into_iter().filter(|i| i.customers.contains(&c.customer_id)).collect();
         let actions = store.actions(Some(&c.customer_id), false, 50)?;

@@ -138,6 +138,9 @@ pub struct HttpConfig {
     pub header_read_timeout_secs: u64,
     /// A request (its body included) must be answered within this.
     pub request_timeout_secs: u64,
+    /// The currency of the customer file's `monthly_value`, as the console writes amounts
+    /// (`EUR`, `€`); empty writes the bare number.
+    pub currency: String,
 }
 
 impl HttpConfig {
@@ -158,6 +161,7 @@ impl Default for HttpConfig {
             max_connections_per_address: 64,
             header_read_timeout_secs: 10,
             request_timeout_secs: 30,
+            currency: String::new(),
         }
     }
 }

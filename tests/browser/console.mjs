@@ -3,7 +3,7 @@
 // passes what the data must show in the environment:
 //   BASE        the collector's URL
 //   OPERATOR    user:password of an operator; READER the same for a read-only user
-//   SCOPE       the incident's scope as the console prints it, e.g. access_node=OLT-A
+//   SCOPE       the incident's scope as the console prints it, e.g. access node OLT-A
 //   CUSTOMERS   the incident's customers, comma-separated
 //   CUSTOMER    a customer to open, and POINTS: {"metric": points expected on its p90 plot,
 //               or on its success plot for journey:NAME}
@@ -84,6 +84,8 @@ try {
   const shown = (await page.locator('#customers tbody tr td:first-child').allTextContents()).map((s) => s.trim()).sort();
   check(JSON.stringify(shown) === JSON.stringify(CUSTOMERS), `the incident's customers are ${shown}, expected ${CUSTOMERS}`);
   check((await page.locator('table.evidence tr').count()) >= 4, 'the evidence is listed');
+  const evidence = await page.locator('table.evidence').textContent();
+  check(!/\d{13}/.test(evidence), `the evidence writes times as dates, not Unix ms: ${evidence}`);
   const affected = await page.locator('figure.chart g.series[data-label="affected p90"] circle').count();
   const others = await page.locator('figure.chart g.series[data-label="others p90"] circle').count();
   check(affected > 0 && others > 0, `the plot shows the affected customers (${affected} points) against the others (${others})`);
@@ -114,6 +116,8 @@ try {
     const p99 = await page.locator(`svg[data-metric="${metric}"] g.series[data-label="p99"] circle`).count();
     check(p99 === expected, `${CUSTOMER}'s ${metric} p99 plot has ${p99} points`);
   }
+  check((await page.locator('#score').count()) === 1, "the customer's score is at the top");
+  check((await page.locator('nav.ranges a.current').textContent()) === 'the data', 'the range follows the data');
   check((await page.locator('#services tbody tr').count()) > 0, 'the top services are listed');
   check((await page.locator('#customer-incidents tbody tr').count()) >= 1, "the customer's incidents are listed");
   await page.screenshot({ path: `${SHOTS}/customer.png`, fullPage: true });

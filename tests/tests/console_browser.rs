@@ -147,13 +147,16 @@ tick_secs = 1
     assert_eq!(points.len(), 6, "{points:?}");
     assert!(points.values().all(|n| *n >= 2), "{points:?}");
 
+    // Cleared first, so the screenshots checked below are this run's.
     let shots = workspace_root().join("target/console-screenshots");
+    let _ = std::fs::remove_dir_all(&shots);
+    std::fs::create_dir_all(&shots).unwrap();
     let out = Command::new("node")
         .arg(browser_dir.join("console.mjs"))
         .env("BASE", &base)
         .env("OPERATOR", format!("{}:{}", OPERATOR.0, OPERATOR.1))
         .env("READER", format!("{}:{}", READER.0, READER.1))
-        .env("SCOPE", "access_node=OLT-A")
+        .env("SCOPE", "access node OLT-A")
         .env("CUSTOMERS", "A1,A2,A3")
         .env("CUSTOMER", "A1")
         .env("POINTS", serde_json::to_string(&points).unwrap())

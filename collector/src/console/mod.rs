@@ -94,8 +94,26 @@ fn when(ms: i64) -> String {
     format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", day / 3600, day % 3600 / 60)
 }
 
+/// An incident's scope as a NOC engineer reads it: `access node OLT-1`, `customer C-1007`.
 fn scope(i: &Incident) -> String {
-    i.scope.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
+    let label = |k: &str| match k {
+        "customer_id" => "customer".to_string(),
+        other => words(other),
+    };
+    i.scope.iter().map(|(k, v)| format!("{} {v}", label(k))).collect::<Vec<_>>().join(", ")
+}
+
+/// An identifier in words: `home_network` is `home network`.
+fn words(id: &str) -> String {
+    id.replace('_', " ")
+}
+
+/// A monthly amount, in the configured currency: the customer file's `monthly_value`.
+fn money(value: f64, currency: &str) -> String {
+    match currency {
+        "" => format!("{value:.2}"),
+        c => format!("{} {value:.2}", escape(c)),
+    }
 }
 
 /// Open incidents first by severity, then by value at risk.
@@ -122,19 +140,19 @@ fn incident_row(i: &Incident, rest: &str) -> String {
          <td class=\"num\">{n}</td>{rest}</tr>",
         id = i.id,
         sev = escape(&i.severity),
-        kind = i.kind.as_str(),
+        kind = words(i.kind.as_str()),
         scope = escape(&scope(i)),
         cause = escape(&i.probable_cause),
         n = i.affected_customers,
     )
 }
 
-fn incident_rows(list: &[Incident], user: &User, now: i64) -> String {
+fn incident_rows(list: &[Incident], user: &User, now: i64, currency: &str) -> String {
     let mut rows = String::new();
     for i in list {
         let rest = format!(
-            "<td class=\"num\">{:.2}</td><td>{}</td><td>{}</td>",
-            i.value_at_risk,
+            "<td class=\"num\">{}</td><td>{}</td><td>{}</td>",
+            money(i.value_at_risk, currency),
             i.opened_at.map_or("-".into(), |t| span(now - t)),
             ack_cell(i, user)
         );
@@ -150,13 +168,13 @@ async fn incidents_page(
     State(state): State<Shared>,
     Extension(user): Extension<User>,
 ) -> Result<Html<String>, ApiError> {
-    with_store(&state, move |store, _| {
+    with_store(&state, move |store, st| {
         let list = ranked(store.incidents("open", 10_000)?);
-        let rows = incident_rows(&list, &user, crate::now_ms());
+        let rows = incident_rows(&list, &user, crate::now_ms(), &st.config.http.currency);
         let body = format!(
             "<h1>Open incidents <span id=\"live\" class=\"muted\">live</span></h1><table id=\"incidents\"><thead><tr>\
              <th>severity</th><th>kind</th><th>scope</th><th>probable cause</th><th>customers</th>\
-             <th>value at risk</th><th>open for</th><th></th></tr></thead><tbody>{rows}</tbody></table>"
+             <th>value at risk a month</th><th>open for</th><th></th></tr></thead><tbody>{rows}</tbody></table>"
         );
         Ok(page("Open incidents", &user, &body))
     })
@@ -167,9 +185,9 @@ async fn incident_rows_fragment(
     State(state): State<Shared>,
     Extension(user): Extension<User>,
 ) -> Result<Html<String>, ApiError> {
-    with_store(&state, move |store, _| {
+    with_store(&state, move |store, st| {
         let list = ranked(store.incidents("open", 10_000)?);
-        Ok(Html(incident_rows(&list, &user, crate::now_ms())))
+        Ok(Html(incident_rows(&list, &user, crate::now_ms(), &st.config.http.currency)))
     })
     .await
 }
@@ -461,9 +479,12 @@ fn evidence_table(evidence: &serde_json::Value) -> String {
     let mut rows = String::new();
     if let Some(obj) = evidence.as_object() {
         for (k, v) in obj {
-            let v = match v {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
+            // Times (Unix ms) as dates: `window start 1796601390000` says nothing to a reader.
+            let timestamp = v.as_i64().filter(|t| (1_000_000_000_000..10_000_000_000_000).contains(t));
+            let v = match (v, timestamp) {
+                (_, Some(t)) if k.contains("window") || k.ends_with("_ms") || k.ends_with("_at") => when(t),
+                (serde_json::Value::String(s), _) => s.clone(),
+                (other, _) => other.to_string(),
             };
             let _ = write!(rows, "<tr><th>{}</th><td>{}</td></tr>", escape(&k.replace('_', " ")), escape(&v));
         }
@@ -487,7 +508,7 @@ fn action_rows(actions: &[Action], with_customer: bool) -> String {
         let _ = write!(
             rows,
             "<tr>{who}<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(&a.action),
+            escape(&words(&a.action)),
             if a.contact { "yes" } else { "no" },
             escape(&a.reason),
             when(a.created_ms),
@@ -506,7 +527,8 @@ async fn incident_page(
     Extension(user): Extension<User>,
     Path(id): Path<i64>,
 ) -> Result<Html<String>, ApiError> {
-    with_store(&state, move |store, _| {
+    with_store(&state, move |store, st| {
+        let currency = st.config.http.currency.as_str();
         let i = store.incident(id)?.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no incident {id}")))?;
         let customers = store.customers_by_id(&i.customers)?;
         let actions = store.incident_actions(id)?;
@@ -548,12 +570,12 @@ async fn incident_page(
             let _ = write!(
                 rows,
                 "<tr><td><a href=\"/customers/{id}\">{id}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-                 <td class=\"num\">{:.2}</td><td>{}</td></tr>",
+                 <td class=\"num\">{}</td><td>{}</td></tr>",
                 escape(&c.segment),
                 escape(&c.plan),
                 escape(&c.region),
                 escape(&c.access_node),
-                c.monthly_value,
+                money(c.monthly_value, currency),
                 if c.contact_opt_out { "opted out" } else { "" },
                 id = escape(&c.customer_id),
             );
@@ -564,18 +586,21 @@ async fn incident_page(
             _ => i.state.clone(),
         };
         let body = format!(
-            "<h1>Incident {id}: {kind} {scope}</h1><p class=\"meta\"><span class=\"sev sev-{sev}\">{sev}</span> \
-             {state_line} · {n} customers · {value:.2} at risk · <span id=\"ack\">{ack}</span></p>\
+            "<h1>Incident {id}: {heading}</h1><p class=\"meta\"><span class=\"sev sev-{sev}\">{sev}</span> \
+             {state_line} · {n} customers · {value} a month at risk · <span id=\"ack\">{ack}</span></p>\
              <p class=\"cause\">{cause}</p><h2>Evidence: {metric}</h2>{evidence}{plot}\
              <h2>Affected customers</h2><table id=\"customers\"><thead><tr><th>customer</th><th>segment</th>\
              <th>plan</th><th>region</th><th>access node</th><th>monthly value</th><th>contact</th></tr></thead>\
              <tbody>{rows}</tbody></table><h2>Suggested actions</h2>{actions}",
             id = i.id,
-            kind = i.kind.as_str(),
-            scope = escape(&scope(&i)),
+            heading = {
+                // `access node OLT-1` says its kind; `customer C-1` needs it said.
+                let (kind, scope) = (words(i.kind.as_str()), scope(&i));
+                escape(&if scope.starts_with(&kind) { scope } else { format!("{kind}, {scope}") })
+            },
             sev = escape(&i.severity),
             n = i.affected_customers,
-            value = i.value_at_risk,
+            value = money(i.value_at_risk, currency),
             ack = ack_cell(&i, &user),
             cause = escape(&i.probable_cause),
             metric = escape(&metric_title(&i.metric)),
@@ -587,16 +612,56 @@ async fn incident_page(
     .await
 }
 
+#[derive(Deserialize)]
+struct RangeQuery {
+    range: Option<String>,
+}
+
+/// The ranges a customer page offers; without one chosen, the range follows the data.
+const RANGES: [(&str, &str, i64); 4] = [
+    ("1h", "1 hour", HOUR_MS),
+    ("6h", "6 hours", 6 * HOUR_MS),
+    ("24h", "24 hours", DAY_MS),
+    ("7d", "7 days", 7 * DAY_MS),
+];
+
 async fn customer_page(
     State(state): State<Shared>,
     Extension(user): Extension<User>,
     Path(id): Path<String>,
+    Query(q): Query<RangeQuery>,
 ) -> Result<Html<String>, ApiError> {
-    with_store(&state, move |store, _| {
+    with_store(&state, move |store, st| {
+        let currency = st.config.http.currency.as_str();
         let c = store.customer(&id)?.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no customer {id:?}")))?;
         let now = crate::now_ms();
-        let (since, until) = (now - DAY_MS, now);
-        let lines = store.subscriber_lines(&c.subscriber_id, since, until + 1)?;
+        let until = now;
+        let chosen = RANGES.iter().find(|r| q.range.as_deref() == Some(r.0));
+        let mut lines = store.subscriber_lines(&c.subscriber_id, now - chosen.map_or(7 * DAY_MS, |r| r.2), until + 1)?;
+        // Without a choice, from a little before the first window measured in the last 7 days
+        // (two minutes at least), so a few minutes of data are not one line at a day's edge.
+        let since = match chosen {
+            Some(r) => now - r.2,
+            None => lines.iter().map(|(w, _)| *w).min().map_or(now - DAY_MS, |first| {
+                let span = (now - first).max(2 * 60_000);
+                now - span - span / 10
+            }),
+        };
+        lines.retain(|(w, _)| *w >= since);
+        let range_label = chosen.map_or_else(|| format!("Since {}", when(since)), |r| format!("Last {}", r.1));
+        let mut nav = String::from("<nav class=\"ranges\">range: ");
+        let auto = if chosen.is_none() { " class=\"current\"" } else { "" };
+        let _ = write!(nav, "<a href=\"?\"{auto}>the data</a>");
+        for (key, label, _) in RANGES {
+            let current = if chosen.is_some_and(|r| r.0 == key) { " class=\"current\"" } else { "" };
+            let _ = write!(nav, " · <a href=\"?range={key}\"{current}>{label}</a>");
+        }
+        nav.push_str("</nav>");
+        let (_, score) = crate::api::line_score(store, &st.config, &c)?;
+        let score = score.map_or_else(
+            || "<p class=\"score muted\">No recent measurements to score.</p>".to_string(),
+            |s| format!("<p class=\"score\">Score now <b id=\"score\">{s:.0}</b>/100 (100: every metric's p90 within plan {})</p>", escape(&c.plan)),
+        );
         let mut plots = String::new();
         for metric in ["dns", "connect_network", "connect_home", "tls_handshake", "http_ttfb"] {
             let s = percentiles(&per_window(&lines, metric), "", &P50_90_99);
@@ -617,10 +682,10 @@ async fn customer_page(
             journey_plots.push_str(&chart(&metric, &metric_title(&metric), "ms", &latency, (since, until), ms));
         }
         if journeys.is_empty() {
-            journey_plots.push_str("<p class=\"muted\">No journeys measured in the last 24 hours.</p>");
+            journey_plots.push_str("<p class=\"muted\">No journeys measured in this range.</p>");
         }
 
-        // Top services over the day, by traffic.
+        // Top services over the range, by traffic.
         #[derive(Default)]
         struct Svc {
             bytes: u64,
@@ -661,7 +726,7 @@ async fn customer_page(
             let _ = write!(
                 inc_rows,
                 "<tr><td><a href=\"/incidents/{id}\">{id}</a></td><td>{}</td><td>{}</td><td>{}</td><td class=\"cause\">{}</td></tr>",
-                i.kind.as_str(),
+                words(i.kind.as_str()),
                 escape(&scope(i)),
                 escape(&i.state),
                 escape(&i.probable_cause),
@@ -670,8 +735,8 @@ async fn customer_page(
         }
         let actions = store.actions(Some(&c.customer_id), false, 100)?;
         let body = format!(
-            "<h1>Customer {id}</h1><p class=\"meta\">{segment} · plan {plan} · {region} / {node} · {value:.2} a month{opt}</p>\
-             <h2>Last 24 hours</h2><div class=\"charts\">{plots}</div><h2>Journeys</h2><div class=\"charts\">{journey_plots}</div>\
+            "<h1>Customer {id}</h1><p class=\"meta\">{segment} · plan {plan} · {region} / {node} · {value} a month{opt}</p>\
+             {score}<h2>{range_label}</h2>{nav}<div class=\"charts\">{plots}</div><h2>Journeys</h2><div class=\"charts\">{journey_plots}</div>\
              <h2>Top services</h2><table id=\"services\"><thead><tr><th>service</th><th>MB</th><th>connects</th>\
              <th>windows</th><th>p90 TTFB (or TLS)</th></tr></thead><tbody>{svc_rows}</tbody></table>\
              <h2>Incidents</h2><table id=\"customer-incidents\"><thead><tr><th>id</th><th>kind</th><th>scope</th><th>state</th>\
@@ -681,7 +746,7 @@ async fn customer_page(
             plan = escape(&c.plan),
             region = escape(&c.region),
             node = escape(&c.access_node),
-            value = c.monthly_value,
+            value = money(c.monthly_value, currency),
             opt = if c.contact_opt_out { " · opted out of contact" } else { "" },
             actions = action_rows(&actions, false),
         );

@@ -14,17 +14,27 @@ const W: f64 = 640.0;
 const H: f64 = 200.0;
 const LEFT: f64 = 56.0;
 const RIGHT: f64 = 12.0;
-const TOP: f64 = 12.0;
+/// Room above the plot for the unit, clear of the top tick.
+const TOP: f64 = 24.0;
 const BOTTOM: f64 = 28.0;
 
 fn escape(s: &str) -> String {
     super::escape(s)
 }
 
-fn clock(ms: i64) -> String {
+/// A time on an axis spanning `span_ms`, as precise as the span needs: seconds for a few
+/// minutes (windows of 10 s would otherwise all read the same minute), the date past two days.
+fn clock(ms: i64, span_ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let day = secs.rem_euclid(86_400);
-    format!("{:02}:{:02}", day / 3600, day % 3600 / 60)
+    let (h, m, s) = (day / 3600, day % 3600 / 60, day % 60);
+    if span_ms <= 1_800_000 {
+        format!("{h:02}:{m:02}:{s:02}")
+    } else if span_ms <= 172_800_000 {
+        format!("{h:02}:{m:02}")
+    } else {
+        super::when(ms).get(5..16).unwrap_or_default().to_string()
+    }
 }
 
 /// A chart of `series` over `[from, to]` (Unix ms); `unit` labels the y axis, and `format`
@@ -70,10 +80,10 @@ pub fn chart(
             "<text class=\"tick\" x=\"{:.1}\" y=\"{}\" text-anchor=\"{anchor}\">{}</text>",
             x(t),
             H - 8.0,
-            clock(t)
+            clock(t, to - from)
         );
     }
-    let _ = write!(out, "<text class=\"unit\" x=\"4\" y=\"10\">{}</text>", escape(unit));
+    let _ = write!(out, "<text class=\"unit\" x=\"4\" y=\"12\">{}</text>", escape(unit));
     for (i, s) in series.iter().enumerate() {
         let _ = write!(
             out,
@@ -95,7 +105,7 @@ pub fn chart(
                 x(*t),
                 y(*v),
                 escape(&s.label),
-                clock(*t),
+                clock(*t, to - from),
                 escape(&format(*v))
             );
         }
@@ -134,5 +144,19 @@ mod tests {
         assert!(svg.contains("data-points=\"0\""));
         assert!(svg.contains("DNS &amp; co"));
         assert_eq!((nice(3.0), nice(0.7), nice(120.0)), (5.0, 1.0, 200.0));
+    }
+
+    #[test]
+    fn axis_times_are_as_precise_as_the_span_needs() {
+        let t = 1_796_601_390_000; // 2026-12-06 23:56:30 UTC
+        assert_eq!(clock(t, 5 * 60_000), "23:56:30");
+        assert_eq!(clock(t, 24 * 3_600_000), "23:56");
+        assert_eq!(clock(t, 7 * 24 * 3_600_000), "12-06 23:56");
+        // Three ticks over ten-second windows say three different times.
+        let s = vec![Series { label: "p90".into(), points: vec![(t, 1.0), (t + 10_000, 2.0), (t + 20_000, 1.0)] }];
+        let svg = chart("dns", "DNS", "ms", &s, (t, t + 20_000), |v| format!("{v:.0}"));
+        for tick in ["23:56:30", "23:56:40", "23:56:50"] {
+            assert!(svg.contains(&format!(">{tick}</text>")), "{tick} in {svg}");
+        }
     }
 }
