@@ -69,11 +69,19 @@ fn number_before(text: &str, marker: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn replay(capture: &std::path::Path, rate: u32) {
-    let _ = netns(&["tcpreplay", "-q", "-i", "epa", &format!("--pps={rate}"), capture.to_str().unwrap()])
-        .stdout(Stdio::null())
+/// Replays `capture` at `rate`; returns the packets tcpreplay says it sent (those over the
+/// veth's MTU never leave it).
+fn replay(capture: &std::path::Path, rate: u32) -> u64 {
+    let out = netns(&["tcpreplay", "-q", "-i", "epa", &format!("--pps={rate}"), capture.to_str().unwrap()])
         .stderr(Stdio::null())
-        .status();
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    // "Successful packets:        99996"
+    out.lines()
+        .find_map(|l| l.trim().strip_prefix("Successful packets:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 fn main() {
@@ -101,8 +109,7 @@ fn main() {
         "[agent]\nid = \"bench\"\n[capture]\ninterfaces = [\"epb\"]\n[mqtt]\nurl = \"mqtt://127.0.0.1:9\"\n",
     )
     .unwrap();
-    let packets: u64 = 100_843;
-    println!("live capture of {packets} packets replayed onto a veth at each rate (2-core machine):");
+    println!("live: the benchmark capture replayed onto a veth at each rate; sent pps counts what tcpreplay sent:");
     println!(
         "{:>9} | {:>9} | {:>22} | {:>22} | {:>16} | {:>17}",
         "asked pps", "sent pps", "edgeprobe seen/dropped", "tcpdump seen/dropped", "CPU per 10k pps", "RSS idle/loaded"
@@ -118,7 +125,7 @@ fn main() {
         let idle = rss_kib(pid, "VmRSS:");
         let before = cpu_ticks(pid);
         let started = std::time::Instant::now();
-        replay(&capture, rate);
+        let sent = replay(&capture, rate);
         let elapsed = started.elapsed().as_secs_f64();
         std::thread::sleep(Duration::from_millis(300));
         let cpu_secs = (cpu_ticks(pid) - before) as f64 / 100.0;
@@ -138,7 +145,7 @@ fn main() {
         let log = stop(tcpdump);
         let td_seen = number_before(&log, " packets captured");
         let td_drops = number_before(&log, " packets dropped by kernel");
-        let achieved = packets as f64 / elapsed;
+        let achieved = sent as f64 / elapsed;
         let per_10k = cpu_secs / elapsed / (achieved / 10_000.0) * 100.0;
         println!(
             "{rate:>9} | {:>9.0} | {:>22} | {:>22} | {:>14.1} % | {:>8}/{:<8}",

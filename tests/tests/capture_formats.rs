@@ -257,9 +257,17 @@ fn formats_and_encapsulations_do_not_change_events() {
                     .flat_map(|(ts, f)| {
                         let to_server = f[6..12] == client_mac[..];
                         let pieces = if split { split_segment(&f) } else { vec![f] };
-                        pieces.into_iter().map(move |f| match kind {
-                            "pppoe-qinq" => (ts, rewrap("qinq", &rewrap("pppoe", &f, to_server), to_server)),
-                            _ => (ts, rewrap(kind, &f, to_server)),
+                        pieces.into_iter().map(move |f| {
+                            let mut out = match kind {
+                                "pppoe-qinq" => rewrap("qinq", &rewrap("pppoe", &f, to_server), to_server),
+                                _ => rewrap(kind, &f, to_server),
+                            };
+                            // An Ethernet frame is at least 60 bytes: a NIC pads a small segment
+                            // with zeros, which only the inner lengths tell from payload.
+                            if link == 1 && out.len() < 60 {
+                                out.resize(60, 0);
+                            }
+                            (ts, out)
                         })
                     })
                     .collect();

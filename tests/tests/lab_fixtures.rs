@@ -49,7 +49,8 @@ fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
 fn lab_dns_matches_tshark_and_covers_every_outcome() {
     let events = replay_fixture("lab_dns.pcapng");
     let report = check_against_tshark("lab_dns.pcapng", &events);
-    assert!(report.checked >= 8, "only {} transactions checked", report.checked);
+    // Every transaction of its tshark tables, as recorded.
+    assert_eq!(report.checked, 10, "transactions checked");
 
     let dns = of_kind(&events, "dns");
     let find = |query: &str, qtype: &str| {
@@ -82,7 +83,8 @@ fn lab_dns_matches_tshark_and_covers_every_outcome() {
 fn lab_tcp_matches_tshark_and_splits_the_delay_correctly() {
     let events = replay_fixture("lab_tcp.pcap");
     let report = check_against_tshark("lab_tcp.pcap", &events);
-    assert!(report.checked >= 6, "only {} transactions checked", report.checked);
+    // Every transaction of its tshark tables, as recorded.
+    assert_eq!(report.checked, 10, "transactions checked");
 
     let (home_ms, net_ms) = lab_delays_ms();
     let connects = of_kind(&events, "tcp_connect");
@@ -139,7 +141,8 @@ fn a_full_flow_table_evicts_and_counts() {
 fn lab_tls_matches_tshark_across_versions_retries_and_failures() {
     let events = replay_fixture("lab_tls.pcapng");
     let report = check_against_tshark("lab_tls.pcapng", &events);
-    assert!(report.checked >= 6, "only {} transactions checked", report.checked);
+    // Every transaction of its tshark tables, as recorded.
+    assert_eq!(report.checked, 18, "transactions checked");
 
     let (_, net_ms) = lab_delays_ms();
     let tls = of_kind(&events, "tls");
@@ -168,7 +171,8 @@ fn lab_tls_matches_tshark_across_versions_retries_and_failures() {
 fn lab_http_matches_tshark_with_keep_alive_pipelining_and_continue() {
     let events = replay_fixture("lab_http.pcap");
     let report = check_against_tshark("lab_http.pcap", &events);
-    assert!(report.checked >= 5, "only {} transactions checked", report.checked);
+    // Every transaction of its tshark tables, as recorded.
+    assert_eq!(report.checked, 13, "transactions checked");
 
     let (_, net_ms) = lab_delays_ms();
     let http = of_kind(&events, "http");
@@ -205,7 +209,8 @@ fn late_dns_answers_and_long_requests_match_tshark() {
     assert!(out.success, "{}", out.stderr);
     let (reports, events): (Vec<Value>, Vec<Value>) = out.events.into_iter().partition(|l| l.get("v").is_some());
     let report = check_against_tshark("lab_hard.pcapng", &events);
-    assert!(report.checked >= 4, "only {} transactions checked", report.checked);
+    // Every transaction of its tshark tables, as recorded.
+    assert_eq!(report.checked, 5, "transactions checked");
 
     // The query stays the TIMEOUT the client's stub saw; the answer is its own late event,
     // timed as tshark times it (checked above).

@@ -178,6 +178,9 @@ fn live_latencies_match_tshark_on_the_same_interface() {
         std::fs::read_to_string(&events_path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let ts_us = |e: &Value| (e["ts"].as_f64().unwrap() * 1e6).round() as u64;
 
+    // The agent's ring and tcpdump's socket stamp each frame themselves; on a veth the two
+    // stamps of one frame can be a few µs apart.
+    const TOLERANCE_US: u64 = 20;
     // DNS: each answered query in tshark's table against the agent's event at the same answer.
     let dns = Table::load(&work.join("gw.pcap.dns.tsv")).expect("tshark found DNS");
     let (mut dns_checked, mut dns_close, mut dns_exact) = (0, 0, 0);
@@ -191,7 +194,7 @@ fn live_latencies_match_tshark_on_the_same_interface() {
             .min_by_key(|e| ts_us(e).abs_diff(answer_at));
         if let Some(e) = found.filter(|e| ts_us(e).abs_diff(answer_at) <= 100) {
             let diff = e["latency_us"].as_u64().unwrap().abs_diff(expected);
-            dns_close += usize::from(diff <= 100);
+            dns_close += usize::from(diff <= TOLERANCE_US);
             dns_exact += usize::from(diff == 0);
         }
     }
@@ -215,17 +218,17 @@ fn live_latencies_match_tshark_on_the_same_interface() {
                 .iter()
                 .map(|(ours, theirs)| e[*ours].as_u64().unwrap().abs_diff(ms_to_us(&row[*theirs]).unwrap()))
                 .collect();
-            tcp_close += usize::from(diffs.iter().all(|d| *d <= 100));
+            tcp_close += usize::from(diffs.iter().all(|d| *d <= TOLERANCE_US));
             tcp_exact += usize::from(diffs.iter().all(|d| *d == 0));
         }
     }
     eprintln!(
-        "live: DNS {dns_close}/{dns_checked} within 100 µs of tshark ({dns_exact} exact); \
-         TCP connect {tcp_close}/{tcp_checked} within 100 µs ({tcp_exact} exact)"
+        "live: DNS {dns_close}/{dns_checked} within {TOLERANCE_US} µs of tshark ({dns_exact} exact); \
+         TCP connect {tcp_close}/{tcp_checked} within {TOLERANCE_US} µs ({tcp_exact} exact)"
     );
     assert!(dns_checked >= 25 && tcp_checked >= 15, "too little traffic seen: {dns_checked} DNS, {tcp_checked} TCP");
-    assert!(dns_close * 100 >= dns_checked * 95, "DNS agreement below 95%");
-    assert!(tcp_close * 100 >= tcp_checked * 95, "TCP agreement below 95%");
+    assert_eq!(dns_close, dns_checked, "every DNS transaction within {TOLERANCE_US} µs");
+    assert_eq!(tcp_close, tcp_checked, "every TCP connect within {TOLERANCE_US} µs");
 }
 
 /// VmRSS and VmHWM (peak) of a process, in KiB.
@@ -471,13 +474,27 @@ fn a_running_agent_loses_no_report_to_a_broker_outage_or_a_crash() {
     std::thread::sleep(Duration::from_secs(3));
     interrupt(&mut broker); // the broker goes away for several report intervals
     std::thread::sleep(Duration::from_secs(4));
-    broker = start_broker();
-    std::thread::sleep(Duration::from_secs(2));
     // A crash while reports are unsent: kill -9 the agent (the process behind `ip netns exec`).
+    // What it had produced and not delivered is in its spool, one file per report, named
+    // `{window}-{boot}-{seq}-{carried}.report`: the highest seq there is its last report.
     let pid = agent_pid(&first);
     let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
     let _ = first.wait();
+    let spooled: Vec<(String, u64)> = std::fs::read_dir(work.join("spool"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let parts: Vec<&str> = name.strip_suffix(".report")?.split('-').collect();
+            Some((parts.get(1)?.to_string(), parts.get(2)?.parse().ok()?))
+        })
+        .collect();
+    assert!(!spooled.is_empty(), "the crash left no report unsent");
+    let crashed_boot = spooled[0].0.clone();
+    let produced = spooled.iter().map(|(_, seq)| seq + 1).max().unwrap();
     let mut second = agent();
+    std::thread::sleep(Duration::from_secs(2));
+    broker = start_broker();
     std::thread::sleep(Duration::from_secs(4));
     traffic_on.store(false, std::sync::atomic::Ordering::Relaxed);
     traffic.join().unwrap();
@@ -501,7 +518,19 @@ fn a_running_agent_loses_no_report_to_a_broker_outage_or_a_crash() {
             .collect::<Vec<_>>()
             .join("; ")
     );
+    eprintln!("outage: the crashed boot had produced {produced} reports, {} of them unsent at the kill", spooled.len());
     assert_eq!(by_boot.len(), 2, "both boots reported");
+    // The crashed boot: every report it produced, the unsent ones included, exactly once.
+    let mut crashed = by_boot.remove(&crashed_boot).expect("the crashed boot's reports");
+    crashed.sort_unstable();
+    assert_eq!(crashed, (0..produced).collect::<Vec<u64>>(), "crashed boot: received = produced");
+    // The second boot stopped cleanly: its spool is empty, and it sent every seq from 0.
+    let left = std::fs::read_dir(work.join("spool"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".report"))
+        .count();
+    assert_eq!(left, 0, "a clean stop after the broker is back leaves nothing unsent");
     for (boot, mut seqs) in by_boot {
         seqs.sort_unstable();
         let expected: Vec<u64> = (0..seqs.len() as u64).collect();
