@@ -69,6 +69,14 @@ fn import(config: &CollectorConfig, file: &PathBuf) -> anyhow::Result<bool> {
 }
 
 fn main() -> ExitCode {
+    // Release builds abort on any panic (`panic = "abort"`). Debug builds, which the tests
+    // run, do the same, so a panic anywhere (a task's included, which tokio would otherwise
+    // catch) fails the tests as it would take a production collector down.
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        std::process::abort();
+    }));
     let cli = Cli::parse();
     let result = (|| -> anyhow::Result<bool> {
         match cli.command.unwrap_or(Command::Serve) {
