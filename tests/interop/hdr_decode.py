@@ -38,10 +38,15 @@ def histograms(report):
             yield [s["subscriber"], "", "dns_late"], s["dns_late"]
 
 
-for line in sys.stdin:
-    report = json.loads(line)
-    for path, hist in histograms(report):
-        h = HdrHistogram.decode(hist["hdr"])
-        print(json.dumps({"seq": report["seq"], "path": path, "count": h.get_total_count(),
-                          "min": h.get_min_value(), "max": h.get_max_value(), "p50": percentile(h, 0.50),
-                          "p90": percentile(h, 0.90), "p99": percentile(h, 0.99)}))
+def main():
+    for line in sys.stdin:
+        report = json.loads(line)
+        for path, hist in histograms(report):
+            h = HdrHistogram.decode(hist["hdr"])
+            print(json.dumps({"seq": report["seq"], "path": path, "count": h.get_total_count(),
+                              "min": h.get_min_value(), "max": h.get_max_value(), "p50": percentile(h, 0.50),
+                              "p90": percentile(h, 0.90), "p99": percentile(h, 0.99)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -10,11 +10,12 @@ Decodes each CBOR and compares it, field by field, with the named JSON form of t
 every difference and exits 1 if there is one."""
 import base64
 import json
-import math
 import sys
 
 import cbor2
 from hdrh.histogram import HdrHistogram
+
+from hdr_decode import percentile  # the rank rule of the Java and Rust libraries
 
 REPORT = {0: "v", 1: "agent_id", 2: "boot_id", 3: "seq", 4: "window_start", 5: "window_end", 6: "capture",
           7: "subscribers", 8: "agent"}
@@ -57,17 +58,6 @@ def counters(m):
     if "dns" in c:
         c["dns"] = rcodes(c["dns"])
     return c
-
-
-def percentile(h, q):
-    """The value at rank ceil(q * count), widened to its bucket: HdrHistogram's Java and Rust rule."""
-    rank = max(1, math.ceil(q * h.get_total_count()))
-    seen = 0
-    for item in h.get_recorded_iterator():
-        seen += item.count_at_value_iterated_to
-        if seen >= rank:
-            return h.get_highest_equivalent_value(item.value_iterated_to)
-    return h.get_max_value()
 
 
 def summary(h):
