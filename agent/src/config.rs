@@ -21,7 +21,7 @@ pub struct AgentConfig {
     /// What `edgeprobe run` captures.
     pub capture: CaptureConfig,
     /// Customer journeys to measure as episodes (`[[journeys]]`).
-    pub journeys: Vec<edgeprobe_core::journey::JourneyConfig>,
+    pub journeys: Vec<edgeprobe_core::analyze::journey::JourneyConfig>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -98,7 +98,7 @@ impl AgentConfig {
             let (line, column) = find_key(text, "subscribers", e.field);
             errors.push(ConfigError { file: file.into(), line, column, message: format!("subscribers.{e}") });
         }
-        if let Err(reason) = edgeprobe_core::journey::validate(&config.journeys) {
+        if let Err(reason) = edgeprobe_core::analyze::journey::validate(&config.journeys) {
             let (line, column) = find_journey(text);
             errors.push(ConfigError { file: file.into(), line, column, message: format!("journeys: {reason}") });
         }

@@ -3,14 +3,14 @@
 //! and regression input through them on stable, in every `cargo test`. Each returns normally
 //! or panics on a broken promise.
 
+use edgeprobe_core::analyze::dns::DnsTracker;
+use edgeprobe_core::analyze::http::HttpSession;
+use edgeprobe_core::analyze::tcp::Segment;
+use edgeprobe_core::analyze::tls::TlsSession;
 use edgeprobe_core::counters::Counters;
-use edgeprobe_core::dns::DnsTracker;
+use edgeprobe_core::dissect::dns::{DnsMessage, read_name};
+use edgeprobe_core::dissect::tls::{parse_client_hello, parse_server_hello};
 use edgeprobe_core::event::Transport;
-use edgeprobe_core::http::HttpSession;
-use edgeprobe_core::tcp::Segment;
-use edgeprobe_core::tls::TlsSession;
-use edgeprobe_core::wire::dns::{DnsMessage, read_name};
-use edgeprobe_core::wire::tls::{parse_client_hello, parse_server_hello};
 use edgeprobe_core::{CoreConfig, LinkType, Probe, Timestamp};
 use edgeprobe_wire::{Encoding, decode, encode};
 

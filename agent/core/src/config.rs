@@ -1,6 +1,7 @@
 //! Capacities and timeouts of the core. Every table is sized from here at start-up and never
 //! grows; the defaults suit a home gateway serving one line with a few dozen devices.
 
+use ipnet::IpNet;
 use serde::Deserialize;
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -8,10 +9,10 @@ use serde::Deserialize;
 pub struct CoreConfig {
     /// Who flows belong to; set from the agent config's `[subscribers]` section.
     #[serde(skip)]
-    pub subscribers: crate::subscriber::SubscriberConfig,
+    pub subscribers: SubscriberConfig,
     /// Journeys to follow; set from the agent config's `[[journeys]]`.
     #[serde(skip)]
-    pub journeys: Vec<crate::journey::JourneyConfig>,
+    pub journeys: Vec<crate::analyze::journey::JourneyConfig>,
     /// Journey episodes open at once; when full, the oldest is evicted and counted.
     pub episode_capacity: usize,
     /// Flows tracked at once. When full, the least recently active flow is ended ("evicted").
@@ -98,7 +99,7 @@ impl CoreConfig {
     pub fn table_bytes(&self) -> u128 {
         let n = |v: usize| v as u128;
         n(self.flow_capacity) * n(crate::flow::FlowTable::bytes_per_flow() + 2 * 16)
-            + n(self.dns_capacity) * n(crate::dns::DnsTracker::bytes_per_query())
+            + n(self.dns_capacity) * n(crate::analyze::dns::DnsTracker::bytes_per_query())
             + n(self.stream_capacity) * n(self.tls_hello_max_bytes + 256)
             + n(self.fragment_slots) * n(self.fragment_max_bytes)
             + n(self.sample_capacity) * 12
@@ -127,7 +128,7 @@ impl CoreConfig {
                 out.push(ConfigError { field, reason: "must be at least 1".into() });
             }
         }
-        if let Err(reason) = crate::journey::validate(&self.journeys) {
+        if let Err(reason) = crate::analyze::journey::validate(&self.journeys) {
             out.push(ConfigError { field: "journeys", reason });
         }
         if self.max_subscribers > usize::from(u16::MAX) || self.services_tracked_per_subscriber > 1024 {
@@ -179,7 +180,7 @@ pub struct PushedConfig {
     /// Names this configuration; the agent reports the version it runs.
     pub version: String,
     #[serde(default)]
-    pub journeys: Vec<crate::journey::JourneyConfig>,
+    pub journeys: Vec<crate::analyze::journey::JourneyConfig>,
     #[serde(default)]
     pub opt_out: Vec<String>,
 }
@@ -205,10 +206,87 @@ impl PushedConfig {
         if self.opt_out.len() > MAX_PUSHED_OPT_OUTS {
             return Err(format!("at most {MAX_PUSHED_OPT_OUTS} opt-outs"));
         }
-        crate::journey::validate(&self.journeys).map_err(|e| format!("journeys: {e}"))
+        crate::analyze::journey::validate(&self.journeys).map_err(|e| format!("journeys: {e}"))
     }
 }
 
 pub(crate) fn secs_to_nanos(secs: f64) -> u64 {
     (secs * 1e9) as u64
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// One line behind this agent.
+    #[default]
+    Cpe,
+    /// Many lines: keys from rules and DHCP.
+    Edge,
+}
+
+/// Which DHCP field names the line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DhcpKey {
+    #[default]
+    RemoteId,
+    CircuitId,
+    Mac,
+}
+
+/// One edge rule. Every given condition must hold; the first matching rule wins.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub subscriber: String,
+    pub cidr: Option<IpNet>,
+    pub vlan: Option<u16>,
+    pub pppoe_session: Option<u16>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SubscriberConfig {
+    pub mode: Mode,
+    /// CPE mode: the line this agent serves. Without it, the client address is the key.
+    pub subscriber_id: Option<String>,
+    pub rules: Vec<Rule>,
+    /// Edge mode: learn address-to-line bindings from DHCP acknowledgements.
+    pub learn_dhcp: bool,
+    pub dhcp_key: DhcpKey,
+    /// Bindings learned from DHCP kept at once; the oldest goes first.
+    pub dhcp_capacity: usize,
+    /// Secret for keyed pseudonymization of subscriber keys; none reports keys as they are.
+    pub pseudonymize_secret: Option<String>,
+    /// Real subscriber keys that are not measured.
+    pub opt_out: Vec<String>,
+}
+
+impl SubscriberConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.problems().into_iter().next().map_or(Ok(()), Err)
+    }
+
+    /// Every problem found.
+    pub fn problems(&self) -> Vec<ConfigError> {
+        let mut out = Vec::new();
+        let mut err = |field, reason: &str| out.push(ConfigError { field, reason: reason.into() });
+        if self.mode == Mode::Cpe && (!self.rules.is_empty() || self.learn_dhcp) {
+            err("rules", "rules and learn_dhcp apply in edge mode; set mode = \"edge\"");
+        }
+        if self.mode == Mode::Edge && self.subscriber_id.is_some() {
+            err("subscriber_id", "subscriber_id applies in cpe mode");
+        }
+        if self.rules.iter().any(|r| r.cidr.is_none() && r.vlan.is_none() && r.pppoe_session.is_none()) {
+            err("rules", "every rule needs a cidr, vlan or pppoe_session");
+        }
+        let keys = self.subscriber_id.iter().chain(self.rules.iter().map(|r| &r.subscriber));
+        if keys.chain(&self.opt_out).any(|k| k.is_empty() || !edgeprobe_wire::report::acceptable_name(k)) {
+            err("subscriber_id", "subscriber keys must be 1 to 1024 bytes without control characters");
+        }
+        if self.pseudonymize_secret.as_deref().is_some_and(|s| s.len() < 16) {
+            err("pseudonymize_secret", "must be at least 16 characters");
+        }
+        out
+    }
 }

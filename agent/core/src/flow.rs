@@ -6,7 +6,8 @@
 //! from their cold ends, so it costs one step per expired flow. A flow is one entry whatever
 //! the VLAN tags of its two directions, since the key holds only addresses, ports and protocol.
 
-use crate::{tcp::TcpState, time::Timestamp};
+use crate::analyze::tcp::DirStats;
+use crate::{analyze::tcp::TcpState, time::Timestamp};
 use hashbrown::{DefaultHashBuilder, HashTable};
 use std::hash::BuildHasher;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -58,16 +59,6 @@ impl FlowKey {
             (FlowKey { lo: dst, hi: src, proto, v6 }, false)
         }
     }
-}
-
-/// Per-direction counters. Index 0 is client to server ("up"), 1 is server to client.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct DirStats {
-    pub bytes: u64,
-    pub packets: u32,
-    pub retrans: u32,
-    pub zero_window: u16,
-    pub rst: u16,
 }
 
 /// Where a flow's traffic is counted in the open report window: cached indices, valid while

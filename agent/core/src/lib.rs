@@ -6,31 +6,23 @@
 //! in deterministic tests. Every table has a fixed capacity from [`CoreConfig`]; bad input costs
 //! a counter in [`Counters`], never a panic.
 
-pub mod bounded;
+// The data path, in the order a frame takes: dissect -> pipeline (flows, subscribers) ->
+// analyze -> event -> window -> report.
+pub mod analyze;
 pub mod config;
 pub mod counters;
 pub mod dissect;
-pub mod dns;
-pub mod dns_stream;
 pub mod event;
 pub mod flow;
-pub mod frag;
-pub mod http;
-pub mod interner;
-pub mod journey;
-pub mod probe;
-pub mod services;
-pub mod stream;
+pub mod pipeline;
 pub mod subscriber;
-pub mod tcp;
+pub mod tables;
 pub mod time;
-pub mod tls;
 pub mod window;
-pub mod wire;
 
 pub use config::CoreConfig;
 pub use counters::Counters;
 pub use dissect::LinkType;
 pub use event::Event;
-pub use probe::Probe;
+pub use pipeline::Probe;
 pub use time::Timestamp;

@@ -8,92 +8,15 @@
 //! carry stable identifiers that only the holder of the key can link to a line. Opted-out
 //! subscribers (listed by their real key) are not measured at all.
 
-use crate::bounded::FifoMap;
-use crate::wire::dhcp::{DHCPACK, DhcpLease};
+use crate::tables::fifo::FifoMap;
+// The settings live with the rest of the configuration; re-exported where they are used.
+pub use crate::config::{DhcpKey, Mode, Rule, SubscriberConfig};
+use crate::dissect::dhcp::{DHCPACK, DhcpLease};
 use hmac::{Hmac, Mac};
-use ipnet::IpNet;
-use serde::Deserialize;
 use sha2::Sha256;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::Arc;
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// One line behind this agent.
-    #[default]
-    Cpe,
-    /// Many lines: keys from rules and DHCP.
-    Edge,
-}
-
-/// Which DHCP field names the line.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DhcpKey {
-    #[default]
-    RemoteId,
-    CircuitId,
-    Mac,
-}
-
-/// One edge rule. Every given condition must hold; the first matching rule wins.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Rule {
-    pub subscriber: String,
-    pub cidr: Option<IpNet>,
-    pub vlan: Option<u16>,
-    pub pppoe_session: Option<u16>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SubscriberConfig {
-    pub mode: Mode,
-    /// CPE mode: the line this agent serves. Without it, the client address is the key.
-    pub subscriber_id: Option<String>,
-    pub rules: Vec<Rule>,
-    /// Edge mode: learn address-to-line bindings from DHCP acknowledgements.
-    pub learn_dhcp: bool,
-    pub dhcp_key: DhcpKey,
-    /// Bindings learned from DHCP kept at once; the oldest goes first.
-    pub dhcp_capacity: usize,
-    /// Secret for keyed pseudonymization of subscriber keys; none reports keys as they are.
-    pub pseudonymize_secret: Option<String>,
-    /// Real subscriber keys that are not measured.
-    pub opt_out: Vec<String>,
-}
-
-impl SubscriberConfig {
-    pub fn validate(&self) -> Result<(), crate::config::ConfigError> {
-        self.problems().into_iter().next().map_or(Ok(()), Err)
-    }
-
-    /// Every problem found.
-    pub fn problems(&self) -> Vec<crate::config::ConfigError> {
-        let mut out = Vec::new();
-        let mut err = |field, reason: &str| out.push(crate::config::ConfigError { field, reason: reason.into() });
-        if self.mode == Mode::Cpe && (!self.rules.is_empty() || self.learn_dhcp) {
-            err("rules", "rules and learn_dhcp apply in edge mode; set mode = \"edge\"");
-        }
-        if self.mode == Mode::Edge && self.subscriber_id.is_some() {
-            err("subscriber_id", "subscriber_id applies in cpe mode");
-        }
-        if self.rules.iter().any(|r| r.cidr.is_none() && r.vlan.is_none() && r.pppoe_session.is_none()) {
-            err("rules", "every rule needs a cidr, vlan or pppoe_session");
-        }
-        let keys = self.subscriber_id.iter().chain(self.rules.iter().map(|r| &r.subscriber));
-        if keys.chain(&self.opt_out).any(|k| k.is_empty() || !edgeprobe_wire::report::acceptable_name(k)) {
-            err("subscriber_id", "subscriber keys must be 1 to 1024 bytes without control characters");
-        }
-        if self.pseudonymize_secret.as_deref().is_some_and(|s| s.len() < 16) {
-            err("pseudonymize_secret", "must be at least 16 characters");
-        }
-        out
-    }
-}
 
 /// What a flow's first packet says about its client.
 #[derive(Clone, Copy, Debug, Default)]
@@ -235,7 +158,7 @@ fn printable(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::dhcp;
+    use crate::dissect::dhcp;
 
     fn ctx(ip: &str, vlan: Option<u16>, pppoe: Option<u16>) -> ClientContext {
         ClientContext { ip: Some(ip.parse().unwrap()), mac: None, vlan, pppoe_session: pppoe }

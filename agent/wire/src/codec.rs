@@ -5,45 +5,16 @@
 //! Decoding checks the size first, then the version, then every histogram's bytes: a decoded
 //! report's summary figures are always those of its histograms.
 
-use crate::packed::Codec;
+use crate::error::{DecodeError, MAX_REPORT_BYTES};
+use crate::named::from_cbor;
+use crate::packed::{Codec, first_key_is_text};
 use crate::{MIN_SCHEMA_VERSION, Report, SCHEMA_VERSION};
 use std::ops::Range;
-
-/// Reports larger than this are refused before parsing.
-pub const MAX_REPORT_BYTES: usize = 4 << 20;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Encoding {
     Cbor,
     Json,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum DecodeError {
-    #[error("empty payload")]
-    Empty,
-    #[error("payload of {0} bytes exceeds the {MAX_REPORT_BYTES}-byte limit")]
-    TooLarge(usize),
-    #[error("first byte {0:#04x} starts neither a JSON object nor a CBOR map")]
-    UnknownEncoding(u8),
-    #[error("malformed CBOR report: {0}")]
-    Cbor(String),
-    #[error("malformed JSON report: {0}")]
-    Json(String),
-    #[error("report schema version {0}; this build reads versions {MIN_SCHEMA_VERSION} to {SCHEMA_VERSION}")]
-    Version(u16),
-    #[error("bad histogram: {0}")]
-    Histogram(String),
-    /// Counts no window can hold, which sums and merges could overflow.
-    #[error("impossible count: {0}")]
-    Count(String),
-    /// A window that is no agent's: empty, of a span that does not divide a day, or unaligned.
-    #[error("bad window: {0}")]
-    Window(String),
-    /// A name or id no agent writes: too long, or holding control characters.
-    #[error("bad field: {0}")]
-    Field(String),
 }
 
 /// Encodes a report: packed CBOR, or JSON with every field named and every histogram summarised.
@@ -56,18 +27,6 @@ pub fn decode(payload: &[u8]) -> Result<Report, DecodeError> {
     Codec::default().decode(payload)
 }
 
-/// Any part of a report as named CBOR, the form of schema version 1 (and of the collector's rows
-/// stored before reports were packed).
-pub fn to_cbor<T: serde::Serialize>(value: &T) -> Vec<u8> {
-    cbor4ii::serde::to_vec(Vec::with_capacity(1024), value).expect("plain data serializes to memory")
-}
-
-/// Reads what [`to_cbor`] wrote. The decoder limits nesting depth and never trusts a length
-/// prefix for an allocation, so hostile bytes cost at most their own size.
-pub fn from_cbor<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    cbor4ii::serde::from_slice(bytes).map_err(|e| e.to_string())
-}
-
 /// The encoding a payload uses, by its first byte.
 pub fn sniff(payload: &[u8]) -> Result<Encoding, DecodeError> {
     match payload.first() {
@@ -76,19 +35,6 @@ pub fn sniff(payload: &[u8]) -> Result<Encoding, DecodeError> {
         Some(0xa0..=0xbf) => Ok(Encoding::Cbor),
         Some(&b) => Err(DecodeError::UnknownEncoding(b)),
     }
-}
-
-/// Whether a CBOR map's first key is text, as in the named form. The packed form's keys are
-/// numbers.
-pub(crate) fn first_key_is_text(payload: &[u8]) -> bool {
-    let header = match payload.first() {
-        Some(0xb8) => 2,
-        Some(0xb9) => 3,
-        Some(0xba) => 5,
-        Some(0xbb) => 9,
-        _ => 1,
-    };
-    payload.get(header).is_some_and(|b| b >> 5 == 3)
 }
 
 impl Codec {

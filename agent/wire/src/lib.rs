@@ -7,13 +7,17 @@
 //! [`packed`]) a new field takes the next unused number of its struct; numbers are never reused.
 
 pub mod codec;
+pub mod error;
 pub mod histogram;
 pub mod mqtt;
+pub mod named;
 pub mod packed;
 pub mod report;
 
-pub use codec::{DecodeError, Encoding, MAX_REPORT_BYTES, decode, encode, from_cbor, to_cbor};
+pub use codec::{Encoding, decode, encode};
+pub use error::{DecodeError, MAX_REPORT_BYTES};
 pub use histogram::WireHistogram;
+pub use named::{from_cbor, to_cbor};
 pub use packed::Codec;
 pub use report::*;
 

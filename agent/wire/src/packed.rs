@@ -81,12 +81,12 @@ impl Codec {
     pub(crate) fn decode_packed(
         &mut self,
         payload: &[u8],
-    ) -> Result<(Report, Vec<std::ops::Range<usize>>), crate::DecodeError> {
+    ) -> Result<(Report, Vec<std::ops::Range<usize>>), crate::error::DecodeError> {
         let mut spans = Vec::new();
         let mut report: Report =
-            minicbor::decode_with(payload, &mut spans).map_err(|e| crate::DecodeError::Cbor(e.to_string()))?;
+            minicbor::decode_with(payload, &mut spans).map_err(|e| crate::error::DecodeError::Cbor(e.to_string()))?;
         for line in &mut report.subscribers {
-            self.complete(line).map_err(crate::DecodeError::Histogram)?;
+            self.complete(line).map_err(crate::error::DecodeError::Histogram)?;
         }
         Ok((report, spans))
     }
@@ -100,8 +100,8 @@ impl Codec {
 
     /// Reads what [`Codec::encode_line`] wrote, or the named CBOR of [`crate::to_cbor`].
     pub fn decode_line(&mut self, bytes: &[u8]) -> Result<SubscriberReport, String> {
-        if crate::codec::first_key_is_text(bytes) {
-            return crate::from_cbor(bytes);
+        if first_key_is_text(bytes) {
+            return crate::named::from_cbor(bytes);
         }
         let mut line = minicbor::decode(bytes).map_err(|e| e.to_string())?;
         self.complete(&mut line)?;
@@ -338,4 +338,17 @@ pub(crate) mod rcodes {
     pub fn nil() -> Option<BTreeMap<String, u64>> {
         Some(BTreeMap::new())
     }
+}
+
+/// Whether a CBOR map's first key is text, as in the named form. The packed form's keys are
+/// numbers.
+pub(crate) fn first_key_is_text(payload: &[u8]) -> bool {
+    let header = match payload.first() {
+        Some(0xb8) => 2,
+        Some(0xb9) => 3,
+        Some(0xba) => 5,
+        Some(0xbb) => 9,
+        _ => 1,
+    };
+    payload.get(header).is_some_and(|b| b >> 5 == 3)
 }

@@ -238,7 +238,7 @@ fn bad_payloads_are_refused_with_a_reason() {
     garbage.subscribers[0].services[0].metrics.dns.as_mut().unwrap().hdr[12] ^= 0xff;
     assert!(matches!(decode(&encode(&garbage, Encoding::Json)), Err(DecodeError::Histogram(_))));
     assert!(matches!(decode(&encode(&garbage, Encoding::Cbor)), Err(DecodeError::Histogram(_))));
-    let huge = vec![b'{'; codec::MAX_REPORT_BYTES + 1];
+    let huge = vec![b'{'; edgeprobe_wire::MAX_REPORT_BYTES + 1];
     assert!(matches!(decode(&huge), Err(DecodeError::TooLarge(_))));
 }
 

@@ -1,7 +1,7 @@
 //! TCP headers (RFC 9293). Options are not interpreted; the analyzers need only the fixed header.
 
 use super::{Layer, Result, be16, be32, check_len};
-use crate::wire::Error;
+use crate::dissect::Error;
 
 pub mod flags {
     pub const FIN: u8 = 0x01;

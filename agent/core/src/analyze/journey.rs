@@ -603,7 +603,7 @@ fn step_of(event: &Event) -> Option<(Kind, Option<String>, Timestamp, Option<Str
         }
         Detail::Http(h) => {
             let failure = (h.status >= 400).then(|| format!("HTTP {}", h.status));
-            let host = h.host.as_deref().map(|h| crate::services::host_service(h).to_ascii_lowercase());
+            let host = h.host.as_deref().map(|h| crate::analyze::services::host_service(h).to_ascii_lowercase());
             (Kind::Http, host, back(Some(h.ttfb_us)), failure)
         }
         Detail::FlowEnd(_) | Detail::Episode(_) => return None,

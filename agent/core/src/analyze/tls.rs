@@ -16,11 +16,11 @@
 //! handshake (without SNI or version), and a record header that was cut loses the connection,
 //! which then ends as `incomplete`.
 
+use crate::analyze::stream::{Gap, InOrder};
+use crate::analyze::tcp::Segment;
+use crate::dissect::tls::{self, ClientHello};
 use crate::event::{TlsEvent, TlsOutcome};
-use crate::stream::{Gap, InOrder};
-use crate::tcp::Segment;
 use crate::time::Timestamp;
-use crate::wire::tls::{self, ClientHello};
 
 /// The server's handshake bytes before the ServerHello: a HelloRetryRequest at most.
 const MAX_SERVER_HELLO: usize = 4096;

@@ -2,7 +2,7 @@
 //! MPLS label stacks, PPPoE sessions, Linux cooked headers, raw IP. Zero-copy: the result borrows
 //! the frame. Nothing here allocates or panics; every frame that yields no IP packet says why.
 
-use crate::wire::{
+use crate::dissect::{
     Error, EtherType, IpProtocol, Layer,
     ethernet::{EthernetFrame, VlanTag},
     ipv4::Ipv4Packet,

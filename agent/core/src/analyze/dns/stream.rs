@@ -2,8 +2,8 @@
 //! (RFC 7766). Only the first `HEAD_BYTES` of a message are kept, enough for the header and
 //! question; a message is handed on when its last byte arrives, the moment tshark times it.
 
-use crate::stream::{Gap, InOrder};
-use crate::tcp::Segment;
+use crate::analyze::stream::{Gap, InOrder};
+use crate::analyze::tcp::Segment;
 
 const HEAD_BYTES: usize = 512;
 

@@ -3,7 +3,7 @@
 //! (RFC 3046: circuit id and remote id), which access nodes insert to name the line.
 
 use super::{Layer, Result, check_len};
-use crate::wire::Error;
+use crate::dissect::Error;
 use std::net::Ipv4Addr;
 
 const MAGIC: [u8; 4] = [99, 130, 83, 99];

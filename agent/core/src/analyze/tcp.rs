@@ -9,11 +9,20 @@
 //! its timing.
 
 use crate::{
+    dissect::tcp::flags,
     event::{ConnectOutcome, FlowEndReason, TcpConnectEvent},
-    flow::DirStats,
     time::Timestamp,
-    wire::tcp::flags,
 };
+
+/// Per-direction counters. Index 0 is client to server ("up"), 1 is server to client.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DirStats {
+    pub bytes: u64,
+    pub packets: u32,
+    pub retrans: u32,
+    pub zero_window: u16,
+    pub rst: u16,
+}
 
 const DEFAULT_OOO_THRESHOLD_US: u32 = 3_000;
 const FAST_RETRANSMIT_WINDOW_US: u32 = 20_000;

@@ -5,7 +5,7 @@
 //! stops at 255 bytes of wire name, so a crafted message cannot loop or grow the output.
 
 use super::{Layer, Result, be16, check_len};
-use crate::wire::Error;
+use crate::dissect::Error;
 use std::fmt::Write;
 use std::net::IpAddr;
 

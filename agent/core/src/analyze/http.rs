@@ -7,9 +7,9 @@
 //! Bounds: a header block over `MAX_HEADER` bytes or more than `MAX_PENDING` unanswered
 //! pipelined requests stop the analysis of the connection.
 
+use crate::analyze::stream::{Gap, InOrder};
+use crate::analyze::tcp::Segment;
 use crate::event::HttpEvent;
-use crate::stream::{Gap, InOrder};
-use crate::tcp::Segment;
 use crate::time::Timestamp;
 use std::collections::VecDeque;
 

@@ -4,7 +4,7 @@
 //! eight bytes, so a crafted chain cannot loop.
 
 use super::{IpProtocol, Layer, Result, be16, check_len};
-use crate::wire::Error;
+use crate::dissect::Error;
 use std::net::Ipv6Addr;
 
 const HOP_BY_HOP: u8 = 0;

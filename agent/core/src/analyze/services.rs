@@ -2,7 +2,7 @@
 //! name the client asked for, so a flow can be named before (or without) TLS SNI or an HTTP
 //! Host.
 
-use crate::bounded::FifoMap;
+use crate::tables::fifo::FifoMap;
 use std::net::IpAddr;
 
 pub type NameCache = FifoMap<IpAddr, String>;

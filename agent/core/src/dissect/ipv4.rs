@@ -2,7 +2,7 @@
 //! host carry offloaded, unfilled checksums, and the agent measures what passed, not what is valid.
 
 use super::{IpProtocol, Layer, Result, be16, check_len};
-use crate::wire::Error;
+use crate::dissect::Error;
 use std::net::Ipv4Addr;
 
 mod field {

@@ -14,11 +14,13 @@
 //! counted. The expiry queue holds at most twice that, stale entries included. The timed-out
 //! table holds at most `capacity` too, the oldest going first.
 
+pub mod stream;
+
 use crate::{
     counters::Counters,
+    dissect::dns::{DnsMessage, qtype_name},
     event::{DnsEvent, Transport},
     time::Timestamp,
-    wire::dns::{DnsMessage, qtype_name},
 };
 use hashbrown::HashMap;
 use std::collections::VecDeque;

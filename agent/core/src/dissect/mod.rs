@@ -1,4 +1,5 @@
-//! Checked, zero-copy views over protocol headers, one file per protocol.
+//! Dissection: checked, zero-copy views over protocol headers, one file per protocol, and the
+//! dispatcher ([`frame`]) that walks a captured frame from its link layer to the IP packet.
 //!
 //! Each view is built with `new_checked`, which verifies every length the accessors rely on, so
 //! no accessor can panic afterwards. Values the core does not know are kept as `Unknown(n)`.
@@ -7,6 +8,7 @@
 pub mod dhcp;
 pub mod dns;
 pub mod ethernet;
+pub mod frame;
 pub mod ipv4;
 pub mod ipv6;
 pub mod mpls;
@@ -17,6 +19,8 @@ pub mod tls;
 pub mod udp;
 
 use std::fmt;
+
+pub use frame::{Fragment, IpLayer, LinkType, Skip, dissect};
 
 /// The protocol layer a parse error belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -3,7 +3,7 @@
 //! checked against what is there, and extensions are walked at most to the end of their block.
 
 use super::{Layer, Result, be16, check_len};
-use crate::wire::Error;
+use crate::dissect::Error;
 
 pub const CONTENT_CHANGE_CIPHER_SPEC: u8 = 20;
 pub const CONTENT_ALERT: u8 = 21;

@@ -3,7 +3,7 @@
 //! and a gap (a segment lost before the probe) ends delivery, since parsers that lose their
 //! place would misread what follows.
 
-use crate::tcp::{Segment, seq_lt};
+use crate::analyze::tcp::{Segment, seq_lt};
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct InOrder {
