@@ -13,6 +13,7 @@ pub mod config;
 pub mod console;
 pub mod correlate;
 pub mod customers;
+pub mod figures;
 pub mod http;
 pub mod https;
 pub mod ingest;

@@ -317,12 +317,12 @@ impl Window {
             return;
         }
         self.decode_first();
-        crate::store::add_encoded(&mut self.hist, &h.hdr);
+        crate::figures::add_encoded(&mut self.hist, &h.hdr);
     }
 
     fn decode_first(&mut self) {
         if let Some(f) = self.first.take() {
-            crate::store::add_encoded(&mut self.hist, &f.hdr);
+            crate::figures::add_encoded(&mut self.hist, &f.hdr);
         }
     }
 

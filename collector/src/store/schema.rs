@@ -217,7 +217,7 @@ ALTER TABLE agents ADD COLUMN spool_state_ms BIGINT;
 /// Data moves that SQL alone cannot do, run after the version's SQL in the same transaction.
 fn move_data(db: &mut dyn Backend, version: i64) -> Result<()> {
     if version == 2 {
-        super::move_samples_to_lines(db)?;
+        super::reports::move_samples_to_lines(db)?;
         db.batch("DROP TABLE samples; DROP TABLE counters;")?;
     }
     Ok(())
