@@ -5,15 +5,16 @@
 //!
 //! Run: `cargo bench -p edgeprobe-collector --bench queries`
 
-use edgeprobe_collector::api::{ApiState, router};
 use edgeprobe_collector::config::CollectorConfig;
 use edgeprobe_collector::customers::Customer;
+use edgeprobe_collector::http::state::ApiState;
 use edgeprobe_collector::metrics::Metrics;
 use edgeprobe_collector::model::{Incident, IncidentKind};
+use edgeprobe_collector::router;
 use edgeprobe_collector::store::Store;
 use edgeprobe_wire::Report;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const CUSTOMERS: usize = 100_000;
@@ -46,7 +47,7 @@ fn load(store: &mut Store) -> Duration {
         store.upsert_customers(chunk, 0).unwrap();
     }
     let base = golden();
-    let now = edgeprobe_collector::now_ms() / 60_000 * 60_000;
+    let now = edgeprobe_collector::clock::now_ms() / 60_000 * 60_000;
     let mut reports = Vec::new();
     for w in 0..1440u64 {
         let mut r = base.clone();
@@ -114,15 +115,13 @@ fn bench(label: &str, url: &str) {
     let mut store = Store::open(url).unwrap();
     let loaded = load(&mut store);
     let reader = Store::open(url).unwrap();
-    let state = Arc::new(ApiState {
-        store: Mutex::new(reader),
-        config: CollectorConfig::default(),
-        metrics: Arc::new(Metrics::default()),
-        push_wake: Default::default(),
-        incidents: tokio::sync::watch::channel(0).1,
-        logins: Default::default(),
-        throttle: Default::default(),
-    });
+    let state = Arc::new(ApiState::new(
+        reader,
+        CollectorConfig::default(),
+        Arc::new(Metrics::default()),
+        Default::default(),
+        tokio::sync::watch::channel(0).1,
+    ));
     let rt = tokio::runtime::Runtime::new().unwrap();
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -166,7 +165,7 @@ fn bench(label: &str, url: &str) {
     } else {
         println!("{label}: chromium skipped (needs /usr/bin/chromium and npm ci in tests/browser)");
     }
-    let since = edgeprobe_collector::now_ms() - 86_400_000;
+    let since = edgeprobe_collector::clock::now_ms() - 86_400_000;
     let mut times = Vec::new();
     let mut rows = 0;
     for _ in 0..20 {

@@ -230,7 +230,7 @@ mod tests {
 
     #[test]
     fn the_contact_cap_opt_outs_and_plans_shape_the_choice() {
-        let dir = crate::test_dir("actions");
+        let dir = crate::testing::test_dir("actions");
         let mut store = Store::open(dir.to_str().unwrap()).unwrap();
         let customers = [
             customer("busy", "residential", "basic", false),

@@ -6,38 +6,28 @@
 //! the HTTP API on its own store connection.
 
 pub mod actions;
-pub mod api;
-pub mod auth;
 pub mod broker;
+pub mod clock;
 pub mod config;
 pub mod console;
 pub mod correlate;
 pub mod customers;
 pub mod figures;
 pub mod http;
-pub mod https;
 pub mod ingest;
 pub mod metrics;
 pub mod model;
-pub mod push;
 pub mod store;
-pub mod writer;
+#[cfg(test)]
+mod testing;
 
 use anyhow::Context;
-use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use http::{api, https, push};
+use std::sync::Arc;
 
-/// An empty directory of this process for a unit test's files, named by `tag`.
-#[cfg(test)]
-pub(crate) fn test_dir(tag: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("edgeprobe-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("a directory for the test");
-    dir
-}
-
-pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+/// The JSON API and the console's pages on one router.
+pub fn router(state: http::state::Shared) -> axum::Router {
+    api::router(state.clone()).merge(console::router(state.clone())).with_state(state)
 }
 
 /// Runs the collector until `shutdown` resolves. The HTTP API listens on `listener`, so tests
@@ -68,7 +58,7 @@ pub async fn serve(
         let w = store::Store::open(&url).with_context(|| format!("storage {url}"))?;
         let mut r = store::Store::open(&url).with_context(|| format!("storage {url}"))?;
         if let Some(p) = &pushed {
-            if push::install(&mut r, p, now_ms())? {
+            if push::install(&mut r, p, clock::now_ms())? {
                 eprintln!("edgeprobe-collector: agent config {} installed for pushing", p.version);
             }
         }
@@ -77,7 +67,7 @@ pub async fn serve(
     .await??;
     let (work_tx, work_rx) = tokio::sync::mpsc::channel(config.broker.queue_capacity);
     let (committed_tx, committed_rx) = tokio::sync::mpsc::unbounded_channel();
-    let writer = writer::Writer {
+    let writer = ingest::writer::Writer {
         store: writer_store,
         config: config.clone(),
         metrics: metrics.clone(),
@@ -99,15 +89,7 @@ pub async fn serve(
     ));
     let wake = Arc::new(tokio::sync::Notify::new());
     let (incidents_tx, incidents) = tokio::sync::watch::channel(0);
-    let state = Arc::new(api::ApiState {
-        store: Mutex::new(read_store),
-        config,
-        metrics,
-        push_wake: wake.clone(),
-        incidents,
-        logins: Default::default(),
-        throttle: Default::default(),
-    });
+    let state = Arc::new(http::state::ApiState::new(read_store, config, metrics, wake.clone(), incidents));
     tokio::spawn(push::run(state.clone(), push_tx, wake, stop_rx.clone()));
     tokio::spawn(console::watch_incidents(state.clone(), incidents_tx));
     let mut http_stop = stop_rx.clone();
@@ -116,7 +98,7 @@ pub async fn serve(
     };
     let limits = http::Limits::new(&state.config.http);
     let metrics = state.metrics.clone();
-    let router = http::harden(api::router(state), limits);
+    let router = http::harden(router(state), limits);
     let http = match tls {
         Some(tls) => {
             let listener = https::TlsListener::new(listener, tls, limits.max_connections)?;

@@ -58,7 +58,7 @@ fn import(config: &CollectorConfig, file: &PathBuf) -> anyhow::Result<bool> {
     }
     let mut store =
         store::Store::open(&config.storage.url).with_context(|| format!("storage {}", config.storage.url))?;
-    let new = store.upsert_customers(&parsed.customers, edgeprobe_collector::now_ms())?;
+    let new = store.upsert_customers(&parsed.customers, edgeprobe_collector::clock::now_ms())?;
     eprintln!(
         "imported {} customers ({new} new, {} updated), {} rows rejected",
         parsed.customers.len(),
@@ -83,11 +83,11 @@ fn main() -> ExitCode {
             Command::CheckConfig { file } => {
                 let config = CollectorConfig::load(&file)?;
                 if let Some(push) = &config.agent_config.file {
-                    let pushed = edgeprobe_collector::push::load(push)?;
+                    let pushed = edgeprobe_collector::http::push::load(push)?;
                     println!("{}: ok, version {}", push.display(), pushed.version);
                 }
                 if let Some((cert, key)) = config.http.tls_files() {
-                    edgeprobe_collector::https::server_config(cert, key)?;
+                    edgeprobe_collector::http::https::server_config(cert, key)?;
                     println!("{}: ok", cert.display());
                 }
                 println!("{}: ok", file.display());
@@ -100,7 +100,7 @@ fn main() -> ExitCode {
                 std::io::stdin().read_line(&mut password)?;
                 let password = password.strip_suffix('\n').unwrap_or(&password);
                 let password = password.strip_suffix('\r').unwrap_or(password);
-                println!("{}", edgeprobe_collector::auth::hash_password(password)?);
+                println!("{}", edgeprobe_collector::http::auth::hash_password(password)?);
                 Ok(true)
             }
             Command::Serve => {

@@ -182,7 +182,7 @@ impl Metrics {
              wrong login or a publish or subscribe outside their rights.\n\
              # TYPE edgeprobe_collector_embedded_broker_denied_total counter"
         );
-        for (why, n) in crate::broker::gate::Denied::ALL.iter().zip(&self.broker_denied) {
+        for (why, n) in Denied::ALL.iter().zip(&self.broker_denied) {
             let _ = writeln!(
                 out,
                 "edgeprobe_collector_embedded_broker_denied_total{{reason=\"{}\"}} {}",
@@ -208,5 +208,25 @@ impl Metrics {
             self.mqtt_connected.load(Relaxed) as f64,
         );
         out
+    }
+}
+
+/// Why the embedded broker turned a client away; each is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denied {
+    Login,
+    Publish,
+    Subscribe,
+}
+
+impl Denied {
+    pub const ALL: [Denied; 3] = [Denied::Login, Denied::Publish, Denied::Subscribe];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Denied::Login => "login",
+            Denied::Publish => "publish",
+            Denied::Subscribe => "subscribe",
+        }
     }
 }

@@ -359,7 +359,7 @@ fn backfilled_reports_are_counted_apart_from_the_lag() {
     let report = sample_report();
     let span = report.window_end - report.window_start;
     let moved = |report: &Report, back_ms: u64, seq: u64| {
-        let now = edgeprobe_collector::now_ms() as u64;
+        let now = edgeprobe_collector::clock::now_ms() as u64;
         // Aligned as the agent aligns windows: the window that ended at least `back_ms` ago.
         let end = (now - back_ms) / span * span;
         Report { window_start: end - span, window_end: end, seq, ..report.clone() }
@@ -375,7 +375,7 @@ fn backfilled_reports_are_counted_apart_from_the_lag() {
     let live = moved(&report, 120_000, 2);
     publisher.send(&topic, encode(&live, Encoding::Cbor));
     collector.wait_metric("edgeprobe_collector_reports_stored_total", 2.0, Duration::from_secs(20));
-    let behind = (edgeprobe_collector::now_ms() as u64 - live.window_end) as f64 / 1000.0;
+    let behind = (edgeprobe_collector::clock::now_ms() as u64 - live.window_end) as f64 / 1000.0;
     let measured = collector.metric(lag);
     assert!(measured >= 120.0 && measured <= behind, "lag {measured} s, the window ended {behind} s ago");
     assert_eq!(collector.metric(backfill), 1.0);

@@ -14,6 +14,7 @@
 //! A client that steps outside its rights is disconnected, which MQTT 3.1.1 allows for a
 //! refused PUBLISH (section 3.3.5); a silent drop would leave a QoS 1 client resending.
 
+pub use crate::metrics::Denied;
 use bytes::BytesMut;
 use edgeprobe_wire::mqtt::{TOPIC_PREFIX, check_agent_id, config_topic, report_topic, state_topic};
 use rumqttc::mqttbytes::v4::{Connect, Login, Packet, Publish};
@@ -39,26 +40,6 @@ pub enum Role {
     Agent(String),
 }
 
-/// Why a client was turned away; the supervisor counts each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Denied {
-    Login,
-    Publish,
-    Subscribe,
-}
-
-impl Denied {
-    pub const ALL: [Denied; 3] = [Denied::Login, Denied::Publish, Denied::Subscribe];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Denied::Login => "login",
-            Denied::Publish => "publish",
-            Denied::Subscribe => "subscribe",
-        }
-    }
-}
-
 pub struct Gate {
     /// User name to password; empty lets anyone in.
     pub users: BTreeMap<String, String>,
@@ -78,7 +59,7 @@ impl Gate {
             Role::Anyone
         } else {
             let login = connect.login.as_ref().ok_or(Denied::Login)?;
-            let known = self.users.get(&login.username).is_some_and(|p| crate::auth::same(p, &login.password));
+            let known = self.users.get(&login.username).is_some_and(|p| crate::http::auth::same(p, &login.password));
             if !known {
                 return Err(Denied::Login);
             }

@@ -92,7 +92,7 @@ dynamic_filters = true
     for server in config.v4.iter_mut().flat_map(|servers| servers.values_mut()) {
         let secret = secret.clone();
         server.set_auth_handler(move |_client: String, _user: String, password: String| {
-            let ok = crate::auth::same(&secret, &password);
+            let ok = crate::http::auth::same(&secret, &password);
             async move { ok }
         });
     }

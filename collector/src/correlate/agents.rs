@@ -1,7 +1,6 @@
 //! Agents that fell silent: one incident per access node, outside the window evaluation.
 
 use super::finish;
-
 use crate::config::CollectorConfig;
 use crate::model::{Incident, IncidentKind};
 use crate::store::{Result, Store};

@@ -2,7 +2,6 @@
 //! evidence and probable cause of a group's candidate.
 
 use super::{Candidate, Finding, Findings, JOURNEY_FAILURES, JOURNEY_LATENCY, is_ratio, journey_of};
-
 use crate::customers::Customer;
 use crate::model::IncidentKind;
 use serde_json::json;

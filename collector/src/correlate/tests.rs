@@ -90,7 +90,7 @@ fn window_of(store: &mut Store, config: &CollectorConfig, n: i64, lines: Vec<Sub
 }
 
 fn setup(tag: &str) -> (Store, CollectorConfig, std::path::PathBuf) {
-    let dir = crate::test_dir(&format!("correlate-{tag}"));
+    let dir = crate::testing::test_dir(&format!("correlate-{tag}"));
     let mut store = Store::open(dir.to_str().unwrap()).unwrap();
     let customers = [
         customer("a1", "OLT-1", "north"),

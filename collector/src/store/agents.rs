@@ -2,11 +2,8 @@
 
 use super::{Result, Store, json};
 use crate::customers::Customer;
-use crate::model::Agent;
-use crate::model::AgentState;
-use crate::store::customers::CUSTOMER_COLUMNS;
-use crate::store::customers::STILL_THE_AGENTS;
-use crate::store::customers::customer;
+use crate::model::{Agent, AgentState};
+use crate::store::customers::{CUSTOMER_COLUMNS, STILL_THE_AGENTS, customer};
 use std::collections::HashMap;
 
 impl Store {

@@ -1,9 +1,7 @@
 //! Incidents and the actions proposed for them.
 
 use super::{Result, Row, Store, Value, json};
-use crate::model::Action;
-use crate::model::Incident;
-use crate::model::IncidentKind;
+use crate::model::{Action, Incident, IncidentKind};
 
 pub(crate) const INCIDENT_COLUMNS: &str = "id, kind, scope, state, severity, opened_at, resolved_at, first_window, last_window, \
     bad_windows, good_windows, metric, evidence, probable_cause, customers, affected_customers, value_at_risk, \

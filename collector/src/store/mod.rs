@@ -190,7 +190,7 @@ mod tests {
     /// Agents page by id: each page follows the last, and together they are the whole list.
     #[test]
     fn agents_page_in_id_order() {
-        let dir = crate::test_dir("agents-pages");
+        let dir = crate::testing::test_dir("agents-pages");
         let mut store = Store::open(dir.to_str().unwrap()).unwrap();
         let state: crate::model::AgentState = serde_json::from_str(r#"{"online": true}"#).unwrap();
         for i in [3, 1, 4, 10, 5, 9, 2, 6] {

@@ -257,7 +257,7 @@ fn migrate_to(db: &mut dyn Backend, target: i64) -> Result<i64> {
         let step = db.batch(&spell(sql, db.dialect())).and_then(|_| move_data(db, version)).and_then(|_| {
             db.execute(
                 "INSERT INTO schema_migrations (version, applied_ms) VALUES (?, ?)",
-                &[version.into(), crate::now_ms().into()],
+                &[version.into(), crate::clock::now_ms().into()],
             )
         });
         if let Err(e) = step {
@@ -278,7 +278,7 @@ mod tests {
 
     #[test]
     fn version_2_moves_every_histogram_and_counter_into_lines() {
-        let dir = crate::test_dir("migrate");
+        let dir = crate::testing::test_dir("migrate");
         let file = dir.join("v1.db");
         let mut db = Sqlite::open(&file).unwrap();
         assert_eq!(migrate_to(&mut db, 1).unwrap(), 1);

@@ -118,7 +118,7 @@ mod tests {
 
     #[test]
     fn the_upkeep_task_moves_the_writers_wal_into_the_database() {
-        let dir = crate::test_dir("checkpoint");
+        let dir = crate::testing::test_dir("checkpoint");
         let file = dir.join("c.db");
         let mut writer = Sqlite::open(&file).unwrap();
         let mut checkpoint = writer.upkeep().unwrap().expect("SQLite checkpoints in the background");

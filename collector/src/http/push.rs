@@ -5,7 +5,7 @@
 //! and version (again after `REPUBLISH`, in case a publish was lost), and at once when the
 //! config changes. Agents check it again and report the version they run, or why they refused.
 
-use crate::api::ApiState;
+use crate::http::state::ApiState;
 use crate::store::{Result, Store, StoreError};
 use edgeprobe_core::config::PushedConfig;
 use sha2::{Digest, Sha256};

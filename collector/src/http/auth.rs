@@ -13,8 +13,8 @@
 //! queue for bcrypt, not all of it, and a real login waits behind at most one check per
 //! guessing address.
 
-use crate::api::ApiState;
 use crate::config::{AuthConfig, Login, Role, Token};
+use crate::metrics::Metrics;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
@@ -25,6 +25,21 @@ use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// What the login check holds: the configured logins and tokens, the logins already proven, the
+/// throttle, and the counters it keeps.
+pub struct Logins {
+    pub config: AuthConfig,
+    pub verified: Verified,
+    pub throttle: Throttle,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Logins {
+    pub fn new(config: AuthConfig, metrics: Arc<Metrics>) -> Logins {
+        Logins { config, verified: Verified::default(), throttle: Throttle::default(), metrics }
+    }
+}
 
 /// Who made a request, put in its extensions by [`require`].
 #[derive(Clone, Debug)]
@@ -287,23 +302,23 @@ fn basic_name(headers: &HeaderMap) -> Option<String> {
 
 /// Middleware: with a login configured, a request without valid credentials gets 401, and a
 /// client that guessed too often 429 until its wait is over.
-pub async fn require(State(state): State<Arc<ApiState>>, mut request: Request, next: Next) -> Response {
-    let auth = &state.config.http.auth;
+pub async fn require(State(logins): State<Arc<Logins>>, mut request: Request, next: Next) -> Response {
+    let auth = &logins.config;
     let user = if auth.enabled() {
         let headers = request.headers();
         let address = request.extensions().get::<axum::extract::ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
         let address = address.unwrap_or(IpAddr::from([0, 0, 0, 0]));
         let name = basic_name(headers);
         let tried = headers.contains_key(header::AUTHORIZATION);
-        let throttle = &state.throttle;
+        let throttle = &logins.throttle;
         let _turn = if tried { Some(throttle.turn(address).await) } else { None };
         if let Some(wait) = tried.then(|| throttle.wait(address, name.as_deref(), Instant::now())).flatten() {
-            state.metrics.logins_throttled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            logins.metrics.logins_throttled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let secs = wait.as_secs().max(1).to_string();
             return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, secs)], "too many failed logins\n")
                 .into_response();
         }
-        match identify(auth, &state.logins, headers).await {
+        match identify(auth, &logins.verified, headers).await {
             Some(user) => {
                 throttle.succeeded(address, name.as_deref(), Instant::now());
                 user
@@ -312,7 +327,7 @@ pub async fn require(State(state): State<Arc<ApiState>>, mut request: Request, n
                 if tried {
                     throttle.failed(address, name.as_deref(), Instant::now());
                 }
-                state.metrics.auth_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                logins.metrics.auth_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return (
                     StatusCode::UNAUTHORIZED,
                     [(header::WWW_AUTHENTICATE, "Basic realm=\"edgeprobe\", charset=\"UTF-8\"")],

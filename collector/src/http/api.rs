@@ -1,37 +1,19 @@
 //! The HTTP API (JSON) and `/metrics`. Handlers read through their own store connection on
 //! the blocking pool, so a slow query never stalls ingest.
 
-use crate::auth::User;
-use crate::config::CollectorConfig;
-use crate::metrics::Metrics;
+use crate::http::auth::User;
+use crate::http::state::{ApiError, Shared, with_store};
 use crate::model::Incident;
-use crate::store::{JourneyStats, Store, StoreError};
+use crate::store::{JourneyStats, Store};
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::sync::{Arc, Mutex};
 
-pub struct ApiState {
-    pub store: Mutex<Store>,
-    pub config: CollectorConfig,
-    pub metrics: Arc<Metrics>,
-    /// Tells the push loop the agent config changed.
-    pub push_wake: Arc<tokio::sync::Notify>,
-    /// A fingerprint of the open incidents, kept by `console::watch_incidents`; the console's
-    /// live views wait on it.
-    pub incidents: tokio::sync::watch::Receiver<u64>,
-    /// Logins proven by their password hash.
-    pub logins: crate::auth::Verified,
-    pub throttle: crate::auth::Throttle,
-}
-
-type Shared = Arc<ApiState>;
-
-pub fn router(state: Shared) -> Router {
+pub fn router(state: Shared) -> Router<Shared> {
     Router::new()
         .route("/api/v1/health", get(health))
         .route("/api/v1/agents", get(agents))
@@ -43,37 +25,7 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/journeys", get(journeys))
         .route("/api/v1/agent-config", get(agent_config).put(set_agent_config))
         .route("/metrics", get(metrics))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::require))
-        .merge(crate::console::router(state.clone()))
-        .with_state(state)
-}
-
-pub struct ApiError(pub StatusCode, pub String);
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.0, Json(json!({"error": self.1}))).into_response()
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("storage: {e}"))
-    }
-}
-
-/// Runs `f` with the read connection on the blocking pool.
-pub(crate) async fn with_store<T: Send + 'static>(
-    state: &Shared,
-    f: impl FnOnce(&mut Store, &ApiState) -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let state = state.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut store = state.store.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut store, &state)
-    })
-    .await
-    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .layer(axum::middleware::from_fn_with_state(state.logins.clone(), crate::http::auth::require))
 }
 
 async fn health(State(state): State<Shared>) -> Result<Json<Value>, ApiError> {
@@ -143,7 +95,7 @@ async fn customer(State(state): State<Shared>, Path(id): Path<String>) -> Result
         let incidents: Vec<Incident> =
             store.active_incidents()?.into_iter().filter(|i| i.customers.contains(&c.customer_id)).collect();
         let actions = store.actions(Some(&c.customer_id), false, 50)?;
-        let now = crate::now_ms();
+        let now = crate::clock::now_ms();
         let journeys = customer_journeys(store, &c.subscriber_id, now - DAY_MS, now)?;
         Ok(Json(json!({"customer": c, "qoe": qoe, "score": score, "incidents": incidents, "actions": actions,
             "journeys": journeys})))
@@ -191,7 +143,7 @@ async fn journeys(State(state): State<Shared>, Query(q): Query<JourneyQuery>) ->
             "by must be all, segment, region, access_node or customer".into(),
         ));
     }
-    let until = q.until.unwrap_or_else(|| crate::now_ms() + 1);
+    let until = q.until.unwrap_or_else(|| crate::clock::now_ms() + 1);
     let since = q.since.unwrap_or(until - q.hours.unwrap_or(24).clamp(1, 24 * 366) * 3_600_000);
     with_store(&state, move |store, _| {
         let mut list: Vec<Value> = if by == "customer" {
@@ -251,10 +203,11 @@ async fn set_agent_config(
     Json(body): Json<Value>,
 ) -> Result<Json<Value>, ApiError> {
     operator(&user)?;
-    let config = crate::push::parse(body).map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+    let config = crate::http::push::parse(body).map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e))?;
     let version = config.version.clone();
     let changed =
-        with_store(&state, move |store, _| Ok(crate::push::install(store, &config, crate::now_ms())?)).await?;
+        with_store(&state, move |store, _| Ok(crate::http::push::install(store, &config, crate::clock::now_ms())?))
+            .await?;
     state.push_wake.notify_one();
     Ok(Json(json!({"version": version, "changed": changed})))
 }
@@ -321,7 +274,7 @@ async fn ack(
         if user.authenticated { user.name } else { body.and_then(|b| b.0.by).unwrap_or_else(|| "operator".into()) };
     with_store(&state, move |store, _| {
         let i = store
-            .ack_incident(id, &by, crate::now_ms())?
+            .ack_incident(id, &by, crate::clock::now_ms())?
             .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no incident {id}")))?;
         Ok(Json(serde_json::to_value(i).expect("plain data")))
     })

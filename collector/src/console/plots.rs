@@ -1,7 +1,14 @@
 //! Line charts as SVG, drawn on the server: the console needs no script library and works
 //! offline. Each series is a `<g class="series" data-label=...>` holding its polyline and one
-//! `<circle>` per point (with a tooltip), so a test can count what was drawn.
+//! `<circle>` per point (with a tooltip), so a test can count what was drawn. The series come
+//! from stored lines, one metric per window, merged exactly and thinned to at most
+//! [`MAX_POINTS`] points.
 
+use crate::console::html::escape;
+use crate::correlate::{is_ratio, journey_of};
+use crate::figures::{Figure, downsample};
+use edgeprobe_wire::{METRICS, SubscriberReport};
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 pub struct Series {
@@ -17,10 +24,6 @@ const RIGHT: f64 = 12.0;
 /// Room above the plot for the unit, clear of the top tick.
 const TOP: f64 = 24.0;
 const BOTTOM: f64 = 28.0;
-
-fn escape(s: &str) -> String {
-    super::escape(s)
-}
 
 /// A time on an axis spanning `span_ms`, as precise as the span needs: seconds for a few
 /// minutes (windows of 10 s would otherwise all read the same minute), the date past two days.
@@ -127,6 +130,72 @@ fn nice(v: f64) -> f64 {
     let p = 10f64.powf(v.log10().floor());
     [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * p).find(|c| *c >= v).unwrap_or(10.0 * p)
 }
+
+/// One metric of `lines`, per window.
+pub(crate) fn per_window(lines: &[(i64, SubscriberReport)], metric: &str) -> BTreeMap<i64, Figure> {
+    let mut out: BTreeMap<i64, Figure> = BTreeMap::new();
+    for (ws, line) in lines {
+        let w = out.entry(*ws).or_default();
+        let c = crate::store::counter_row(&line.counters);
+        let int = |v: i64| u64::try_from(v).unwrap_or(0);
+        match metric {
+            m if METRICS.contains(&m) => {
+                if let Some(h) = line.metrics.get(m).filter(|h| h.count > 0) {
+                    w.add(h);
+                }
+            }
+            "dns_failures" => {
+                w.bad += int(c.dns_failures);
+                w.total += int(c.dns_total);
+            }
+            "connect_failures" => {
+                w.bad += int(c.connect_failures);
+                w.total += int(c.connects + c.connect_failures);
+            }
+            m => {
+                let Some(name) = journey_of(m) else { continue };
+                let latency = !is_ratio(m);
+                for j in line.journeys.iter().filter(|j| j.journey == name) {
+                    if latency {
+                        if let Some(h) = j.latency.as_ref().filter(|h| h.count > 0) {
+                            w.add(h);
+                        }
+                    } else {
+                        w.bad += j.failed + j.timeout;
+                        w.total += j.ok + j.failed + j.timeout;
+                    }
+                }
+            }
+        }
+    }
+    out.retain(|_, w| w.has_latency() || w.total > 0);
+    downsample(out)
+}
+
+/// Percentile series (ms) of a latency metric per window, labelled `prefix` + p50/p90/p99.
+pub(crate) fn percentiles(windows: &BTreeMap<i64, Figure>, prefix: &str, quantiles: &[(&str, f64)]) -> Vec<Series> {
+    quantiles
+        .iter()
+        .map(|(name, q)| Series {
+            label: format!("{prefix}{name}"),
+            points: windows.iter().filter_map(|(ws, w)| w.quantile(*q).map(|v| (*ws, v as f64 / 1000.0))).collect(),
+        })
+        .collect()
+}
+
+pub(crate) fn ratio(windows: &BTreeMap<i64, Figure>, label: &str, invert: bool) -> Series {
+    let points = windows
+        .iter()
+        .filter(|(_, w)| w.total > 0)
+        .map(|(ws, w)| {
+            let r = w.bad as f64 / w.total as f64 * 100.0;
+            (*ws, if invert { 100.0 - r } else { r })
+        })
+        .collect();
+    Series { label: label.into(), points }
+}
+
+pub(crate) const P50_90_99: [(&str, f64); 3] = [("p50", 0.5), ("p90", 0.9), ("p99", 0.99)];
 
 #[cfg(test)]
 mod tests {

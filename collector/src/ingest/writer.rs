@@ -91,7 +91,7 @@ impl Writer {
                 if agents {
                     next_agents = Instant::now() + tick.max(Duration::from_secs(10));
                 }
-                if let Err(e) = self.evaluate(crate::now_ms(), agents) {
+                if let Err(e) = self.evaluate(crate::clock::now_ms(), agents) {
                     self.metrics.storage_errors.fetch_add(1, Relaxed);
                     eprintln!("edgeprobe-collector: evaluation failed, will retry: {e}");
                 }
@@ -102,7 +102,7 @@ impl Writer {
             }
         }
         // Drained: one last evaluation, so a clean stop leaves nothing ready unevaluated.
-        let _ = self.evaluate(crate::now_ms(), true);
+        let _ = self.evaluate(crate::clock::now_ms(), true);
         if let Some((stop, thread)) = upkeep {
             drop(stop);
             let _ = thread.join();
@@ -247,7 +247,7 @@ impl Writer {
         if days == 0 {
             return;
         }
-        let before = crate::now_ms() - days as i64 * 86_400_000;
+        let before = crate::clock::now_ms() - days as i64 * 86_400_000;
         if let Err(e) = self.store.prune(before) {
             self.metrics.storage_errors.fetch_add(1, Relaxed);
             eprintln!("edgeprobe-collector: retention failed: {e}");
@@ -301,7 +301,7 @@ mod tests {
     /// after it, and a writer started again on the same database, go on.
     #[test]
     fn a_window_that_cannot_be_evaluated_is_quarantined_and_the_rest_go_on() {
-        let dir = crate::test_dir("writer-quarantine");
+        let dir = crate::testing::test_dir("writer-quarantine");
         let url = dir.to_str().unwrap().to_string();
         let mut store = Store::open(&url).unwrap();
         let (bad, good) = (60_000, 120_000);

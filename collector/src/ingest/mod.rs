@@ -7,6 +7,8 @@
 //! Rejected messages (garbage, truncated, a wrong version, too large, an `agent_id` that is not
 //! the topic's) are counted by reason and acknowledged at once, so they are not redelivered.
 
+pub mod writer;
+
 use crate::config::BrokerConfig;
 use crate::metrics::{Metrics, Reject};
 use crate::model::AgentState;
@@ -190,7 +192,7 @@ pub async fn run(
     work: mpsc::Sender<Queued>,
     budget: Budget,
     mut committed: mpsc::UnboundedReceiver<Publish>,
-    mut outgoing: mpsc::Receiver<crate::push::Outgoing>,
+    mut outgoing: mpsc::Receiver<crate::http::push::Outgoing>,
     metrics: Arc<Metrics>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
@@ -233,7 +235,7 @@ pub async fn run(
                 metrics.mqtt_connected.store(1, Relaxed);
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                let now = crate::now_ms();
+                let now = crate::clock::now_ms();
                 let is_report = matches!(parse_topic(&p.topic), Some(Topic::Report(_)));
                 if is_report {
                     metrics.received.fetch_add(1, Relaxed);
