@@ -25,3 +25,9 @@ pub use report::*;
 pub const SCHEMA_VERSION: u16 = 2;
 /// The oldest version this build decodes.
 pub const MIN_SCHEMA_VERSION: u16 = 1;
+/// The most any count of a window may be: 2^40, a trillion transactions. More is no
+/// measurement, and sums of a million lines' counts stay far from overflowing the collector's
+/// 64-bit integers.
+pub const MAX_COUNT: u64 = 1 << 40;
+/// The most bytes one window may count: 2^53, a day at 800 Gb/s.
+pub const MAX_BYTES: u64 = 1 << 53;

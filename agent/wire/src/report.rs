@@ -2,7 +2,7 @@
 //! histograms, counters and a bounded per-service breakdown. Zero counters and empty
 //! histograms are left out on the wire to keep reports small.
 
-use crate::WireHistogram;
+use crate::{MAX_BYTES, MAX_COUNT, WireHistogram};
 use minicbor::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -360,12 +360,6 @@ impl Counters {
     }
 }
 
-/// The most any count of a window may be: 2^40, a trillion transactions. More is no
-/// measurement, and sums of a million lines' counts stay far from overflowing the collector's
-/// 64-bit integers.
-pub const MAX_COUNT: u64 = 1 << 40;
-/// The most bytes one window may count: 2^53, a day at 800 Gb/s.
-pub const MAX_BYTES: u64 = 1 << 53;
 /// The longest window an agent reports (`report_interval_secs` divides a day).
 pub const MAX_WINDOW_MS: u64 = 86_400_000;
 
