@@ -41,6 +41,36 @@ pub const MAX_MONTHLY_VALUE: f64 = 1e9;
 const MAX_ID_BYTES: usize = 256;
 const MAX_FIELD_BYTES: usize = 4096;
 
+/// Why a customer file cannot be read at all.
+#[derive(Debug, thiserror::Error)]
+pub enum CsvError {
+    #[error("unreadable: {0}")]
+    Unreadable(std::io::Error),
+    #[error("line 1: unreadable header: {0}")]
+    Header(csv::Error),
+    #[error("line 1: missing header")]
+    NoHeader,
+    #[error("line 1: missing column {0:?}")]
+    MissingColumn(&'static str),
+}
+
+/// Why one row gives no customer.
+#[derive(Debug, thiserror::Error)]
+enum RowProblem {
+    #[error("{0} is empty")]
+    Empty(&'static str),
+    #[error("{0} must be at most {MAX_ID_BYTES} bytes of printable characters")]
+    BadId(&'static str),
+    #[error("field {0} is longer than {MAX_FIELD_BYTES} bytes")]
+    LongField(usize),
+    #[error("monthly_value {0:?} is not a number")]
+    NotANumber(String),
+    #[error("monthly_value {0:?} must be a number from 0 to {MAX_MONTHLY_VALUE}")]
+    OutOfRange(String),
+    #[error("contact_opt_out {0:?} is not true or false")]
+    NotABool(String),
+}
+
 /// Parses a customer CSV. A missing required column fails the whole file; anything wrong
 /// within a row fails only that row, named by its line. A quote left open does not swallow
 /// the rest of the file: a record that runs over several lines and then has the wrong number
@@ -48,9 +78,9 @@ const MAX_FIELD_BYTES: usize = 4096;
 /// Duplicate ids within the file: the later row wins, and the earlier one is reported. Who
 /// owns a subscriber is judged on the file's final rows, so a customer that moves to another
 /// line frees its old one for a later row.
-pub fn parse_csv(mut input: impl std::io::Read) -> Result<Parsed, String> {
+pub fn parse_csv(mut input: impl std::io::Read) -> Result<Parsed, CsvError> {
     let mut text = Vec::new();
-    input.read_to_end(&mut text).map_err(|e| format!("unreadable: {e}"))?;
+    input.read_to_end(&mut text).map_err(CsvError::Unreadable)?;
     let builder = || {
         let mut b = csv::ReaderBuilder::new();
         b.flexible(true).trim(csv::Trim::All).has_headers(false);
@@ -58,13 +88,13 @@ pub fn parse_csv(mut input: impl std::io::Read) -> Result<Parsed, String> {
     };
     let mut reader = builder().from_reader(&text[..]);
     let mut header = csv::StringRecord::new();
-    if !reader.read_record(&mut header).map_err(|e| format!("line 1: unreadable header: {e}"))? {
-        return Err("line 1: missing header".into());
+    if !reader.read_record(&mut header).map_err(CsvError::Header)? {
+        return Err(CsvError::NoHeader);
     }
     let column = |name: &str| header.iter().position(|h| h.eq_ignore_ascii_case(name));
     let mut index = [0usize; 8];
     for (i, name) in REQUIRED.iter().enumerate() {
-        index[i] = column(name).ok_or_else(|| format!("line 1: missing column {name:?}"))?;
+        index[i] = column(name).ok_or(CsvError::MissingColumn(name))?;
     }
     let extra: Vec<(usize, String)> =
         header.iter().enumerate().filter(|(i, _)| !index.contains(i)).map(|(i, h)| (i, h.to_string())).collect();
@@ -124,7 +154,7 @@ pub fn parse_csv(mut input: impl std::io::Read) -> Result<Parsed, String> {
                     rows.push((line, c));
                 }
             },
-            Err(reason) => parsed.errors.push(RowError { line, reason }),
+            Err(problem) => parsed.errors.push(RowError { line, reason: problem.to_string() }),
         }
     }
     // One subscriber, one customer, among the final rows: the first by line keeps it.
@@ -144,31 +174,31 @@ pub fn parse_csv(mut input: impl std::io::Read) -> Result<Parsed, String> {
 }
 
 /// One row's customer, or why it is none.
-fn customer(record: &csv::StringRecord, index: &[usize; 8], extra: &[(usize, String)]) -> Result<Customer, String> {
+fn customer(record: &csv::StringRecord, index: &[usize; 8], extra: &[(usize, String)]) -> Result<Customer, RowProblem> {
     let field = |i: usize| record.get(index[i]).unwrap_or("").to_string();
     let customer_id = field(0);
     let subscriber_id = field(1);
     for (name, value) in [("customer_id", &customer_id), ("subscriber_id", &subscriber_id)] {
         if value.is_empty() {
-            return Err(format!("{name} is empty"));
+            return Err(RowProblem::Empty(name));
         }
         if value.len() > MAX_ID_BYTES || value.chars().any(char::is_control) {
-            return Err(format!("{name} must be at most {MAX_ID_BYTES} bytes of printable characters"));
+            return Err(RowProblem::BadId(name));
         }
     }
     if let Some(long) = record.iter().position(|f| f.len() > MAX_FIELD_BYTES) {
-        return Err(format!("field {} is longer than {MAX_FIELD_BYTES} bytes", long + 1));
+        return Err(RowProblem::LongField(long + 1));
     }
     let value = field(6);
-    let monthly_value: f64 = value.parse().map_err(|_| format!("monthly_value {value:?} is not a number"))?;
+    let monthly_value: f64 = value.parse().map_err(|_| RowProblem::NotANumber(value.clone()))?;
     if !(0.0..=MAX_MONTHLY_VALUE).contains(&monthly_value) {
-        return Err(format!("monthly_value {value:?} must be a number from 0 to {MAX_MONTHLY_VALUE}"));
+        return Err(RowProblem::OutOfRange(value));
     }
     let opt = field(7);
     let contact_opt_out = match opt.to_ascii_lowercase().as_str() {
         "true" | "yes" | "1" => true,
         "false" | "no" | "0" | "" => false,
-        _ => return Err(format!("contact_opt_out {opt:?} is not true or false")),
+        _ => return Err(RowProblem::NotABool(opt)),
     };
     let attributes = extra.iter().map(|(i, name)| (name.clone(), record.get(*i).unwrap_or("").to_string())).collect();
     Ok(Customer {
@@ -271,6 +301,6 @@ mod tests {
     #[test]
     fn a_missing_column_fails_the_file() {
         let err = parse_csv("customer_id,subscriber_id\nC1,S1\n".as_bytes()).unwrap_err();
-        assert!(err.contains("missing column \"segment\""), "{err}");
+        assert!(err.to_string().contains("missing column \"segment\""), "{err}");
     }
 }

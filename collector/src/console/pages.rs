@@ -8,7 +8,6 @@ use crate::http::auth::User;
 use crate::http::state::{ApiError, Shared, with_store};
 use crate::model::{Action, Incident};
 use axum::extract::{Extension, Path, Query, State};
-use axum::http::StatusCode;
 use axum::response::Html;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -216,7 +215,7 @@ pub(crate) async fn incident_page(
 ) -> Result<Html<String>, ApiError> {
     with_store(&state, move |store, st| {
         let currency = st.config.http.currency.as_str();
-        let i = store.incident(id)?.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no incident {id}")))?;
+        let i = store.incident(id)?.ok_or_else(|| ApiError::NoIncident(id))?;
         let customers = store.customers_by_id(&i.customers)?;
         let actions = store.incident_actions(id)?;
         let now = crate::clock::now_ms();
@@ -320,7 +319,7 @@ pub(crate) async fn customer_page(
 ) -> Result<Html<String>, ApiError> {
     with_store(&state, move |store, st| {
         let currency = st.config.http.currency.as_str();
-        let c = store.customer(&id)?.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no customer {id:?}")))?;
+        let c = store.customer(&id)?.ok_or_else(|| ApiError::NoCustomer(id.to_string()))?;
         let now = crate::clock::now_ms();
         let until = now;
         let chosen = RANGES.iter().find(|r| q.range.as_deref() == Some(r.0));

@@ -6,7 +6,7 @@ use crate::http::state::{ApiError, Shared, with_store};
 use crate::model::Incident;
 use crate::store::{JourneyStats, Store};
 use axum::extract::{Extension, Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -90,7 +90,7 @@ pub fn line_score(
 
 async fn customer(State(state): State<Shared>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     with_store(&state, move |store, st| {
-        let c = store.customer(&id)?.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no customer {id:?}")))?;
+        let c = store.customer(&id)?.ok_or_else(|| ApiError::NoCustomer(id.to_string()))?;
         let (qoe, score) = line_score(store, &st.config, &c)?;
         let incidents: Vec<Incident> =
             store.active_incidents()?.into_iter().filter(|i| i.customers.contains(&c.customer_id)).collect();
@@ -138,21 +138,15 @@ struct JourneyQuery {
 async fn journeys(State(state): State<Shared>, Query(q): Query<JourneyQuery>) -> Result<Json<Value>, ApiError> {
     let by = q.by.clone().unwrap_or_else(|| "all".into());
     if !["all", "segment", "region", "access_node", "customer"].contains(&by.as_str()) {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            "by must be all, segment, region, access_node or customer".into(),
-        ));
+        return Err(ApiError::BadRequest("by must be all, segment, region, access_node or customer".into()));
     }
     let until = q.until.unwrap_or_else(|| crate::clock::now_ms() + 1);
     let since = q.since.unwrap_or(until - q.hours.unwrap_or(24).clamp(1, 24 * 366) * 3_600_000);
     with_store(&state, move |store, _| {
         let mut list: Vec<Value> = if by == "customer" {
-            let id = q
-                .customer_id
-                .as_deref()
-                .ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, "by=customer needs customer_id".into()))?;
-            let c =
-                store.customer(id)?.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no customer {id:?}")))?;
+            let id =
+                q.customer_id.as_deref().ok_or_else(|| ApiError::BadRequest("by=customer needs customer_id".into()))?;
+            let c = store.customer(id)?.ok_or_else(|| ApiError::NoCustomer(id.to_string()))?;
             let mut list = customer_journeys(store, &c.subscriber_id, since, until)?;
             for v in &mut list {
                 v["group"] = json!(c.customer_id);
@@ -203,7 +197,7 @@ async fn set_agent_config(
     Json(body): Json<Value>,
 ) -> Result<Json<Value>, ApiError> {
     operator(&user)?;
-    let config = crate::http::push::parse(body).map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+    let config = crate::http::push::parse(body)?;
     let version = config.version.clone();
     let changed =
         with_store(&state, move |store, _| Ok(crate::http::push::install(store, &config, crate::clock::now_ms())?))
@@ -233,7 +227,7 @@ pub(crate) fn rank(incidents: &mut [Incident]) {
 async fn incidents(State(state): State<Shared>, Query(q): Query<IncidentQuery>) -> Result<Json<Value>, ApiError> {
     let filter = q.state.unwrap_or_else(|| "open".into());
     if !["open", "resolved", "pending", "all"].contains(&filter.as_str()) {
-        return Err(ApiError(StatusCode::BAD_REQUEST, "state must be open, resolved, pending or all".into()));
+        return Err(ApiError::BadRequest("state must be open, resolved, pending or all".into()));
     }
     let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
     with_store(&state, move |store, _| {
@@ -246,7 +240,7 @@ async fn incidents(State(state): State<Shared>, Query(q): Query<IncidentQuery>) 
 
 async fn incident(State(state): State<Shared>, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
     with_store(&state, move |store, _| {
-        let i = store.incident(id)?.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no incident {id}")))?;
+        let i = store.incident(id)?.ok_or_else(|| ApiError::NoIncident(id))?;
         let customers = store.customers_by_id(&i.customers)?;
         let actions = store.incident_actions(id)?;
         let mut body = serde_json::to_value(&i).expect("plain data");
@@ -273,9 +267,7 @@ async fn ack(
     let by =
         if user.authenticated { user.name } else { body.and_then(|b| b.0.by).unwrap_or_else(|| "operator".into()) };
     with_store(&state, move |store, _| {
-        let i = store
-            .ack_incident(id, &by, crate::clock::now_ms())?
-            .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no incident {id}")))?;
+        let i = store.ack_incident(id, &by, crate::clock::now_ms())?.ok_or_else(|| ApiError::NoIncident(id))?;
         Ok(Json(serde_json::to_value(i).expect("plain data")))
     })
     .await
@@ -303,9 +295,5 @@ async fn metrics(State(state): State<Shared>) -> impl IntoResponse {
 
 /// Changes need an operator.
 fn operator(user: &User) -> Result<(), ApiError> {
-    if user.is_operator() {
-        Ok(())
-    } else {
-        Err(ApiError(StatusCode::FORBIDDEN, format!("{} has read-only access", user.name)))
-    }
+    if user.is_operator() { Ok(()) } else { Err(ApiError::ReadOnly(user.name.clone())) }
 }

@@ -6,7 +6,7 @@
 //! config changes. Agents check it again and report the version they run, or why they refused.
 
 use crate::http::state::ApiState;
-use crate::store::{Result, Store, StoreError};
+use crate::store::{Result, Store};
 use edgeprobe_core::config::PushedConfig;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -21,25 +21,37 @@ const REPUBLISH: Duration = Duration::from_secs(300);
 /// A retained message for the broker: topic and payload.
 pub type Outgoing = (String, Vec<u8>);
 
+/// Why a config cannot be pushed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("a config is an object with journeys and opt_out")]
+    NotAnObject,
+    #[error("{0}")]
+    Json(serde_json::Error),
+    /// What the agent's own check says of it.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{size} bytes encoded, over the {limit} limit")]
+    TooLarge { size: usize, limit: usize },
+}
+
 /// Checks a config given as JSON or TOML (`version` optional: a hash of the content names it
 /// when absent); returns it with its version.
-pub fn parse(value: serde_json::Value) -> std::result::Result<PushedConfig, String> {
+pub fn parse(value: serde_json::Value) -> std::result::Result<PushedConfig, ConfigError> {
     let mut value = value;
-    let obj = value.as_object_mut().ok_or("a config is an object with journeys and opt_out")?;
+    let obj = value.as_object_mut().ok_or(ConfigError::NotAnObject)?;
     if !obj.contains_key("version") {
         let content = serde_json::to_vec(&(obj.get("journeys"), obj.get("opt_out"))).expect("json serializes");
         let digest = Sha256::digest(&content);
         let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
         obj.insert("version".into(), serde_json::Value::String(hex));
     }
-    let config: PushedConfig = serde_json::from_value(value).map_err(|e| e.to_string())?;
-    config.validate()?;
+    let config: PushedConfig = serde_json::from_value(value).map_err(ConfigError::Json)?;
+    config.validate().map_err(ConfigError::Invalid)?;
     let size = serde_json::to_vec(&config).map_or(usize::MAX, |v| v.len());
-    if size > edgeprobe_core::config::MAX_PUSHED_CONFIG_BYTES {
-        return Err(format!(
-            "{size} bytes encoded, over the {} limit",
-            edgeprobe_core::config::MAX_PUSHED_CONFIG_BYTES
-        ));
+    let limit = edgeprobe_core::config::MAX_PUSHED_CONFIG_BYTES;
+    if size > limit {
+        return Err(ConfigError::TooLarge { size, limit });
     }
     Ok(config)
 }
@@ -53,7 +65,7 @@ pub fn load(path: &Path) -> anyhow::Result<PushedConfig> {
 
 /// Makes `config` the one pushed; true if it changed.
 pub fn install(store: &mut Store, config: &PushedConfig, now_ms: i64) -> Result<bool> {
-    let body = serde_json::to_string(config).map_err(|e| StoreError(e.to_string()))?;
+    let body = serde_json::to_string(config)?;
     store.save_agent_config(&config.version, &body, now_ms)
 }
 
@@ -118,7 +130,7 @@ mod tests {
         assert_ne!(parse(other).unwrap().version, a.version);
 
         let bad = serde_json::json!({"version": "x", "journeys": [{"name": "a", "steps": [{"name": "c"}]}]});
-        assert!(parse(bad).unwrap_err().contains("exactly one of dns, sni, http_host or port"));
-        assert!(parse(serde_json::json!({"version": "x", "colour": 1})).unwrap_err().contains("colour"));
+        assert!(parse(bad).unwrap_err().to_string().contains("exactly one of dns, sni, http_host or port"));
+        assert!(parse(serde_json::json!({"version": "x", "colour": 1})).unwrap_err().to_string().contains("colour"));
     }
 }

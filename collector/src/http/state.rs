@@ -3,6 +3,7 @@
 
 use crate::config::CollectorConfig;
 use crate::http::auth::Logins;
+use crate::http::push::ConfigError;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 use axum::Json;
@@ -40,17 +41,46 @@ impl ApiState {
 /// The state as handlers receive it.
 pub type Shared = Arc<ApiState>;
 
-pub struct ApiError(pub StatusCode, pub String);
+/// Why a request failed. Every handler's error ends here, and [`ApiError::status`] is the one
+/// place that maps it to an HTTP status; the body is `{"error": message}`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The store failed; another try may work.
+    #[error("storage: {0}")]
+    Storage(#[from] StoreError),
+    /// A request parameter out of its range.
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("no customer {0:?}")]
+    NoCustomer(String),
+    #[error("no incident {0}")]
+    NoIncident(i64),
+    /// An agent configuration that cannot be pushed.
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("{0} has read-only access")]
+    ReadOnly(String),
+    /// The handler's task panicked or was cancelled.
+    #[error("{0}")]
+    Task(#[from] tokio::task::JoinError),
+}
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.0, Json(json!({"error": self.1}))).into_response()
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NoCustomer(_) | ApiError::NoIncident(_) => StatusCode::NOT_FOUND,
+            ApiError::Config(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::ReadOnly(_) => StatusCode::FORBIDDEN,
+            ApiError::Task(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("storage: {e}"))
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status(), Json(json!({"error": self.to_string()}))).into_response()
     }
 }
 
@@ -64,6 +94,5 @@ pub(crate) async fn with_store<T: Send + 'static>(
         let mut store = state.store.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut store, &state)
     })
-    .await
-    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+    .await?
 }

@@ -2,7 +2,7 @@
 //! and returns rows of plain values. SQLite and PostgreSQL implement it; everything above it
 //! (schema, reports, incidents) is written once against the shared subset of their SQL.
 
-use std::fmt;
+use std::path::PathBuf;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
@@ -105,15 +105,36 @@ impl Row {
     }
 }
 
-#[derive(Debug)]
-pub struct StoreError(pub String);
+/// Why the store could not do what was asked. Each message holds its cause's, so none is
+/// chained as a `source` (an error chain printed in full would repeat it).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sqlite: {0}")]
+    Sqlite(rusqlite::Error),
+    #[error("sqlite {}: {error}", path.display())]
+    SqliteOpen { path: PathBuf, error: rusqlite::Error },
+    #[error("postgres: {0}")]
+    Postgres(postgres::Error),
+    #[error("postgres: column {column} has unsupported type {kind}")]
+    UnsupportedColumn { column: String, kind: String },
+    #[error("{}: {error}", path.display())]
+    Directory { path: PathBuf, error: std::io::Error },
+    /// A stored row that no longer decodes: the database was changed behind the collector.
+    #[error("a stored subscriber report does not decode: {0}")]
+    Corrupt(String),
+    #[error("database schema version {current} is newer than this collector's {latest}; upgrade the collector")]
+    NewerSchema { current: i64, latest: i64 },
+    #[error("migration {version}: {error}")]
+    Migration { version: i64, error: Box<StoreError> },
+    #[error("{0}")]
+    Json(serde_json::Error),
+}
 
-impl fmt::Display for StoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        StoreError::Json(e)
     }
 }
-impl std::error::Error for StoreError {}
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 

@@ -48,11 +48,13 @@ impl Store {
             let path = Path::new(url.strip_prefix("sqlite:").unwrap_or(url));
             let file = if path.extension().is_some_and(|e| e == "db" || e == "sqlite") {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(|e| StoreError(format!("{}: {e}", dir.display())))?;
+                    std::fs::create_dir_all(dir)
+                        .map_err(|error| StoreError::Directory { path: dir.to_path_buf(), error })?;
                 }
                 path.to_path_buf()
             } else {
-                std::fs::create_dir_all(path).map_err(|e| StoreError(format!("{}: {e}", path.display())))?;
+                std::fs::create_dir_all(path)
+                    .map_err(|error| StoreError::Directory { path: path.to_path_buf(), error })?;
                 path.join("edgeprobe.db")
             };
             Box::new(sqlite::Sqlite::open(&file)?)

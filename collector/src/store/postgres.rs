@@ -31,7 +31,7 @@ impl Drop for Postgres {
 const EVALUATION_LOCK: i64 = 0x6564_6765_7072;
 
 fn err(e: postgres::Error) -> StoreError {
-    StoreError(format!("postgres: {e}"))
+    StoreError::Postgres(e)
 }
 
 impl Postgres {
@@ -130,7 +130,10 @@ fn row(r: &postgres::Row) -> Result<Row> {
             Type::BYTEA => r.try_get::<_, Option<Vec<u8>>>(i).map(|v| v.map(|v| Value::Bytes(v.into()))),
             Type::TEXT | Type::VARCHAR | Type::NAME => r.try_get::<_, Option<String>>(i).map(|v| v.map(Value::Text)),
             ref other => {
-                return Err(StoreError(format!("postgres: column {} has unsupported type {other}", column.name())));
+                return Err(StoreError::UnsupportedColumn {
+                    column: column.name().to_string(),
+                    kind: other.to_string(),
+                });
             }
         };
         values.push(v.map_err(err)?.unwrap_or(Value::Null));

@@ -121,9 +121,7 @@ pub(crate) fn decode_lines(rows: &[Row]) -> Result<Vec<(i64, SubscriberReport)>>
     let mut codec = Codec::default();
     rows.iter()
         .map(|r| {
-            let line = codec
-                .decode_line(&r.bytes(1))
-                .map_err(|e| StoreError(format!("a stored subscriber report does not decode: {e}")))?;
+            let line = codec.decode_line(&r.bytes(1)).map_err(StoreError::Corrupt)?;
             Ok((r.int(0), line))
         })
         .collect()

@@ -246,9 +246,7 @@ fn migrate_to(db: &mut dyn Backend, target: i64) -> Result<i64> {
         let current = applied.first().and_then(|r| r.opt_int(0)).unwrap_or(0);
         if current > latest {
             db.rollback()?;
-            return Err(StoreError(format!(
-                "database schema version {current} is newer than this collector's {latest}; upgrade the collector"
-            )));
+            return Err(StoreError::NewerSchema { current, latest });
         }
         if current >= version {
             db.rollback()?;
@@ -262,7 +260,7 @@ fn migrate_to(db: &mut dyn Backend, target: i64) -> Result<i64> {
         });
         if let Err(e) = step {
             let _ = db.rollback();
-            return Err(StoreError(format!("migration {version}: {e}")));
+            return Err(StoreError::Migration { version, error: Box::new(e) });
         }
         db.commit()?;
     }

@@ -18,12 +18,13 @@ pub struct Sqlite {
 const WRITER_CHECKPOINT_PAGES: u32 = 16384;
 
 fn err(e: rusqlite::Error) -> StoreError {
-    StoreError(format!("sqlite: {e}"))
+    StoreError::Sqlite(e)
 }
 
 impl Sqlite {
     pub fn open(path: &Path) -> Result<Sqlite> {
-        let conn = Connection::open(path).map_err(|e| StoreError(format!("sqlite {}: {e}", path.display())))?;
+        let conn =
+            Connection::open(path).map_err(|error| StoreError::SqliteOpen { path: path.to_path_buf(), error })?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
         conn.set_prepared_statement_cache_capacity(64);
         // A writer's batch (up to 256 reports of 50 lines, about 11 MB) must fit the page cache,
