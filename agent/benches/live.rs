@@ -8,6 +8,11 @@
 //!
 //! Run: cargo bench -p edgeprobe-agent --bench live
 
+#[allow(dead_code)]
+#[path = "../../tests/src/lab.rs"]
+mod lab;
+
+use lab::{cpu_ticks, inner_pid, is_root, status_kib};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -17,40 +22,6 @@ const RATES: [u32; 6] = [25_000, 50_000, 100_000, 200_000, 400_000, 800_000];
 
 fn sh(cmd: &str) -> bool {
     Command::new("sh").args(["-c", cmd]).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
-}
-
-fn netns(args: &[&str]) -> Command {
-    let mut c = Command::new("ip");
-    c.args(["netns", "exec", NS]).args(args);
-    c
-}
-
-/// The real process behind `ip netns exec`.
-fn inner_pid(wrapper: &Child) -> u32 {
-    for _ in 0..50 {
-        let kids = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", wrapper.id())).unwrap_or_default();
-        if let Some(pid) = kids.split_whitespace().next().and_then(|p| p.parse().ok()) {
-            return pid;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    wrapper.id()
-}
-
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
-    fields.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
-}
-
-fn rss_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 fn stop(child: Child) -> String {
@@ -72,7 +43,7 @@ fn number_before(text: &str, marker: &str) -> u64 {
 /// Replays `capture` at `rate`; returns the packets tcpreplay says it sent (those over the
 /// veth's MTU never leave it).
 fn replay(capture: &std::path::Path, rate: u32) -> u64 {
-    let out = netns(&["tcpreplay", "-q", "-i", "epa", &format!("--pps={rate}"), capture.to_str().unwrap()])
+    let out = lab::netns(NS, &["tcpreplay", "-q", "-i", "epa", &format!("--pps={rate}"), capture.to_str().unwrap()])
         .stderr(Stdio::null())
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
@@ -90,8 +61,7 @@ fn main() {
     }
     let capture =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/captures/bench/ndpi_default_ether_concat.pcap");
-    let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.trim_ascii() == b"0");
-    if !root || !capture.exists() || !sh("command -v tcpreplay && command -v tcpdump") {
+    if !is_root() || !capture.exists() || !sh("command -v tcpreplay && command -v tcpdump") {
         println!("live: SKIPPED, needs root, tcpreplay, tcpdump and ../shared/captures/bench");
         return;
     }
@@ -115,26 +85,26 @@ fn main() {
         "asked pps", "sent pps", "edgeprobe seen/dropped", "tcpdump seen/dropped", "CPU per 10k pps", "RSS idle/loaded"
     );
     for rate in RATES {
-        let agent = netns(&[env!("CARGO_BIN_EXE_edgeprobe"), "run", "--config", config.to_str().unwrap()])
+        let agent = lab::netns(NS, &[env!("CARGO_BIN_EXE_edgeprobe"), "run", "--config", config.to_str().unwrap()])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let pid = inner_pid(&agent);
+        let pid = inner_pid(&agent, "edgeprobe");
         std::thread::sleep(Duration::from_millis(800));
-        let idle = rss_kib(pid, "VmRSS:");
+        let idle = status_kib(pid, "VmRSS:");
         let before = cpu_ticks(pid);
         let started = std::time::Instant::now();
         let sent = replay(&capture, rate);
         let elapsed = started.elapsed().as_secs_f64();
         std::thread::sleep(Duration::from_millis(300));
         let cpu_secs = (cpu_ticks(pid) - before) as f64 / 100.0;
-        let loaded = rss_kib(pid, "VmHWM:");
+        let loaded = status_kib(pid, "VmHWM:");
         let log = stop(agent);
         let seen = number_before(&log, " packets,");
         let drops = number_before(&log, " kernel drops");
 
-        let tcpdump = netns(&["tcpdump", "-i", "epb", "-w", "/dev/null"])
+        let tcpdump = lab::netns(NS, &["tcpdump", "-i", "epb", "-w", "/dev/null"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

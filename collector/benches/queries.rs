@@ -12,6 +12,7 @@ use edgeprobe_collector::metrics::Metrics;
 use edgeprobe_collector::model::{Incident, IncidentKind};
 use edgeprobe_collector::router;
 use edgeprobe_collector::store::Store;
+use edgeprobe_collector::testing;
 use edgeprobe_wire::Report;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,14 +22,8 @@ const CUSTOMERS: usize = 100_000;
 const INCIDENTS: usize = 1_000;
 const OTHERS_WITH_DATA: usize = 10_000;
 
-fn golden() -> Report {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../agent/wire/tests/golden/report_v1.json");
-    edgeprobe_wire::decode(&std::fs::read(path).unwrap()).unwrap()
-}
-
 fn customer(i: usize) -> Customer {
     Customer {
-        customer_id: format!("C-{i:06}"),
         subscriber_id: format!("line-{i:06}"),
         segment: ["residential", "business", "premium"][i % 3].into(),
         plan: "fiber-300".into(),
@@ -36,7 +31,7 @@ fn customer(i: usize) -> Customer {
         access_node: format!("OLT-{}", i % 2000),
         monthly_value: 30.0 + (i % 90) as f64,
         contact_opt_out: i % 17 == 0,
-        attributes: BTreeMap::new(),
+        ..testing::customer(&format!("C-{i:06}"))
     }
 }
 
@@ -46,7 +41,7 @@ fn load(store: &mut Store) -> Duration {
     for chunk in customers.chunks(5000) {
         store.upsert_customers(chunk, 0).unwrap();
     }
-    let base = golden();
+    let base = testing::golden_report("report_v1.json");
     let now = edgeprobe_collector::clock::now_ms() / 60_000 * 60_000;
     let mut reports = Vec::new();
     for w in 0..1440u64 {

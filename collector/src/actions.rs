@@ -183,17 +183,8 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn customer(id: &str, segment: &str, plan: &str, opt_out: bool) -> Customer {
-        Customer {
-            customer_id: id.into(),
-            subscriber_id: format!("sub-{id}"),
-            segment: segment.into(),
-            plan: plan.into(),
-            region: "north".into(),
-            access_node: "OLT-1".into(),
-            monthly_value: 10.0,
-            contact_opt_out: opt_out,
-            attributes: BTreeMap::new(),
-        }
+        let c = crate::testing::customer(id);
+        Customer { segment: segment.into(), plan: plan.into(), contact_opt_out: opt_out, ..c }
     }
 
     fn incident(store: &mut Store, kind: IncidentKind, customers: &[&str]) -> Incident {

@@ -6,6 +6,7 @@
 //! the HTTP API on its own store connection.
 
 pub mod actions;
+pub mod agent_config;
 pub mod broker;
 pub mod clock;
 pub mod config;
@@ -18,8 +19,8 @@ pub mod ingest;
 pub mod metrics;
 pub mod model;
 pub mod store;
-#[cfg(test)]
-mod testing;
+#[doc(hidden)]
+pub mod testing;
 
 use anyhow::Context;
 use http::{api, https, push};
@@ -52,13 +53,13 @@ pub async fn serve(
     let (broker_stop, broker_stopped) = tokio::sync::watch::channel(false);
     let broker =
         config.broker.embedded.then(|| broker::start(&config.broker, metrics.clone(), broker_stopped)).transpose()?;
-    let pushed = config.agent_config.file.as_deref().map(push::load).transpose()?;
+    let pushed = config.agent_config.file.as_deref().map(agent_config::load).transpose()?;
     let url = config.storage.url.clone();
     let (writer_store, read_store) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let w = store::Store::open(&url).with_context(|| format!("storage {url}"))?;
         let mut r = store::Store::open(&url).with_context(|| format!("storage {url}"))?;
         if let Some(p) = &pushed {
-            if push::install(&mut r, p, clock::now_ms())? {
+            if agent_config::install(&mut r, p, clock::now_ms())? {
                 eprintln!("edgeprobe-collector: agent config {} installed for pushing", p.version);
             }
         }

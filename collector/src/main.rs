@@ -83,7 +83,7 @@ fn main() -> ExitCode {
             Command::CheckConfig { file } => {
                 let config = CollectorConfig::load(&file)?;
                 if let Some(push) = &config.agent_config.file {
-                    let pushed = edgeprobe_collector::http::push::load(push)?;
+                    let pushed = edgeprobe_collector::agent_config::load(push)?;
                     println!("{}: ok, version {}", push.display(), pushed.version);
                 }
                 if let Some((cert, key)) = config.http.tls_files() {

@@ -8,21 +8,15 @@
 //! `postgres-1` and `postgres-50`.
 
 use edgeprobe_tests::broker::{Broker, mosquitto};
-use edgeprobe_tests::collector::{Collector, TempDatabase, free_port, postgres_admin_url};
-use edgeprobe_tests::workspace_root;
-use edgeprobe_wire::{Encoding, Report, encode};
+use edgeprobe_tests::collector::{Collector, CollectorToml, TempDatabase, free_port, postgres_admin_url};
+use edgeprobe_wire::{Encoding, encode};
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn golden() -> Report {
-    let bytes = std::fs::read(workspace_root().join("agent/wire/tests/golden/report_v2.json")).unwrap();
-    edgeprobe_wire::decode(&bytes).unwrap()
-}
-
 /// `n` reports from `agents` agents; each carries `subscribers` subscribers.
 fn payloads(n: usize, agents: usize, subscribers: usize) -> Vec<(String, Vec<u8>)> {
-    let mut base = golden();
+    let mut base = edgeprobe_collector::testing::golden_report("report_v2.json");
     // A current window: the collector refuses windows older than its retention.
     let span = base.window_end - base.window_start;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
@@ -57,11 +51,7 @@ fn run(label: &str, storage: &str, n: usize, agents: usize, subscribers: usize) 
     let _ = std::fs::remove_dir_all(&dir);
     let broker = Broker::start(&dir.join("broker"), "max_queued_messages 0\nmax_inflight_messages 0");
     let http = free_port();
-    let config = format!(
-        "[broker]\nembedded = false\nurl = \"mqtt://127.0.0.1:{}\"\nclient_id = \"bench\"\n[storage]\nurl = \"{storage}\"\n\
-         [http]\nlisten = \"127.0.0.1:{http}\"\n",
-        broker.port
-    );
+    let config = CollectorToml::external(&broker.url(), storage, http).broker("client_id = \"bench\"").to_string();
     let collector = Collector::start(&dir, "collector", http, &config);
     let messages = payloads(n, agents, subscribers);
     let bytes: usize = messages.iter().map(|(_, p)| p.len()).sum();

@@ -7,6 +7,63 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A collector's configuration file, built up from where its broker is, its store and its HTTP
+/// listener; then more settings for the broker or HTTP, and more sections.
+#[derive(Clone, Debug)]
+pub struct CollectorToml {
+    broker: Vec<String>,
+    storage: String,
+    http: Vec<String>,
+    sections: Vec<String>,
+}
+
+impl CollectorToml {
+    /// On the broker at `url` (`mqtt://host:port`), storing at `storage`, answering on `http`.
+    pub fn external(url: &str, storage: impl std::fmt::Display, http: u16) -> CollectorToml {
+        CollectorToml::new(vec!["embedded = false".into(), format!("url = \"{url}\"")], storage, http)
+    }
+
+    /// On its embedded broker, listening on port `mqtt`.
+    pub fn embedded(mqtt: u16, storage: impl std::fmt::Display, http: u16) -> CollectorToml {
+        CollectorToml::new(vec![format!("embedded_listen = \"127.0.0.1:{mqtt}\"")], storage, http)
+    }
+
+    fn new(broker: Vec<String>, storage: impl std::fmt::Display, http: u16) -> CollectorToml {
+        let http = vec![format!("listen = \"127.0.0.1:{http}\"")];
+        CollectorToml { broker, storage: storage.to_string(), http, sections: Vec::new() }
+    }
+
+    /// More `[broker]` settings.
+    pub fn broker(mut self, toml: &str) -> CollectorToml {
+        self.broker.push(toml.trim().into());
+        self
+    }
+
+    /// More `[http]` settings.
+    pub fn http(mut self, toml: &str) -> CollectorToml {
+        self.http.push(toml.trim().into());
+        self
+    }
+
+    /// Whole sections (`[correlation]`, `[http.auth]`, ...) after the rest.
+    pub fn section(mut self, toml: &str) -> CollectorToml {
+        self.sections.push(toml.trim().into());
+        self
+    }
+}
+
+impl std::fmt::Display for CollectorToml {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "[broker]\n{}", self.broker.join("\n"))?;
+        writeln!(f, "[storage]\nurl = \"{}\"", self.storage)?;
+        writeln!(f, "[http]\n{}", self.http.join("\n"))?;
+        for s in &self.sections {
+            writeln!(f, "{s}")?;
+        }
+        Ok(())
+    }
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

@@ -3,6 +3,7 @@
 
 pub mod broker;
 pub mod collector;
+pub mod lab;
 pub mod reference;
 
 use serde_json::Value;

@@ -6,7 +6,7 @@
 //! agents return. Needs root (live capture) and Mosquitto.
 
 use edgeprobe_tests::broker::{Broker, mosquitto};
-use edgeprobe_tests::collector::{Collector, free_port};
+use edgeprobe_tests::collector::{Collector, CollectorToml, free_port};
 use edgeprobe_tests::{edgeprobe_bin, prerequisite, wait_for};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -89,12 +89,9 @@ fn a_vanished_access_node_is_one_incident_and_a_reboot_is_none() {
         &dir,
         "collector",
         http,
-        &format!(
-            "[broker]\nembedded = false\nurl = \"{}\"\n[storage]\nurl = \"{}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n\
-             [correlation]\nagent_offline_after_secs = {GRACE_SECS}\n",
-            broker.url(),
-            dir.join("data").display()
-        ),
+        &CollectorToml::external(&broker.url(), dir.join("data").display(), http)
+            .section(&format!("[correlation]\nagent_offline_after_secs = {GRACE_SECS}"))
+            .to_string(),
     );
     let csv = dir.join("customers.csv");
     std::fs::write(&csv, CUSTOMERS).unwrap();

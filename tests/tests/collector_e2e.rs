@@ -7,7 +7,7 @@
 
 use edgeprobe_tests::broker::{Broker, mosquitto};
 use edgeprobe_tests::collector::{
-    Collector, TempDatabase, free_port, replay_agent, replay_agent_with, require_postgres,
+    Collector, CollectorToml, TempDatabase, free_port, replay_agent, replay_agent_with, require_postgres,
 };
 use edgeprobe_tests::{fixtures, prerequisite};
 use serde_json::{Value, json};
@@ -51,16 +51,8 @@ const SCENES: [&[(&str, &str)]; 2] = [
 ];
 
 fn config(broker_port: u16, http_port: u16, storage: &str, client_id: &str) -> String {
-    format!(
-        r#"
-[broker]
-embedded = false
-url = "mqtt://127.0.0.1:{broker_port}"
-client_id = "{client_id}"
-[storage]
-url = "{storage}"
-[http]
-listen = "127.0.0.1:{http_port}"
+    let url = format!("mqtt://127.0.0.1:{broker_port}");
+    let correlation = r#"
 [correlation]
 open_after = 2
 resolve_after = 3
@@ -70,8 +62,11 @@ tick_secs = 1
 [plans.default]
 [plans.fiber-1g]
 connect_network_p90_ms = 80
-"#
-    )
+"#;
+    CollectorToml::external(&url, storage, http_port)
+        .broker(&format!("client_id = \"{client_id}\""))
+        .section(correlation)
+        .to_string()
 }
 
 /// Replays every scene's agents in parallel; returns the reports they published.

@@ -3,7 +3,7 @@
 //! `htpasswd`, a bearer token hashed by `sha256sum`, and `curl` as the client. Plain HTTP to the
 //! same port gets nothing.
 
-use edgeprobe_tests::collector::free_port;
+use edgeprobe_tests::collector::{CollectorToml, free_port};
 use edgeprobe_tests::{collector_bin, have, prerequisite, wait_for};
 use std::io::Write;
 use std::path::Path;
@@ -71,28 +71,18 @@ fn https_with_hashed_passwords_lets_in_exactly_the_right_logins() {
     assert_eq!(token_hash.len(), 64, "{token_hash}");
 
     let (http, mqtt) = (free_port(), free_port());
-    let config = format!(
+    let auth = format!(
         r#"
-[broker]
-embedded = true
-embedded_listen = "127.0.0.1:{mqtt}"
-[storage]
-url = "{}"
-[http]
-listen = "127.0.0.1:{http}"
-tls_cert_file = "{}"
-tls_key_file = "{}"
 [http.auth]
 users = [
   {{ name = "ops", password_hash = "{ops_hash}", role = "operator" }},
   {{ name = "noc", password_hash = "{noc_hash}", role = "read" }},
 ]
 tokens = [{{ name = "prometheus", token_sha256 = "{token_hash}", role = "read" }}]
-"#,
-        dir.join("data").display(),
-        cert.display(),
-        key.display()
+"#
     );
+    let tls = format!("tls_cert_file = \"{}\"\ntls_key_file = \"{}\"", cert.display(), key.display());
+    let config = CollectorToml::embedded(mqtt, dir.join("data").display(), http).http(&tls).section(&auth).to_string();
     let config_path = dir.join("collector.toml");
     std::fs::write(&config_path, &config).unwrap();
     let (ok, said) = check_config(&config_path);

@@ -4,7 +4,7 @@
 //! queue's byte budget.
 
 use edgeprobe_tests::broker::{Broker, mosquitto};
-use edgeprobe_tests::collector::{Collector, TempDatabase, free_port, require_postgres};
+use edgeprobe_tests::collector::{Collector, CollectorToml, TempDatabase, free_port, require_postgres};
 use edgeprobe_tests::{have, prerequisite};
 use edgeprobe_wire::{Encoding, Report, encode};
 use rumqttc::{Client, MqttOptions, QoS};
@@ -12,10 +12,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 fn config(broker_port: u16, http_port: u16, storage: &str, broker: &str) -> String {
-    format!(
-        "[broker]\nembedded = false\nurl = \"mqtt://127.0.0.1:{broker_port}\"\nclient_id = \"ingest-test\"\n{broker}\n\
-         [storage]\nurl = \"{storage}\"\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n"
-    )
+    CollectorToml::external(&format!("mqtt://127.0.0.1:{broker_port}"), storage, http_port)
+        .broker("client_id = \"ingest-test\"")
+        .broker(broker)
+        .to_string()
 }
 
 /// A real report from a fixture, as the agent would publish it.

@@ -5,7 +5,7 @@
 //! the last good one. Needs root (a namespace), mosquitto, mosquitto_pub, curl and python3.
 
 use edgeprobe_tests::broker::{Broker, mosquitto};
-use edgeprobe_tests::collector::{Collector, free_port};
+use edgeprobe_tests::collector::{Collector, CollectorToml, free_port};
 use edgeprobe_tests::{edgeprobe_bin, have, prerequisite, wait_for, workspace_root};
 use serde_json::{Value, json};
 use std::path::Path;
@@ -128,13 +128,9 @@ fn a_pushed_journey_takes_effect_on_a_running_agent_and_a_bad_one_is_refused() {
         &dir,
         "collector",
         http,
-        &format!(
-            "[broker]\nembedded = false\nurl = \"{}\"\n[storage]\nurl = \"{}\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n\
-             [agent_config]\nfile = \"{}\"\n",
-            broker.url(),
-            dir.join("data").display(),
-            push_file.display()
-        ),
+        &CollectorToml::external(&broker.url(), dir.join("data").display(), http)
+            .section(&format!("[agent_config]\nfile = \"{}\"", push_file.display()))
+            .to_string(),
     );
     assert_eq!(collector.get("/api/v1/agent-config")["version"], "v1");
 

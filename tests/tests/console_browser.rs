@@ -8,7 +8,7 @@
 
 use base64::Engine;
 use edgeprobe_tests::broker::{Broker, mosquitto};
-use edgeprobe_tests::collector::{Collector, free_port, replay_agent_with};
+use edgeprobe_tests::collector::{Collector, CollectorToml, free_port, replay_agent_with};
 use edgeprobe_tests::{fixtures, prerequisite, workspace_root};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -64,16 +64,8 @@ fn the_console_shows_the_incident_its_customers_and_their_experience() {
     let _ = std::fs::remove_dir_all(&dir);
     let broker = Broker::start(&dir.join("broker"), "");
     let http = free_port();
-    let config = format!(
+    let sections = format!(
         r#"
-[broker]
-embedded = false
-url = "{}"
-client_id = "collector-console"
-[storage]
-url = "{}"
-[http]
-listen = "127.0.0.1:{http}"
 [http.auth]
 users = [{{ name = "{}", password = "{}", role = "operator" }}, {{ name = "{}", password = "{}", role = "read" }}]
 tokens = [{{ name = "script", token = "{TOKEN}", role = "read" }}]
@@ -83,13 +75,12 @@ grace_secs = 0
 settle_secs = 4
 tick_secs = 1
 "#,
-        broker.url(),
-        dir.join("data").display(),
-        OPERATOR.0,
-        OPERATOR.1,
-        READER.0,
-        READER.1
+        OPERATOR.0, OPERATOR.1, READER.0, READER.1
     );
+    let config = CollectorToml::external(&broker.url(), dir.join("data").display(), http)
+        .broker("client_id = \"collector-console\"")
+        .section(&sections)
+        .to_string();
     let bearer = format!("Bearer {TOKEN}");
     let collector = Collector::start_with_auth(&dir, "collector", http, &config, Some(bearer.clone()));
     let base = collector.base.clone();

@@ -6,7 +6,7 @@
 //! The MQTT side's attacks (reports with impossible counts and windows) are in
 //! `collector_ingest.rs`; the agent's config checks in its unit tests.
 
-use edgeprobe_tests::collector::{Collector, free_port};
+use edgeprobe_tests::collector::{Collector, CollectorToml, free_port};
 use edgeprobe_tests::{have, prerequisite};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -29,11 +29,7 @@ fn scratch(tag: &str) -> PathBuf {
 fn start(tag: &str, http: &str, auth: Option<String>) -> (PathBuf, Collector) {
     let dir = scratch(tag);
     let port = free_port();
-    let config = format!(
-        "[broker]\nembedded_listen = \"127.0.0.1:{}\"\n[storage]\nurl = \"{}\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n{http}\n",
-        free_port(),
-        dir.join("data").display()
-    );
+    let config = CollectorToml::embedded(free_port(), dir.join("data").display(), port).http(http).to_string();
     let collector = Collector::start_with_auth(&dir, "collector", port, &config, auth);
     (dir, collector)
 }
@@ -361,11 +357,7 @@ fn answers_refuse_framing_and_other_origins() {
 fn start_embedded(tag: &str, mqtt: u16, broker: &str) -> (PathBuf, Collector) {
     let dir = scratch(tag);
     let port = free_port();
-    let config = format!(
-        "[broker]\nembedded_listen = \"127.0.0.1:{mqtt}\"\n{broker}\n[storage]\nurl = \"{}\"\n\
-         [http]\nlisten = \"127.0.0.1:{port}\"\n",
-        dir.join("data").display()
-    );
+    let config = CollectorToml::embedded(mqtt, dir.join("data").display(), port).broker(broker).to_string();
     let collector = Collector::start(&dir, "collector", port, &config);
     collector.wait_metric("edgeprobe_collector_mqtt_connected", 1.0, Duration::from_secs(20));
     (dir, collector)
@@ -726,13 +718,9 @@ fn stalled_tls_handshakes_are_bounded() {
         .unwrap();
     assert!(made.status.success());
     let port = free_port();
-    let config = format!(
-        "[broker]\nembedded = false\nurl = \"mqtt://127.0.0.1:1\"\n[storage]\nurl = \"{}\"\n[http]\n\
-         listen = \"127.0.0.1:{port}\"\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\nmax_connections = 16\n",
-        dir.join("data").display(),
-        cert.display(),
-        key.display()
-    );
+    let tls =
+        format!("tls_cert_file = \"{}\"\ntls_key_file = \"{}\"\nmax_connections = 16", cert.display(), key.display());
+    let config = CollectorToml::external("mqtt://127.0.0.1:1", dir.join("data").display(), port).http(&tls).to_string();
     std::fs::write(dir.join("collector.toml"), &config).unwrap();
     let mut child = std::process::Command::new(edgeprobe_tests::collector_bin())
         .arg("--config")

@@ -3,6 +3,7 @@
 //! dnsmasq and Python's http.server. The agent's DNS and connect latencies must match what tshark
 //! computes from tcpdump's capture of the same interface. Needs root and the lab's tools.
 
+use edgeprobe_tests::lab::{inner_pid, interrupt, is_root, netns, status_kib};
 use edgeprobe_tests::reference::{Table, ms_to_us, secs_to_ns};
 use edgeprobe_tests::{edgeprobe_bin, have, prerequisite, workspace_root};
 use serde_json::Value;
@@ -22,10 +23,6 @@ const UNPRIVILEGED: [&str; 6] = [
     "--inh-caps=-all,+net_raw,+net_admin",
     "--ambient-caps=-all,+net_raw,+net_admin",
 ];
-
-fn is_root() -> bool {
-    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.trim_ascii() == b"0")
-}
 
 /// The lab's namespaces have fixed names: one lab test at a time.
 static LAB: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -112,23 +109,12 @@ fn lab_dnsmasq() -> Child {
     background(netns("ep-srv", &args), None)
 }
 
-fn netns(ns: &str, args: &[&str]) -> Command {
-    let mut c = Command::new("ip");
-    c.args(["netns", "exec", ns]).args(args);
-    c
-}
-
 fn background(mut cmd: Command, stdout: Option<&Path>) -> Child {
     match stdout {
         Some(path) => cmd.stdout(std::fs::File::create(path).unwrap()),
         None => cmd.stdout(Stdio::null()),
     };
     cmd.stderr(Stdio::null()).spawn().expect("start")
-}
-
-fn interrupt(child: &mut Child) {
-    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
-    let _ = child.wait();
 }
 
 #[test]
@@ -233,32 +219,12 @@ fn live_latencies_match_tshark_on_the_same_interface() {
 
 /// VmRSS and VmHWM (peak) of a process, in KiB.
 fn memory_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    (status_kib(pid, "VmRSS:"), status_kib(pid, "VmHWM:"))
 }
 
-/// The agent's own process inside `ip netns exec`: the child of the `ip` process.
+/// The agent's own process inside `ip netns exec`.
 fn agent_pid(wrapper: &Child) -> u32 {
-    for _ in 0..50 {
-        let children =
-            std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", wrapper.id())).unwrap_or_default();
-        if let Some(pid) = children.split_whitespace().next().and_then(|p| p.parse().ok()) {
-            return pid;
-        }
-        // `ip netns exec` may exec the command in place.
-        if std::fs::read_to_string(format!("/proc/{}/comm", wrapper.id())).is_ok_and(|c| c.trim() == "edgeprobe") {
-            return wrapper.id();
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    wrapper.id()
+    inner_pid(wrapper, "edgeprobe")
 }
 
 #[test]

@@ -17,6 +17,8 @@ pub mod flow;
 pub mod pipeline;
 pub mod subscriber;
 pub mod tables;
+#[cfg(test)]
+mod testing;
 pub mod time;
 pub mod window;
 

@@ -8,17 +8,7 @@ use serde_json::json;
 const WINDOW: i64 = 60_000;
 
 fn customer(id: &str, node: &str, region: &str) -> Customer {
-    Customer {
-        customer_id: id.into(),
-        subscriber_id: format!("sub-{id}"),
-        segment: "residential".into(),
-        plan: "basic".into(),
-        region: region.into(),
-        access_node: node.into(),
-        monthly_value: 10.0,
-        contact_opt_out: false,
-        attributes: Default::default(),
-    }
+    Customer { region: region.into(), access_node: node.into(), ..crate::testing::customer(id) }
 }
 
 fn line(id: &str, network_ms: u64) -> SubscriberReport {

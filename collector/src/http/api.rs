@@ -197,10 +197,10 @@ async fn set_agent_config(
     Json(body): Json<Value>,
 ) -> Result<Json<Value>, ApiError> {
     operator(&user)?;
-    let config = crate::http::push::parse(body)?;
+    let config = crate::agent_config::parse(body)?;
     let version = config.version.clone();
     let changed =
-        with_store(&state, move |store, _| Ok(crate::http::push::install(store, &config, crate::clock::now_ms())?))
+        with_store(&state, move |store, _| Ok(crate::agent_config::install(store, &config, crate::clock::now_ms())?))
             .await?;
     state.push_wake.notify_one();
     Ok(Json(json!({"version": version, "changed": changed})))

@@ -1,9 +1,9 @@
 //! What every handler shares: the read connection to the store, the configuration, metrics and
 //! the login check, and the one place errors become HTTP statuses.
 
+use crate::agent_config::ConfigError;
 use crate::config::CollectorConfig;
 use crate::http::auth::Logins;
-use crate::http::push::ConfigError;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 use axum::Json;

@@ -347,7 +347,7 @@ mod tests {
         }
 
         fn send(&mut self, ms: u64, dir: usize, bytes: &[u8]) {
-            let seg = Segment { seq: self.seq[dir], ack: 0, flags: 0x18, window: 100, len: bytes.len() as u32 };
+            let seg = crate::testing::segment(self.seq[dir], bytes.len() as u32);
             self.seq[dir] += bytes.len() as u32;
             self.s.feed(Timestamp(ms * 1_000_000), dir, &seg, bytes, &mut self.done).unwrap();
         }

@@ -69,9 +69,7 @@ impl InOrder {
 mod tests {
     use super::*;
 
-    fn seg(seq: u32, len: u32) -> Segment {
-        Segment { seq, ack: 0, flags: 0x18, window: 100, len }
-    }
+    use crate::testing::segment as seg;
 
     #[test]
     fn overlap_is_cut_and_gap_breaks() {

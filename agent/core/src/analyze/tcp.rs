@@ -248,7 +248,7 @@ mod tests {
     use super::*;
 
     fn seg(seq: u32, f: u8, len: u32) -> Segment {
-        Segment { seq, ack: 0, flags: f, window: 1000, len }
+        Segment { flags: f, window: 1000, ..crate::testing::segment(seq, len) }
     }
 
     fn ms(n: u64) -> Timestamp {

@@ -245,6 +245,7 @@ fn ipv6(buf: &[u8], cx: Context) -> Result<IpLayer<'_>, Skip> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::ethernet as eth;
 
     fn ipv4_udp() -> Vec<u8> {
         let mut p = vec![
@@ -253,13 +254,6 @@ mod tests {
         ];
         p.truncate(28);
         p
-    }
-
-    fn eth(ethertype: u16, payload: &[u8]) -> Vec<u8> {
-        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
-        f.extend_from_slice(&ethertype.to_be_bytes());
-        f.extend_from_slice(payload);
-        f
     }
 
     #[test]

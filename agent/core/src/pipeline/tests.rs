@@ -2,24 +2,8 @@
 
 use super::*;
 use crate::subscriber::Mode;
+use crate::testing::{tcp_frame, udp_frame};
 use edgeprobe_wire::SubscriberReport;
-
-/// An Ethernet/IPv4/UDP frame.
-fn udp_frame(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16, payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
-    let total = (20 + 8 + payload.len()) as u16;
-    f.extend_from_slice(&[0x45, 0]);
-    f.extend_from_slice(&total.to_be_bytes());
-    f.extend_from_slice(&[0, 0, 0, 0, 64, 17, 0, 0]);
-    f.extend_from_slice(&src);
-    f.extend_from_slice(&dst);
-    f.extend_from_slice(&sp.to_be_bytes());
-    f.extend_from_slice(&dp.to_be_bytes());
-    f.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-    f.extend_from_slice(&[0, 0]);
-    f.extend_from_slice(payload);
-    f
-}
 
 fn dns(response: bool) -> Vec<u8> {
     let mut m = vec![0x12, 0x34, if response { 0x81 } else { 0x01 }, if response { 0x80 } else { 0 }];
@@ -166,24 +150,6 @@ fn a_wall_clock_step_relabels_windows_and_keeps_the_query_latency() {
     let wall_ms = (3_000_000_000_000 + offset as u64) / 1_000_000;
     assert_eq!(reports[1].window_start, wall_ms / 60_000 * 60_000);
     assert_eq!(reports[1].subscribers[0].metrics.dns.as_ref().unwrap().count, 1);
-}
-
-/// An Ethernet/IPv4/TCP frame from `(address, port)` to another, with `(seq, ack)`.
-fn tcp_frame(from: ([u8; 4], u16), to: ([u8; 4], u16), flags: u8, (seq, ack): (u32, u32), payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
-    let total = (20 + 20 + payload.len()) as u16;
-    f.extend_from_slice(&[0x45, 0]);
-    f.extend_from_slice(&total.to_be_bytes());
-    f.extend_from_slice(&[0, 0, 0, 0, 64, 6, 0, 0]);
-    f.extend_from_slice(&from.0);
-    f.extend_from_slice(&to.0);
-    f.extend_from_slice(&from.1.to_be_bytes());
-    f.extend_from_slice(&to.1.to_be_bytes());
-    f.extend_from_slice(&seq.to_be_bytes());
-    f.extend_from_slice(&ack.to_be_bytes());
-    f.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
-    f.extend_from_slice(payload);
-    f
 }
 
 /// The journey `line_with_change_midway` follows: a lookup, then a request.

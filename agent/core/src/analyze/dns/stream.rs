@@ -58,7 +58,7 @@ mod tests {
     use super::*;
 
     fn seg(seq: u32, len: usize) -> Segment {
-        Segment { seq, ack: 0, flags: 0x18, window: 100, len: len as u32 }
+        crate::testing::segment(seq, len as u32)
     }
 
     #[test]
