@@ -167,3 +167,19 @@ fn names_no_agent_writes_are_refused() {
     assert!(decode_all(&r).into_iter().all(|d| d.is_ok()));
     assert!(!acceptable_name(&long) && acceptable_name(&long[1..]));
 }
+
+#[test]
+fn deep_nesting_in_named_cbor_costs_no_stack() {
+    // An unknown field holding 100,000 nested arrays, spliced into a named report's top map:
+    // skipped without recursion on a test thread's small stack, the known fields still read.
+    let named = to_cbor(&report(1));
+    let fields = named[0] & 0x1f;
+    assert!(named[0] & 0xe0 == 0xa0 && fields < 23, "a short map heads a named report");
+    let mut hostile = vec![0xa0 | (fields + 1), 0x61, b'z'];
+    hostile.extend(std::iter::repeat_n(0x81, 100_000));
+    hostile.push(0x00);
+    hostile.extend_from_slice(&named[1..]);
+    assert_eq!(from_cbor::<Report>(&hostile).unwrap(), report(1));
+    // Unclosed, it is an error, not a crash.
+    assert!(from_cbor::<Report>(&hostile[..100_003]).is_err());
+}
