@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Seeds the fuzz corpora from the project's own lab captures: every frame for `dissect` (in the
 target's framing: link byte, time step, length), every DNS payload for `dns`, TLS and HTTP
-payloads for `tls` and `http`."""
+payloads for `tls` and `http`; and for `quic`, handshakes written here in the target's framing
+(no lab capture has QUIC yet)."""
 import os
 import struct
 import sys
@@ -52,7 +53,44 @@ def transport(link, frame):
     return None
 
 
+def client_hello():
+    """A ClientHello handshake message: SNI portal.example, ALPN h3."""
+    name = b"portal.example"
+    sni = struct.pack(">HHHBH", 0, len(name) + 5, len(name) + 3, 0, len(name)) + name
+    alpn = struct.pack(">HHHB", 16, 5, 3, 2) + b"h3"
+    body = b"\x03\x03" + bytes(32) + b"\x00" + b"\x00\x02\x13\x01" + b"\x01\x00"
+    body += struct.pack(">H", len(sni + alpn)) + sni + alpn
+    return bytes([1, 0, len(body) >> 8, len(body) & 0xFF]) + body
+
+
+def crypto(offset, data):
+    """A CRYPTO frame with two-byte varints."""
+    return bytes([6]) + struct.pack(">HH", 0x4000 | offset, 0x4000 | len(data)) + data
+
+
+def quic_seeds():
+    """Datagrams for `targets::quic`: a first byte saying who sends and how, 0xfe between."""
+    hello = client_hello()
+    half = len(hello) // 2
+    sealed = lambda frames, v2=False: bytes([0xC0 if v2 else 0x80]) + frames + bytes(1160 - len(frames))
+    server = lambda kind: bytes([1, 0xC3 | kind << 4, 0, 0, 0, 1, 3, 1, 2, 3, 3, 4, 5, 6]) + \
+        (b"\x00" if kind == 0 else b"") + b"\x40\x28" + bytes(40)
+    short = bytes([0, 0x43, 4, 5, 6]) + bytes(30)
+    handshake = bytes([0, 0xE3, 0, 0, 0, 1, 3, 4, 5, 6, 3, 1, 2, 3, 0x40, 0x28]) + bytes(40)
+    retry = bytes([1, 0xF3, 0, 0, 0, 1, 3, 1, 2, 3, 3, 4, 5, 6]) + bytes(24)
+    return {
+        "seed-quic-handshake": [sealed(crypto(0, hello)), server(0) + server(2)[1:], handshake, short],
+        "seed-quic-out-of-order": [sealed(crypto(half, hello[half:])), sealed(crypto(0, hello[:half])), server(0)],
+        "seed-quic-v2": [sealed(crypto(0, hello), True), server(0), short],
+        "seed-quic-retry": [sealed(crypto(0, hello[:20])), retry, sealed(crypto(0, hello)), server(0), short],
+    }
+
+
 def main():
+    os.makedirs(os.path.join(here, "corpus", "quic"), exist_ok=True)
+    for name, datagrams in quic_seeds().items():
+        assert all(b"\xfe" not in d for d in datagrams)
+        open(os.path.join(here, "corpus", "quic", name), "wb").write(b"\xfe".join(datagrams))
     link_index = {1: 0, 101: 1, 113: 2, 276: 3}
     for target in ("dissect", "dns", "tls", "http"):
         os.makedirs(os.path.join(here, "corpus", target), exist_ok=True)

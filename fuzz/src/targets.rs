@@ -5,10 +5,12 @@
 
 use edgeprobe_core::analyze::dns::DnsTracker;
 use edgeprobe_core::analyze::http::HttpSession;
+use edgeprobe_core::analyze::quic::{QuicSession, sniff};
 use edgeprobe_core::analyze::tcp::Segment;
 use edgeprobe_core::analyze::tls::TlsSession;
 use edgeprobe_core::counters::Counters;
 use edgeprobe_core::dissect::dns::{DnsMessage, read_name};
+use edgeprobe_core::dissect::quic::{InitialKeys, Version, crypto_frames, parse};
 use edgeprobe_core::dissect::tls::{parse_client_hello, parse_server_hello};
 use edgeprobe_core::event::Transport;
 use edgeprobe_core::{CoreConfig, LinkType, Probe, Timestamp};
@@ -88,6 +90,44 @@ pub fn tls(data: &[u8]) {
         }
     }
     let _ = session.finish();
+}
+
+/// QUIC: the header and frame parsers at every offset, then a session fed the input as
+/// datagrams split at 0xfe bytes. A datagram's first byte says who sends it (bit 0: the server)
+/// and how: with bit 7 set, the rest are frames the target seals into a client Initial with
+/// the connection's keys (bit 6: version 2), so that CRYPTO reassembly and the ClientHello
+/// reader behind the AEAD are reached; otherwise the rest goes as it is.
+pub fn quic(data: &[u8]) {
+    let mut scratch = Vec::new();
+    for at in 0..data.len().min(64) {
+        if let Ok((_, next)) = parse(data, at) {
+            assert!(next > at || next == data.len());
+        }
+        let _ = crypto_frames(&data[at..], |offset, chunk| assert!(offset < 1 << 62 && chunk.len() <= data.len()));
+    }
+    let _ = sniff(data, &mut scratch);
+    const DCID: &[u8] = &[0x83, 0x94, 0xc8, 0xf0, 0x3e, 0x51, 0x57, 0x08];
+    let mut session = QuicSession::new(0, 2048);
+    for (i, chunk) in data.split(|&b| b == 0xfe).enumerate() {
+        let Some((&how, rest)) = chunk.split_first() else { continue };
+        let dir = usize::from(how & 1);
+        let datagram = if how & 0x80 != 0 {
+            let (version, first) = if how & 0x40 != 0 { (0x6b33_43cf, 0xd3) } else { (1, 0xc3) };
+            let keys = InitialKeys::new(Version(version), DCID, true).expect("known version");
+            keys.seal(first, Version(version), (DCID, &[]), i as u32, rest)
+        } else {
+            rest.to_vec()
+        };
+        let fed = session.feed(Timestamp(i as u64 * 1000), dir, &datagram, &mut scratch);
+        if let Some(event) = fed.done {
+            assert!(event.handshake_us.is_some(), "an ok handshake is timed");
+            return;
+        }
+        let _ = session.take_name();
+    }
+    if let Some(event) = session.finish() {
+        assert!(event.handshake_us.is_none());
+    }
 }
 
 /// HTTP/1.x: the input split into client and server segments; framing must never panic or

@@ -51,6 +51,11 @@ fn tls() {
 }
 
 #[test]
+fn quic() {
+    replay("quic", targets::quic);
+}
+
+#[test]
 fn http() {
     replay("http", targets::http);
 }

@@ -117,3 +117,33 @@ fn public_captures_match_tshark() {
     assert_eq!((total.matched, total.checked), (419, 431), "update the README's figures if this changes");
     assert_eq!(total.checked - total.matched, explained_rows);
 }
+
+/// The QUIC captures (v1, v2, draft-29 with a Retry, draft-28 with 0-RTT, a ClientHello over
+/// several Initials, and Google QUIC, which is not QUIC) against tshark's own decryption.
+#[test]
+fn public_quic_captures_match_tshark() {
+    let root = shared_captures().join("public/nDPI/tests/cfgs/default/pcap");
+    let captures =
+        ["quic-v2.pcapng", "quic-29.pcap", "quic_0RTT.pcap", "quic_frags_ch_in_multiple_packets.pcapng", "quic.pcap"];
+    if !prerequisite(root.join(captures[0]).exists(), "../shared/captures (nDPI's QUIC captures)")
+        || !prerequisite(edgeprobe_tests::have("tshark"), "tshark")
+    {
+        return;
+    }
+    let mut total = Report::default();
+    for name in captures {
+        let capture = root.join(name);
+        let conns = edgeprobe_tests::reference::quic::connections(&capture).expect("tshark reads the capture");
+        let out = replay(&capture, &[]);
+        assert!(out.success, "{name}: {}", out.stderr);
+        let report = edgeprobe_tests::reference::quic::compare(&conns, &out.events);
+        eprintln!("{name}: {} QUIC connections, {} agree", report.checked, report.matched);
+        if name == "quic.pcap" {
+            assert!(out.events.iter().all(|e| e["kind"] != "quic"), "Google QUIC gives no quic event");
+        }
+        total.merge(report);
+    }
+    assert!(total.mismatches.is_empty(), "differences from tshark:\n{}", total.mismatches.join("\n"));
+    // v2, draft-29, draft-28 and v1 twice: every connection of the IETF captures.
+    assert_eq!(total.checked, 5, "connections checked");
+}

@@ -24,6 +24,9 @@ pub struct CoreConfig {
     pub stream_capacity: usize,
     /// The largest ClientHello reassembled; hellos with post-quantum key shares pass 1500 bytes.
     pub tls_hello_max_bytes: usize,
+    /// UDP ports where a flow whose first Initial cannot be opened is still followed as QUIC.
+    /// On any port, an Initial that opens with its version's public keys is QUIC for certain.
+    pub quic_ports: Vec<u16>,
     /// Report windows: their length, aligned to the clock.
     pub report_interval_secs: u64,
     /// Subscribers in one window; measurements of further subscribers are refused and counted.
@@ -64,6 +67,7 @@ impl Default for CoreConfig {
             dns_capacity: 4096,
             stream_capacity: 1024,
             tls_hello_max_bytes: 16_384,
+            quic_ports: vec![443],
             report_interval_secs: 60,
             max_subscribers: 1024,
             services_per_subscriber: 5,
@@ -93,14 +97,16 @@ pub struct ConfigError {
 
 impl CoreConfig {
     /// The most the core's tables can take when every one is full, in bytes: the flow table
-    /// and its timers, pending DNS queries, TCP streams each holding a whole ClientHello,
+    /// and its timers, pending DNS queries, TCP streams and QUIC handshakes each holding a whole
+    /// ClientHello (and a QUIC one its Initial keys),
     /// fragment buffers and the window's latency samples. The rest (services, episodes,
     /// names) is small beside them. A bound to compare with the machine, not a measurement.
     pub fn table_bytes(&self) -> u128 {
         let n = |v: usize| v as u128;
         n(self.flow_capacity) * n(crate::flow::FlowTable::bytes_per_flow() + 2 * 16)
             + n(self.dns_capacity) * n(crate::analyze::dns::DnsTracker::bytes_per_query())
-            + n(self.stream_capacity) * n(self.tls_hello_max_bytes + 256)
+            + n(self.stream_capacity)
+                * n(self.tls_hello_max_bytes + 256 + std::mem::size_of::<crate::dissect::quic::InitialKeys>())
             + n(self.fragment_slots) * n(self.fragment_max_bytes)
             + n(self.sample_capacity) * 12
             + n(self.episode_capacity) * 256
@@ -145,6 +151,9 @@ impl CoreConfig {
         }
         if !(512..=65_536).contains(&self.tls_hello_max_bytes) {
             out.push(ConfigError { field: "tls_hello_max_bytes", reason: "must be between 512 and 65536".into() });
+        }
+        if self.quic_ports.len() > 64 || self.quic_ports.contains(&0) {
+            out.push(ConfigError { field: "quic_ports", reason: "at most 64 ports, none of them 0".into() });
         }
         if self.flow_capacity > u32::MAX as usize / 2 {
             out.push(ConfigError { field: "flow_capacity", reason: "must be below 2^31".into() });

@@ -42,6 +42,11 @@ pub struct Counters {
     /// TLS and HTTP segments the snap length cut: read as far as captured, the rest stepped
     /// over (TLS) or left unread (HTTP).
     pub segments_truncated: u64,
+    /// Client Initial packets of a followed QUIC connection that did not open (cut by the snap
+    /// length, corrupt, or keyed by an ID the probe did not see), and ClientHellos in Initials
+    /// that could not be read within `tls_hello_max_bytes`.
+    pub quic_unopened: u64,
+    pub quic_hello_lost: u64,
     /// Entries the learned caches forgot to make room (DHCP bindings, DNS-answer names).
     pub dhcp_binding_evictions: u64,
     pub service_name_evictions: u64,

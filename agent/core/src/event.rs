@@ -34,6 +34,7 @@ pub enum Detail {
     Http(HttpEvent),
     FlowEnd(FlowEndEvent),
     Episode(EpisodeEvent),
+    Quic(QuicEvent),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -89,6 +90,34 @@ pub struct TlsEvent {
     /// ClientHello to ServerHello (a HelloRetryRequest is not the ServerHello).
     pub hello_us: Option<u64>,
     /// ClientHello to the client's first application_data record: when it can send data.
+    pub handshake_us: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QuicOutcome {
+    Ok,
+    Incomplete,
+}
+
+/// One QUIC connection's handshake, timed from the first packet of each long-header type.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct QuicEvent {
+    /// `ok` once the client sent a 1-RTT packet.
+    pub outcome: QuicOutcome,
+    /// The server's version after any compatible negotiation (the client's if the server
+    /// never answered): "v1", "v2", "draft-29" or hex.
+    pub version: Option<String>,
+    pub sni: Option<String>,
+    /// Protocols the client offered (ALPN), in its order.
+    pub alpn: Vec<String>,
+    /// A Retry or Version Negotiation came first; the times start from the Initial after it.
+    pub retry: bool,
+    /// The client's first Initial to the server's first Initial: the network side.
+    pub hello_us: Option<u64>,
+    /// The server's first Handshake packet to the client's first: the home side.
+    pub home_us: Option<u64>,
+    /// The client's first Initial to its first 1-RTT packet: when it can send data.
     pub handshake_us: Option<u64>,
 }
 

@@ -11,6 +11,7 @@ use crate::{
         frag::{FragKey, Reassembler},
         http::{self, HttpSession},
         journey::Tracker,
+        quic::QuicSession,
         services::{NameCache, host_service},
         tcp::Segment,
         tls::TlsSession,
@@ -73,6 +74,8 @@ pub struct Probe {
     counters: Counters,
     now: Timestamp,
     scratch: Vec<u8>,
+    /// Where QUIC Initial packets are opened.
+    quic_scratch: Vec<u8>,
     dns_done: Vec<Vec<u8>>,
     http_done: Vec<HttpEvent>,
     timeouts: Timeouts,
@@ -84,6 +87,8 @@ enum AppStream {
     Dns(DnsStream),
     Tls(Box<TlsSession>),
     Http(Box<HttpSession>),
+    /// A QUIC connection's handshake (on a UDP flow).
+    Quic(Box<QuicSession>),
 }
 
 struct Timeouts {
@@ -121,6 +126,7 @@ impl Probe {
             counters: Counters::default(),
             now: Timestamp::ZERO,
             scratch: Vec::with_capacity(config.fragment_max_bytes.min(65_535)),
+            quic_scratch: Vec::new(),
             dns_done: Vec::new(),
             http_done: Vec::new(),
             timeouts: Timeouts {
@@ -417,10 +423,19 @@ impl Probe {
             }
         }
         let Some(who) = who else { return }; // opted out: nothing to report
-        if let Some(AppStream::Tls(tls)) = stream {
-            if let Some(event) = tls.finish() {
-                self.emit_as(&who, f.last, client, server, Detail::Tls(event));
+        match stream {
+            Some(AppStream::Tls(tls)) => {
+                if let Some(event) = tls.finish() {
+                    self.emit_as(&who, f.last, client, server, Detail::Tls(event));
+                }
             }
+            Some(AppStream::Quic(quic)) => {
+                if let Some(event) = quic.finish() {
+                    let (client, server) = if quic.client_dir() == 0 { (client, server) } else { (server, client) };
+                    self.emit_as(&who, f.last, client, server, Detail::Quic(event));
+                }
+            }
+            _ => {}
         }
         // An evicted connect was not answered *yet*: calling it a timeout would be a guess.
         if reason != FlowEndReason::Evicted {

@@ -606,7 +606,7 @@ fn step_of(event: &Event) -> Option<(Kind, Option<String>, Timestamp, Option<Str
             let host = h.host.as_deref().map(|h| crate::analyze::services::host_service(h).to_ascii_lowercase());
             (Kind::Http, host, back(Some(h.ttfb_us)), failure)
         }
-        Detail::FlowEnd(_) | Detail::Episode(_) => return None,
+        Detail::FlowEnd(_) | Detail::Episode(_) | Detail::Quic(_) => return None,
     })
 }
 

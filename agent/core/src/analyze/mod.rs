@@ -6,6 +6,7 @@ pub mod dns;
 pub mod frag;
 pub mod http;
 pub mod journey;
+pub mod quic;
 pub mod services;
 pub mod stream;
 pub mod tcp;

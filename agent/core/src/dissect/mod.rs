@@ -13,6 +13,7 @@ pub mod ipv4;
 pub mod ipv6;
 pub mod mpls;
 pub mod pppoe;
+pub mod quic;
 pub mod sll;
 pub mod tcp;
 pub mod tls;
@@ -36,6 +37,7 @@ pub enum Layer {
     Udp,
     Dns,
     Tls,
+    Quic,
     Http,
     Dhcp,
 }
@@ -54,6 +56,7 @@ impl fmt::Display for Layer {
             Layer::Udp => "udp",
             Layer::Dns => "dns",
             Layer::Tls => "tls",
+            Layer::Quic => "quic",
             Layer::Http => "http",
             Layer::Dhcp => "dhcp",
         };

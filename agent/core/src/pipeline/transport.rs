@@ -2,6 +2,7 @@
 //! to, and the application analyzer a connection's first payload chooses.
 
 use super::*;
+use crate::analyze::quic::Sniff;
 
 impl Probe {
     pub(super) fn handle_ip(&mut self, ts: Timestamp, ip: &IpLayer<'_>) {
@@ -78,6 +79,62 @@ impl Probe {
             if let Some(out) = out {
                 self.emit_dns(out);
             }
+        } else {
+            self.quic(ts, slot, dir, (sp, dp), udp.payload());
+        }
+    }
+
+    /// Follows a UDP flow's QUIC handshake. A flow is QUIC when one of its first datagrams
+    /// is a client Initial that opens with its version's public keys (any port), or one that
+    /// could be (cut short, or a reserved version asking for negotiation) on a `quic_ports`
+    /// port. Once the handshake is over, a datagram costs a failed lookup.
+    fn quic(&mut self, ts: Timestamp, slot: u32, dir: usize, (sp, dp): (u16, u16), payload: &[u8]) {
+        /// Datagrams of a flow looked at for a client Initial before it is called not QUIC.
+        const SNIFF_PACKETS: u32 = 8;
+        let f = self.flows.flow_mut(slot);
+        if !f.classified {
+            if payload.first().is_none_or(|&b| b & 0xc0 != 0xc0) {
+                f.classified = f.dirs[0].packets + f.dirs[1].packets >= SNIFF_PACKETS;
+                return;
+            }
+            let sniffed = crate::analyze::quic::sniff(payload, &mut self.quic_scratch);
+            let on_port = self.config.quic_ports.iter().any(|&p| p == sp || p == dp);
+            let quic = match sniffed {
+                Sniff::Opened => true,
+                Sniff::Plausible => on_port,
+                Sniff::No => false,
+            };
+            let f = self.flows.flow_mut(slot);
+            if !quic {
+                f.classified = f.dirs[0].packets + f.dirs[1].packets >= SNIFF_PACKETS;
+                return;
+            }
+            f.classified = true;
+            if self.streams.len() >= self.config.stream_capacity {
+                self.counters.streams_refused += 1;
+                return;
+            }
+            let session = QuicSession::new(dir, self.config.tls_hello_max_bytes);
+            self.streams.insert(slot, AppStream::Quic(Box::new(session)));
+        }
+        let Some(AppStream::Quic(s)) = self.streams.get_mut(&slot) else { return };
+        let fed = s.feed(ts, dir, payload, &mut self.quic_scratch);
+        self.counters.quic_unopened += u64::from(fed.unopened);
+        let client_dir = s.client_dir();
+        if let Some(name) = s.take_name() {
+            if s.hello_lost() {
+                self.counters.quic_hello_lost += 1;
+            }
+            if let Some(sni) = name {
+                self.set_service(slot, &sni);
+            }
+        }
+        if let Some(event) = fed.done {
+            // The handshake is over; the analyzer's memory goes back to the pool.
+            self.streams.remove(&slot);
+            let f = self.flows.flow(slot);
+            let (client, server) = if client_dir == 0 { (f.client(), f.server()) } else { (f.server(), f.client()) };
+            self.emit_for(slot, ts, client, server, Detail::Quic(event));
         }
     }
 
@@ -277,6 +334,7 @@ impl Probe {
                     self.release_connect(slot);
                 }
             }
+            AppStream::Quic(_) => {} // UDP flows only
         }
     }
 

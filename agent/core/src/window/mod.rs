@@ -230,6 +230,8 @@ impl Windows {
                 sample(Metric::HttpTtfb, Some(h.ttfb_us));
             }
             Detail::FlowEnd(_) => counters.flows = 1,
+            // Not in reports yet.
+            Detail::Quic(_) => {}
             Detail::Episode(e) => {
                 // Journeys are per subscriber, not per service.
                 let journeys = &mut self.subscribers[usize::from(sub)].journeys;

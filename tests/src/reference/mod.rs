@@ -5,6 +5,8 @@
 //! client, server and the time of the client's ACK; a TCP connection's counters by its endpoints,
 //! in order of appearance. Each comparison yields a `Report` of what matched and what did not.
 
+pub mod quic;
+
 use serde_json::Value;
 use std::collections::HashMap;
 use std::fmt::Write as _;
