@@ -6,6 +6,10 @@
 //!   connections from 4,096 client addresses, and the growth of VmRSS is divided by N. (Each
 //!   distinct subscriber key costs about 130 bytes more, once, however many flows it has.)
 //!
+//! - QUIC: the lab's QUIC capture replayed in-process (nanoseconds per packet), and what a
+//!   client Initial costs to recognise (keys derived from its DCID, header protection removed,
+//!   payload opened).
+//!
 //! Run: cargo bench -p edgeprobe-agent --bench replay
 
 use edgeprobe_core::{CoreConfig, LinkType, Probe, Timestamp};
@@ -178,6 +182,54 @@ fn report_size() {
     }
 }
 
+fn quic_cost() {
+    use edgeprobe_core::analyze::quic::{Sniff, sniff};
+    use edgeprobe_core::dissect::{IpProtocol, dissect, udp::UdpPacket};
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/lab_quic.pcapng");
+    let mut frames = Vec::new();
+    let mut file = edgeprobe_agent::capture::file::CaptureFile::open(&path).expect("open the QUIC fixture");
+    file.for_each_frame(|f| frames.push((f.ts, f.link, f.data.to_vec(), f.wire_len))).expect("read");
+    const ROUNDS: usize = 200;
+    let config = CoreConfig { flow_capacity: 256, sample_capacity: 1024, ..CoreConfig::default() };
+    let mut probes: Vec<Probe> = (0..ROUNDS).map(|_| Probe::new(config.clone())).collect();
+    let (mut quic_events, started) = (0, Instant::now());
+    for probe in &mut probes {
+        for (ts, link, data, wire_len) in &frames {
+            probe.handle_frame(*ts, *link, data, *wire_len);
+            while let Some(e) = probe.poll_event() {
+                quic_events += usize::from(matches!(e.detail, edgeprobe_core::event::Detail::Quic(_)));
+            }
+        }
+    }
+    let per_packet = started.elapsed().as_nanos() as f64 / (ROUNDS * frames.len()) as f64;
+    println!(
+        "quic: lab_quic.pcapng, {} packets, {} quic events a run: {per_packet:.0} ns per packet (best effort, {ROUNDS} runs)",
+        frames.len(),
+        quic_events / ROUNDS
+    );
+    let mut scratch = Vec::new();
+    let initials: Vec<Vec<u8>> = frames
+        .iter()
+        .filter_map(|(_, link, data, _)| {
+            let ip = dissect(*link, data).ok().filter(|ip| ip.protocol == IpProtocol::Udp)?;
+            let payload = UdpPacket::new_checked(ip.payload).ok()?.payload().to_vec();
+            (sniff(&payload, &mut scratch) == Sniff::Opened).then_some(payload)
+        })
+        .collect();
+    const OPENS: usize = 20_000;
+    let started = Instant::now();
+    for i in 0..OPENS {
+        assert_eq!(sniff(&initials[i % initials.len()], &mut scratch), Sniff::Opened);
+    }
+    let per_initial = started.elapsed().as_nanos() as f64 / OPENS as f64;
+    println!(
+        "quic: {} client Initials of {} to {} bytes: {per_initial:.0} ns each to derive keys and open",
+        initials.len(),
+        initials.iter().map(Vec::len).min().unwrap_or(0),
+        initials.iter().map(Vec::len).max().unwrap_or(0)
+    );
+}
+
 fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` does not and only checks it builds.
     if !std::env::args().any(|a| a == "--bench") {
@@ -186,4 +238,5 @@ fn main() {
     throughput();
     memory_per_flow();
     report_size();
+    quic_cost();
 }

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """A userspace delay line: bridges two interfaces with raw AF_PACKET sockets and holds every frame
 for a fixed time before passing it on. The lab kernel has no netem, so this is how a link gets a
-known latency. Usage: delayline.py IF_A IF_B DELAY_MS
+known latency. With LOSS_PCT, that share of frames (chosen by a seeded generator, so a recording
+can be made again) is dropped instead. Usage: delayline.py IF_A IF_B DELAY_MS [LOSS_PCT]
 """
 import heapq
+import random
 import select
 import socket
 import sys
@@ -23,6 +25,8 @@ def open_raw(ifname):
 def main():
     if_a, if_b, delay_ms = sys.argv[1], sys.argv[2], float(sys.argv[3])
     delay = delay_ms / 1000.0
+    loss = float(sys.argv[4]) / 100.0 if len(sys.argv) > 4 else 0.0
+    chance = random.Random(7)
     a, b = open_raw(if_a), open_raw(if_b)
     peer = {a: b, b: a}
     queue = []  # (release time, sequence, output socket, frame)
@@ -39,6 +43,8 @@ def main():
                     break
                 if addr[2] == PACKET_OUTGOING:
                     continue  # our own transmissions, seen again on the socket
+                if loss and chance.random() < loss:
+                    continue
                 heapq.heappush(queue, (now + delay, seq, peer[s], frame))
                 seq += 1
         now = time.monotonic()

@@ -9,6 +9,7 @@
 # The agent's view is the router's LAN leg g0, as on a home gateway: SYN->SYN/ACK there is the
 # network side (2 x NET_MS), SYN/ACK->ACK the home side (2 x HOME_MS).
 # Usage: lab.sh up [HOME_MS NET_MS] | lab.sh down. Needs root, iproute2, ethtool, python3.
+# HOME_LOSS_PCT (default 0) drops that share of the frames crossing the home side.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 NS=(ep-cli ep-home ep-gw ep-net ep-srv)
@@ -61,9 +62,9 @@ up() {
     ip -n ep-srv route add default via 198.51.100.1
     ip -n ep-srv -6 route add default via 2001:db8:2::1
 
-    for side in "ep-home h0 h1 $home_ms" "ep-net n0 n1 $net_ms"; do
+    for side in "ep-home h0 h1 $home_ms ${HOME_LOSS_PCT:-0}" "ep-net n0 n1 $net_ms 0"; do
         set -- $side
-        ip netns exec "$1" python3 "$here/delayline.py" "$2" "$3" "$4" </dev/null >/dev/null 2>&1 &
+        ip netns exec "$1" python3 "$here/delayline.py" "$2" "$3" "$4" "$5" </dev/null >/dev/null 2>&1 &
     done
     # Wait until the path works end to end.
     for _ in $(seq 1 50); do

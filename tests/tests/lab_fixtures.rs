@@ -302,3 +302,52 @@ fn a_handshake_seen_from_the_middle_is_incomplete() {
     assert!(first["hello_us"].is_null() && first["handshake_us"].is_null() && first["sni"].is_null());
     assert_eq!(tls.len(), 6);
 }
+
+/// The QUIC fixtures (recorded by `tests/lab/record_quic.sh` from aioquic clients and servers)
+/// against tshark's own decryption of their Initials, every connection, and the handshake split
+/// against the lab's delays: the server's answer waits for the network side, the client's
+/// Handshake for the home side.
+#[test]
+fn lab_quic_matches_tshark_and_splits_the_delay_correctly() {
+    if !edgeprobe_tests::prerequisite(edgeprobe_tests::have("tshark"), "tshark") {
+        return;
+    }
+    let (home_ms, net_ms) = lab_delays_ms();
+    for name in ["lab_quic.pcapng", "lab_quic_lossy.pcapng"] {
+        let events = replay_fixture(name);
+        let conns = edgeprobe_tests::reference::quic::connections(&fixtures().join(name)).expect("tshark reads it");
+        let report = edgeprobe_tests::reference::quic::compare(&conns, &events);
+        assert!(report.mismatches.is_empty(), "{name} differs from tshark:\n{}", report.mismatches.join("\n"));
+        assert_eq!(report.checked, 9, "{name}: connections checked, as recorded");
+
+        let quic = of_kind(&events, "quic");
+        let by_sni = |sni: &str| *quic.iter().find(|e| e["sni"] == sni).unwrap_or_else(|| panic!("{name}: no {sni}"));
+        for (sni, version, retry) in [
+            ("v1.lab.example", "v1", false),
+            ("v2.lab.example", "v2", false),
+            ("v6.lab.example", "v1", false),
+            ("compatible.lab.example", "v2", false), // offered v1 first, moved to v2 by the server
+            ("negotiated.lab.example", "v1", true),  // v2 refused by Version Negotiation
+            ("retry.lab.example", "v1", true),
+        ] {
+            let e = by_sni(sni);
+            assert_eq!(
+                (e["version"].as_str(), e["retry"].as_bool(), e["outcome"].as_str()),
+                (Some(version), Some(retry), Some("ok")),
+                "{e}"
+            );
+            assert_eq!(e["alpn"], serde_json::json!(["h3", "hq-interop"]), "{e}");
+            assert_eq!(e["service"].as_str(), Some(sni), "the SNI names the service");
+        }
+        if name == "lab_quic.pcapng" {
+            for e in &quic {
+                let (hello, home) = (e["hello_us"].as_u64().unwrap(), e["home_us"].as_u64().unwrap());
+                // Above the delay by what the Python endpoints take to answer.
+                assert!((2 * net_ms * 1000..(2 * net_ms + 20) * 1000).contains(&hello), "network side {hello} µs: {e}");
+                assert!((2 * home_ms * 1000..(2 * home_ms + 10) * 1000).contains(&home), "home side {home} µs: {e}");
+                // Each figure is rounded from nanoseconds on its own: the sum may be 1 µs over.
+                assert!(e["handshake_us"].as_u64().unwrap() + 1 >= hello + home, "{e}");
+            }
+        }
+    }
+}
