@@ -74,7 +74,7 @@ mod tests {
         assert_ne!(parse(other).unwrap().version, a.version);
 
         let bad = serde_json::json!({"version": "x", "journeys": [{"name": "a", "steps": [{"name": "c"}]}]});
-        assert!(parse(bad).unwrap_err().to_string().contains("exactly one of dns, sni, http_host or port"));
+        assert!(parse(bad).unwrap_err().to_string().contains("exactly one of dns, sni, http_host, port or quic_port"));
         assert!(parse(serde_json::json!({"version": "x", "colour": 1})).unwrap_err().to_string().contains("colour"));
     }
 }

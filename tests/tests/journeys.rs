@@ -189,3 +189,33 @@ fn steps_follow_the_device_that_made_them() {
         }
     }
 }
+
+/// QUIC handshakes as steps (`tests/lab/record_quic.sh`): `sni` names one as it names a TLS
+/// handshake, `quic_port` finds new QUIC connections by server port. Each step runs from the
+/// client's first Initial to its first 1-RTT packet, as the `quic` event times it, and the
+/// episode completes on the data that comes down after it.
+#[test]
+fn quic_handshakes_are_journey_steps() {
+    let config = fixtures().join("journeys_quic.toml");
+    let out = replay(&fixtures().join("lab_quic.pcapng"), &["--config", config.to_str().unwrap()]);
+    assert!(out.success, "{}", out.stderr);
+    let quic: Vec<&Value> = out.events.iter().filter(|e| e["kind"] == "quic" && e["outcome"] == "ok").collect();
+    let episodes: Vec<&Value> = out.events.iter().filter(|e| e["kind"] == "episode").collect();
+    for (journey, step_name, wanted) in [
+        ("video_v2", "handshake", quic.iter().filter(|e| e["sni"] == "v2.lab.example").count()),
+        ("any_quic", "connect", quic.iter().filter(|e| e["server"].as_str().unwrap().ends_with(":443")).count()),
+    ] {
+        let mine: Vec<&&Value> = episodes.iter().filter(|e| e["journey"] == journey).collect();
+        assert!(wanted > 0);
+        assert_eq!(mine.len(), wanted, "{journey}: one episode per handshake: {mine:?}");
+        for e in mine {
+            assert_eq!(e["outcome"], "ok", "{e}");
+            let q = quic.iter().find(|q| q["client"] == e["client"]).unwrap_or_else(|| panic!("no quic event for {e}"));
+            let handshake = q["handshake_us"].as_u64().unwrap();
+            let s = step(e, step_name);
+            assert_eq!(s["offset_us"], 0, "{e}");
+            assert!(s["duration_us"].as_u64().unwrap().abs_diff(handshake) <= 1, "{e} against {q}");
+            assert!(e["latency_us"].as_u64().unwrap() > handshake, "completes on data after the handshake: {e}");
+        }
+    }
+}

@@ -7,7 +7,7 @@
 //! Open episodes live in one table of `episode_capacity` entries; when it is full the oldest is
 //! evicted and counted, so memory never depends on the traffic.
 
-use crate::event::{ConnectOutcome, Detail, EpisodeEvent, EpisodeOutcome, EpisodeStep, Event, TlsOutcome};
+use crate::event::{ConnectOutcome, Detail, EpisodeEvent, EpisodeOutcome, EpisodeStep, Event, QuicOutcome, TlsOutcome};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -51,8 +51,9 @@ fn one() -> usize {
     1
 }
 
-/// One step: exactly one of `dns` (the name asked), `sni`, `http_host` (globs, `*` and `?`,
-/// case-insensitive) or `port` (the server port of a new connection; 0 is any).
+/// One step: exactly one of `dns` (the name asked), `sni` (of a TLS or QUIC handshake),
+/// `http_host` (globs, `*` and `?`, case-insensitive), `port` (the server port of a new TCP
+/// connection; 0 is any) or `quic_port` (the server port of a new QUIC connection; 0 is any).
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct StepConfig {
@@ -65,23 +66,29 @@ pub struct StepConfig {
     pub http_host: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quic_port: Option<u16>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Dns,
     Connect,
+    /// A TLS handshake, or a QUIC one (named by its SNI).
     Tls,
     Http,
+    /// A new QUIC connection, by its server port.
+    Quic,
 }
 
 impl StepConfig {
     fn kind(&self) -> Option<Kind> {
-        match (&self.dns, &self.sni, &self.http_host, &self.port) {
-            (Some(_), None, None, None) => Some(Kind::Dns),
-            (None, Some(_), None, None) => Some(Kind::Tls),
-            (None, None, Some(_), None) => Some(Kind::Http),
-            (None, None, None, Some(_)) => Some(Kind::Connect),
+        match (&self.dns, &self.sni, &self.http_host, &self.port, &self.quic_port) {
+            (Some(_), None, None, None, None) => Some(Kind::Dns),
+            (None, Some(_), None, None, None) => Some(Kind::Tls),
+            (None, None, Some(_), None, None) => Some(Kind::Http),
+            (None, None, None, Some(_), None) => Some(Kind::Connect),
+            (None, None, None, None, Some(_)) => Some(Kind::Quic),
             _ => None,
         }
     }
@@ -110,7 +117,7 @@ pub fn validate(journeys: &[JourneyConfig]) -> Result<(), String> {
         for s in &j.steps {
             if s.kind().is_none() {
                 return Err(format!(
-                    "journey {name}, step {:?}: give exactly one of dns, sni, http_host or port",
+                    "journey {name}, step {:?}: give exactly one of dns, sni, http_host, port or quic_port",
                     s.name
                 ));
             }
@@ -318,76 +325,80 @@ impl Tracker {
         }
         let Some((kind, name, start, failure)) = step_of(event) else { return };
         let end = event.ts;
-        for j in 0..self.journeys.len() {
-            // The other answer of an episode's own lookup (A and AAAA) widens its first step.
-            if kind == Kind::Dns {
-                if let Some(i) = self.same_lookup(j, event) {
+        // A QUIC handshake is a step of either kind: `sni` names it, `quic_port` finds it.
+        let quic = matches!(event.detail, Detail::Quic(_)).then_some(Kind::Quic);
+        for kind in std::iter::once(kind).chain(quic) {
+            for j in 0..self.journeys.len() {
+                // The other answer of an episode's own lookup (A and AAAA) widens its first step.
+                if kind == Kind::Dns {
+                    if let Some(i) = self.same_lookup(j, event) {
+                        let e = &mut self.open[i];
+                        e.done[0].end = e.done[0].end.max(end);
+                        e.add_addresses(addresses);
+                        continue;
+                    }
+                    let failed_before = |(fj, c, q): &(u16, SocketAddr, String)| {
+                        usize::from(*fj) == j && *c == event.client && Some(q) == name.as_ref()
+                    };
+                    if self.recent_failures.iter().any(failed_before) {
+                        continue; // the second failed answer of a lookup already counted
+                    }
+                }
+                // An open episode of this subscriber and journey waiting for this step takes it.
+                if let Some(i) = self.waiting(j, kind, name.as_deref(), event) {
                     let e = &mut self.open[i];
-                    e.done[0].end = e.done[0].end.max(end);
-                    e.add_addresses(addresses);
+                    let _ = e.done.push(StepTimes { start, end });
+                    if e.device.is_none() {
+                        e.device = event.device.clone();
+                    }
+                    if kind != Kind::Dns {
+                        e.conn = Some((event.client, event.server));
+                    }
+                    if failure.is_some() {
+                        self.finish(i, EpisodeOutcome::Failed, end, failure.clone(), false);
+                    } else {
+                        self.after_step(i, end);
+                    }
                     continue;
                 }
-                let failed_before = |(fj, c, q): &(u16, SocketAddr, String)| {
-                    usize::from(*fj) == j && *c == event.client && Some(q) == name.as_ref()
+                // Else the first step starts an episode.
+                if self.kinds[j][0] != kind || !matches(&self.journeys[j].steps[0], name.as_deref(), event) {
+                    continue;
+                }
+                if self.open.len() >= self.capacity {
+                    self.open.pop_front();
+                    self.evicted += 1;
+                }
+                let timeout = (self.journeys[j].timeout_secs * 1e9) as u64;
+                let mut e = Episode {
+                    journey: j as u16,
+                    subscriber: event.subscriber.clone(),
+                    device: event.device.clone(),
+                    done: heapless::Vec::new(),
+                    addresses: heapless::Vec::new(),
+                    lookup: (kind == Kind::Dns).then_some(event.client),
+                    client: event.client.ip(),
+                    resolver: (kind == Kind::Dns).then_some(event.server),
+                    conn: (kind != Kind::Dns).then_some((event.client, event.server)),
+                    bytes_down: 0,
+                    service: name.clone(),
+                    deadline: start.add_nanos(timeout),
                 };
-                if self.recent_failures.iter().any(failed_before) {
-                    continue; // the second failed answer of a lookup already counted
-                }
-            }
-            // An open episode of this subscriber and journey waiting for this step takes it.
-            if let Some(i) = self.waiting(j, kind, name.as_deref(), event) {
-                let e = &mut self.open[i];
                 let _ = e.done.push(StepTimes { start, end });
-                if e.device.is_none() {
-                    e.device = event.device.clone();
-                }
-                if kind != Kind::Dns {
-                    e.conn = Some((event.client, event.server));
-                }
+                e.add_addresses(addresses);
+                self.open.push_back(e);
+                let i = self.open.len() - 1;
                 if failure.is_some() {
+                    if let (Kind::Dns, Some(q)) = (kind, &name) {
+                        if self.recent_failures.is_full() {
+                            self.recent_failures.pop_front();
+                        }
+                        let _ = self.recent_failures.push_back((j as u16, event.client, q.clone()));
+                    }
                     self.finish(i, EpisodeOutcome::Failed, end, failure.clone(), false);
                 } else {
                     self.after_step(i, end);
                 }
-                continue;
-            }
-            // Else the first step starts an episode.
-            if self.kinds[j][0] != kind || !matches(&self.journeys[j].steps[0], name.as_deref(), event) {
-                continue;
-            }
-            if self.open.len() >= self.capacity {
-                self.open.pop_front();
-                self.evicted += 1;
-            }
-            let timeout = (self.journeys[j].timeout_secs * 1e9) as u64;
-            let mut e = Episode {
-                journey: j as u16,
-                subscriber: event.subscriber.clone(),
-                device: event.device.clone(),
-                done: heapless::Vec::new(),
-                addresses: heapless::Vec::new(),
-                lookup: (kind == Kind::Dns).then_some(event.client),
-                client: event.client.ip(),
-                resolver: (kind == Kind::Dns).then_some(event.server),
-                conn: (kind != Kind::Dns).then_some((event.client, event.server)),
-                bytes_down: 0,
-                service: name.clone(),
-                deadline: start.add_nanos(timeout),
-            };
-            let _ = e.done.push(StepTimes { start, end });
-            e.add_addresses(addresses);
-            self.open.push_back(e);
-            let i = self.open.len() - 1;
-            if failure.is_some() {
-                if let (Kind::Dns, Some(q)) = (kind, &name) {
-                    if self.recent_failures.is_full() {
-                        self.recent_failures.pop_front();
-                    }
-                    let _ = self.recent_failures.push_back((j as u16, event.client, q.clone()));
-                }
-                self.finish(i, EpisodeOutcome::Failed, end, failure.clone(), false);
-            } else {
-                self.after_step(i, end);
             }
         }
         self.refresh();
@@ -501,7 +512,7 @@ impl Tracker {
             match kind {
                 Kind::Dns => true,
                 // A new connection goes to the servers the lookup named, if there was one.
-                Kind::Connect => e.addresses.is_empty() || e.addresses.contains(&event.server.ip()),
+                Kind::Connect | Kind::Quic => e.addresses.is_empty() || e.addresses.contains(&event.server.ip()),
                 // TLS and HTTP ride the step's connection, or a new one to the same servers.
                 Kind::Tls | Kind::Http => match e.conn {
                     Some(c) if kinds[next - 1] == Kind::Connect => c == (event.client, event.server),
@@ -569,7 +580,7 @@ impl Tracker {
 
 fn matches(step: &StepConfig, name: Option<&str>, event: &Event) -> bool {
     let pattern = step.dns.as_ref().or(step.sni.as_ref()).or(step.http_host.as_ref());
-    match (pattern, step.port) {
+    match (pattern, step.port.or(step.quic_port)) {
         (Some(p), _) => name.is_some_and(|n| glob(p, n)),
         (None, Some(port)) => port == 0 || event.server.port() == port,
         (None, None) => false,
@@ -601,12 +612,16 @@ fn step_of(event: &Event) -> Option<(Kind, Option<String>, Timestamp, Option<Str
             };
             (Kind::Tls, t.sni.clone(), back(t.handshake_us), failure)
         }
+        Detail::Quic(q) => {
+            let failure = (q.outcome == QuicOutcome::Incomplete).then(|| "QUIC handshake incomplete".to_string());
+            (Kind::Tls, q.sni.clone(), back(q.handshake_us), failure)
+        }
         Detail::Http(h) => {
             let failure = (h.status >= 400).then(|| format!("HTTP {}", h.status));
             let host = h.host.as_deref().map(|h| crate::analyze::services::host_service(h).to_ascii_lowercase());
             (Kind::Http, host, back(Some(h.ttfb_us)), failure)
         }
-        Detail::FlowEnd(_) | Detail::Episode(_) | Detail::Quic(_) => return None,
+        Detail::FlowEnd(_) | Detail::Episode(_) => return None,
     })
 }
 
