@@ -127,12 +127,16 @@ fn memory_per_flow() {
     );
 }
 
-/// Encoded CBOR bytes per subscriber-window on real browsing captures.
+/// Encoded CBOR bytes per subscriber-window on real browsing captures, and on the QUIC fixture.
 fn report_size() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/captures/public");
-    let captures = ["ja4/pcap/tls3.pcapng", "zeek/testing/btest/Traces/wikipedia.pcap"];
-    for name in captures {
-        let path = root.join(name);
+    let quic = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/lab_quic.pcapng");
+    let captures = [
+        ("ja4/pcap/tls3.pcapng", root.join("ja4/pcap/tls3.pcapng")),
+        ("zeek/testing/btest/Traces/wikipedia.pcap", root.join("zeek/testing/btest/Traces/wikipedia.pcap")),
+        ("lab_quic.pcapng", quic),
+    ];
+    for (name, path) in captures {
         if !path.exists() {
             println!("report size: SKIPPED, {name} not found");
             continue;

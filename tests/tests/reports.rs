@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-const FIXTURES: [&str; 4] = ["lab_dns.pcapng", "lab_tcp.pcap", "lab_tls.pcapng", "lab_http.pcap"];
+const FIXTURES: [&str; 5] = ["lab_dns.pcapng", "lab_tcp.pcap", "lab_tls.pcapng", "lab_http.pcap", "lab_quic.pcapng"];
 
 /// Each window's report with the events emitted while it was open (they precede it in output).
 fn windows(fixture: &str) -> Vec<(Report, Vec<Value>)> {
@@ -39,6 +39,9 @@ fn metric_value(e: &Value, metric: &str) -> Option<u64> {
         ("tcp_connect", "connect_home") if e["outcome"] == "established" => e["synack_to_ack_us"].as_u64(),
         ("tls", "tls_handshake") if e["outcome"] == "ok" => e["handshake_us"].as_u64(),
         ("http", "http_ttfb") => e["ttfb_us"].as_u64(),
+        ("quic", "quic_hello") => e["hello_us"].as_u64(),
+        ("quic", "quic_home") => e["home_us"].as_u64(),
+        ("quic", "quic_handshake") if e["outcome"] == "ok" => e["handshake_us"].as_u64(),
         _ => None,
     }
 }
@@ -88,6 +91,8 @@ fn counters_of(events: &[&Value]) -> edgeprobe_wire::Counters {
         retrans_up: sum("retrans_up"),
         retrans_down: sum("retrans_down"),
         dns_late: count("dns", &|e| e.get("late").is_some()),
+        quic_ok: count("quic", &|e| e["outcome"] == "ok"),
+        quic_incomplete: count("quic", &|e| e["outcome"] != "ok"),
     }
 }
 

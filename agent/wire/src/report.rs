@@ -243,10 +243,31 @@ pub struct Metrics {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[n(4)]
     pub http_ttfb: Option<WireHistogram>,
+    /// QUIC: the client's first Initial to the server's first (network side).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[n(5)]
+    pub quic_hello: Option<WireHistogram>,
+    /// QUIC: the server's first Handshake packet to the client's first (home side).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[n(6)]
+    pub quic_home: Option<WireHistogram>,
+    /// QUIC: the client's first Initial to its first 1-RTT packet, of handshakes that got there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[n(7)]
+    pub quic_handshake: Option<WireHistogram>,
 }
 
 /// Metric names, in the order of the fields above.
-pub const METRICS: [&str; 5] = ["connect_network", "connect_home", "dns", "tls_handshake", "http_ttfb"];
+pub const METRICS: [&str; 8] = [
+    "connect_network",
+    "connect_home",
+    "dns",
+    "tls_handshake",
+    "http_ttfb",
+    "quic_hello",
+    "quic_home",
+    "quic_handshake",
+];
 
 impl Metrics {
     pub fn get(&self, name: &str) -> Option<&WireHistogram> {
@@ -256,15 +277,27 @@ impl Metrics {
             "dns" => self.dns.as_ref(),
             "tls_handshake" => self.tls_handshake.as_ref(),
             "http_ttfb" => self.http_ttfb.as_ref(),
+            "quic_hello" => self.quic_hello.as_ref(),
+            "quic_home" => self.quic_home.as_ref(),
+            "quic_handshake" => self.quic_handshake.as_ref(),
             _ => None,
         }
     }
 
     /// The histograms present, in the order of [`METRICS`].
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut WireHistogram> {
-        [&mut self.connect_network, &mut self.connect_home, &mut self.dns, &mut self.tls_handshake, &mut self.http_ttfb]
-            .into_iter()
-            .flatten()
+        [
+            &mut self.connect_network,
+            &mut self.connect_home,
+            &mut self.dns,
+            &mut self.tls_handshake,
+            &mut self.http_ttfb,
+            &mut self.quic_hello,
+            &mut self.quic_home,
+            &mut self.quic_handshake,
+        ]
+        .into_iter()
+        .flatten()
     }
 
     pub fn slot(&mut self, name: &str) -> Option<&mut Option<WireHistogram>> {
@@ -274,6 +307,9 @@ impl Metrics {
             "dns" => Some(&mut self.dns),
             "tls_handshake" => Some(&mut self.tls_handshake),
             "http_ttfb" => Some(&mut self.http_ttfb),
+            "quic_hello" => Some(&mut self.quic_hello),
+            "quic_home" => Some(&mut self.quic_home),
+            "quic_handshake" => Some(&mut self.quic_handshake),
             _ => None,
         }
     }
@@ -332,6 +368,13 @@ pub struct Counters {
     #[serde(default, skip_serializing_if = "is_zero")]
     #[cbor(n(14), with = "crate::packed::or_default", has_nil)]
     pub dns_late: u64,
+    /// QUIC handshakes that reached the client's first 1-RTT packet, and those that did not.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    #[cbor(n(15), with = "crate::packed::or_default", has_nil)]
+    pub quic_ok: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    #[cbor(n(16), with = "crate::packed::or_default", has_nil)]
+    pub quic_incomplete: u64,
 }
 
 impl Counters {
@@ -353,6 +396,8 @@ impl Counters {
         add(&mut self.http_5xx, other.http_5xx);
         add(&mut self.flows, other.flows);
         add(&mut self.dns_late, other.dns_late);
+        add(&mut self.quic_ok, other.quic_ok);
+        add(&mut self.quic_incomplete, other.quic_incomplete);
         add(&mut self.bytes_up, other.bytes_up);
         add(&mut self.bytes_down, other.bytes_down);
         add(&mut self.retrans_up, other.retrans_up);
@@ -414,6 +459,7 @@ impl Report {
                 let Counters { connects, connect_refused, connect_timeout, tls_ok, tls_failed, http_responses, .. } =
                     *counters;
                 let Counters { http_4xx, http_5xx, flows, retrans_up, retrans_down, dns_late, .. } = *counters;
+                let Counters { quic_ok, quic_incomplete, .. } = *counters;
                 for (name, v) in [
                     ("connects", connects),
                     ("connect_refused", connect_refused),
@@ -427,6 +473,8 @@ impl Report {
                     ("retrans_up", retrans_up),
                     ("retrans_down", retrans_down),
                     ("dns_late", dns_late),
+                    ("quic_ok", quic_ok),
+                    ("quic_incomplete", quic_incomplete),
                 ] {
                     count(&|| at(name), v)?;
                 }

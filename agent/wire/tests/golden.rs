@@ -25,6 +25,8 @@ fn sample_report() -> Report {
         bytes_up: 1_200,
         bytes_down: 58_000,
         dns_late: 1,
+        quic_ok: 1,
+        quic_incomplete: 1,
         ..Counters::default()
     };
     counters.dns.insert("NOERROR".into(), 5);
@@ -34,9 +36,12 @@ fn sample_report() -> Report {
         metrics: Metrics {
             dns: histogram(&[12_000, 14_500]),
             tls_handshake: histogram(&[61_000]),
+            quic_hello: histogram(&[40_200]),
+            quic_home: histogram(&[10_300]),
+            quic_handshake: histogram(&[55_100]),
             ..Metrics::default()
         },
-        counters: Counters { connects: 1, tls_ok: 1, bytes_down: 58_000, ..Counters::default() },
+        counters: Counters { connects: 1, tls_ok: 1, quic_ok: 1, bytes_down: 58_000, ..Counters::default() },
     };
     let mut line = SubscriberReport {
         subscriber: "line-000123".into(),
@@ -46,6 +51,9 @@ fn sample_report() -> Report {
             dns: histogram(&[12_000, 14_500, 9_800, 250_000, 11_000, 13_000]),
             tls_handshake: histogram(&[61_000]),
             http_ttfb: None,
+            quic_hello: histogram(&[40_200, 95_000]),
+            quic_home: histogram(&[10_300, 11_000]),
+            quic_handshake: histogram(&[55_100]),
         },
         counters,
         services: vec![service],
@@ -53,7 +61,8 @@ fn sample_report() -> Report {
         resolvers: vec![],
         dns_late: histogram(&[7_600_000]),
     };
-    // The line's one TLS handshake is its one service's, as the agent writes it.
+    // The line's one TLS handshake is its one service's, as the agent writes it; so is its one
+    // complete QUIC handshake (its incomplete one named no service).
     Codec::default().store_merges(&mut line).unwrap();
     Report {
         v: SCHEMA_VERSION,
@@ -102,9 +111,16 @@ fn version_1_reports_still_decode() {
     // Those agents compressed every histogram, a merge of the services' too.
     let mut report = Report { v: 1, ..sample_report() };
     report.subscribers[0].metrics.tls_handshake = histogram(&[61_000]);
-    // Late DNS answers came later.
-    report.subscribers[0].dns_late = None;
-    report.subscribers[0].counters.dns_late = 0;
+    // Late DNS answers and QUIC came later.
+    let line = &mut report.subscribers[0];
+    line.dns_late = None;
+    line.counters.dns_late = 0;
+    for (metrics, counters) in std::iter::once((&mut line.metrics, &mut line.counters))
+        .chain(line.services.iter_mut().map(|s| (&mut s.metrics, &mut s.counters)))
+    {
+        (metrics.quic_hello, metrics.quic_home, metrics.quic_handshake) = (None, None, None);
+        (counters.quic_ok, counters.quic_incomplete) = (0, 0);
+    }
     for file in ["report_v1.cbor", "report_v1.json"] {
         let committed = std::fs::read(golden(file)).expect("golden vector committed");
         assert_eq!(decode(&committed).unwrap(), report, "{file}: decodes to the sample report");
@@ -131,10 +147,15 @@ fn packed_line_metrics(cbor: &[u8]) -> Vec<u64> {
 
 #[test]
 fn a_line_histogram_that_merges_its_services_is_left_out_and_rebuilt() {
-    // The sample line's one TLS handshake is its one service's: left out, then rebuilt.
+    // The sample line's one TLS handshake and one complete QUIC handshake are its one service's:
+    // left out, then rebuilt. Its QUIC hello and home times include an unnamed connection's.
     let report = sample_report();
     let cbor = encode(&report, Encoding::Cbor);
-    assert_eq!(packed_line_metrics(&cbor), [0, 1, 2], "connect_network, connect_home and dns only");
+    assert_eq!(
+        packed_line_metrics(&cbor),
+        [0, 1, 2, 5, 6],
+        "connect_network, connect_home, dns, quic_hello and quic_home"
+    );
     assert_eq!(decode(&cbor).unwrap(), report);
 
     // A second service with a handshake the line has too: still a merge, once the agent has
@@ -145,7 +166,7 @@ fn a_line_histogram_that_merges_its_services_is_left_out_and_rebuilt() {
     second.metrics = Metrics { tls_handshake: histogram(&[75_000]), ..Metrics::default() };
     two.subscribers[0].services.push(second);
     two.subscribers[0].metrics.tls_handshake = histogram(&[61_000, 75_000]);
-    assert_eq!(packed_line_metrics(&encode(&two, Encoding::Cbor)), [0, 1, 2, 3], "compressed: sent as it is");
+    assert_eq!(packed_line_metrics(&encode(&two, Encoding::Cbor)), [0, 1, 2, 3, 5, 6], "compressed: sent as it is");
     let compressed = two.subscribers[0].metrics.tls_handshake.clone().unwrap();
     Codec::default().store_merges(&mut two.subscribers[0]).unwrap();
     let stored = two.subscribers[0].metrics.tls_handshake.clone().unwrap();
@@ -153,7 +174,7 @@ fn a_line_histogram_that_merges_its_services_is_left_out_and_rebuilt() {
     assert_eq!(stored.histogram().unwrap(), compressed.histogram().unwrap());
     assert_eq!(WireHistogram { hdr: vec![], ..stored }, WireHistogram { hdr: vec![], ..compressed });
     let cbor = encode(&two, Encoding::Cbor);
-    assert_eq!(packed_line_metrics(&cbor), [0, 1, 2]);
+    assert_eq!(packed_line_metrics(&cbor), [0, 1, 2, 5, 6]);
     assert_eq!(decode(&cbor).unwrap(), two);
 
     // A line said to have no handshake though a service has one stays without.
@@ -169,7 +190,7 @@ fn a_line_histogram_that_merges_its_services_is_left_out_and_rebuilt() {
         Codec::default().store_merges(&mut other.subscribers[0]).unwrap();
         assert_eq!(other, kept, "{line_tls:?}");
         let cbor = encode(&other, Encoding::Cbor);
-        assert_eq!(packed_line_metrics(&cbor), [0, 1, 2, 3], "{line_tls:?}");
+        assert_eq!(packed_line_metrics(&cbor), [0, 1, 2, 3, 5, 6], "{line_tls:?}");
         assert_eq!(decode(&cbor).unwrap(), other);
     }
 }
@@ -261,4 +282,97 @@ fn summary_figures_come_from_the_histogram() {
     json["subscribers"][0]["metrics"]["dns"]["p90"] = 1.into();
     json["subscribers"][0]["metrics"]["dns"]["count"] = 600.into();
     assert_eq!(decode(&serde_json::to_vec(&json).unwrap()).unwrap(), report);
+}
+
+/// Collectors built before QUIC keep reading reports that carry it. This is that schema's line
+/// as it was numbered then (metrics 0 to 4, counters 0 to 14), decoded as minicbor decodes
+/// every packed map: entries it does not know are skipped, what it knew reads unchanged.
+#[test]
+fn collectors_from_before_quic_read_reports_that_carry_it() {
+    use minicbor::bytes::ByteVec;
+    use std::collections::BTreeMap;
+    #[derive(minicbor::Decode)]
+    #[cbor(map)]
+    struct OldReport {
+        #[n(0)]
+        v: u16,
+        #[n(7)]
+        subscribers: Vec<OldLine>,
+    }
+    #[derive(minicbor::Decode)]
+    #[cbor(map)]
+    struct OldLine {
+        #[n(0)]
+        subscriber: String,
+        #[n(1)]
+        metrics: Option<OldMetrics>,
+        #[n(2)]
+        counters: Option<OldCounters>,
+        #[n(3)]
+        services: Option<Vec<OldService>>,
+    }
+    #[derive(minicbor::Decode)]
+    #[cbor(map)]
+    struct OldService {
+        #[n(0)]
+        service: String,
+        #[n(1)]
+        metrics: Option<OldMetrics>,
+        #[n(2)]
+        counters: Option<OldCounters>,
+    }
+    #[derive(minicbor::Decode, Default)]
+    #[cbor(map)]
+    struct OldMetrics {
+        #[n(0)]
+        connect_network: Option<ByteVec>,
+        #[n(1)]
+        connect_home: Option<ByteVec>,
+        #[n(2)]
+        dns: Option<ByteVec>,
+        #[n(3)]
+        tls_handshake: Option<ByteVec>,
+        #[n(4)]
+        http_ttfb: Option<ByteVec>,
+    }
+    #[derive(minicbor::Decode, Default)]
+    #[cbor(map)]
+    struct OldCounters {
+        #[n(0)]
+        connects: Option<u64>,
+        #[n(3)]
+        dns: Option<BTreeMap<i64, u64>>,
+        #[n(4)]
+        tls_ok: Option<u64>,
+        #[n(11)]
+        bytes_down: Option<u64>,
+        #[n(14)]
+        dns_late: Option<u64>,
+    }
+    let committed = std::fs::read(golden("report_v2.cbor")).expect("golden vector committed");
+    let now = decode(&committed).unwrap();
+    let old: OldReport = minicbor::decode(&committed).expect("the old schema reads the new report");
+    assert_eq!((old.v, old.subscribers.len()), (now.v, now.subscribers.len()));
+    let (line, then) = (&now.subscribers[0], &old.subscribers[0]);
+    assert_eq!(then.subscriber, line.subscriber);
+    let m = then.metrics.as_ref().unwrap();
+    let bytes = |h: &Option<WireHistogram>| h.as_ref().map(|h| h.hdr.clone());
+    for (old, new) in [
+        (&m.connect_network, &line.metrics.connect_network),
+        (&m.connect_home, &line.metrics.connect_home),
+        (&m.dns, &line.metrics.dns),
+    ] {
+        assert_eq!(old.as_ref().map(|b| b.to_vec()), bytes(new));
+    }
+    assert!(m.tls_handshake.is_none() && m.http_ttfb.is_none(), "left out as a merge, or absent");
+    let c = then.counters.as_ref().unwrap();
+    assert_eq!((c.connects, c.tls_ok, c.bytes_down, c.dns_late), (Some(3), None, Some(58_000), Some(1)));
+    assert_eq!(c.dns.as_ref().map(|d| d.values().sum::<u64>()), Some(6));
+    let service = &then.services.as_ref().unwrap()[0];
+    assert_eq!(service.service, line.services[0].service);
+    let sm = service.metrics.as_ref().unwrap();
+    assert_eq!(sm.tls_handshake.as_ref().map(|b| b.to_vec()), bytes(&line.services[0].metrics.tls_handshake));
+    assert_eq!(service.counters.as_ref().unwrap().tls_ok, Some(1));
+    // And the report does carry QUIC, which this reader skipped.
+    assert!(line.metrics.quic_hello.is_some() && line.services[0].metrics.quic_handshake.is_some());
 }

@@ -151,6 +151,9 @@ pub(crate) fn metric_title(metric: &str) -> String {
         "dns" => "DNS latency".into(),
         "tls_handshake" => "TLS handshake".into(),
         "http_ttfb" => "HTTP time to first byte".into(),
+        "quic_hello" => "QUIC handshake, network side".into(),
+        "quic_home" => "QUIC handshake, home side".into(),
+        "quic_handshake" => "QUIC handshake".into(),
         "dns_failures" => "DNS failures".into(),
         "connect_failures" => "Failed connects".into(),
         m => match journey_of(m) {
@@ -349,7 +352,11 @@ pub(crate) async fn customer_page(
             |s| format!("<p class=\"score\">Score now <b id=\"score\">{s:.0}</b>/100 (100: every metric's p90 within plan {})</p>", escape(&c.plan)),
         );
         let mut plots = String::new();
-        for metric in ["dns", "connect_network", "connect_home", "tls_handshake", "http_ttfb"] {
+        // QUIC's only where the line used it.
+        let quic = ["quic_hello", "quic_home", "quic_handshake"]
+            .into_iter()
+            .filter(|m| lines.iter().any(|(_, l)| l.metrics.get(m).is_some()));
+        for metric in ["dns", "connect_network", "connect_home", "tls_handshake", "http_ttfb"].into_iter().chain(quic) {
             let s = percentiles(&per_window(&lines, metric), "", &P50_90_99);
             plots.push_str(&chart(metric, &metric_title(metric), "ms", &s, (since, until), ms));
         }

@@ -200,7 +200,8 @@ pub(crate) fn move_samples_to_lines(db: &mut dyn Backend) -> Result<()> {
                 bytes_down: u(8),
                 retrans_up: u(9),
                 retrans_down: u(10),
-                dns_late: 0,
+                // Rows of that schema predate these.
+                ..Counters::default()
             };
             parts.entry((r.text(0), r.text(2))).or_default().insert(r.text(1), (Metrics::default(), c));
         }

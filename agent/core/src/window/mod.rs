@@ -10,7 +10,7 @@
 
 use crate::config::CoreConfig;
 use crate::counters::Counters as CaptureCounters;
-use crate::event::{ConnectOutcome, Detail, EpisodeOutcome, Event, TlsOutcome};
+use crate::event::{ConnectOutcome, Detail, EpisodeOutcome, Event, QuicOutcome, TlsOutcome};
 use crate::time::Timestamp;
 use edgeprobe_wire::histogram::HistogramEncoder;
 use edgeprobe_wire::{
@@ -30,6 +30,9 @@ enum Metric {
     Dns,
     TlsHandshake,
     HttpTtfb,
+    QuicHello,
+    QuicHome,
+    QuicHandshake,
     /// A journey's latency; the sample's `service` is the journey's index in the subscriber.
     Journey,
     /// A resolver's DNS latency; the sample's `service` is the resolver's index.
@@ -47,6 +50,9 @@ impl Metric {
             Metric::Dns => &mut m.dns,
             Metric::TlsHandshake => &mut m.tls_handshake,
             Metric::HttpTtfb => &mut m.http_ttfb,
+            Metric::QuicHello => &mut m.quic_hello,
+            Metric::QuicHome => &mut m.quic_home,
+            Metric::QuicHandshake => &mut m.quic_handshake,
             Metric::Journey | Metric::Resolver | Metric::DnsLate => return None,
         })
     }
@@ -230,8 +236,16 @@ impl Windows {
                 sample(Metric::HttpTtfb, Some(h.ttfb_us));
             }
             Detail::FlowEnd(_) => counters.flows = 1,
-            // Not in reports yet.
-            Detail::Quic(_) => {}
+            Detail::Quic(q) => {
+                sample(Metric::QuicHello, q.hello_us);
+                sample(Metric::QuicHome, q.home_us);
+                if q.outcome == QuicOutcome::Ok {
+                    counters.quic_ok = 1;
+                    sample(Metric::QuicHandshake, q.handshake_us);
+                } else {
+                    counters.quic_incomplete = 1;
+                }
+            }
             Detail::Episode(e) => {
                 // Journeys are per subscriber, not per service.
                 let journeys = &mut self.subscribers[usize::from(sub)].journeys;
