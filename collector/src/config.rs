@@ -282,6 +282,11 @@ pub struct PlanThresholds {
     pub connect_home_p90_ms: f64,
     pub tls_handshake_p90_ms: f64,
     pub http_ttfb_p90_ms: f64,
+    /// QUIC: the client's first Initial to the server's (network side), the server's first
+    /// Handshake packet to the client's (home side), and the whole handshake.
+    pub quic_hello_p90_ms: f64,
+    pub quic_home_p90_ms: f64,
+    pub quic_handshake_p90_ms: f64,
     /// SERVFAIL, REFUSED and timeouts over all DNS transactions.
     pub dns_failure_ratio: f64,
     /// Refused and timed-out connects over all attempts.
@@ -302,6 +307,10 @@ impl Default for PlanThresholds {
             connect_home_p90_ms: 50.0,
             tls_handshake_p90_ms: 500.0,
             http_ttfb_p90_ms: 1000.0,
+            // As the TCP connect's sides and the TLS handshake, which QUIC's hold together.
+            quic_hello_p90_ms: 100.0,
+            quic_home_p90_ms: 50.0,
+            quic_handshake_p90_ms: 500.0,
             dns_failure_ratio: 0.25,
             connect_failure_ratio: 0.25,
             journey_failure_ratio: 0.2,
@@ -320,6 +329,9 @@ impl PlanThresholds {
             "connect_home" => self.connect_home_p90_ms,
             "tls_handshake" => self.tls_handshake_p90_ms,
             "http_ttfb" => self.http_ttfb_p90_ms,
+            "quic_hello" => self.quic_hello_p90_ms,
+            "quic_home" => self.quic_home_p90_ms,
+            "quic_handshake" => self.quic_handshake_p90_ms,
             _ => return None,
         };
         Some(ms * 1000.0)
@@ -488,6 +500,9 @@ impl CollectorConfig {
                 plan.connect_home_p90_ms,
                 plan.tls_handshake_p90_ms,
                 plan.http_ttfb_p90_ms,
+                plan.quic_hello_p90_ms,
+                plan.quic_home_p90_ms,
+                plan.quic_handshake_p90_ms,
             ];
             if values.iter().any(|v| !v.is_finite() || *v <= 0.0) {
                 fail(&format!("plans.{name}"), "latency thresholds must be positive");

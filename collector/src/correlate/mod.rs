@@ -30,10 +30,22 @@ use crate::model::{Incident, IncidentKind};
 use crate::store::{CounterRow, Result, SampleRow, Store};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-/// Metrics judged on the network side of the access point; `connect_home` is the home side.
-const NETWORK_METRICS: [&str; 6] =
-    ["connect_network", "dns", "dns_failures", "tls_handshake", "http_ttfb", "connect_failures"];
-const LATENCY_METRICS: [&str; 5] = ["connect_network", "connect_home", "dns", "tls_handshake", "http_ttfb"];
+/// Metrics judged on the network side of the access point; `connect_home` and `quic_home` are
+/// the home side.
+const NETWORK_METRICS: [&str; 8] = [
+    "connect_network",
+    "dns",
+    "dns_failures",
+    "tls_handshake",
+    "http_ttfb",
+    "connect_failures",
+    "quic_hello",
+    "quic_handshake",
+];
+/// Every latency histogram a report carries is judged.
+const LATENCY_METRICS: [&str; 8] = edgeprobe_wire::METRICS;
+/// Each home-side metric with the network-side one of the same handshake.
+const HOME_SIDES: [(&str, &str); 2] = [("connect_home", "connect_network"), ("quic_home", "quic_hello")];
 const DNS_METRICS: [&str; 2] = ["dns", "dns_failures"];
 /// Journeys are judged as `journey:NAME` (the share of episodes that failed or timed out) and
 /// `journey_latency:NAME` (the p90 of completed episodes, where the plan sets a limit).

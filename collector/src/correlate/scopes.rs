@@ -4,36 +4,41 @@
 use super::evidence::{describe, figure, fmt_value, group_candidate, unit};
 use super::judge::judge;
 use super::{
-    Candidate, DNS_METRICS, Findings, NETWORK_METRICS, NodeFindings, Window, is_network, is_ratio, journey_of,
+    Candidate, DNS_METRICS, Findings, HOME_SIDES, NETWORK_METRICS, NodeFindings, Window, is_network, is_ratio,
+    journey_of,
 };
 use crate::customers::Customer;
 use crate::model::{Incident, IncidentKind};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-/// Home network: the home side is slow while the network side is measured and fine.
+/// Home network: the home side of a TCP connect or a QUIC handshake is slow while its network
+/// side is measured and fine. One incident a customer: TCP's when both are.
 pub(super) fn home(w: &mut Window<'_>) {
     for (id, (customer, bad, judged)) in &w.verdicts {
-        if let Some(f) = bad.get("connect_home") {
-            if judged.contains("connect_network") && !bad.contains_key("connect_network") {
-                let network =
-                    w.lines[&customer.subscriber_id].whole.latency.get("connect_network").map_or(0.0, |l| l.p90);
-                w.candidates.push(Candidate {
-                    kind: IncidentKind::HomeNetwork,
-                    scope: BTreeMap::from([("customer_id".to_string(), id.to_string())]),
-                    metric: "connect_home".into(),
-                    customers: BTreeSet::from([id.to_string()]),
-                    evidence: json!({"metric": "connect_home", "unit": "ms (p90)", "value": figure("connect_home", f.value),
-                        "threshold": figure("connect_home", f.threshold), "connect_network": figure("connect_network", network)}),
-                    cause: format!(
-                        "Home-side connect time is {} at p90 against {} allowed, while the network side is {}: \
-                         the delay is inside the home (Wi-Fi, a busy or distant device), not in the network.",
-                        fmt_value("connect_home", f.value),
-                        fmt_value("connect_home", f.threshold),
-                        fmt_value("connect_network", network)
-                    ),
-                });
+        for (home, network) in HOME_SIDES {
+            let Some(f) = bad.get(home) else { continue };
+            if !judged.contains(network) || bad.contains_key(network) {
+                continue;
             }
+            let net = w.lines[&customer.subscriber_id].whole.latency.get(network).map_or(0.0, |l| l.p90);
+            let what = if home == "connect_home" { "connect time" } else { "QUIC handshake time" };
+            w.candidates.push(Candidate {
+                kind: IncidentKind::HomeNetwork,
+                scope: BTreeMap::from([("customer_id".to_string(), id.to_string())]),
+                metric: home.into(),
+                customers: BTreeSet::from([id.to_string()]),
+                evidence: json!({"metric": home, "unit": "ms (p90)", "value": figure(home, f.value),
+                    "threshold": figure(home, f.threshold), network: figure(network, net)}),
+                cause: format!(
+                    "Home-side {what} is {} at p90 against {} allowed, while the network side is {}: \
+                     the delay is inside the home (Wi-Fi, a busy or distant device), not in the network.",
+                    fmt_value(home, f.value),
+                    fmt_value(home, f.threshold),
+                    fmt_value(network, net)
+                ),
+            });
+            break;
         }
     }
 }
@@ -327,8 +332,9 @@ pub(super) fn nodes<'a>(w: &mut Window<'a>) -> (BTreeMap<(&'a str, &'a str), usi
         } else {
             for ((_, node), bad) in nodes {
                 let measured = node_measured[&(region, node)];
-                let home_fine =
-                    bad.iter().all(|(c, _)| !w.verdicts[c.customer_id.as_str()].1.contains_key("connect_home"));
+                let home_fine = bad.iter().all(|(c, _)| {
+                    HOME_SIDES.iter().all(|(h, _)| !w.verdicts[c.customer_id.as_str()].1.contains_key(*h))
+                });
                 grouped_customers.extend(bad.iter().map(|(c, _)| c.customer_id.clone()));
                 let home = if home_fine { ", while their home side is fine" } else { "" };
                 let n = bad.len();

@@ -421,3 +421,58 @@ fn retention_drops_old_windows_and_resolved_incidents_only() {
     assert_eq!(store.subscriber_samples("sub-a1", 0).unwrap().len(), 2, "window 20 is kept");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A line healthy over TCP whose QUIC handshakes took `hello_ms` on the network side and
+/// `home_ms` on the home side.
+fn quic_line(id: &str, hello_ms: u64, home_ms: u64) -> SubscriberReport {
+    let mut l = line(id, 20);
+    let of = |ms: u64| {
+        let mut h = new_histogram();
+        for _ in 0..10 {
+            record(&mut h, ms * 1000);
+        }
+        Some(WireHistogram::from_histogram(&h))
+    };
+    l.metrics.quic_hello = of(hello_ms);
+    l.metrics.quic_home = of(home_ms);
+    l.metrics.quic_handshake = of(hello_ms + home_ms + 5);
+    l.counters.quic_ok = 10;
+    l
+}
+
+#[test]
+fn quic_handshakes_are_judged_and_split_like_tcp_connects() {
+    // Slow on the network side for every customer behind one node: that node, on QUIC's figure.
+    let (mut store, config, dir) = setup("quic-node");
+    for n in 1..=3 {
+        let lines = ["a1", "a2", "a3", "b1", "c1"]
+            .iter()
+            .map(|id| if id.starts_with('a') { quic_line(id, 600, 5) } else { quic_line(id, 20, 5) })
+            .collect();
+        window_of(&mut store, &config, n, lines);
+    }
+    let all = summary(&mut store);
+    assert_eq!(
+        all,
+        vec![("access_node".into(), "OLT-1".into(), "open".into(), vec!["a1".into(), "a2".into(), "a3".into()])]
+    );
+    let incident = &store.incidents("all", 10).unwrap()[0];
+    assert!(["quic_hello", "quic_handshake"].contains(&incident.metric.as_str()), "{incident:?}");
+
+    // Slow on the home side only, the network side fine: the customer's home network.
+    let (mut store, config, dir2) = setup("quic-home");
+    for n in 1..=3 {
+        window_of(
+            &mut store,
+            &config,
+            n,
+            vec![quic_line("a1", 20, 200), quic_line("a2", 20, 5), quic_line("c1", 20, 5)],
+        );
+    }
+    assert_eq!(summary(&mut store), vec![("home_network".into(), "a1".into(), "open".into(), vec!["a1".into()])]);
+    let incident = &store.incidents("all", 10).unwrap()[0];
+    assert_eq!(incident.metric, "quic_home", "{incident:?}");
+    assert!(incident.probable_cause.contains("QUIC handshake"), "{}", incident.probable_cause);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&dir2);
+}
