@@ -21,6 +21,10 @@ use crate::time::Timestamp;
 /// CRYPTO ranges held apart before the ClientHello's start arrives; more is given up.
 const MAX_RANGES: usize = 16;
 
+/// Client Initials opened on one connection before the ClientHello is given up: a real one
+/// takes a few, and each costs a decryption.
+const MAX_INITIALS: u8 = 32;
+
 /// The smallest datagram that carries a client's first Initial (RFC 9000, 14.1).
 pub const MIN_CLIENT_INITIAL: usize = 1200;
 
@@ -112,8 +116,11 @@ pub struct QuicSession {
     opener: Option<Box<Opener>>,
     crypto: Crypto,
     hello: Option<ClientHello>,
-    /// The ClientHello could not be read (too large, too scattered, or not a ClientHello).
+    /// The ClientHello could not be read (too large, too scattered, not a ClientHello, or not
+    /// within `MAX_INITIALS`).
     hello_lost: bool,
+    /// Client Initials tried so far.
+    initials: u8,
     client_version: Option<Version>,
     server_version: Option<Version>,
     retry: bool,
@@ -146,6 +153,7 @@ impl QuicSession {
             crypto: Crypto::default(),
             hello: None,
             hello_lost: false,
+            initials: 0,
             client_version: None,
             server_version: None,
             retry: false,
@@ -249,6 +257,10 @@ impl QuicSession {
         if self.hello.is_some() || self.hello_lost || !h.version.is_known() {
             return;
         }
+        if self.initials >= MAX_INITIALS {
+            return self.give_up_hello();
+        }
+        self.initials += 1;
         // A compatible version negotiation moves the client to the server's version: same
         // DCID, that version's salt.
         if self.opener.as_ref().is_none_or(|o| o.version != h.version) {
@@ -505,6 +517,12 @@ mod tests {
         assert!(s.hello_lost());
         assert_eq!(s.take_name(), Some(None));
         assert_eq!(s.take_name(), None);
+        // Initials that never complete the hello cost a decryption each, up to a bound.
+        let mut s = QuicSession::new(0, 16_384);
+        for pn in 0..40 {
+            feed(&mut s, u64::from(pn), 0, &client_initial(VERSION_1, DCID, pn, &[(0, 10)]));
+        }
+        assert!(s.hello_lost(), "given up after {MAX_INITIALS} Initials");
         // Cut short by a snap length, an Initial still times the handshake.
         let mut s = QuicSession::new(0, 16_384);
         let cut = &client_initial(VERSION_1, DCID, 0, &[(0, n)])[..300];
