@@ -330,3 +330,55 @@ fn tcp_connect_timeout_config_is_honoured() {
     let p = Probe::new(CoreConfig { tcp_connect_timeout_secs: 3.0, ..CoreConfig::default() });
     assert_eq!(p.timeouts.connect, 3_000_000_000);
 }
+
+/// A lookup, then a QUIC connection to the address it gave (on a port of its own: the Initial
+/// opens, so it is QUIC), then one to another address: the journey's `sni` step takes the
+/// first, whose handshake names the service, and completes on the data that comes down after.
+#[test]
+fn a_lookup_then_a_quic_handshake_is_one_episode() {
+    use crate::analyze::journey::{JourneyConfig, StepConfig};
+    use crate::dissect::quic::{Kind, VERSION_1};
+    use crate::event::EpisodeOutcome;
+    use crate::testing::quic::{DCID, client_initial, hello, server_long, short};
+    let journey = JourneyConfig {
+        name: "portal_h3".into(),
+        steps: vec![
+            StepConfig { name: "dns".into(), dns: Some("portal.example".into()), ..Default::default() },
+            StepConfig { name: "h3".into(), sni: Some("example.com".into()), ..Default::default() },
+        ],
+        ..portal_journey()
+    };
+    let mut p = Probe::new(CoreConfig { journeys: vec![journey], ..CoreConfig::default() });
+    let t = |ms: u64| Timestamp(1_700_000_000_000_000_000 + ms * 1_000_000);
+    let (me, resolver, portal, elsewhere) = ([192, 0, 2, 55], [198, 51, 100, 53], [203, 0, 113, 80], [203, 0, 113, 99]);
+    let mut frame = |ms: u64, (src, sp): ([u8; 4], u16), (dst, dp): ([u8; 4], u16), payload: &[u8]| {
+        p.handle_frame(t(ms), LinkType::Ethernet, &udp_frame(src, sp, dst, dp, payload), 0);
+    };
+    let n = hello().len();
+    frame(0, (me, 40000), (resolver, 53), &dns(false));
+    frame(20, (resolver, 53), (me, 40000), &dns_answer(0, Some(portal)));
+    // Elsewhere first: not where the lookup led.
+    frame(25, (me, 50001), (elsewhere, 4443), &client_initial(VERSION_1, DCID, 0, &[(0, n)]));
+    frame(30, (me, 50000), (portal, 4443), &client_initial(VERSION_1, DCID, 0, &[(0, n)]));
+    frame(70, (portal, 4443), (me, 50000), &server_long(VERSION_1, Kind::Initial));
+    frame(75, (me, 50000), (portal, 4443), &short());
+    frame(90, (portal, 4443), (me, 50000), &short());
+    p.finish(t(100));
+    let events: Vec<Event> = std::iter::from_fn(|| p.poll_event()).collect();
+    let quic: Vec<&Event> = events.iter().filter(|e| matches!(e.detail, Detail::Quic(_))).collect();
+    assert_eq!(quic.len(), 2, "both handshakes are told: {quic:?}");
+    let ok = quic.iter().find(|e| e.server.port() == 4443 && e.server.ip() == std::net::IpAddr::from(portal)).unwrap();
+    assert_eq!(ok.service.as_deref(), Some("example.com"), "the SNI names the service");
+    let episodes: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.detail {
+            Detail::Episode(ep) => Some(ep),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(episodes.len(), 1, "{episodes:?}");
+    let ep = episodes[0];
+    assert_eq!((ep.outcome, ep.latency_us), (EpisodeOutcome::Ok, Some(90_000)));
+    let steps: Vec<(&str, u64, u64)> = ep.steps.iter().map(|s| (s.name.as_str(), s.offset_us, s.duration_us)).collect();
+    assert_eq!(steps, [("dns", 0, 20_000), ("h3", 30_000, 45_000)]);
+}
