@@ -32,7 +32,8 @@ METRICS = ["connect_network", "connect_home", "dns", "tls_handshake", "http_ttfb
            "quic_handshake"]
 COUNTERS = {0: "connects", 1: "connect_refused", 2: "connect_timeout", 3: "dns", 4: "tls_ok", 5: "tls_failed",
             6: "http_responses", 7: "http_4xx", 8: "http_5xx", 9: "flows", 10: "bytes_up", 11: "bytes_down",
-            12: "retrans_up", 13: "retrans_down", 14: "dns_late", 15: "quic_ok", 16: "quic_incomplete"}
+            12: "retrans_up", 13: "retrans_down", 14: "dns_late", 15: "quic_ok", 16: "quic_incomplete",
+            17: "quic_bytes_up", 18: "quic_bytes_down"}
 RCODES = ["NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN", "YXRRSET", "NXRRSET",
           "NOTAUTH", "NOTZONE"]
 

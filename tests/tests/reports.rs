@@ -71,6 +71,16 @@ fn counters_of(events: &[&Value]) -> edgeprobe_wire::Counters {
         events.iter().filter(|e| e["kind"] == "flow_end").map(|e| e[field].as_u64().unwrap()).sum()
     };
     let status = |e: &Value| e["status"].as_u64().unwrap();
+    // The flows a quic event was told for.
+    let quic: Vec<(&Value, &Value)> =
+        events.iter().filter(|e| e["kind"] == "quic").map(|e| (&e["client"], &e["server"])).collect();
+    let quic_sum = |field: &str| -> u64 {
+        events
+            .iter()
+            .filter(|e| e["kind"] == "flow_end" && quic.contains(&(&e["client"], &e["server"])))
+            .map(|e| e[field].as_u64().unwrap())
+            .sum()
+    };
     let mut dns = BTreeMap::new();
     for e in events.iter().filter(|e| is_transaction(e)) {
         *dns.entry(e["rcode"].as_str().unwrap().to_string()).or_insert(0u64) += 1;
@@ -93,6 +103,8 @@ fn counters_of(events: &[&Value]) -> edgeprobe_wire::Counters {
         dns_late: count("dns", &|e| e.get("late").is_some()),
         quic_ok: count("quic", &|e| e["outcome"] == "ok"),
         quic_incomplete: count("quic", &|e| e["outcome"] != "ok"),
+        quic_bytes_up: quic_sum("bytes_up"),
+        quic_bytes_down: quic_sum("bytes_down"),
     }
 }
 

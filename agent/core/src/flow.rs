@@ -85,6 +85,8 @@ pub struct Flow {
     pub client_is_lo: bool,
     /// The first payload was looked at to choose an application analyzer.
     pub classified: bool,
+    /// A QUIC connection: its bytes count as QUIC's too.
+    pub quic: bool,
     /// Interned subscriber key (`OPTED_OUT` when not measured), service and device handles.
     pub owner: u32,
     pub service: u32,

@@ -343,7 +343,8 @@ impl Probe {
             cell
         };
         if cell.subscriber != u16::MAX {
-            self.windows.add_traffic(cell.subscriber, cell.service, dir, bytes, retrans);
+            let quic = self.flows.flow(slot).quic;
+            self.windows.add_traffic(cell.subscriber, cell.service, dir, (bytes, retrans), quic);
             let t = &mut self.flows.flow_mut(slot).cell_traffic;
             t.bytes[dir] = t.bytes[dir].saturating_add(bytes);
             t.retrans[dir] = t.retrans[dir].saturating_add(u32::try_from(retrans).unwrap_or(u32::MAX));
@@ -359,7 +360,7 @@ impl Probe {
         let new = self.strings.acquire(name);
         let f = self.flows.flow_mut(slot);
         f.service = new;
-        let (cell, moved, owner) = (f.cell, f.cell_traffic, f.owner);
+        let (cell, moved, owner, quic) = (f.cell, f.cell_traffic, f.owner, f.quic);
         // What this window already counted for the flow moves to the name with the rest: the
         // request or ClientHello segments that came before the name was read.
         let mut renamed = None;
@@ -367,7 +368,7 @@ impl Probe {
             let subscriber = self.strings.get(owner).cloned().unwrap_or_else(|| "unknown".into());
             if let Some((sub, svc)) = self.windows.cell(&subscriber, Some(name)) {
                 if sub == cell.subscriber {
-                    self.windows.move_traffic(sub, cell.service, svc, &moved);
+                    self.windows.move_traffic(sub, cell.service, svc, &moved, quic);
                     renamed = Some(WindowCell { epoch: cell.epoch, subscriber: sub, service: svc });
                 }
             }

@@ -375,6 +375,13 @@ pub struct Counters {
     #[serde(default, skip_serializing_if = "is_zero")]
     #[cbor(n(16), with = "crate::packed::or_default", has_nil)]
     pub quic_incomplete: u64,
+    /// Of `bytes_up` and `bytes_down`, what QUIC connections carried.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    #[cbor(n(17), with = "crate::packed::or_default", has_nil)]
+    pub quic_bytes_up: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    #[cbor(n(18), with = "crate::packed::or_default", has_nil)]
+    pub quic_bytes_down: u64,
 }
 
 impl Counters {
@@ -398,6 +405,8 @@ impl Counters {
         add(&mut self.dns_late, other.dns_late);
         add(&mut self.quic_ok, other.quic_ok);
         add(&mut self.quic_incomplete, other.quic_incomplete);
+        add(&mut self.quic_bytes_up, other.quic_bytes_up);
+        add(&mut self.quic_bytes_down, other.quic_bytes_down);
         add(&mut self.bytes_up, other.bytes_up);
         add(&mut self.bytes_down, other.bytes_down);
         add(&mut self.retrans_up, other.retrans_up);
@@ -451,7 +460,12 @@ impl Report {
             let services = line.services.iter().map(|s| (s.service.as_str(), &s.counters));
             for (service, counters) in std::iter::once(("", &line.counters)).chain(services) {
                 let at = |name: &str| format!("subscriber {sub} service {service:?} {name}");
-                for (name, v) in [("bytes_up", counters.bytes_up), ("bytes_down", counters.bytes_down)] {
+                for (name, v) in [
+                    ("bytes_up", counters.bytes_up),
+                    ("bytes_down", counters.bytes_down),
+                    ("quic_bytes_up", counters.quic_bytes_up),
+                    ("quic_bytes_down", counters.quic_bytes_down),
+                ] {
                     if v > MAX_BYTES {
                         return Err(err(at(name), v, MAX_BYTES));
                     }

@@ -27,6 +27,8 @@ fn sample_report() -> Report {
         dns_late: 1,
         quic_ok: 1,
         quic_incomplete: 1,
+        quic_bytes_up: 900,
+        quic_bytes_down: 40_000,
         ..Counters::default()
     };
     counters.dns.insert("NOERROR".into(), 5);
@@ -41,7 +43,14 @@ fn sample_report() -> Report {
             quic_handshake: histogram(&[55_100]),
             ..Metrics::default()
         },
-        counters: Counters { connects: 1, tls_ok: 1, quic_ok: 1, bytes_down: 58_000, ..Counters::default() },
+        counters: Counters {
+            connects: 1,
+            tls_ok: 1,
+            quic_ok: 1,
+            bytes_down: 58_000,
+            quic_bytes_down: 40_000,
+            ..Counters::default()
+        },
     };
     let mut line = SubscriberReport {
         subscriber: "line-000123".into(),
@@ -119,7 +128,7 @@ fn version_1_reports_still_decode() {
         .chain(line.services.iter_mut().map(|s| (&mut s.metrics, &mut s.counters)))
     {
         (metrics.quic_hello, metrics.quic_home, metrics.quic_handshake) = (None, None, None);
-        (counters.quic_ok, counters.quic_incomplete) = (0, 0);
+        (counters.quic_ok, counters.quic_incomplete, counters.quic_bytes_up, counters.quic_bytes_down) = (0, 0, 0, 0);
     }
     for file in ["report_v1.cbor", "report_v1.json"] {
         let committed = std::fs::read(golden(file)).expect("golden vector committed");

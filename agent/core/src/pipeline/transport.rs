@@ -65,8 +65,14 @@ impl Probe {
         f.dirs[dir].packets += 1;
         f.dirs[dir].bytes += bytes;
         self.flows.touch(slot, ts);
+        let dns = sp == DNS_PORT || dp == DNS_PORT;
+        if !dns {
+            // Before the bytes are counted, so that the datagram that shows a flow is QUIC
+            // counts as QUIC's.
+            self.quic(ts, slot, dir, (sp, dp), udp.payload());
+        }
         self.account(slot, dir, bytes, 0);
-        if sp == DNS_PORT || dp == DNS_PORT {
+        if dns {
             let out = self.dns.on_message(
                 ts,
                 SocketAddr::new(src, sp),
@@ -79,8 +85,6 @@ impl Probe {
             if let Some(out) = out {
                 self.emit_dns(out);
             }
-        } else {
-            self.quic(ts, slot, dir, (sp, dp), udp.payload());
         }
     }
 
@@ -110,6 +114,7 @@ impl Probe {
                 return;
             }
             f.classified = true;
+            f.quic = true;
             if self.streams.len() >= self.config.stream_capacity {
                 self.counters.streams_refused += 1;
                 return;

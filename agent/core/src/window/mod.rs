@@ -325,15 +325,17 @@ impl Windows {
 
     /// Payload bytes and retransmissions of one packet, in direction `dir` (0 is up), for a
     /// cell from `cell`.
-    pub fn add_traffic(&mut self, subscriber: u16, service: u16, dir: usize, bytes: u64, retrans: u64) {
+    pub fn add_traffic(&mut self, subscriber: u16, service: u16, dir: usize, (bytes, retrans): (u64, u64), quic: bool) {
         let Some(s) = self.subscribers.get_mut(usize::from(subscriber)) else { return };
         let add = |c: &mut Counters| {
             if dir == 0 {
                 c.bytes_up += bytes;
                 c.retrans_up += retrans;
+                c.quic_bytes_up += if quic { bytes } else { 0 };
             } else {
                 c.bytes_down += bytes;
                 c.retrans_down += retrans;
+                c.quic_bytes_down += if quic { bytes } else { 0 };
             }
         };
         add(&mut s.counters);
@@ -344,22 +346,27 @@ impl Windows {
 
     /// Moves a flow's traffic counted in this window from one of the subscriber's services (or
     /// none) to another; the subscriber's totals stay as they are.
-    pub fn move_traffic(&mut self, subscriber: u16, from: u16, to: u16, t: &crate::flow::CellTraffic) {
+    pub fn move_traffic(&mut self, subscriber: u16, from: u16, to: u16, t: &crate::flow::CellTraffic, quic: bool) {
         let Some(s) = self.subscribers.get_mut(usize::from(subscriber)) else { return };
         if from == to {
             return;
         }
+        let q = |b: u64| if quic { b } else { 0 };
         if let Some(c) = s.services.get_mut(usize::from(from)).map(|svc| &mut svc.counters) {
             c.bytes_up = c.bytes_up.saturating_sub(t.bytes[0]);
             c.bytes_down = c.bytes_down.saturating_sub(t.bytes[1]);
             c.retrans_up = c.retrans_up.saturating_sub(u64::from(t.retrans[0]));
             c.retrans_down = c.retrans_down.saturating_sub(u64::from(t.retrans[1]));
+            c.quic_bytes_up = c.quic_bytes_up.saturating_sub(q(t.bytes[0]));
+            c.quic_bytes_down = c.quic_bytes_down.saturating_sub(q(t.bytes[1]));
         }
         if let Some(c) = s.services.get_mut(usize::from(to)).map(|svc| &mut svc.counters) {
             c.bytes_up += t.bytes[0];
             c.bytes_down += t.bytes[1];
             c.retrans_up += u64::from(t.retrans[0]);
             c.retrans_down += u64::from(t.retrans[1]);
+            c.quic_bytes_up += q(t.bytes[0]);
+            c.quic_bytes_down += q(t.bytes[1]);
         }
     }
 
