@@ -204,14 +204,10 @@ impl hkdf::KeyType for Len {
 }
 
 /// HKDF-Expand-Label (RFC 8446, 7.1) with an empty context, into `out`.
-fn expand_label(prk: &hkdf::Prk, label: &[&[u8]], out: &mut [u8]) {
-    let label_len: usize = 6 + label.iter().map(|l| l.len()).sum::<usize>();
+fn expand_label(prk: &hkdf::Prk, (prefix, label): (&[u8], &[u8]), out: &mut [u8]) {
     let length = (out.len() as u16).to_be_bytes();
-    let mut info: Vec<&[u8]> = vec![&length, std::slice::from_ref(&0u8), b"tls13 "];
-    let label_len = [label_len as u8];
-    info[1] = &label_len;
-    info.extend_from_slice(label);
-    info.push(&[0]);
+    let label_len = [(6 + prefix.len() + label.len()) as u8];
+    let info: [&[u8]; 6] = [&length, &label_len, b"tls13 ", prefix, label, &[0]];
     prk.expand(&info, Len(out.len())).and_then(|okm| okm.fill(out)).expect("lengths within HKDF's limit");
 }
 
@@ -222,13 +218,13 @@ impl InitialKeys {
         let salt = hkdf::Salt::new(hkdf::HKDF_SHA256, version.salt()?);
         let initial = salt.extract(dcid);
         let mut secret = [0u8; 32];
-        expand_label(&initial, &[if client { b"client in" } else { b"server in" }], &mut secret);
+        expand_label(&initial, (b"", if client { b"client in" } else { b"server in" }), &mut secret);
         let secret = hkdf::Prk::new_less_safe(hkdf::HKDF_SHA256, &secret);
         let prefix = version.label_prefix();
         let (mut key, mut iv, mut hp) = ([0u8; 16], [0u8; 12], [0u8; 16]);
-        expand_label(&secret, &[prefix, b"key"], &mut key);
-        expand_label(&secret, &[prefix, b"iv"], &mut iv);
-        expand_label(&secret, &[prefix, b"hp"], &mut hp);
+        expand_label(&secret, (prefix, b"key"), &mut key);
+        expand_label(&secret, (prefix, b"iv"), &mut iv);
+        expand_label(&secret, (prefix, b"hp"), &mut hp);
         Some(InitialKeys {
             key: aead::LessSafeKey::new(aead::UnboundKey::new(&aead::AES_128_GCM, &key).ok()?),
             iv,
