@@ -10,6 +10,10 @@
 //!   client Initial costs to recognise (keys derived from its DCID, header protection removed,
 //!   payload opened).
 //!
+//! - Round trips: the bufferbloat lab's capture (bulk TCP both ways and small requests, its
+//!   line loaded for half of it) replayed in-process with every packet counted toward its
+//!   line's load and every ACK matched against the held segment ends.
+//!
 //! Run: cargo bench -p edgeprobe-agent --bench replay
 
 use edgeprobe_core::{CoreConfig, LinkType, Probe, Timestamp};
@@ -130,11 +134,12 @@ fn memory_per_flow() {
 /// Encoded CBOR bytes per subscriber-window on real browsing captures, and on the QUIC fixture.
 fn report_size() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/captures/public");
-    let quic = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/lab_quic.pcapng");
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
     let captures = [
         ("ja4/pcap/tls3.pcapng", root.join("ja4/pcap/tls3.pcapng")),
         ("zeek/testing/btest/Traces/wikipedia.pcap", root.join("zeek/testing/btest/Traces/wikipedia.pcap")),
-        ("lab_quic.pcapng", quic),
+        ("lab_quic.pcapng", fixtures.join("lab_quic.pcapng")),
+        ("lab_bloat_network.pcapng", fixtures.join("lab_bloat_network.pcapng")),
     ];
     for (name, path) in captures {
         if !path.exists() {
@@ -142,7 +147,10 @@ fn report_size() {
             continue;
         }
         let mut file = edgeprobe_agent::capture::file::CaptureFile::open(&path).expect("open");
-        let mut probe = Probe::new(CoreConfig::default());
+        // The bufferbloat lab's line is loaded above 20 kB/s, so all four round-trip
+        // histograms are filled.
+        let loaded = if name.starts_with("lab_bloat") { 20_000 } else { CoreConfig::default().loaded_bytes_per_sec };
+        let mut probe = Probe::new(CoreConfig { loaded_bytes_per_sec: loaded, ..CoreConfig::default() });
         let mut last = Timestamp::ZERO;
         file.for_each_frame(|f| {
             last = last.max(f.ts);
@@ -186,30 +194,69 @@ fn report_size() {
     }
 }
 
-fn quic_cost() {
-    use edgeprobe_core::analyze::quic::{Sniff, sniff};
-    use edgeprobe_core::dissect::{IpProtocol, dissect, udp::UdpPacket};
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/lab_quic.pcapng");
+type Frames = Vec<(Timestamp, LinkType, Vec<u8>, u32)>;
+
+fn fixture_frames(name: &str) -> Frames {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(name);
     let mut frames = Vec::new();
-    let mut file = edgeprobe_agent::capture::file::CaptureFile::open(&path).expect("open the QUIC fixture");
+    let mut file = edgeprobe_agent::capture::file::CaptureFile::open(&path).expect("open the fixture");
     file.for_each_frame(|f| frames.push((f.ts, f.link, f.data.to_vec(), f.wire_len))).expect("read");
-    const ROUNDS: usize = 200;
-    let config = CoreConfig { flow_capacity: 256, sample_capacity: 1024, ..CoreConfig::default() };
-    let mut probes: Vec<Probe> = (0..ROUNDS).map(|_| Probe::new(config.clone())).collect();
-    let (mut quic_events, started) = (0, Instant::now());
+    frames
+}
+
+/// Replays `frames` into `rounds` fresh probes (made beforehand); returns nanoseconds per
+/// packet and what `count` found in each round's events.
+fn in_process(
+    frames: &Frames,
+    rounds: usize,
+    config: &CoreConfig,
+    count: impl Fn(&Probe, &edgeprobe_core::Event) -> usize,
+) -> (f64, usize) {
+    let mut probes: Vec<Probe> = (0..rounds).map(|_| Probe::new(config.clone())).collect();
+    let (mut found, started) = (0, Instant::now());
     for probe in &mut probes {
-        for (ts, link, data, wire_len) in &frames {
+        for (ts, link, data, wire_len) in frames {
             probe.handle_frame(*ts, *link, data, *wire_len);
             while let Some(e) = probe.poll_event() {
-                quic_events += usize::from(matches!(e.detail, edgeprobe_core::event::Detail::Quic(_)));
+                found += count(probe, &e);
             }
         }
     }
-    let per_packet = started.elapsed().as_nanos() as f64 / (ROUNDS * frames.len()) as f64;
+    (started.elapsed().as_nanos() as f64 / (rounds * frames.len()) as f64, found / rounds)
+}
+
+fn rtt_cost() {
+    let frames = fixture_frames("lab_bloat_network.pcapng");
+    const ROUNDS: usize = 50;
+    // The lab line carries 125 kB/s: loaded above 20 kB/s, as the bufferbloat tests set it.
+    let config = CoreConfig { loaded_bytes_per_sec: 20_000, ..CoreConfig::default() };
+    let flow_samples = |_: &Probe, e: &edgeprobe_core::Event| match &e.detail {
+        edgeprobe_core::event::Detail::FlowEnd(f) => {
+            [f.rtt_home, f.rtt_network].iter().flatten().map(|r| usize::from(r.samples)).sum()
+        }
+        _ => 0,
+    };
+    let (per_packet, samples) = in_process(&frames, ROUNDS, &config, flow_samples);
+    println!(
+        "rtt: lab_bloat_network.pcapng, {} packets, {samples} round-trip samples a run: {per_packet:.0} ns per packet \
+         (best effort, {ROUNDS} runs)",
+        frames.len()
+    );
+}
+
+fn quic_cost() {
+    use edgeprobe_core::analyze::quic::{Sniff, sniff};
+    use edgeprobe_core::dissect::{IpProtocol, dissect, udp::UdpPacket};
+    let frames = fixture_frames("lab_quic.pcapng");
+    const ROUNDS: usize = 200;
+    let config = CoreConfig { flow_capacity: 256, sample_capacity: 1024, ..CoreConfig::default() };
+    let is_quic =
+        |_: &Probe, e: &edgeprobe_core::Event| usize::from(matches!(e.detail, edgeprobe_core::event::Detail::Quic(_)));
+    let (per_packet, quic_events) = in_process(&frames, ROUNDS, &config, is_quic);
     println!(
         "quic: lab_quic.pcapng, {} packets, {} quic events a run: {per_packet:.0} ns per packet (best effort, {ROUNDS} runs)",
         frames.len(),
-        quic_events / ROUNDS
+        quic_events
     );
     let mut scratch = Vec::new();
     let initials: Vec<Vec<u8>> = frames
@@ -243,4 +290,5 @@ fn main() {
     memory_per_flow();
     report_size();
     quic_cost();
+    rtt_cost();
 }

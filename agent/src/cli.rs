@@ -39,6 +39,11 @@ pub enum Command {
         /// Print window reports as JSON lines on stdout.
         #[arg(long)]
         reports: bool,
+        /// Print every round-trip sample as a JSON line with `"kind": "rtt_sample"`: the ACK's
+        /// time and flow, `side`, `rtt_us` and `loaded`. For checking against tshark's
+        /// `tcp.analysis.ack_rtt`; there is one per ACK that times a segment.
+        #[arg(long)]
+        rtt_samples: bool,
         /// Send the reports to the configured broker; wait up to `--publish-wait` seconds for
         /// the broker to acknowledge them (the rest stay in the spool).
         #[arg(long)]
@@ -58,7 +63,7 @@ pub enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run { config, events } => crate::run::run(load_config(&config)?, events, capabilities()),
-        Command::Replay { file, config, events, reports, publish, publish_wait, start_at } => {
+        Command::Replay { file, config, events, reports, rtt_samples, publish, publish_wait, start_at } => {
             let config = match config {
                 Some(path) => load_config(&path)?,
                 None => AgentConfig::default(),
@@ -81,7 +86,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             };
             let sink = publish.then_some((&mut send as &mut dyn FnMut(edgeprobe_wire::Report), boot_id));
-            let mut output = ReplayOutput { out: &mut out, events, reports, sink, start_at };
+            let mut output = ReplayOutput { out: &mut out, events, reports, rtt_samples, sink, start_at };
             let summary =
                 replay(&file, config.core(), agent_id, &mut output).with_context(|| file.display().to_string())?;
             out.flush().context("writing to stdout")?;

@@ -49,6 +49,8 @@ pub struct ReplayOutput<'a> {
     pub out: &'a mut dyn Write,
     pub events: bool,
     pub reports: bool,
+    /// Every round-trip sample, as `rtt_sample` lines.
+    pub rtt_samples: bool,
     /// Where reports also go (the MQTT publisher), with the boot id they carry.
     pub sink: Option<(&'a mut dyn FnMut(Report), String)>,
     /// Moves the capture in time so that its first packet falls here; durations are unchanged.
@@ -70,6 +72,9 @@ pub fn replay(
     // one that publishes is a boot of its own.
     let boot_id = output.sink.as_ref().map(|(_, b)| b.clone()).unwrap_or_else(|| replay_boot_id(path));
     probe.set_identity(agent_id, boot_id);
+    if output.rtt_samples {
+        probe.trace_rtt();
+    }
     let mut last = Timestamp::ZERO;
     let (mut events, mut reports) = (0u64, 0u64);
     let mut drain = |probe: &mut Probe, output: &mut ReplayOutput<'_>| {
@@ -79,6 +84,16 @@ pub fn replay(
                 let _ = serde_json::to_writer(&mut *output.out, &event);
                 let _ = output.out.write_all(b"\n");
             }
+        }
+        while let Some(sample) = probe.poll_rtt_sample() {
+            #[derive(serde::Serialize)]
+            struct Line<'a> {
+                kind: &'static str,
+                #[serde(flatten)]
+                sample: &'a edgeprobe_core::RttTrace,
+            }
+            let _ = serde_json::to_writer(&mut *output.out, &Line { kind: "rtt_sample", sample: &sample });
+            let _ = output.out.write_all(b"\n");
         }
         while let Some(report) = probe.poll_report() {
             reports += 1;

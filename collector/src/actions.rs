@@ -42,6 +42,23 @@ fn proposal(incident: &Incident, customer: &Customer, config: &ActionsConfig) ->
             "home-side round trips are slow while the network side is fine: in-home Wi-Fi or devices are the likely cause"
                 .to_string(),
         ),
+        IncidentKind::Bufferbloat if incident.scope.contains_key("access_node") => (
+            "none",
+            false,
+            format!("the queue shared at {scope} bloats for most of its lines under load: capacity or queue management at the node, nothing on this line"),
+        ),
+        IncidentKind::Bufferbloat if incident.scope.get("side").is_some_and(|s| s == "home") => (
+            "wifi_help",
+            true,
+            "round trips inside the home rise far above their idle level whenever the line is busy: the Wi-Fi or the gateway's LAN queue; Wi-Fi help (channel, placement, a mesh point, or queue management on the gateway)"
+                .to_string(),
+        ),
+        IncidentKind::Bufferbloat => (
+            "smart_queue",
+            false,
+            "the access link's queue fills under load and delays everything else on the line: enable smart queue management (AQM) on the line's profile; if the line is saturated daily, a plan with more capacity"
+                .to_string(),
+        ),
         IncidentKind::Customer => (
             "service_ticket",
             false,

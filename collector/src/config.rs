@@ -20,6 +20,8 @@ pub struct CollectorConfig {
     pub actions: ActionsConfig,
     /// Journey definitions and opt-outs pushed to every agent.
     pub agent_config: AgentConfigPush,
+    /// Idle baselines, working latency, bufferbloat and Quality of Outcome.
+    pub working_latency: crate::quality::WorkingLatencyConfig,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -42,6 +44,7 @@ impl Default for CollectorConfig {
             plans,
             actions: ActionsConfig::default(),
             agent_config: AgentConfigPush::default(),
+            working_latency: Default::default(),
         }
     }
 }
@@ -514,6 +517,9 @@ impl CollectorConfig {
             if plan.journey_p90_ms.values().any(|v| !v.is_finite() || *v <= 0.0) {
                 fail(&format!("plans.{name}.journey_p90_ms"), "latency thresholds must be positive");
             }
+        }
+        for (field, reason) in self.working_latency.problems() {
+            fail(&field, &reason);
         }
         for (i, r) in self.actions.journey_rules.iter().enumerate() {
             let field = format!("actions.journey_rules[{i}]");

@@ -18,6 +18,7 @@ pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod model;
+pub mod quality;
 pub mod store;
 #[doc(hidden)]
 pub mod testing;

@@ -14,6 +14,9 @@ pub enum IncidentKind {
     HomeNetwork,
     Customer,
     AgentsOffline,
+    /// Round trips rise well above the line's idle baseline under load: a deep queue, at home
+    /// (`side` home) or on the access link (`side` access), for a line or a whole node.
+    Bufferbloat,
 }
 
 impl IncidentKind {
@@ -26,6 +29,7 @@ impl IncidentKind {
             IncidentKind::HomeNetwork => "home_network",
             IncidentKind::Customer => "customer",
             IncidentKind::AgentsOffline => "agents_offline",
+            IncidentKind::Bufferbloat => "bufferbloat",
         }
     }
 
@@ -38,6 +42,7 @@ impl IncidentKind {
             "home_network" => IncidentKind::HomeNetwork,
             "customer" => IncidentKind::Customer,
             "agents_offline" => IncidentKind::AgentsOffline,
+            "bufferbloat" => IncidentKind::Bufferbloat,
             _ => return None,
         })
     }
@@ -122,7 +127,7 @@ pub struct Action {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
     pub customer_id: String,
-    /// `outage_notice`, `wifi_help`, `service_ticket`, `hold_marketing` or `none`.
+    /// `outage_notice`, `wifi_help`, `service_ticket`, `smart_queue`, `hold_marketing` or `none`.
     pub action: String,
     /// Whether the action contacts the customer (and so counts against the contact cap).
     pub contact: bool,

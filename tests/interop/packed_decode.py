@@ -29,11 +29,12 @@ RESOLVER = {0: "resolver", 1: "dns", 2: "latency"}
 JOURNEY = {0: "journey", 1: "phase", 2: "channel", 3: "latency", 4: "ok", 5: "failed", 6: "timeout",
            7: "abandoned", 8: "failed_steps"}
 METRICS = ["connect_network", "connect_home", "dns", "tls_handshake", "http_ttfb", "quic_hello", "quic_home",
-           "quic_handshake"]
+           "quic_handshake", "rtt_home", "rtt_network", "rtt_home_loaded", "rtt_network_loaded"]
 COUNTERS = {0: "connects", 1: "connect_refused", 2: "connect_timeout", 3: "dns", 4: "tls_ok", 5: "tls_failed",
             6: "http_responses", 7: "http_4xx", 8: "http_5xx", 9: "flows", 10: "bytes_up", 11: "bytes_down",
             12: "retrans_up", 13: "retrans_down", 14: "dns_late", 15: "quic_ok", 16: "quic_incomplete",
-            17: "quic_bytes_up", 18: "quic_bytes_down"}
+            17: "quic_bytes_up", 18: "quic_bytes_down", 19: "loaded_bytes_up", 20: "loaded_bytes_down",
+            21: "packets_up", 22: "packets_down"}
 RCODES = ["NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN", "YXRRSET", "NXRRSET",
           "NOTAUTH", "NOTZONE"]
 

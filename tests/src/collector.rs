@@ -138,6 +138,14 @@ impl Collector {
         }
     }
 
+    /// A page's text (the console's HTML).
+    pub fn get_text(&self, path: &str) -> String {
+        match self.request("GET", path).call() {
+            Ok(r) => r.into_string().expect("a text body"),
+            Err(e) => panic!("GET {path}: {e}"),
+        }
+    }
+
     /// The JSON body, or None on an error status (a store reconnecting answers 503 once).
     pub fn try_get(&self, path: &str) -> Option<Value> {
         self.request("GET", path).call().ok().and_then(|r| r.into_json().ok())
@@ -304,14 +312,27 @@ pub fn replay_agent_with(
     agent_id: &str,
     subscriber: &str,
     broker: &str,
+    times: (u64, u64),
+    extra: &str,
+) -> Vec<Value> {
+    replay_agent_measuring(dir, capture, (agent_id, subscriber), broker, times, "", extra)
+}
+
+/// `replay_agent_with` with `measure` added to the agent's `[measure]` section.
+pub fn replay_agent_measuring(
+    dir: &Path,
+    capture: &Path,
+    (agent_id, subscriber): (&str, &str),
+    broker: &str,
     (start_at, interval_secs): (u64, u64),
+    measure: &str,
     extra: &str,
 ) -> Vec<Value> {
     let config = dir.join(format!("agent-{agent_id}.toml"));
     std::fs::write(
         &config,
         format!(
-            "[agent]\nid = \"{agent_id}\"\n[measure]\nreport_interval_secs = {interval_secs}\n\
+            "[agent]\nid = \"{agent_id}\"\n[measure]\nreport_interval_secs = {interval_secs}\n{measure}\n\
              [subscribers]\nmode = \"cpe\"\nsubscriber_id = \"{subscriber}\"\n[mqtt]\nurl = \"{broker}\"\n{extra}"
         ),
     )

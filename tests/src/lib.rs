@@ -64,6 +64,17 @@ pub fn fixtures() -> PathBuf {
     workspace_root().join("tests/fixtures")
 }
 
+/// Every capture among the fixtures, in name order.
+pub fn fixture_captures() -> Vec<PathBuf> {
+    let mut captures: Vec<PathBuf> = std::fs::read_dir(fixtures())
+        .expect("tests/fixtures")
+        .map(|e| e.expect("a directory entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pcap" || e == "pcapng"))
+        .collect();
+    captures.sort();
+    captures
+}
+
 /// The `edgeprobe` binary of this build, built on first use.
 pub fn edgeprobe_bin() -> PathBuf {
     static BUILD: Once = Once::new();

@@ -2,7 +2,7 @@
 //! Debian's Rust 1.85, and each, run under qemu-user, must print exactly what the x86-64 build
 //! prints for every fixture capture. Needs the toolchain of `cross/build.sh install`.
 
-use edgeprobe_tests::{edgeprobe_bin, fixtures, prerequisite, workspace_root};
+use edgeprobe_tests::{edgeprobe_bin, prerequisite, workspace_root};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -70,12 +70,7 @@ fn arm_builds_print_exactly_what_the_x86_64_build_prints() {
     let size = |triple: &str| std::fs::metadata(binary(triple)).unwrap().len();
     assert!(size(TARGETS[0].0) <= AARCH64_MAX_BYTES, "aarch64 binary is {} bytes", size(TARGETS[0].0));
 
-    let mut captures: Vec<PathBuf> = std::fs::read_dir(fixtures())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "pcap" || e == "pcapng"))
-        .collect();
-    captures.sort();
+    let captures = edgeprobe_tests::fixture_captures();
     assert!(captures.len() >= 8, "fixtures: {captures:?}");
     let busiest = captures.iter().max_by_key(|p| std::fs::metadata(p).unwrap().len()).unwrap().clone();
     let host = edgeprobe_bin();

@@ -15,7 +15,7 @@ const FIXTURES: [&str; 5] = ["lab_dns.pcapng", "lab_tcp.pcap", "lab_tls.pcapng",
 
 /// Each window's report with the events emitted while it was open (they precede it in output).
 fn windows(fixture: &str) -> Vec<(Report, Vec<Value>)> {
-    let out = replay(&fixtures().join(fixture), &["--reports"]);
+    let out = replay(&fixtures().join(fixture), &["--reports", "--rtt-samples"]);
     assert!(out.success, "{}", out.stderr);
     let mut result = Vec::new();
     let mut pending = Vec::new();
@@ -42,8 +42,25 @@ fn metric_value(e: &Value, metric: &str) -> Option<u64> {
         ("quic", "quic_hello") => e["hello_us"].as_u64(),
         ("quic", "quic_home") => e["home_us"].as_u64(),
         ("quic", "quic_handshake") if e["outcome"] == "ok" => e["handshake_us"].as_u64(),
+        ("rtt_sample", m) if m.starts_with("rtt_") => {
+            let side = e["side"].as_str()?;
+            let loaded = e["loaded"].as_bool()?;
+            let wanted = m == format!("rtt_{side}") || (loaded && m == format!("rtt_{side}_loaded"));
+            if wanted { Some(bucket_middle(e["rtt_us"].as_u64()?)) } else { None }
+        }
         _ => None,
     }
+}
+
+/// Round trips are counted in buckets of 16 an octave (values under 32 µs exact, the rest from
+/// 2^k to 2^(k+1) in 16 equal steps, up to 2^27 µs) and written as each bucket's middle.
+fn bucket_middle(us: u64) -> u64 {
+    let v = us.min((1 << 27) - 1);
+    if v < 32 {
+        return v;
+    }
+    let step = 1u64 << (63 - v.leading_zeros() - 4);
+    v / step * step + step / 2
 }
 
 fn expected(events: &[&Value], metric: &str) -> Option<WireHistogram> {
@@ -105,6 +122,10 @@ fn counters_of(events: &[&Value]) -> edgeprobe_wire::Counters {
         quic_incomplete: count("quic", &|e| e["outcome"] != "ok"),
         quic_bytes_up: quic_sum("bytes_up"),
         quic_bytes_down: quic_sum("bytes_down"),
+        loaded_bytes_up: 0,
+        loaded_bytes_down: 0,
+        packets_up: sum("packets_up"),
+        packets_down: sum("packets_down"),
     }
 }
 
@@ -132,7 +153,11 @@ fn histograms_and_counters_agree_with_the_events() {
                     );
                     checked += usize::from(sub.metrics.get(metric).is_some());
                 }
-                assert_eq!(sub.counters, counters_of(&mine), "{fixture} {}", sub.subscriber);
+                // Bytes moved while loaded are per packet, which events do not tell: checked
+                // against tshark's packet lengths in `rtt_samples.rs`.
+                let mut counters = sub.counters.clone();
+                (counters.loaded_bytes_up, counters.loaded_bytes_down) = (0, 0);
+                assert_eq!(counters, counters_of(&mine), "{fixture} {}", sub.subscriber);
                 // Per resolver, in the order first asked: its rcodes, and its own latency
                 // histogram where the line asked more than one.
                 let resolver = |e: &Value| e["server"].as_str().unwrap().parse::<std::net::SocketAddr>().unwrap().ip();
@@ -162,7 +187,10 @@ fn histograms_and_counters_agree_with_the_events() {
                 for svc in sub.services.iter().filter(|s| s.service != "other") {
                     let named: Vec<&Value> =
                         mine.iter().copied().filter(|e| e["service"] == svc.service.as_str()).collect();
-                    assert_eq!(svc.counters, counters_of(&named), "{fixture} {}", svc.service);
+                    // Packets are counted per line only.
+                    let mut counted = counters_of(&named);
+                    (counted.packets_up, counted.packets_down) = (0, 0);
+                    assert_eq!(svc.counters, counted, "{fixture} {}", svc.service);
                     services_checked += 1;
                     for metric in edgeprobe_wire::METRICS {
                         assert_eq!(

@@ -27,6 +27,11 @@ pub struct CoreConfig {
     /// UDP ports where a flow whose first Initial cannot be opened is still followed as QUIC.
     /// On any port, an Initial that opens with its version's public keys is QUIC for certain.
     pub quic_ports: Vec<u16>,
+    /// A line is loaded while its packets in one direction carried at least this many bytes
+    /// (IP length) in the last second; round trips taken then are `loaded`. 500 kB/s (4 Mbit/s)
+    /// is above an HD video call or an idle line's background, and below what one bulk transfer
+    /// reaches on any access link of 10 Mbit/s or more: the load that fills a queue.
+    pub loaded_bytes_per_sec: u64,
     /// Report windows: their length, aligned to the clock.
     pub report_interval_secs: u64,
     /// Subscribers in one window; measurements of further subscribers are refused and counted.
@@ -68,6 +73,7 @@ impl Default for CoreConfig {
             stream_capacity: 1024,
             tls_hello_max_bytes: 16_384,
             quic_ports: vec![443],
+            loaded_bytes_per_sec: 500_000,
             report_interval_secs: 60,
             max_subscribers: 1024,
             services_per_subscriber: 5,
@@ -95,6 +101,10 @@ pub struct ConfigError {
     pub reason: String,
 }
 
+/// A line's round-trip histograms in a window: four of 384 `u32` buckets (`window::rtt`
+/// checks it is so).
+pub const RTT_HISTOGRAMS_BYTES: usize = 4 * 384 * 4;
+
 impl CoreConfig {
     /// The most the core's tables can take when every one is full, in bytes: the flow table
     /// and its timers, pending DNS queries, TCP streams and QUIC handshakes each holding a whole
@@ -109,6 +119,7 @@ impl CoreConfig {
                 * n(self.tls_hello_max_bytes + 256 + std::mem::size_of::<crate::dissect::quic::InitialKeys>())
             + n(self.fragment_slots) * n(self.fragment_max_bytes)
             + n(self.sample_capacity) * 12
+            + n(self.max_subscribers) * n(crate::analyze::load::LoadMeter::bytes_per_line() + RTT_HISTOGRAMS_BYTES)
             + n(self.episode_capacity) * 256
             + n(self.service_cache_capacity) * 128
     }
@@ -154,6 +165,9 @@ impl CoreConfig {
         }
         if self.quic_ports.len() > 64 || self.quic_ports.contains(&0) {
             out.push(ConfigError { field: "quic_ports", reason: "at most 64 ports, none of them 0".into() });
+        }
+        if self.loaded_bytes_per_sec == 0 {
+            out.push(ConfigError { field: "loaded_bytes_per_sec", reason: "must be at least 1".into() });
         }
         if self.flow_capacity > u32::MAX as usize / 2 {
             out.push(ConfigError { field: "flow_capacity", reason: "must be below 2^31".into() });

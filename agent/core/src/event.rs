@@ -210,9 +210,34 @@ pub struct FlowEndEvent {
     pub rst_down: u64,
     pub duration_us: u64,
     pub reason: FlowEndReason,
+    /// Round trips of an established TCP connection by side; left out when none was taken.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtt_home: Option<RttSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtt_network: Option<RttSummary>,
 }
 
-fn unix_secs<S: Serializer>(ts: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+/// A flow's round trips on one side: counters only, the distributions are the subscriber's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RttSummary {
+    pub min_us: u32,
+    pub max_us: u32,
+    pub samples: u16,
+    pub loaded: u16,
+}
+
+impl RttSummary {
+    pub fn add(&mut self, us: u32, loaded: bool) {
+        if self.samples == 0 || us < self.min_us {
+            self.min_us = us;
+        }
+        self.max_us = self.max_us.max(us);
+        self.samples = self.samples.saturating_add(1);
+        self.loaded = self.loaded.saturating_add(u16::from(loaded));
+    }
+}
+
+pub(crate) fn unix_secs<S: Serializer>(ts: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(ts.as_unix_secs_f64())
 }
 

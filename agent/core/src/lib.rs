@@ -26,5 +26,5 @@ pub use config::CoreConfig;
 pub use counters::Counters;
 pub use dissect::LinkType;
 pub use event::Event;
-pub use pipeline::Probe;
+pub use pipeline::{Probe, RttTrace};
 pub use time::Timestamp;

@@ -11,9 +11,10 @@ use crate::{
         frag::{FragKey, Reassembler},
         http::{self, HttpSession},
         journey::Tracker,
+        load::LoadMeter,
         quic::QuicSession,
         services::{NameCache, host_service},
-        tcp::Segment,
+        tcp::{Segment, Side},
         tls::TlsSession,
     },
     config::{CoreConfig, secs_to_nanos},
@@ -39,13 +40,15 @@ mod transport;
 const DNS_PORT: u16 = 53;
 const DHCP_PORTS: [u16; 2] = [67, 68];
 
-/// The link-layer facts about a packet that say whose it is.
+/// The link-layer facts about a packet that say whose it is, and its IP length, which is what
+/// a line's load counts.
 #[derive(Clone, Copy, Debug, Default)]
 struct Link {
     src_mac: Option<[u8; 6]>,
     dst_mac: Option<[u8; 6]>,
     vlan: Option<u16>,
     pppoe_session: Option<u16>,
+    ip_len: u32,
 }
 
 /// A timer on a flow slot; `generation` tells whether the slot still holds the same flow.
@@ -80,6 +83,27 @@ pub struct Probe {
     http_done: Vec<HttpEvent>,
     timeouts: Timeouts,
     journeys: Tracker,
+    /// Each line's load, by interned subscriber handle.
+    load: LoadMeter,
+    /// Every round-trip sample, when asked for (a replay checking itself against tshark).
+    rtt_trace: Option<VecDeque<RttTrace>>,
+}
+
+/// One round-trip sample as taken: the ACK's time and flow, the side it timed, its length and
+/// whether the line was loaded. Not an event (there would be one per ACK); a replay prints them
+/// on request.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct RttTrace {
+    #[serde(serialize_with = "crate::event::unix_secs")]
+    pub ts: Timestamp,
+    pub subscriber: String,
+    pub client: SocketAddr,
+    pub server: SocketAddr,
+    pub side: &'static str,
+    /// The ACK's acknowledgement number, as sent: which segment end it timed.
+    pub ack: u32,
+    pub rtt_us: u32,
+    pub loaded: bool,
 }
 
 /// The analyzer following a TCP connection's bytes.
@@ -135,6 +159,8 @@ impl Probe {
                 linger: secs_to_nanos(config.tcp_close_linger_secs),
             },
             journeys: Tracker::new(config.journeys.clone(), config.episode_capacity),
+            load: LoadMeter::new(config.max_subscribers, config.loaded_bytes_per_sec),
+            rtt_trace: None,
             config,
         }
     }
@@ -150,6 +176,16 @@ impl Probe {
     /// The next measurement event, oldest first.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
+    }
+
+    /// Keeps every round-trip sample for `poll_rtt_sample` from now on.
+    pub fn trace_rtt(&mut self) {
+        self.rtt_trace.get_or_insert_with(VecDeque::new);
+    }
+
+    /// The next round-trip sample kept since `trace_rtt`, oldest first.
+    pub fn poll_rtt_sample(&mut self) -> Option<RttTrace> {
+        self.rtt_trace.as_mut()?.pop_front()
     }
 
     /// The next window report, oldest first.
@@ -183,6 +219,9 @@ impl Probe {
             if self.strings.get(owner).is_some_and(|k| keys.contains(k)) {
                 self.strings.release(owner);
                 self.flows.flow_mut(slot).owner = OPTED_OUT;
+                if self.strings.get(owner).is_none() {
+                    self.load.forget(owner);
+                }
             }
         }
         self.windows.withhold(&keys);
@@ -346,8 +385,8 @@ impl Probe {
             let quic = self.flows.flow(slot).quic;
             self.windows.add_traffic(cell.subscriber, cell.service, dir, (bytes, retrans), quic);
             let t = &mut self.flows.flow_mut(slot).cell_traffic;
-            t.bytes[dir] = t.bytes[dir].saturating_add(bytes);
-            t.retrans[dir] = t.retrans[dir].saturating_add(u32::try_from(retrans).unwrap_or(u32::MAX));
+            t.bytes[dir] = t.bytes[dir].saturating_add(u32::try_from(bytes).unwrap_or(u32::MAX));
+            t.retrans[dir] = t.retrans[dir].saturating_add(u16::try_from(retrans).unwrap_or(u16::MAX));
         }
     }
 
@@ -423,6 +462,9 @@ impl Probe {
                 self.strings.release(handle);
             }
         }
+        if f.owner != OPTED_OUT && self.strings.get(f.owner).is_none() {
+            self.load.forget(f.owner);
+        }
         let Some(who) = who else { return }; // opted out: nothing to report
         match stream {
             Some(AppStream::Tls(tls)) => {
@@ -454,12 +496,14 @@ impl Probe {
             packets_down: u64::from(down.packets),
             retrans_up: u64::from(up.retrans),
             retrans_down: u64::from(down.retrans),
-            zero_window_up: u64::from(up.zero_window),
-            zero_window_down: u64::from(down.zero_window),
-            rst_up: u64::from(up.rst),
-            rst_down: u64::from(down.rst),
+            zero_window_up: u64::from(f.tcp.zero_windows(0)),
+            zero_window_down: u64::from(f.tcp.zero_windows(1)),
+            rst_up: u64::from(f.tcp.resets(0)),
+            rst_down: u64::from(f.tcp.resets(1)),
             duration_us: f.last.micros_since(f.first),
             reason,
+            rtt_home: Some(f.tcp.rtt[Side::Home as usize]).filter(|r| r.samples > 0),
+            rtt_network: Some(f.tcp.rtt[Side::Network as usize]).filter(|r| r.samples > 0),
         };
         self.emit_as(&who, ts, client, server, Detail::FlowEnd(event));
     }

@@ -98,6 +98,16 @@ impl WireHistogram {
         }
     }
 
+    /// Summarises and encodes (value µs, count) pairs in ascending order of value: a histogram
+    /// kept elsewhere in coarser buckets, each given here by its representative value.
+    pub fn from_counts(counts: &[(u64, u64)], encoder: &mut HistogramEncoder) -> Self {
+        let mut h = new_histogram_upto(counts.last().map_or(0, |c| c.0));
+        for &(v, n) in counts {
+            let _ = h.record_n(v.clamp(LOWEST_US, HIGHEST_US), n);
+        }
+        Self::from_histogram_with(&h, encoder)
+    }
+
     /// Sets the summary figures from the encoding, which is what a reader can check: a report
     /// whose figures disagree with its histogram is told by the histogram.
     pub fn summarize(&mut self, reader: &mut HistogramReader) -> Result<(), HistogramError> {

@@ -255,10 +255,26 @@ pub struct Metrics {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[n(7)]
     pub quic_handshake: Option<WireHistogram>,
+    /// Round trips on established TCP connections, as tshark's `ack_rtt`: an ACK from the
+    /// subscriber's side times the home side, one from the server the network side. Every
+    /// sample is in these two; the `_loaded` ones hold again those taken while the line was
+    /// loaded. Per line only, and recorded at about 3 % precision (16 buckets an octave).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[n(8)]
+    pub rtt_home: Option<WireHistogram>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[n(9)]
+    pub rtt_network: Option<WireHistogram>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[n(10)]
+    pub rtt_home_loaded: Option<WireHistogram>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[n(11)]
+    pub rtt_network_loaded: Option<WireHistogram>,
 }
 
 /// Metric names, in the order of the fields above.
-pub const METRICS: [&str; 8] = [
+pub const METRICS: [&str; 12] = [
     "connect_network",
     "connect_home",
     "dns",
@@ -267,7 +283,14 @@ pub const METRICS: [&str; 8] = [
     "quic_hello",
     "quic_home",
     "quic_handshake",
+    "rtt_home",
+    "rtt_network",
+    "rtt_home_loaded",
+    "rtt_network_loaded",
 ];
+
+/// The round-trip histograms of [`METRICS`]: idle and loaded, home and network side.
+pub const RTT_METRICS: [&str; 4] = ["rtt_home", "rtt_network", "rtt_home_loaded", "rtt_network_loaded"];
 
 impl Metrics {
     pub fn get(&self, name: &str) -> Option<&WireHistogram> {
@@ -280,6 +303,10 @@ impl Metrics {
             "quic_hello" => self.quic_hello.as_ref(),
             "quic_home" => self.quic_home.as_ref(),
             "quic_handshake" => self.quic_handshake.as_ref(),
+            "rtt_home" => self.rtt_home.as_ref(),
+            "rtt_network" => self.rtt_network.as_ref(),
+            "rtt_home_loaded" => self.rtt_home_loaded.as_ref(),
+            "rtt_network_loaded" => self.rtt_network_loaded.as_ref(),
             _ => None,
         }
     }
@@ -295,6 +322,10 @@ impl Metrics {
             &mut self.quic_hello,
             &mut self.quic_home,
             &mut self.quic_handshake,
+            &mut self.rtt_home,
+            &mut self.rtt_network,
+            &mut self.rtt_home_loaded,
+            &mut self.rtt_network_loaded,
         ]
         .into_iter()
         .flatten()
@@ -310,6 +341,10 @@ impl Metrics {
             "quic_hello" => Some(&mut self.quic_hello),
             "quic_home" => Some(&mut self.quic_home),
             "quic_handshake" => Some(&mut self.quic_handshake),
+            "rtt_home" => Some(&mut self.rtt_home),
+            "rtt_network" => Some(&mut self.rtt_network),
+            "rtt_home_loaded" => Some(&mut self.rtt_home_loaded),
+            "rtt_network_loaded" => Some(&mut self.rtt_network_loaded),
             _ => None,
         }
     }
@@ -382,6 +417,22 @@ pub struct Counters {
     #[serde(default, skip_serializing_if = "is_zero")]
     #[cbor(n(18), with = "crate::packed::or_default", has_nil)]
     pub quic_bytes_down: u64,
+    /// Bytes (IP length) the line's packets carried while it was loaded
+    /// (`loaded_bytes_per_sec`), per direction. Per line only.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    #[cbor(n(19), with = "crate::packed::or_default", has_nil)]
+    pub loaded_bytes_up: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    #[cbor(n(20), with = "crate::packed::or_default", has_nil)]
+    pub loaded_bytes_down: u64,
+    /// Packets of the line's measured flows, per direction: what retransmissions are a share
+    /// of (the passive stand-in for loss). Per line only.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    #[cbor(n(21), with = "crate::packed::or_default", has_nil)]
+    pub packets_up: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    #[cbor(n(22), with = "crate::packed::or_default", has_nil)]
+    pub packets_down: u64,
 }
 
 impl Counters {
@@ -407,6 +458,10 @@ impl Counters {
         add(&mut self.quic_incomplete, other.quic_incomplete);
         add(&mut self.quic_bytes_up, other.quic_bytes_up);
         add(&mut self.quic_bytes_down, other.quic_bytes_down);
+        add(&mut self.loaded_bytes_up, other.loaded_bytes_up);
+        add(&mut self.loaded_bytes_down, other.loaded_bytes_down);
+        add(&mut self.packets_up, other.packets_up);
+        add(&mut self.packets_down, other.packets_down);
         add(&mut self.bytes_up, other.bytes_up);
         add(&mut self.bytes_down, other.bytes_down);
         add(&mut self.retrans_up, other.retrans_up);
@@ -465,6 +520,8 @@ impl Report {
                     ("bytes_down", counters.bytes_down),
                     ("quic_bytes_up", counters.quic_bytes_up),
                     ("quic_bytes_down", counters.quic_bytes_down),
+                    ("loaded_bytes_up", counters.loaded_bytes_up),
+                    ("loaded_bytes_down", counters.loaded_bytes_down),
                 ] {
                     if v > MAX_BYTES {
                         return Err(err(at(name), v, MAX_BYTES));
@@ -473,7 +530,7 @@ impl Report {
                 let Counters { connects, connect_refused, connect_timeout, tls_ok, tls_failed, http_responses, .. } =
                     *counters;
                 let Counters { http_4xx, http_5xx, flows, retrans_up, retrans_down, dns_late, .. } = *counters;
-                let Counters { quic_ok, quic_incomplete, .. } = *counters;
+                let Counters { quic_ok, quic_incomplete, packets_up, packets_down, .. } = *counters;
                 for (name, v) in [
                     ("connects", connects),
                     ("connect_refused", connect_refused),
@@ -489,6 +546,8 @@ impl Report {
                     ("dns_late", dns_late),
                     ("quic_ok", quic_ok),
                     ("quic_incomplete", quic_incomplete),
+                    ("packets_up", packets_up),
+                    ("packets_down", packets_down),
                 ] {
                     count(&|| at(name), v)?;
                 }

@@ -29,6 +29,10 @@ fn sample_report() -> Report {
         quic_incomplete: 1,
         quic_bytes_up: 900,
         quic_bytes_down: 40_000,
+        loaded_bytes_up: 31_000,
+        loaded_bytes_down: 2_100_000,
+        packets_up: 320,
+        packets_down: 410,
         ..Counters::default()
     };
     counters.dns.insert("NOERROR".into(), 5);
@@ -63,6 +67,10 @@ fn sample_report() -> Report {
             quic_hello: histogram(&[40_200, 95_000]),
             quic_home: histogram(&[10_300, 11_000]),
             quic_handshake: histogram(&[55_100]),
+            rtt_home: histogram(&[2_080, 2_208, 36_352]),
+            rtt_network: histogram(&[20_480, 20_992, 185_344]),
+            rtt_home_loaded: histogram(&[36_352]),
+            rtt_network_loaded: histogram(&[185_344]),
         },
         counters,
         services: vec![service],
@@ -129,6 +137,10 @@ fn version_1_reports_still_decode() {
     {
         (metrics.quic_hello, metrics.quic_home, metrics.quic_handshake) = (None, None, None);
         (counters.quic_ok, counters.quic_incomplete, counters.quic_bytes_up, counters.quic_bytes_down) = (0, 0, 0, 0);
+        (metrics.rtt_home, metrics.rtt_network, metrics.rtt_home_loaded, metrics.rtt_network_loaded) =
+            (None, None, None, None);
+        (counters.loaded_bytes_up, counters.loaded_bytes_down) = (0, 0);
+        (counters.packets_up, counters.packets_down) = (0, 0);
     }
     for file in ["report_v1.cbor", "report_v1.json"] {
         let committed = std::fs::read(golden(file)).expect("golden vector committed");
@@ -162,8 +174,8 @@ fn a_line_histogram_that_merges_its_services_is_left_out_and_rebuilt() {
     let cbor = encode(&report, Encoding::Cbor);
     assert_eq!(
         packed_line_metrics(&cbor),
-        [0, 1, 2, 5, 6],
-        "connect_network, connect_home, dns, quic_hello and quic_home"
+        [0, 1, 2, 5, 6, 8, 9, 10, 11],
+        "connect_network, connect_home, dns, quic_hello, quic_home and the round trips"
     );
     assert_eq!(decode(&cbor).unwrap(), report);
 
@@ -175,7 +187,11 @@ fn a_line_histogram_that_merges_its_services_is_left_out_and_rebuilt() {
     second.metrics = Metrics { tls_handshake: histogram(&[75_000]), ..Metrics::default() };
     two.subscribers[0].services.push(second);
     two.subscribers[0].metrics.tls_handshake = histogram(&[61_000, 75_000]);
-    assert_eq!(packed_line_metrics(&encode(&two, Encoding::Cbor)), [0, 1, 2, 3, 5, 6], "compressed: sent as it is");
+    assert_eq!(
+        packed_line_metrics(&encode(&two, Encoding::Cbor)),
+        [0, 1, 2, 3, 5, 6, 8, 9, 10, 11],
+        "compressed: sent as it is"
+    );
     let compressed = two.subscribers[0].metrics.tls_handshake.clone().unwrap();
     Codec::default().store_merges(&mut two.subscribers[0]).unwrap();
     let stored = two.subscribers[0].metrics.tls_handshake.clone().unwrap();
@@ -183,7 +199,7 @@ fn a_line_histogram_that_merges_its_services_is_left_out_and_rebuilt() {
     assert_eq!(stored.histogram().unwrap(), compressed.histogram().unwrap());
     assert_eq!(WireHistogram { hdr: vec![], ..stored }, WireHistogram { hdr: vec![], ..compressed });
     let cbor = encode(&two, Encoding::Cbor);
-    assert_eq!(packed_line_metrics(&cbor), [0, 1, 2, 5, 6]);
+    assert_eq!(packed_line_metrics(&cbor), [0, 1, 2, 5, 6, 8, 9, 10, 11]);
     assert_eq!(decode(&cbor).unwrap(), two);
 
     // A line said to have no handshake though a service has one stays without.
@@ -199,7 +215,7 @@ fn a_line_histogram_that_merges_its_services_is_left_out_and_rebuilt() {
         Codec::default().store_merges(&mut other.subscribers[0]).unwrap();
         assert_eq!(other, kept, "{line_tls:?}");
         let cbor = encode(&other, Encoding::Cbor);
-        assert_eq!(packed_line_metrics(&cbor), [0, 1, 2, 3, 5, 6], "{line_tls:?}");
+        assert_eq!(packed_line_metrics(&cbor), [0, 1, 2, 3, 5, 6, 8, 9, 10, 11], "{line_tls:?}");
         assert_eq!(decode(&cbor).unwrap(), other);
     }
 }
@@ -382,6 +398,7 @@ fn collectors_from_before_quic_read_reports_that_carry_it() {
     let sm = service.metrics.as_ref().unwrap();
     assert_eq!(sm.tls_handshake.as_ref().map(|b| b.to_vec()), bytes(&line.services[0].metrics.tls_handshake));
     assert_eq!(service.counters.as_ref().unwrap().tls_ok, Some(1));
-    // And the report does carry QUIC, which this reader skipped.
+    // And the report does carry QUIC and round trips, which this reader skipped.
     assert!(line.metrics.quic_hello.is_some() && line.services[0].metrics.quic_handshake.is_some());
+    assert!(line.metrics.rtt_network_loaded.is_some() && line.counters.loaded_bytes_down > 0);
 }

@@ -111,7 +111,9 @@ pub(crate) async fn history_page(
             })
             .collect();
         let mut options = String::from("<option value=\"\">any kind</option>");
-        for k in ["access_node", "region", "service", "resolver", "home_network", "customer", "agents_offline"] {
+        for k in
+            ["access_node", "region", "service", "resolver", "home_network", "customer", "agents_offline", "bufferbloat"]
+        {
             let selected = if kind.as_deref() == Some(k) { " selected" } else { "" };
             let _ = write!(options, "<option{selected}>{k}</option>");
         }
@@ -142,6 +144,40 @@ pub(crate) async fn history_page(
         Ok(page("Incident history", &user, &body))
     })
     .await
+}
+
+/// Per side, the loaded round trips' p90 against the idle baseline; and the QoO scores.
+fn quality_charts(quality: &[crate::quality::LineQuality], range: (i64, i64)) -> String {
+    let ms = |v: Option<u64>| v.map(|us| us as f64 / 1000.0);
+    let series = |label: &str, f: &dyn Fn(&crate::quality::LineQuality) -> Option<f64>| super::plots::Series {
+        label: label.into(),
+        points: quality.iter().filter_map(|q| f(q).map(|v| (q.window_start, v))).collect(),
+    };
+    let mut out = String::new();
+    for (side, title) in
+        [("home", "Round trips under load, home side"), ("network", "Round trips under load, network side")]
+    {
+        let pick = |q: &crate::quality::LineQuality| if side == "home" { q.home.clone() } else { q.network.clone() };
+        let lines = [
+            series("loaded p90", &|q| ms(pick(q).loaded_p90_us)),
+            series("idle baseline", &|q| ms(pick(q).baseline_us)),
+        ];
+        out.push_str(&chart(&format!("rtt_{side}_loaded"), title, "ms", &lines, range, fmt_ms));
+    }
+    let mut names: Vec<&str> = quality.iter().flat_map(|q| q.qoo.keys().map(String::as_str)).collect();
+    names.sort_unstable();
+    names.dedup();
+    let scores: Vec<super::plots::Series> = names.iter().map(|n| series(n, &|q| q.qoo.get(*n).copied())).collect();
+    out.push_str(&chart("qoo", "Quality of Outcome (draft-ietf-ippm-qoo-10)", "score", &scores, range, fmt_score));
+    out
+}
+
+fn fmt_ms(v: f64) -> String {
+    ms(v)
+}
+
+fn fmt_score(v: f64) -> String {
+    format!("{v:.0}")
 }
 
 pub(crate) fn metric_title(metric: &str) -> String {
@@ -359,6 +395,11 @@ pub(crate) async fn customer_page(
         for metric in ["dns", "connect_network", "connect_home", "tls_handshake", "http_ttfb"].into_iter().chain(quic) {
             let s = percentiles(&per_window(&lines, metric), "", &P50_90_99);
             plots.push_str(&chart(metric, &metric_title(metric), "ms", &s, (since, until), ms));
+        }
+        // Working latency and Quality of Outcome, where the line had round trips.
+        let quality = store.line_quality(&c.customer_id, since)?;
+        if !quality.is_empty() {
+            plots.push_str(&quality_charts(&quality, (since, until)));
         }
         let mut journeys: Vec<&str> =
             lines.iter().flat_map(|(_, l)| l.journeys.iter().map(|j| j.journey.as_str())).collect();

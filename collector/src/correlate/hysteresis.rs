@@ -14,6 +14,7 @@ pub(super) struct Judged<'a> {
     pub verdicts: &'a Verdicts<'a>,
     pub journeys: &'a BTreeSet<String>,
     pub services: &'a BTreeSet<String>,
+    pub loaded: &'a super::bloat::Loaded,
 }
 
 impl Judged<'_> {
@@ -30,6 +31,14 @@ impl Judged<'_> {
             },
             IncidentKind::Resolver => self.verdicts.values().any(|(_, _, j)| j.contains("dns")),
             IncidentKind::AgentsOffline => false,
+            // Only a window with the line (or a line of the node) under load can show it.
+            IncidentKind::Bufferbloat => match scope.get("customer_id") {
+                Some(id) => {
+                    let side = usize::from(get("side") == "access");
+                    self.loaded.customers.get(id).is_some_and(|m| m[side])
+                }
+                None => self.loaded.nodes.contains(get("access_node")),
+            },
         }
     }
 }

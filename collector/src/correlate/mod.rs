@@ -6,7 +6,9 @@
 //! service (one service bad across access nodes while the same customers' other services are
 //! fine), a region (several of its access nodes failing), an access node. What no group explains
 //! becomes a customer incident; a slow home side with a healthy network side is a home-network
-//! incident. Every incident passes through hysteresis: `open_after` bad windows to open,
+//! incident. A line whose round trips under load rise well above its idle baseline is a
+//! bufferbloat incident, at home or on the access side (a node's, when most of its loaded lines
+//! bloat at once). Every incident passes through hysteresis: `open_after` bad windows to open,
 //! `resolve_after` good ones to resolve, and a window where its scope has no data counts as
 //! neither.
 //!
@@ -14,6 +16,7 @@
 //! sharing a database take turns, so they reach the same incidents as one collector would.
 
 mod agents;
+mod bloat;
 mod evidence;
 mod hysteresis;
 mod journeys;
@@ -42,8 +45,13 @@ const NETWORK_METRICS: [&str; 8] = [
     "quic_hello",
     "quic_handshake",
 ];
-/// Every latency histogram a report carries is judged.
-const LATENCY_METRICS: [&str; 8] = edgeprobe_wire::METRICS;
+/// The transaction latencies a report carries are judged against the plan; its round-trip
+/// histograms (the last four of `METRICS`) are judged against the line's own idle baseline,
+/// as bufferbloat.
+const LATENCY_METRICS: [&str; 8] = {
+    let m = edgeprobe_wire::METRICS;
+    [m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7]]
+};
 /// Each home-side metric with the network-side one of the same handshake.
 const HOME_SIDES: [(&str, &str); 2] = [("connect_home", "connect_network"), ("quic_home", "quic_hello")];
 const DNS_METRICS: [&str; 2] = ["dns", "dns_failures"];
@@ -182,6 +190,7 @@ fn evaluate(store: &mut Store, config: &CollectorConfig, window: (i64, i64), now
         .collect();
 
     let verdicts = judge::verdicts(store, config, &lines, &customers, &baselines)?;
+    let quality = bloat::assess_lines(store, config, window, &reports, &customers)?;
     // What is still unexplained, per customer: their network-side findings.
     let open = verdicts
         .iter()
@@ -192,6 +201,7 @@ fn evaluate(store: &mut Store, config: &CollectorConfig, window: (i64, i64), now
     let mut w = Window { config, lines: &lines, customers: &customers, verdicts, open, candidates: Vec::new() };
     // Widest cause first: each scope explains what it can before a narrower one is tried.
     scopes::home(&mut w);
+    let loaded = bloat::candidates(&mut w, &quality);
     scopes::resolver(&mut w, &resolvers);
     let services_judged = scopes::service(&mut w);
     let journeys_judged = scopes::journey(&mut w);
@@ -204,6 +214,7 @@ fn evaluate(store: &mut Store, config: &CollectorConfig, window: (i64, i64), now
         verdicts: &w.verdicts,
         journeys: &journeys_judged,
         services: &services_judged,
+        loaded: &loaded,
     };
     let touched = hysteresis::apply(w.candidates, active, &judged, window, &config.correlation, now_ms, &mut summary);
     for mut incident in touched {

@@ -476,3 +476,71 @@ fn quic_handshakes_are_judged_and_split_like_tcp_connects() {
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&dir2);
 }
+
+/// A healthy line whose round trips were `idle` ms with the line idle and `loaded` ms under
+/// load, home side then network side; 30 of each a side.
+fn rtt_line(id: &str, home: (u64, u64), network: (u64, u64)) -> SubscriberReport {
+    let mut l = line(id, 20);
+    let of = |values: &[u64]| {
+        let mut h = new_histogram();
+        for v in values {
+            for _ in 0..30 {
+                record(&mut h, v * 1000);
+            }
+        }
+        Some(WireHistogram::from_histogram(&h))
+    };
+    l.metrics.rtt_home = of(&[home.0, home.1]);
+    l.metrics.rtt_home_loaded = of(&[home.1]);
+    l.metrics.rtt_network = of(&[network.0, network.1]);
+    l.metrics.rtt_network_loaded = of(&[network.1]);
+    l.counters.packets_up = 1000;
+    l.counters.retrans_up = 5;
+    l
+}
+
+#[test]
+fn bufferbloat_is_told_by_side_and_a_node_whose_lines_all_bloat_is_one_incident() {
+    let (mut store, config, dir) = setup("bloat");
+    for n in 1..=3 {
+        let lines = vec![
+            rtt_line("a1", (10, 12), (40, 400)),
+            rtt_line("a2", (10, 12), (40, 350)),
+            rtt_line("a3", (10, 12), (40, 500)),
+            rtt_line("b1", (10, 300), (40, 45)),
+            rtt_line("b2", (10, 15), (40, 45)),
+            line("c1", 20),
+        ];
+        window_of(&mut store, &config, n, lines);
+    }
+    assert_eq!(
+        summary(&mut store),
+        vec![
+            ("bufferbloat".into(), "OLT-1access".into(), "open".into(), vec!["a1".into(), "a2".into(), "a3".into()]),
+            ("bufferbloat".into(), "b1home".into(), "open".into(), vec!["b1".into()]),
+        ]
+    );
+    let actions = store.actions(None, false, 100).unwrap();
+    let of = |id: &str| actions.iter().find(|a| a.customer_id == id && a.action != "hold_marketing").unwrap();
+    assert_eq!(of("b1").action, "wifi_help");
+    assert_eq!(of("a1").action, "none", "the node's queue, nothing on the line: {}", of("a1").reason);
+
+    // The figures: baseline from the idle samples, the rise from the loaded ones, QoO by profile.
+    let b1 = store.line_quality("b1", 0).unwrap();
+    assert_eq!(b1.len(), 3);
+    let q = &b1[2];
+    assert_eq!(q.home.baseline_us.map(|v| v / 1000), Some(10));
+    assert_eq!(q.home.loaded_p90_us.map(|v| v / 1000), Some(300));
+    assert!(q.home.bloated && !q.network.bloated);
+    assert_eq!(q.loss_ratio, Some(0.005));
+    assert!(q.qoo["online_gaming"] < q.qoo["video_streaming"], "{:?}", q.qoo);
+    assert!(q.qoo["video_conferencing"] < q.qoo["video_streaming"], "{:?}", q.qoo);
+    // A lower idle window later lowers the baseline at once.
+    window_of(&mut store, &config, 4, vec![rtt_line("b1", (6, 8), (30, 32))]);
+    let last = store.line_quality("b1", 0).unwrap().pop().unwrap();
+    assert_eq!(last.home.baseline_us.map(|v| v / 1000), Some(6));
+    // A window without load shows no queue and counts as neither: the incident stays open.
+    window_of(&mut store, &config, 5, vec![line("b1", 20)]);
+    assert!(summary(&mut store).iter().any(|s| s.1 == "b1home" && s.2 == "open"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -97,8 +97,10 @@ async fn customer(State(state): State<Shared>, Path(id): Path<String>) -> Result
         let actions = store.actions(Some(&c.customer_id), false, 50)?;
         let now = crate::clock::now_ms();
         let journeys = customer_journeys(store, &c.subscriber_id, now - DAY_MS, now)?;
+        // Working latency and Quality of Outcome: the latest window's, and the last day's.
+        let quality = store.line_quality(&c.customer_id, now - DAY_MS)?;
         Ok(Json(json!({"customer": c, "qoe": qoe, "score": score, "incidents": incidents, "actions": actions,
-            "journeys": journeys})))
+            "journeys": journeys, "quality": quality.last(), "quality_history": quality})))
     })
     .await
 }

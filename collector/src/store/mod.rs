@@ -14,6 +14,7 @@ pub mod customers;
 pub mod incidents;
 pub mod journeys;
 mod postgres;
+pub mod quality;
 pub mod reports;
 pub mod schema;
 mod sqlite;
@@ -104,6 +105,7 @@ impl Store {
                 "DELETE FROM actions WHERE incident_id IN (SELECT id FROM incidents WHERE resolved_at < ?)",
                 "DELETE FROM actions WHERE incident_id = 0 AND created_ms < ?",
                 "DELETE FROM journey_stats WHERE window_start < ?",
+                "DELETE FROM line_quality WHERE window_start < ?",
                 "DELETE FROM incidents WHERE resolved_at < ?",
             ] {
                 n += s.db.execute(sql, &[before_ms.into()])?;

@@ -212,6 +212,22 @@ ALTER TABLE agents ADD COLUMN spool_state BIGINT;
 ALTER TABLE agents ADD COLUMN spool_state_ms BIGINT;
 ",
     ),
+    (
+        // Per line and window: working latency by side and Quality of Outcome by profile
+        // (`figures`, JSON); the idle low percentiles apart, for the baseline's MIN over history.
+        6,
+        "
+CREATE TABLE line_quality (
+    customer_id TEXT NOT NULL,
+    window_start BIGINT NOT NULL,
+    home_idle_us BIGINT,
+    network_idle_us BIGINT,
+    figures TEXT NOT NULL,
+    PRIMARY KEY (customer_id, window_start)
+);
+CREATE INDEX line_quality_window ON line_quality (window_start);
+",
+    ),
 ];
 
 /// Data moves that SQL alone cannot do, run after the version's SQL in the same transaction.

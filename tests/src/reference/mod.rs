@@ -6,6 +6,7 @@
 //! in order of appearance. Each comparison yields a `Report` of what matched and what did not.
 
 pub mod quic;
+pub mod rtt;
 
 use serde_json::Value;
 use std::collections::HashMap;

@@ -68,6 +68,8 @@ pub struct IpLayer<'a> {
     pub payload: &'a [u8],
     /// Length of the transport header and payload as the IP header declares it.
     pub declared_len: usize,
+    /// The whole datagram's length as declared, IP header included (tshark's `ip.len`).
+    pub ip_len: usize,
     /// The capture cut the datagram short.
     pub truncated: bool,
     pub fragment: Option<Fragment>,
@@ -210,6 +212,7 @@ fn ipv4(buf: &[u8], cx: Context) -> Result<IpLayer<'_>, Skip> {
         protocol: ip.protocol(),
         payload: ip.payload(),
         declared_len: ip.declared_payload_len(),
+        ip_len: ip.declared_len(),
         truncated: ip.truncated(),
         fragment,
         vlan: cx.vlan,
@@ -233,6 +236,7 @@ fn ipv6(buf: &[u8], cx: Context) -> Result<IpLayer<'_>, Skip> {
         protocol: ip.protocol(),
         payload: ip.payload(),
         declared_len: ip.declared_payload_len(),
+        ip_len: ip.declared_len(),
         truncated: ip.truncated(),
         fragment,
         vlan: cx.vlan,

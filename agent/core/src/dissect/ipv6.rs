@@ -168,6 +168,11 @@ impl<'a> Ipv6Packet<'a> {
     }
 
     /// Upper-layer length the header declares, whether or not the capture holds it all.
+    /// The datagram's length as its header declares it, header included.
+    pub fn declared_len(&self) -> usize {
+        self.declared_end
+    }
+
     pub fn declared_payload_len(&self) -> usize {
         self.declared_end.saturating_sub(self.upper)
     }

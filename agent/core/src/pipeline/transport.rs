@@ -3,15 +3,21 @@
 
 use super::*;
 use crate::analyze::quic::Sniff;
+use crate::analyze::tcp::{RttSample, Side};
 
 impl Probe {
     pub(super) fn handle_ip(&mut self, ts: Timestamp, ip: &IpLayer<'_>) {
-        let link = Link { src_mac: ip.src_mac, dst_mac: ip.dst_mac, vlan: ip.vlan, pppoe_session: ip.pppoe_session };
+        let ip_len = u32::try_from(ip.ip_len).unwrap_or(u32::MAX);
+        let mut link =
+            Link { src_mac: ip.src_mac, dst_mac: ip.dst_mac, vlan: ip.vlan, pppoe_session: ip.pppoe_session, ip_len };
         if let Some(frag) = ip.fragment {
             let key = FragKey { src: ip.src, dst: ip.dst, protocol: u8::from(ip.protocol), ident: frag.ident };
             let mut datagram = std::mem::take(&mut self.scratch);
             if self.frags.add(ts, key, frag, ip.payload, &mut datagram, &mut self.counters) {
                 let len = datagram.len();
+                // A reassembled datagram counts once toward its line's load, at its whole size.
+                let header = ip.ip_len.saturating_sub(ip.declared_len);
+                link.ip_len = u32::try_from(len + header).unwrap_or(u32::MAX);
                 self.transport(ts, ip.src, ip.dst, ip.protocol, &datagram, len, link);
             }
             self.scratch = datagram;
@@ -65,6 +71,7 @@ impl Probe {
         f.dirs[dir].packets += 1;
         f.dirs[dir].bytes += bytes;
         self.flows.touch(slot, ts);
+        let loaded = self.line_load(slot, ts, dir, link.ip_len);
         let dns = sp == DNS_PORT || dp == DNS_PORT;
         if !dns {
             // Before the bytes are counted, so that the datagram that shows a flow is QUIC
@@ -72,6 +79,7 @@ impl Probe {
             self.quic(ts, slot, dir, (sp, dp), udp.payload());
         }
         self.account(slot, dir, bytes, 0);
+        self.count_loaded(slot, dir, link.ip_len, loaded);
         if dns {
             let out = self.dns.on_message(
                 ts,
@@ -189,11 +197,15 @@ impl Probe {
         f.dirs[dir].packets += 1;
         f.dirs[dir].bytes += u64::from(seg.len);
         let retrans_before = f.dirs[dir].retrans;
-        let connect = f.tcp.on_segment(ts, f.first, dir, seg, &mut f.dirs);
+        let outcome = f.tcp.on_segment(ts, f.first, dir, seg, &mut f.dirs);
         let retransmitted = u64::from(f.dirs[dir].retrans - retrans_before);
         let (client, server, generation) = (f.client(), f.server(), f.generation);
         let (closing, pending) = (f.tcp.closing.is_some(), f.tcp.connect_pending());
         self.flows.touch(slot, ts);
+        let loaded = self.line_load(slot, ts, dir, link.ip_len);
+        if let Some(rtt) = outcome.rtt {
+            self.flows.flow_mut(slot).tcp.rtt[rtt.side as usize].add(rtt.us, loaded);
+        }
         if dir == 1 && seg.len > 0 {
             self.release_connect(slot); // the server spoke first: the client names nothing
         }
@@ -204,7 +216,7 @@ impl Probe {
         if closing && !timers_before.0 {
             self.push_timer(false, (ts.add_nanos(self.timeouts.linger), slot, generation));
         }
-        if let Some(c) = connect {
+        if let Some(c) = outcome.connect {
             self.hold_connect(slot, ts, c);
         }
         if seg.has(flags::FIN | flags::RST) {
@@ -223,6 +235,39 @@ impl Probe {
         // Counted once the segment has been read: a request or ClientHello that names the
         // service counts under that service, as the rest of its connection does.
         self.count_traffic(slot, dir, u64::from(seg.len), retransmitted);
+        self.count_loaded(slot, dir, link.ip_len, loaded);
+        if let Some(rtt) = outcome.rtt {
+            self.count_rtt(slot, ts, (rtt, seg.ack), loaded);
+        }
+    }
+
+    /// Counts a packet toward its line's load; true when the line is loaded now.
+    fn line_load(&mut self, slot: u32, ts: Timestamp, dir: usize, ip_len: u32) -> bool {
+        let f = self.flows.flow(slot);
+        // "Up" is from the subscriber, who is the client.
+        self.load.add(f.owner, ts.as_nanos(), dir, ip_len)
+    }
+
+    /// Counts a round trip into the line's window histograms and the trace, if one is kept.
+    fn count_rtt(&mut self, slot: u32, ts: Timestamp, (rtt, ack): (RttSample, u32), loaded: bool) {
+        let f = self.flows.flow(slot);
+        if f.cell.epoch == self.windows.epoch() && f.cell.subscriber != u16::MAX {
+            self.windows.add_rtt(f.cell.subscriber, rtt.side, loaded, rtt.us);
+        }
+        if let Some(trace) = &mut self.rtt_trace {
+            let (client, server) = (f.client(), f.server());
+            let subscriber = self.strings.get(f.owner).map_or_else(|| "unknown".into(), |s| s.to_string());
+            let side = if rtt.side == Side::Home { "home" } else { "network" };
+            trace.push_back(RttTrace { ts, subscriber, client, server, side, ack, rtt_us: rtt.us, loaded });
+        }
+    }
+
+    /// IP bytes the line moved while loaded, in the flow's window cell.
+    fn count_loaded(&mut self, slot: u32, dir: usize, ip_len: u32, loaded: bool) {
+        let f = self.flows.flow(slot);
+        if loaded && f.cell.epoch == self.windows.epoch() && f.cell.subscriber != u16::MAX {
+            self.windows.add_loaded(f.cell.subscriber, dir, u64::from(ip_len));
+        }
     }
 
     /// A SYN on a flow that already carried a different connection: a reused port pair.

@@ -8,6 +8,11 @@
 //! beyond `max_subscribers`, services beyond `services_tracked_per_subscriber` and samples beyond
 //! the arena are refused and counted, never allocated.
 
+mod rtt;
+
+pub use rtt::RttHistograms;
+
+use crate::analyze::tcp::Side;
 use crate::config::CoreConfig;
 use crate::counters::Counters as CaptureCounters;
 use crate::event::{ConnectOutcome, Detail, EpisodeOutcome, Event, QuicOutcome, TlsOutcome};
@@ -79,6 +84,8 @@ struct Subscriber {
     journeys: Vec<JourneyReport>,
     /// By address, so a lookup compares addresses rather than formatting one.
     resolvers: Vec<(IpAddr, ResolverReport)>,
+    /// Round trips, once the line has one in the window.
+    rtt: Option<Box<RttHistograms>>,
     /// Opted out during the window: left out of its report.
     withheld: bool,
 }
@@ -116,6 +123,8 @@ pub struct Windows {
     codec: Codec,
     /// One histogram's values, sorted to summarise them.
     values: Vec<u64>,
+    /// One round-trip histogram's buckets as (value, count).
+    pairs: Vec<(u64, u64)>,
 }
 
 impl Windows {
@@ -140,6 +149,7 @@ impl Windows {
             serializer: HistogramEncoder::default(),
             codec: Codec::default(),
             values: Vec::new(),
+            pairs: Vec::new(),
         }
     }
 
@@ -318,13 +328,14 @@ impl Windows {
                 s.counters = Counters::default();
                 s.journeys.clear();
                 s.resolvers.clear();
+                s.rtt = None;
                 self.samples.retain(|x| x.subscriber != i);
             }
         }
     }
 
-    /// Payload bytes and retransmissions of one packet, in direction `dir` (0 is up), for a
-    /// cell from `cell`.
+    /// One packet: its payload bytes and retransmissions, in direction `dir` (0 is up), for a
+    /// cell from `cell`; the line counts the packet too.
     pub fn add_traffic(&mut self, subscriber: u16, service: u16, dir: usize, (bytes, retrans): (u64, u64), quic: bool) {
         let Some(s) = self.subscribers.get_mut(usize::from(subscriber)) else { return };
         let add = |c: &mut Counters| {
@@ -339,9 +350,28 @@ impl Windows {
             }
         };
         add(&mut s.counters);
+        // Packets per line only: a service's would have to move with its name, as bytes do.
+        if dir == 0 {
+            s.counters.packets_up += 1;
+        } else {
+            s.counters.packets_down += 1;
+        }
         if let Some(svc) = s.services.get_mut(usize::from(service)) {
             add(&mut svc.counters);
         }
+    }
+
+    /// A round trip of the subscriber's, for a cell from `cell`.
+    pub fn add_rtt(&mut self, subscriber: u16, side: Side, loaded: bool, us: u32) {
+        let Some(s) = self.subscribers.get_mut(usize::from(subscriber)) else { return };
+        s.rtt.get_or_insert_with(RttHistograms::new).add(side, loaded, us);
+    }
+
+    /// IP bytes of a packet that went while the line was loaded.
+    pub fn add_loaded(&mut self, subscriber: u16, dir: usize, ip_len: u64) {
+        let Some(s) = self.subscribers.get_mut(usize::from(subscriber)) else { return };
+        let c = &mut s.counters;
+        if dir == 0 { c.loaded_bytes_up += ip_len } else { c.loaded_bytes_down += ip_len }
     }
 
     /// Moves a flow's traffic counted in this window from one of the subscriber's services (or
@@ -352,21 +382,22 @@ impl Windows {
             return;
         }
         let q = |b: u64| if quic { b } else { 0 };
+        let bytes = t.bytes.map(u64::from);
         if let Some(c) = s.services.get_mut(usize::from(from)).map(|svc| &mut svc.counters) {
-            c.bytes_up = c.bytes_up.saturating_sub(t.bytes[0]);
-            c.bytes_down = c.bytes_down.saturating_sub(t.bytes[1]);
+            c.bytes_up = c.bytes_up.saturating_sub(bytes[0]);
+            c.bytes_down = c.bytes_down.saturating_sub(bytes[1]);
             c.retrans_up = c.retrans_up.saturating_sub(u64::from(t.retrans[0]));
             c.retrans_down = c.retrans_down.saturating_sub(u64::from(t.retrans[1]));
-            c.quic_bytes_up = c.quic_bytes_up.saturating_sub(q(t.bytes[0]));
-            c.quic_bytes_down = c.quic_bytes_down.saturating_sub(q(t.bytes[1]));
+            c.quic_bytes_up = c.quic_bytes_up.saturating_sub(q(bytes[0]));
+            c.quic_bytes_down = c.quic_bytes_down.saturating_sub(q(bytes[1]));
         }
         if let Some(c) = s.services.get_mut(usize::from(to)).map(|svc| &mut svc.counters) {
-            c.bytes_up += t.bytes[0];
-            c.bytes_down += t.bytes[1];
+            c.bytes_up += bytes[0];
+            c.bytes_down += bytes[1];
             c.retrans_up += u64::from(t.retrans[0]);
             c.retrans_down += u64::from(t.retrans[1]);
-            c.quic_bytes_up += q(t.bytes[0]);
-            c.quic_bytes_down += q(t.bytes[1]);
+            c.quic_bytes_up += q(bytes[0]);
+            c.quic_bytes_down += q(bytes[1]);
         }
     }
 
@@ -405,6 +436,7 @@ impl Windows {
                     by_name: HashMap::new(),
                     journeys: Vec::new(),
                     resolvers: Vec::new(),
+                    rtt: None,
                     withheld: false,
                 });
                 self.index.insert(subscriber.to_string(), i);
@@ -516,9 +548,15 @@ impl Windows {
                 }
             }
             keep.push(map);
+            let mut metrics = Metrics::default();
+            if let Some(rtt) = &s.rtt {
+                let [home, network, home_loaded, network_loaded] = rtt.write(&mut self.serializer, &mut self.pairs);
+                (metrics.rtt_home, metrics.rtt_network) = (home, network);
+                (metrics.rtt_home_loaded, metrics.rtt_network_loaded) = (home_loaded, network_loaded);
+            }
             out.push(SubscriberReport {
                 subscriber: s.key.clone(),
-                metrics: Metrics::default(),
+                metrics,
                 counters: s.counters.clone(),
                 services,
                 journeys: s.journeys.clone(),
