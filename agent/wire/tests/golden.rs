@@ -142,9 +142,25 @@ fn version_1_reports_still_decode() {
         (counters.loaded_bytes_up, counters.loaded_bytes_down) = (0, 0);
         (counters.packets_up, counters.packets_down) = (0, 0);
     }
+    // Their histograms were deflated by another compressor: the same counts in other bytes.
+    same_compressor(&mut report);
     for file in ["report_v1.cbor", "report_v1.json"] {
         let committed = std::fs::read(golden(file)).expect("golden vector committed");
-        assert_eq!(decode(&committed).unwrap(), report, "{file}: decodes to the sample report");
+        let mut decoded = decode(&committed).unwrap();
+        same_compressor(&mut decoded);
+        assert_eq!(decoded, report, "{file}: decodes to the sample report");
+    }
+}
+
+/// Every histogram of `report` deflated again by this encoder, from the counts its bytes hold.
+fn same_compressor(report: &mut Report) {
+    for line in &mut report.subscribers {
+        let services = line.services.iter_mut().map(|s| &mut s.metrics);
+        for metrics in std::iter::once(&mut line.metrics).chain(services) {
+            for h in metrics.iter_mut() {
+                *h = WireHistogram::from_histogram(&h.histogram().unwrap());
+            }
+        }
     }
 }
 

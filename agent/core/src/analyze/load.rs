@@ -38,33 +38,58 @@ impl Ring {
     }
 }
 
-/// Per-line load, for at most `capacity` lines; lines beyond are never loaded.
+/// Per-line load, for at most `capacity` lines; lines beyond are never loaded. The rings sit
+/// in a slab found by handle, and the last line counted is remembered: consecutive packets are
+/// mostly one line's, so most packets skip the hash.
 pub struct LoadMeter {
-    lines: HashMap<u32, Ring>,
+    rings: Vec<(u32, Ring)>,
+    index: HashMap<u32, usize>,
+    last: Option<(u32, usize)>,
     capacity: usize,
     threshold: u64,
 }
 
 impl LoadMeter {
     pub fn new(capacity: usize, loaded_bytes_per_sec: u64) -> Self {
-        LoadMeter { lines: HashMap::new(), capacity, threshold: loaded_bytes_per_sec.max(1) }
+        LoadMeter {
+            rings: Vec::new(),
+            index: HashMap::new(),
+            last: None,
+            capacity,
+            threshold: loaded_bytes_per_sec.max(1),
+        }
     }
 
     /// Bytes of memory a line costs, for the configuration's bound.
     pub const fn bytes_per_line() -> usize {
-        std::mem::size_of::<Ring>() + 8
+        std::mem::size_of::<(u32, Ring)>() + 16
+    }
+
+    fn slot(&mut self, line: u32) -> Option<usize> {
+        if let Some((l, i)) = self.last {
+            if l == line {
+                return Some(i);
+            }
+        }
+        let i = match self.index.get(&line) {
+            Some(&i) => i,
+            None if self.rings.len() >= self.capacity => return None,
+            None => {
+                self.rings.push((line, Ring::default()));
+                self.index.insert(line, self.rings.len() - 1);
+                self.rings.len() - 1
+            }
+        };
+        self.last = Some((line, i));
+        Some(i)
     }
 
     /// Counts a packet of `line` (an interned subscriber handle) of `ip_len` bytes in direction
     /// `dir` (0: from the subscriber) and says whether the line is loaded now, this packet
     /// included.
     pub fn add(&mut self, line: u32, ns: u64, dir: usize, ip_len: u32) -> bool {
-        let full = self.lines.len() >= self.capacity;
-        let ring = match self.lines.get_mut(&line) {
-            Some(r) => r,
-            None if full => return false,
-            None => self.lines.entry(line).or_default(),
-        };
+        let Some(i) = self.slot(line) else { return false };
+        let ring = &mut self.rings[i].1;
         let b = ns / BUCKET_NS;
         ring.advance(b);
         // A packet older than the ring (a capture's timestamps stepping back) is not counted.
@@ -78,7 +103,12 @@ impl LoadMeter {
 
     /// The line's handle is no longer in use: it may name another line next.
     pub fn forget(&mut self, line: u32) {
-        self.lines.remove(&line);
+        let Some(i) = self.index.remove(&line) else { return };
+        self.rings.swap_remove(i);
+        if let Some((moved, _)) = self.rings.get(i) {
+            self.index.insert(*moved, i);
+        }
+        self.last = None;
     }
 }
 
@@ -121,5 +151,14 @@ mod tests {
         assert!(!m.add(2, 0, 0, 100));
         m.forget(1);
         assert!(m.add(2, 0, 0, 100));
+        // A forgotten line starts again from nothing, and the slab stays consistent.
+        let mut m = LoadMeter::new(3, 250);
+        let loaded: Vec<bool> = (1..=3).map(|line| m.add(line, 0, 0, 100 * line)).collect();
+        assert_eq!(loaded, [false, false, true]);
+        m.forget(1);
+        assert!(m.add(3, 0, 1, 0), "line 3 kept its bytes after moving in the slab");
+        assert!(!m.add(2, 0, 1, 0));
+        assert!(!m.add(1, 0, 0, 100));
+        assert!(m.add(1, 0, 0, 200));
     }
 }
