@@ -217,11 +217,8 @@ impl Probe {
         for slot in self.flows.live() {
             let owner = self.flows.flow(slot).owner;
             if self.strings.get(owner).is_some_and(|k| keys.contains(k)) {
-                self.strings.release(owner);
+                self.release(owner);
                 self.flows.flow_mut(slot).owner = OPTED_OUT;
-                if self.strings.get(owner).is_none() {
-                    self.load.forget(owner);
-                }
             }
         }
         self.windows.withhold(&keys);
@@ -418,7 +415,16 @@ impl Probe {
             None => f.cell.epoch = f.cell.epoch.wrapping_sub(1), // count the rest under the new name
         }
         if old != NONE {
-            self.strings.release(old);
+            self.release(old);
+        }
+    }
+
+    /// One user fewer for an interned string. A handle freed here may name another line next,
+    /// so the load kept under it goes with it.
+    fn release(&mut self, handle: u32) {
+        self.strings.release(handle);
+        if self.strings.get(handle).is_none() {
+            self.load.forget(handle);
         }
     }
 
@@ -459,11 +465,8 @@ impl Probe {
         let who = self.who(&f);
         for handle in [f.owner, f.service, f.device] {
             if handle != NONE && handle != OPTED_OUT {
-                self.strings.release(handle);
+                self.release(handle);
             }
-        }
-        if f.owner != OPTED_OUT && self.strings.get(f.owner).is_none() {
-            self.load.forget(f.owner);
         }
         let Some(who) = who else { return }; // opted out: nothing to report
         match stream {
