@@ -5,6 +5,7 @@
 //! most of the lines measured under load bloat on the access side at once is one incident:
 //! the node's shared queue, not each line's.
 
+use super::evidence::median;
 use super::{Candidate, Window, is_network};
 use crate::customers::Customer;
 use crate::model::IncidentKind;
@@ -105,7 +106,7 @@ pub(super) fn candidates(w: &mut Window<'_>, lines: &[LineQuality]) -> Loaded {
             .filter_map(|(_, _, s, _)| s.increase_us)
             .map(|us| us as f64 / 1000.0)
             .collect();
-        let median = median(&rises);
+        let median = median(rises);
         let (n, m) = (bad.len(), measured);
         w.candidates.push(Candidate {
             kind: IncidentKind::Bufferbloat,
@@ -152,10 +153,4 @@ pub(super) fn candidates(w: &mut Window<'_>, lines: &[LineQuality]) -> Loaded {
         });
     }
     loaded
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() { 0.0 } else { v[v.len() / 2] }
 }

@@ -203,9 +203,6 @@ impl Probe {
         let (closing, pending) = (f.tcp.closing.is_some(), f.tcp.connect_pending());
         self.flows.touch(slot, ts);
         let loaded = self.line_load(slot, ts, dir, link.ip_len);
-        if let Some(rtt) = outcome.rtt {
-            self.flows.flow_mut(slot).tcp.rtt[rtt.side as usize].add(rtt.us, loaded);
-        }
         if dir == 1 && seg.len > 0 {
             self.release_connect(slot); // the server spoke first: the client names nothing
         }
@@ -248,8 +245,10 @@ impl Probe {
         self.load.add(f.owner, ts.as_nanos(), dir, ip_len)
     }
 
-    /// Counts a round trip into the line's window histograms and the trace, if one is kept.
+    /// Counts a round trip into its flow's summary, the line's window histograms and the
+    /// trace, if one is kept.
     fn count_rtt(&mut self, slot: u32, ts: Timestamp, (rtt, ack): (RttSample, u32), loaded: bool) {
+        self.flows.flow_mut(slot).tcp.rtt[rtt.side as usize].add(rtt.us, loaded);
         let f = self.flows.flow(slot);
         if f.cell.epoch == self.windows.epoch() && f.cell.subscriber != u16::MAX {
             self.windows.add_rtt(f.cell.subscriber, rtt.side, loaded, rtt.us);
