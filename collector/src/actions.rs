@@ -70,37 +70,68 @@ fn proposal(incident: &Incident, customer: &Customer, config: &ActionsConfig) ->
     }
 }
 
-/// A contact becomes `none`, with the reason, for a customer who opted out or was contacted
-/// as often as the cap allows.
+/// What to do for one customer, once their contact rules are applied.
+struct Choice {
+    kind: &'static str,
+    contact: bool,
+    channels: Vec<String>,
+    reason: String,
+}
+
+/// A contact becomes `none`, with the reason, for a customer who opted out, accepts none of the
+/// channels the action may use, or was contacted as often as the cap allows; otherwise it
+/// names the channels to use, the action's preference narrowed to the customer's.
 fn respect_preferences(
     store: &mut Store,
     customer: &Customer,
     config: &ActionsConfig,
     (kind, contact, reason): (&'static str, bool, String),
     now_ms: i64,
-) -> Result<(&'static str, bool, String)> {
+) -> Result<Choice> {
+    let refuse = |why: String| Choice { kind: "none", contact: false, channels: Vec::new(), reason: why };
     if !contact {
-        return Ok((kind, contact, reason));
+        return Ok(Choice { kind, contact, channels: Vec::new(), reason });
     }
     if customer.contact_opt_out {
-        return Ok(("none", false, format!("would suggest {kind}, but the customer opted out of contact ({reason})")));
+        return Ok(refuse(format!("would suggest {kind}, but the customer opted out of contact ({reason})")));
+    }
+    let accepted = &customer.contact_channels;
+    // An action without channels of its own (a ticket a journey rule raises) may use any the
+    // customer accepts.
+    let preferred = config.channels.get(kind).unwrap_or(accepted);
+    let channels: Vec<String> =
+        preferred.iter().filter(|c| accepted.is_empty() || accepted.contains(c)).cloned().collect();
+    if channels.is_empty() && config.channels.contains_key(kind) {
+        let why = format!(
+            "would suggest {kind} by {}, but the customer accepts contact only by {} ({reason})",
+            or_nothing(preferred),
+            or_nothing(accepted)
+        );
+        return Ok(refuse(why));
     }
     let since = now_ms - (config.contact_window_hours as i64) * 3_600_000;
     let recent = store.contacts_since(&customer.customer_id, since)?;
     if recent >= config.max_contacts as i64 {
-        let why = format!(
+        return Ok(refuse(format!(
             "would suggest {kind}, but the customer was contacted {recent} times in the last {} h (cap {})",
             config.contact_window_hours, config.max_contacts
-        );
-        return Ok(("none", false, why));
+        )));
     }
-    Ok((kind, contact, reason))
+    let reason = match channels.is_empty() {
+        true => reason,
+        false => format!("{reason}; by {}", channels.join(", then ")),
+    };
+    Ok(Choice { kind, contact, channels, reason })
+}
+
+fn or_nothing(channels: &[String]) -> String {
+    if channels.is_empty() { "no channel".into() } else { channels.join(" or ") }
 }
 
 /// Applies the journey rules to a customer who had failed episodes of `journey` in the window
 /// ending at `window_end`: where the customer's failures within a rule's hours reach its count,
 /// and the rule has not acted for them within those hours, its action is stored. Returns how
-/// many were added.
+/// those added.
 pub fn journey_rules(
     store: &mut Store,
     customer: &Customer,
@@ -108,8 +139,8 @@ pub fn journey_rules(
     window_end: i64,
     config: &ActionsConfig,
     now_ms: i64,
-) -> Result<usize> {
-    let mut added = 0;
+) -> Result<Vec<Action>> {
+    let mut added = Vec::new();
     for rule in config.journey_rules.iter().filter(|r| r.journey == journey) {
         if !rule.applies_to(&customer.segment, &customer.plan) {
             continue;
@@ -124,19 +155,9 @@ pub fn journey_rules(
             continue;
         }
         let proposal = (action_name(rule), rule.contact, rule_reason(rule, customer, failures));
-        let (kind, contact, reason) = respect_preferences(store, customer, config, proposal, now_ms)?;
-        let action = Action {
-            id: 0,
-            incident_id: None,
-            rule: Some(key),
-            customer_id: customer.customer_id.clone(),
-            action: kind.to_string(),
-            contact,
-            reason,
-            created_ms: now_ms,
-            ended_ms: None,
-        };
-        added += usize::from(store.insert_action(&action)?);
+        let choice = respect_preferences(store, customer, config, proposal, now_ms)?;
+        let action = Action { incident_id: None, rule: Some(key), ..new_action(customer, choice, now_ms) };
+        added.extend(store.insert_action(&action)?.map(|id| Action { id, ..action }));
     }
     Ok(added)
 }
@@ -156,32 +177,38 @@ fn rule_reason(rule: &JourneyRule, customer: &Customer, failures: u64) -> String
     )
 }
 
+fn new_action(customer: &Customer, choice: Choice, now_ms: i64) -> Action {
+    Action {
+        id: 0,
+        incident_id: None,
+        rule: None,
+        customer_id: customer.customer_id.clone(),
+        action: choice.kind.to_string(),
+        contact: choice.contact,
+        channels: choice.channels,
+        reason: choice.reason,
+        created_ms: now_ms,
+        ended_ms: None,
+    }
+}
+
 /// Stores the actions an open incident calls for, for customers who have none for it yet.
-/// Returns how many were added.
-pub fn suggest(store: &mut Store, incident: &Incident, config: &ActionsConfig, now_ms: i64) -> Result<usize> {
+/// Returns those added.
+pub fn suggest(store: &mut Store, incident: &Incident, config: &ActionsConfig, now_ms: i64) -> Result<Vec<Action>> {
     let customers = store.customers_by_id(&incident.customers)?;
-    let mut added = 0;
+    let mut added = Vec::new();
     for customer in customers {
         if store.has_action(incident.id, &customer.customer_id)? {
             continue;
         }
-        let (kind, contact, reason) = proposal(incident, &customer, config);
-        let (kind, contact, reason) = respect_preferences(store, &customer, config, (kind, contact, reason), now_ms)?;
-        let base = Action {
-            id: 0,
-            incident_id: Some(incident.id),
-            rule: None,
-            customer_id: customer.customer_id.clone(),
-            action: kind.to_string(),
-            contact,
-            reason,
-            created_ms: now_ms,
-            ended_ms: None,
-        };
-        added += usize::from(store.insert_action(&base)?);
+        let proposed = proposal(incident, &customer, config);
+        let choice = respect_preferences(store, &customer, config, proposed, now_ms)?;
+        let base = Action { incident_id: Some(incident.id), ..new_action(&customer, choice, now_ms) };
+        added.extend(store.insert_action(&base)?.map(|id| Action { id, ..base.clone() }));
         let hold = Action {
             action: "hold_marketing".into(),
             contact: false,
+            channels: Vec::new(),
             reason: format!(
                 "open incident #{} ({}) affects this customer: hold marketing until it resolves",
                 incident.id,
@@ -189,7 +216,7 @@ pub fn suggest(store: &mut Store, incident: &Incident, config: &ActionsConfig, n
             ),
             ..base
         };
-        added += usize::from(store.insert_action(&hold)?);
+        added.extend(store.insert_action(&hold)?.map(|id| Action { id, ..hold }));
     }
     Ok(added)
 }
@@ -273,8 +300,26 @@ mod tests {
         suggest(&mut store, &service, &config, 41 * hour).unwrap();
         assert_eq!(chosen(&mut store, service.id, "sla").0, "service_ticket");
         assert_eq!(chosen(&mut store, service.id, "busy").0, "none");
+        // Channels: the action's preference narrowed to the customer's; none left, no contact.
+        let phone_only =
+            Customer { contact_channels: vec!["call".into()], ..customer("phone", "residential", "basic", false) };
+        let email = Customer {
+            contact_channels: vec!["email".into(), "sms".into()],
+            ..customer("mail", "residential", "basic", false)
+        };
+        store.upsert_customers(&[phone_only, email], 0).unwrap();
+        let outage = incident(&mut store, IncidentKind::AccessNode, &["phone", "mail"]);
+        let added = suggest(&mut store, &outage, &config, 50 * hour).unwrap();
+        let notice = added.iter().find(|a| a.customer_id == "mail" && a.action == "outage_notice").unwrap();
+        assert_eq!(notice.channels, ["sms", "email"], "the action's order, the customer's channels");
+        assert!(notice.id > 0);
+        let (action, why) = chosen(&mut store, outage.id, "phone");
+        assert_eq!(action, "none");
+        assert!(why.contains("accepts contact only by call"), "{why}");
+        assert_eq!(store.actions(Some("mail"), false, 10).unwrap()[1].channels, ["sms", "email"], "stored");
+
         // Suggesting again adds nothing.
-        assert_eq!(suggest(&mut store, &service, &config, 42 * hour).unwrap(), 0);
+        assert!(suggest(&mut store, &service, &config, 42 * hour).unwrap().is_empty());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -22,6 +22,81 @@ pub struct CollectorConfig {
     pub agent_config: AgentConfigPush,
     /// Idle baselines, working latency, bufferbloat and Quality of Outcome.
     pub working_latency: crate::quality::WorkingLatencyConfig,
+    /// Receivers of incidents and actions as they happen (`[[webhooks]]`).
+    pub webhooks: Vec<WebhookConfig>,
+    /// The outbox and retries behind the webhooks.
+    pub delivery: DeliveryConfig,
+}
+
+/// What a webhook may be sent.
+pub const WEBHOOK_EVENTS: [&str; 4] = ["incident_opened", "incident_updated", "incident_resolved", "action_proposed"];
+
+/// One receiver: an operator's ticketing, CRM, notification gateway or Alertmanager-style
+/// integration. Incidents go out in Alertmanager's webhook format, actions as this collector's
+/// action JSON (README, Delivery).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Names the receiver in the outbox, the API and `/metrics`; stays the same across restarts.
+    pub name: String,
+    /// `http://` or `https://` (public CAs).
+    pub url: String,
+    /// Which of [`WEBHOOK_EVENTS`] it gets.
+    pub events: Vec<String>,
+    /// For `action_proposed`: the action types it gets; empty: every one but `none`.
+    #[serde(default)]
+    pub actions: Vec<String>,
+    /// Key of the HMAC-SHA256 signature header; without it, requests are not signed.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// Extra request headers (an `Authorization` the receiver wants, say).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default = "default_webhook_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_webhook_timeout() -> u64 {
+    10
+}
+
+impl WebhookConfig {
+    pub fn wants(&self, event: &str) -> bool {
+        self.events.iter().any(|e| e == event)
+    }
+
+    pub fn wants_action(&self, action: &str) -> bool {
+        self.wants("action_proposed")
+            && if self.actions.is_empty() { action != "none" } else { self.actions.iter().any(|a| a == action) }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeliveryConfig {
+    /// Messages waiting in the outbox, for all webhooks together; past this, new ones are
+    /// dropped and counted, so a receiver gone for good cannot fill the disk.
+    pub max_pending: u64,
+    /// The first retry waits this long; each one after waits twice as long, up to `retry_max_ms`.
+    pub retry_initial_ms: u64,
+    pub retry_max_ms: u64,
+    /// A message not delivered within this many hours is marked failed.
+    pub give_up_hours: u64,
+    /// This collector's URL as receivers should link to it (`externalURL`, `generatorURL`);
+    /// empty: `http://` and the listen address.
+    pub external_url: String,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            max_pending: 100_000,
+            retry_initial_ms: 1_000,
+            retry_max_ms: 300_000,
+            give_up_hours: 24,
+            external_url: String::new(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -45,6 +120,8 @@ impl Default for CollectorConfig {
             actions: ActionsConfig::default(),
             agent_config: AgentConfigPush::default(),
             working_latency: Default::default(),
+            webhooks: Vec::new(),
+            delivery: DeliveryConfig::default(),
         }
     }
 }
@@ -355,7 +432,13 @@ pub struct ActionsConfig {
     /// Actions on a customer's own journey failures, whether or not an incident explains them
     /// (`[[actions.journey_rules]]`).
     pub journey_rules: Vec<JourneyRule>,
+    /// The channels each contacting action may use, in order of preference; a customer's own
+    /// `contact_channels` narrow them, and an action left with none contacts nobody.
+    pub channels: BTreeMap<String, Vec<String>>,
 }
+
+/// Action types that may contact the customer.
+pub const CONTACT_ACTIONS: [&str; 3] = ["outage_notice", "wifi_help", "service_ticket"];
 
 /// "A premium customer whose video starts failed three times today gets a service ticket."
 #[derive(Clone, Debug, Deserialize, serde::Serialize)]
@@ -404,6 +487,10 @@ impl Default for ActionsConfig {
             ticket_segments: vec!["business".into(), "premium".into()],
             ticket_plans: Vec::new(),
             journey_rules: Vec::new(),
+            channels: BTreeMap::from([
+                ("outage_notice".to_string(), vec!["sms".into(), "app".into(), "email".into()]),
+                ("wifi_help".to_string(), vec!["app".into(), "email".into(), "call".into()]),
+            ]),
         }
     }
 }
@@ -530,6 +617,52 @@ impl CollectorConfig {
                 fail(&field, "action must be service_ticket, wifi_help or outage_notice");
             }
         }
+        for (action, channels) in &self.actions.channels {
+            if !CONTACT_ACTIONS.contains(&action.as_str()) {
+                fail(
+                    &format!("actions.channels.{action}"),
+                    "channels are for outage_notice, wifi_help and service_ticket",
+                );
+            }
+            if let Some(c) = channels.iter().find(|c| !crate::customers::CHANNELS.contains(&c.as_str())) {
+                fail(&format!("actions.channels.{action}"), &format!("{c:?} is not one of email, sms, app, call"));
+            }
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, w) in self.webhooks.iter().enumerate() {
+            let field = format!("webhooks[{i}]");
+            let label = |b: u8| b.is_ascii_alphanumeric() || b"-_.".contains(&b);
+            if w.name.is_empty() || !w.name.bytes().all(label) || !names.insert(w.name.as_str()) {
+                fail(&field, "each webhook needs a name of its own, of letters, digits, '-', '_' and '.'");
+            }
+            if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+                fail(&field, "url must start with http:// or https://");
+            }
+            if w.events.is_empty() || w.events.iter().any(|e| !WEBHOOK_EVENTS.contains(&e.as_str())) {
+                fail(
+                    &field,
+                    "events must name some of incident_opened, incident_updated, incident_resolved, action_proposed",
+                );
+            }
+            if w.secret.as_ref().is_some_and(|s| s.len() < 16) {
+                fail(&field, "a secret must be at least 16 characters");
+            }
+            let token = |n: &str| !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            if w.headers.iter().any(|(n, v)| !token(n) || v.chars().any(char::is_control)) {
+                fail(&field, "header names are letters, digits and '-'; values hold no control characters");
+            }
+            if w.timeout_secs == 0 || w.timeout_secs > 300 {
+                fail(&field, "timeout_secs must be from 1 to 300");
+            }
+        }
+        let d = &self.delivery;
+        if d.max_pending == 0 || d.retry_initial_ms == 0 || d.retry_max_ms < d.retry_initial_ms || d.give_up_hours == 0
+        {
+            fail(
+                "delivery",
+                "max_pending, retry_initial_ms and give_up_hours must be at least 1, retry_max_ms at least retry_initial_ms",
+            );
+        }
         let auth = &self.http.auth;
         if auth.users.iter().any(|u| u.name.is_empty() || u.name.contains(':')) {
             fail("http.auth.users", "names must be set and free of ':'");
@@ -653,5 +786,30 @@ mod tests {
         assert_eq!(at, ["2:1", "3:1", "8:2", "8:8", "11:1", "6:1"], "{errors:#?}");
         let broken = CollectorConfig::parse("[broker]\nqueue_bytes = \"x\"\n").unwrap_err();
         assert!(broken[0].starts_with("2:15: "), "{broken:?}");
+    }
+
+    #[test]
+    fn webhooks_and_channels_are_checked() {
+        let good = "[[webhooks]]\nname = \"pager\"\nurl = \"https://h.example/x\"\nevents = [\"incident_opened\"]\n";
+        assert!(CollectorConfig::parse(good).is_ok());
+        let bad = "[[webhooks]]\nname = \"pager\"\nurl = \"ftp://h\"\nevents = [\"incident_opend\"]\nsecret = \"short\"\n\
+                   headers = { \"Bad Name\" = \"x\" }\n\
+                   [[webhooks]]\nname = \"pager\"\nurl = \"http://h\"\nevents = [\"action_proposed\"]\ntimeout_secs = 0\n\
+                   [actions.channels]\noutage_notice = [\"fax\"]\nhold_marketing = [\"sms\"]\n\
+                   [delivery]\nretry_initial_ms = 10\nretry_max_ms = 5\n";
+        let errors = CollectorConfig::parse(bad).unwrap_err().join("\n");
+        for why in [
+            "webhooks[0]: url must start with http:// or https://",
+            "webhooks[0]: events must name",
+            "webhooks[0]: a secret must be at least 16 characters",
+            "webhooks[0]: header names",
+            "webhooks[1]: each webhook needs a name of its own",
+            "webhooks[1]: timeout_secs",
+            "actions.channels.outage_notice: \"fax\" is not one of",
+            "actions.channels.hold_marketing: channels are for",
+            "delivery: ",
+        ] {
+            assert!(errors.contains(why), "{why}: {errors}");
+        }
     }
 }

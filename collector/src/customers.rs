@@ -15,8 +15,17 @@ pub struct Customer {
     pub access_node: String,
     pub monthly_value: f64,
     pub contact_opt_out: bool,
+    /// The channels the customer accepts contact on, from [`CHANNELS`]; empty accepts any.
+    pub contact_channels: Vec<String>,
+    /// Whether offers of partners' products may be made.
+    pub partner_offers: bool,
+    /// A dependent line (parental control): never an offer.
+    pub dependent: bool,
     pub attributes: BTreeMap<String, String>,
 }
+
+/// The contact channels a customer record may name.
+pub const CHANNELS: [&str; 4] = ["email", "sms", "app", "call"];
 
 /// A row that did not load, by its line in the file (the header is line 1).
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -33,6 +42,8 @@ pub struct Parsed {
 
 const REQUIRED: [&str; 8] =
     ["customer_id", "subscriber_id", "segment", "plan", "region", "access_node", "monthly_value", "contact_opt_out"];
+/// Columns a file may leave out: without them, any channel, no partner offers, not dependent.
+const OPTIONAL: [&str; 3] = ["contact_channels", "partner_offers", "dependent"];
 
 /// The largest `monthly_value` taken: more is a typo or an attack, and sums of a million
 /// customers' values must stay exact enough to rank incidents by.
@@ -67,8 +78,10 @@ enum RowProblem {
     NotANumber(String),
     #[error("monthly_value {0:?} must be a number from 0 to {MAX_MONTHLY_VALUE}")]
     OutOfRange(String),
-    #[error("contact_opt_out {0:?} is not true or false")]
-    NotABool(String),
+    #[error("{0} {1:?} is not true or false")]
+    NotABool(&'static str, String),
+    #[error("contact_channels {0:?} names {1:?}; channels are email, sms, app and call, separated by ';'")]
+    Channel(String, String),
 }
 
 /// Parses a customer CSV. A missing required column fails the whole file; anything wrong
@@ -96,8 +109,11 @@ pub fn parse_csv(mut input: impl std::io::Read) -> Result<Parsed, CsvError> {
     for (i, name) in REQUIRED.iter().enumerate() {
         index[i] = column(name).ok_or(CsvError::MissingColumn(name))?;
     }
+    let optional = OPTIONAL.map(column);
+    let known = |i: &usize| index.contains(i) || optional.contains(&Some(*i));
     let extra: Vec<(usize, String)> =
-        header.iter().enumerate().filter(|(i, _)| !index.contains(i)).map(|(i, h)| (i, h.to_string())).collect();
+        header.iter().enumerate().filter(|(i, _)| !known(i)).map(|(i, h)| (i, h.to_string())).collect();
+    let columns = Columns { index, optional, extra };
 
     let mut parsed = Parsed::default();
     // Rows as read, each with its line; later rows for the same customer replace earlier ones.
@@ -141,7 +157,7 @@ pub fn parse_csv(mut input: impl std::io::Read) -> Result<Parsed, CsvError> {
             parsed.errors.push(RowError { line, reason });
             continue;
         }
-        match customer(&record, &index, &extra) {
+        match customer(&record, &columns) {
             Ok(c) => match by_id.get(&c.customer_id) {
                 Some(&slot) => {
                     let earlier = rows[slot].0;
@@ -173,9 +189,42 @@ pub fn parse_csv(mut input: impl std::io::Read) -> Result<Parsed, CsvError> {
     Ok(parsed)
 }
 
+/// Where each column is in the file.
+struct Columns {
+    index: [usize; 8],
+    optional: [Option<usize>; 3],
+    /// The rest, kept as attributes.
+    extra: Vec<(usize, String)>,
+}
+
+fn boolean(name: &'static str, value: &str) -> Result<bool, RowProblem> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "1" => Ok(true),
+        "false" | "no" | "0" | "" => Ok(false),
+        _ => Err(RowProblem::NotABool(name, value.to_string())),
+    }
+}
+
+/// `email;sms`: known channels, each once, in the order given.
+fn channels(value: &str) -> Result<Vec<String>, RowProblem> {
+    let mut out: Vec<String> = Vec::new();
+    for c in value.split(';').map(str::trim).filter(|c| !c.is_empty()) {
+        let c = c.to_ascii_lowercase();
+        if !CHANNELS.contains(&c.as_str()) {
+            return Err(RowProblem::Channel(value.to_string(), c));
+        }
+        if !out.contains(&c) {
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
+
 /// One row's customer, or why it is none.
-fn customer(record: &csv::StringRecord, index: &[usize; 8], extra: &[(usize, String)]) -> Result<Customer, RowProblem> {
+fn customer(record: &csv::StringRecord, columns: &Columns) -> Result<Customer, RowProblem> {
+    let Columns { index, optional, extra } = columns;
     let field = |i: usize| record.get(index[i]).unwrap_or("").to_string();
+    let optional = |i: usize| optional[i].and_then(|at| record.get(at)).unwrap_or("");
     let customer_id = field(0);
     let subscriber_id = field(1);
     for (name, value) in [("customer_id", &customer_id), ("subscriber_id", &subscriber_id)] {
@@ -194,12 +243,10 @@ fn customer(record: &csv::StringRecord, index: &[usize; 8], extra: &[(usize, Str
     if !(0.0..=MAX_MONTHLY_VALUE).contains(&monthly_value) {
         return Err(RowProblem::OutOfRange(value));
     }
-    let opt = field(7);
-    let contact_opt_out = match opt.to_ascii_lowercase().as_str() {
-        "true" | "yes" | "1" => true,
-        "false" | "no" | "0" | "" => false,
-        _ => return Err(RowProblem::NotABool(opt)),
-    };
+    let contact_opt_out = boolean("contact_opt_out", &field(7))?;
+    let contact_channels = channels(optional(0))?;
+    let partner_offers = boolean("partner_offers", optional(1))?;
+    let dependent = boolean("dependent", optional(2))?;
     let attributes = extra.iter().map(|(i, name)| (name.clone(), record.get(*i).unwrap_or("").to_string())).collect();
     Ok(Customer {
         customer_id,
@@ -210,6 +257,9 @@ fn customer(record: &csv::StringRecord, index: &[usize; 8], extra: &[(usize, Str
         access_node: field(5),
         monthly_value,
         contact_opt_out,
+        contact_channels,
+        partner_offers,
+        dependent,
         attributes,
     })
 }
@@ -296,6 +346,33 @@ mod tests {
         let lines: Vec<_> = parsed.errors.iter().map(|e| e.line).collect();
         assert_eq!(lines, [2, 3, 4, 5], "{:?}", parsed.errors);
         assert_eq!(parsed.customers.len(), 1);
+    }
+
+    #[test]
+    fn contact_rules_are_checked_and_optional() {
+        let csv = "customer_id,subscriber_id,segment,plan,region,access_node,monthly_value,contact_opt_out,\
+             contact_channels,partner_offers,dependent,tier\n\
+             C1,S1,r,p,r,n,1,false,SMS; email;sms,true,false,gold\n\
+             C2,S2,r,p,r,n,1,false,,,,\n\
+             C3,S3,r,p,r,n,1,false,email;fax,false,false,\n\
+             C4,S4,r,p,r,n,1,false,app,perhaps,false,\n\
+             C5,S5,r,p,r,n,1,false,app,false,2,\n";
+        let parsed = parse_csv(csv.as_bytes()).unwrap();
+        assert_eq!(parsed.customers.len(), 2, "{:?}", parsed.errors);
+        let c1 = &parsed.customers[0];
+        assert_eq!(c1.contact_channels, ["sms", "email"]);
+        assert!(c1.partner_offers && !c1.dependent);
+        assert_eq!(c1.attributes.keys().collect::<Vec<_>>(), ["tier"], "known columns are not attributes");
+        let c2 = &parsed.customers[1];
+        assert!(c2.contact_channels.is_empty() && !c2.partner_offers && !c2.dependent);
+        let reasons: Vec<_> = parsed.errors.iter().map(|e| (e.line, e.reason.as_str())).collect();
+        assert_eq!(reasons.len(), 3, "{reasons:?}");
+        assert!(reasons[0].1.contains("names \"fax\""), "{reasons:?}");
+        assert!(reasons[1].1.contains("partner_offers \"perhaps\""), "{reasons:?}");
+        assert!(reasons[2].1.contains("dependent \"2\""), "{reasons:?}");
+        // Without the columns, the defaults.
+        let plain = parse_csv(format!("{HEADER}C1,S1,r,p,r,n,1,false\n").as_bytes()).unwrap();
+        assert!(plain.customers[0].contact_channels.is_empty() && !plain.customers[0].dependent);
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod config;
 pub mod console;
 pub mod correlate;
 pub mod customers;
+pub mod delivery;
 pub mod figures;
 pub mod http;
 pub mod ingest;
@@ -78,6 +79,8 @@ pub async fn serve(
     let writer_thread =
         std::thread::Builder::new().name("writer".into()).spawn(move || writer.run(work_rx, committed_tx))?;
 
+    // Webhook senders, on their own store connections; they stop when this is dropped.
+    let _webhooks = delivery::start(&config, metrics.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (push_tx, push_rx) = tokio::sync::mpsc::channel(256);
     let ingest = tokio::spawn(ingest::run(

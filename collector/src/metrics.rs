@@ -78,12 +78,27 @@ pub struct Metrics {
     pub logins_throttled: AtomicU64,
     /// Connections closed at once because their address had too many open.
     pub http_connections_refused: AtomicU64,
+    /// Webhook attempts by webhook and outcome, and each webhook's pending messages.
+    pub deliveries: std::sync::Mutex<std::collections::BTreeMap<(String, &'static str), u64>>,
+    pub deliveries_pending: std::sync::Mutex<std::collections::BTreeMap<String, i64>>,
+    /// Webhook messages not queued because the outbox held `max_pending` (stored as failed).
+    pub deliveries_dropped: AtomicU64,
 }
+
+/// What became of one attempt to deliver a webhook message.
+pub const DELIVERY_OUTCOMES: [&str; 3] = ["sent", "retry", "failed"];
 
 impl Metrics {
     pub fn reject(&self, why: Reject) {
         let i = REJECTS.iter().position(|(r, _)| *r == why).expect("every reason is listed");
         self.rejects[i].fetch_add(1, Relaxed);
+    }
+
+    /// Counts an attempt's outcome, one of [`DELIVERY_OUTCOMES`].
+    pub fn delivery(&self, webhook: &str, outcome: &'static str) {
+        if let Ok(mut d) = self.deliveries.lock() {
+            *d.entry((webhook.to_string(), outcome)).or_default() += 1;
+        }
     }
 
     pub fn render(&self) -> String {
@@ -138,6 +153,11 @@ impl Metrics {
             "Incidents resolved by this collector.",
             self.incidents_resolved.load(Relaxed),
         );
+        counter(
+            "deliveries_dropped_total",
+            "Webhook messages not queued because the outbox held delivery.max_pending (kept as failed).",
+            self.deliveries_dropped.load(Relaxed),
+        );
         counter("mqtt_reconnects_total", "Broker connection losses.", self.mqtt_reconnects.load(Relaxed));
         counter(
             "embedded_broker_restarts_total",
@@ -189,6 +209,31 @@ impl Metrics {
                 why.as_str(),
                 n.load(Relaxed)
             );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP edgeprobe_collector_deliveries_total Webhook messages by outcome: sent, retry (an attempt \
+             failed and will be retried), failed (given up or refused for good).\n\
+             # TYPE edgeprobe_collector_deliveries_total counter\n\
+             # HELP edgeprobe_collector_deliveries_pending Webhook messages waiting in the outbox.\n\
+             # TYPE edgeprobe_collector_deliveries_pending gauge"
+        );
+        if let Ok(d) = self.deliveries.lock() {
+            let webhooks: std::collections::BTreeSet<&String> = d.keys().map(|(w, _)| w).collect();
+            for w in webhooks {
+                for outcome in DELIVERY_OUTCOMES {
+                    let n = d.get(&(w.clone(), outcome)).copied().unwrap_or(0);
+                    let _ = writeln!(
+                        out,
+                        "edgeprobe_collector_deliveries_total{{webhook=\"{w}\",outcome=\"{outcome}\"}} {n}"
+                    );
+                }
+            }
+        }
+        if let Ok(p) = self.deliveries_pending.lock() {
+            for (w, n) in p.iter() {
+                let _ = writeln!(out, "edgeprobe_collector_deliveries_pending{{webhook=\"{w}\"}} {n}");
+            }
         }
         let mut gauge = |name: &str, help: &str, v: f64| {
             let _ = writeln!(out, "# HELP edgeprobe_collector_{name} {help}\n# TYPE edgeprobe_collector_{name} gauge");

@@ -131,6 +131,8 @@ pub struct Action {
     pub action: String,
     /// Whether the action contacts the customer (and so counts against the contact cap).
     pub contact: bool,
+    /// For a contact, the channels it may use, in order of preference.
+    pub channels: Vec<String>,
     pub reason: String,
     pub created_ms: i64,
     /// When the incident behind it resolved; a marketing hold ends then.

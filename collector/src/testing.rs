@@ -17,6 +17,9 @@ pub fn customer(id: &str) -> Customer {
         access_node: "OLT-1".into(),
         monthly_value: 10.0,
         contact_opt_out: false,
+        contact_channels: Vec::new(),
+        partner_offers: false,
+        dependent: false,
         attributes: Default::default(),
     }
 }

@@ -264,6 +264,29 @@ pub fn require_postgres() -> Option<String> {
     if crate::prerequisite(url.is_some(), what) { url } else { None }
 }
 
+/// Runs `scenario` with Mosquitto on a SQLite store of its own (a fresh directory, removed
+/// afterwards); skips without Mosquitto.
+pub fn on_sqlite(tag: &str, scenario: impl FnOnce(&str)) {
+    if !crate::prerequisite(crate::broker::mosquitto().is_some(), "mosquitto (apt-get install mosquitto)") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("edgeprobe-{tag}-sqlite-db-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    scenario(dir.to_str().unwrap());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs `scenario` with Mosquitto on a PostgreSQL database of its own, dropped afterwards;
+/// skips without either.
+pub fn on_postgres(tag: &str, scenario: impl FnOnce(&str)) {
+    if !crate::prerequisite(crate::broker::mosquitto().is_some(), "mosquitto (apt-get install mosquitto)") {
+        return;
+    }
+    let Some(admin) = require_postgres() else { return };
+    let db = TempDatabase::create(&admin, tag);
+    scenario(&db.url);
+}
+
 /// A database of its own for one test, dropped afterwards.
 pub struct TempDatabase {
     admin: String,

@@ -4,6 +4,7 @@
 pub mod broker;
 pub mod collector;
 pub mod lab;
+pub mod receiver;
 pub mod reference;
 
 use serde_json::Value;

@@ -7,7 +7,8 @@
 
 use edgeprobe_tests::broker::{Broker, mosquitto};
 use edgeprobe_tests::collector::{
-    Collector, CollectorToml, TempDatabase, free_port, replay_agent, replay_agent_with, require_postgres,
+    Collector, CollectorToml, TempDatabase, free_port, on_postgres, on_sqlite, replay_agent, replay_agent_with,
+    require_postgres,
 };
 use edgeprobe_tests::{fixtures, prerequisite};
 use serde_json::{Value, json};
@@ -236,23 +237,12 @@ fn scenario(storage: &str, tag: &str, collectors: usize) {
 
 #[test]
 fn sqlite_one_incident_per_cause() {
-    if !prerequisite(mosquitto().is_some(), "mosquitto (apt-get install mosquitto)") {
-        return;
-    }
-    let dir = std::env::temp_dir().join(format!("edgeprobe-e2e-sqlite-db-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    scenario(dir.to_str().unwrap(), "sqlite", 1);
-    let _ = std::fs::remove_dir_all(&dir);
+    on_sqlite("e2e", |db| scenario(db, "sqlite", 1));
 }
 
 #[test]
 fn postgres_one_incident_per_cause() {
-    if !prerequisite(mosquitto().is_some(), "mosquitto (apt-get install mosquitto)") {
-        return;
-    }
-    let Some(admin) = require_postgres() else { return };
-    let db = TempDatabase::create(&admin, "e2e");
-    scenario(&db.url, "postgres", 1);
+    on_postgres("e2e", |db| scenario(db, "postgres", 1));
 }
 
 /// Two collectors on one PostgreSQL, sharing the subscription: the same incidents as one,
@@ -382,21 +372,10 @@ fn journey_scenario(storage: &str, tag: &str) {
 
 #[test]
 fn sqlite_a_journey_failing_behind_one_node_is_one_incident() {
-    if !prerequisite(mosquitto().is_some(), "mosquitto (apt-get install mosquitto)") {
-        return;
-    }
-    let dir = std::env::temp_dir().join(format!("edgeprobe-e2e-journey-db-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    journey_scenario(dir.to_str().unwrap(), "sqlite");
-    let _ = std::fs::remove_dir_all(&dir);
+    on_sqlite("e2e-journey", |db| journey_scenario(db, "sqlite"));
 }
 
 #[test]
 fn postgres_a_journey_failing_behind_one_node_is_one_incident() {
-    if !prerequisite(mosquitto().is_some(), "mosquitto (apt-get install mosquitto)") {
-        return;
-    }
-    let Some(admin) = require_postgres() else { return };
-    let db = TempDatabase::create(&admin, "journeys");
-    journey_scenario(&db.url, "postgres");
+    on_postgres("journeys", |db| journey_scenario(db, "postgres"));
 }

@@ -304,11 +304,13 @@ fn trickled_headers_and_idle_sockets_are_closed_and_capped() {
 
 /// Every answer forbids framing, sniffing and foreign scripts; a state-changing request that
 /// names another origin is refused before it is authenticated, one that names this origin (or
-/// none, as an operator's script) is not.
+/// none, as an operator's script) is not, nor is one with a bearer token (an operator's
+/// system, which a browser cannot impersonate), whatever origin it names.
 #[test]
 fn answers_refuse_framing_and_other_origins() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let auth = "[[http.auth.users]]\nname = \"op\"\npassword = \"op-password-1\"\nrole = \"operator\"\n";
+    let auth = "[[http.auth.users]]\nname = \"op\"\npassword = \"op-password-1\"\nrole = \"operator\"\n\
+                [[http.auth.tokens]]\nname = \"crm\"\ntoken = \"crm-token-0123456789\"\nrole = \"operator\"\n";
     let (dir, collector) =
         start("origin", auth, Some(basic("op", "op-password-1").trim_end().replace("Authorization: ", "")));
     let port = port_of(&collector);
@@ -349,6 +351,11 @@ fn answers_refuse_framing_and_other_origins() {
     }
     // Refused before authentication: a foreign page learns nothing about the login.
     assert_eq!(request(me, port, &format!("{ack}Origin: http://evil.example\r\n")).0, 403);
+    // A system's token passes the origin check, and is then checked like any login.
+    let token = "Authorization: Bearer crm-token-0123456789\r\n";
+    assert_eq!(request(me, port, &format!("{ack}{token}Origin: http://crm.example\r\n")).0, 404);
+    let wrong = "Authorization: Bearer crm-token-wrong-0000\r\n";
+    assert_eq!(request(me, port, &format!("{ack}{wrong}Origin: http://crm.example\r\n")).0, 401);
     drop(collector);
     let _ = std::fs::remove_dir_all(&dir);
 }

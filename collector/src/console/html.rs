@@ -17,7 +17,7 @@ pub(crate) fn page(title: &str, user: &User, body: &str) -> Html<String> {
          content=\"width=device-width\"><title>{} · edgeprobe NOC</title><link rel=\"stylesheet\" \
          href=\"/static/console.css\"><script defer src=\"/static/console.js\"></script></head>\
          <body data-role=\"{role}\"><header><nav><a href=\"/\">Incidents</a><a href=\"/history\">History</a>\
-         <a href=\"/agents\">Agents</a></nav><span class=\"user\">{who}</span></header>\
+         <a href=\"/agents\">Agents</a><a href=\"/deliveries\">Deliveries</a></nav><span class=\"user\">{who}</span></header>\
          <p id=\"message\" role=\"status\"></p><main>{body}</main></body></html>",
         escape(title)
     ))
@@ -37,16 +37,7 @@ pub(crate) fn span(ms: i64) -> String {
 pub(crate) fn when(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let (days, day) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (y, m, d) = crate::clock::civil(days);
     format!("{y:04}-{m:02}-{d:02} {:02}:{:02} UTC", day / 3600, day % 3600 / 60)
 }
 

@@ -539,3 +539,61 @@ pub(crate) async fn agents_page(
     })
     .await
 }
+
+/// Webhook messages: what went out, what waits and why, what failed.
+pub(crate) async fn deliveries_page(
+    State(state): State<Shared>,
+    Extension(user): Extension<User>,
+) -> Result<Html<String>, ApiError> {
+    with_store(&state, move |store, st| {
+        let now = crate::clock::now_ms();
+        let list = store.deliveries(&Default::default(), 200)?;
+        let counts = store.delivery_counts()?;
+        let mut rows = String::new();
+        for d in &list {
+            let next = match d.state.as_str() {
+                "pending" if d.next_attempt_ms > now => {
+                    format!("retry in {} s", (d.next_attempt_ms - now + 999) / 1000)
+                }
+                "pending" => "due".to_string(),
+                _ => d.sent_ms.map_or(String::new(), |t| format!("{} ago", span(now - t))),
+            };
+            let _ = write!(
+                rows,
+                "<tr class=\"{state}\"><td class=\"num\">{id}</td><td>{webhook}</td><td>{event}</td><td>{subject}</td>\
+                 <td><span class=\"status\">{state}</span></td><td class=\"num\">{attempts}</td><td>{status}</td>\
+                 <td>{next}</td><td>{reason}</td><td>{created}</td></tr>",
+                id = d.id,
+                webhook = escape(&d.webhook),
+                event = words(&d.event),
+                subject = subject_link(&d.subject),
+                state = escape(&d.state),
+                attempts = d.attempts,
+                status = d.last_status.map_or(String::new(), |s| s.to_string()),
+                reason = escape(&d.reason),
+                created = when(d.created_ms),
+            );
+        }
+        if list.is_empty() {
+            let why = if st.config.webhooks.is_empty() { "No webhook is configured." } else { "Nothing sent yet." };
+            let _ = write!(rows, "<tr class=\"empty\"><td colspan=\"10\">{why}</td></tr>");
+        }
+        let summary: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+        let body = format!(
+            "<h1>Deliveries <span class=\"muted\">{}</span></h1><table id=\"deliveries\"><thead><tr><th>#</th>\
+             <th>webhook</th><th>event</th><th>about</th><th>state</th><th>attempts</th><th>last status</th>\
+             <th>next</th><th>reason</th><th>queued</th></tr></thead><tbody>{rows}</tbody></table>",
+            escape(&summary.join(" · "))
+        );
+        Ok(page("Deliveries", &user, &body))
+    })
+    .await
+}
+
+/// `incident:12` links to the incident; an action's subject stays text.
+fn subject_link(subject: &str) -> String {
+    match subject.strip_prefix("incident:") {
+        Some(id) => format!("<a href=\"/incidents/{0}\">incident {0}</a>", escape(id)),
+        None => escape(&words(subject)).replace(':', " "),
+    }
+}

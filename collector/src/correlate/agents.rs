@@ -8,9 +8,11 @@ use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Agents that fell silent (last will seen, or nothing heard for `agent_silence_secs`), one
-/// incident per access node; resolved when they are all back.
-pub fn evaluate_agents(store: &mut Store, config: &CollectorConfig, now_ms: i64) -> Result<()> {
+/// incident per access node; resolved when they are all back. Returns the webhook messages
+/// dropped for want of room in the outbox.
+pub fn evaluate_agents(store: &mut Store, config: &CollectorConfig, now_ms: i64) -> Result<u64> {
     store.transaction(true, |store| {
+        let mut dropped = 0;
         let silence = config.correlation.agent_silence_secs as i64 * 1000;
         let will_grace = config.correlation.agent_offline_after_secs as i64 * 1000;
         let agents = store.agents()?;
@@ -65,14 +67,14 @@ pub fn evaluate_agents(store: &mut Store, config: &CollectorConfig, now_ms: i64)
                 agents.len()
             );
             if incident.id == 0 || before != (incident.customers.clone(), incident.evidence.clone()) {
-                finish(store, config, &mut incident, now_ms)?;
+                dropped += finish(store, config, &mut incident, now_ms)?;
             }
         }
         for (_, mut incident) in active {
             incident.state = "resolved".into();
             incident.resolved_at = Some(now_ms);
-            finish(store, config, &mut incident, now_ms)?;
+            dropped += finish(store, config, &mut incident, now_ms)?;
         }
-        Ok(())
+        Ok(dropped)
     })
 }

@@ -26,11 +26,11 @@ mod scopes;
 pub use agents::evaluate_agents;
 pub use journeys::refresh_journey_stats;
 
-use crate::actions;
 use crate::config::CollectorConfig;
 use crate::customers::Customer;
 use crate::model::{Incident, IncidentKind};
 use crate::store::{CounterRow, Result, SampleRow, Store};
+use crate::{actions, delivery};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Metrics judged on the network side of the access point; `connect_home` and `quic_home` are
@@ -152,6 +152,8 @@ pub struct Summary {
     pub unknown_subscribers: u64,
     pub opened: u64,
     pub resolved: u64,
+    /// Webhook messages not queued for want of room in the outbox.
+    pub deliveries_dropped: u64,
 }
 
 /// Evaluates one window if no collector has; returns None if another one did.
@@ -218,7 +220,7 @@ fn evaluate(store: &mut Store, config: &CollectorConfig, window: (i64, i64), now
     };
     let touched = hysteresis::apply(w.candidates, active, &judged, window, &config.correlation, now_ms, &mut summary);
     for mut incident in touched {
-        finish(store, config, &mut incident, now_ms)?;
+        summary.deliveries_dropped += finish(store, config, &mut incident, now_ms)?;
     }
 
     // Journeys: the window's figures per group, and the rules on customers' own failures.
@@ -233,31 +235,45 @@ fn evaluate(store: &mut Store, config: &CollectorConfig, window: (i64, i64), now
     }
     for (subscriber, journey) in failing {
         if let Some(customer) = customers.get(subscriber) {
-            actions::journey_rules(store, customer, journey, window.1, &config.actions, now_ms)?;
+            let added = actions::journey_rules(store, customer, journey, window.1, &config.actions, now_ms)?;
+            summary.deliveries_dropped += delivery::enqueue_actions(store, config, &added, None, now_ms)?;
         }
     }
     Ok(summary)
 }
 
-/// Sets value at risk and severity, stores the incident, and keeps its actions current.
-fn finish(store: &mut Store, config: &CollectorConfig, incident: &mut Incident, now_ms: i64) -> Result<()> {
+/// Sets value at risk and severity, stores the incident, keeps its actions current, and queues
+/// what changed for the webhooks. Returns the webhook messages dropped for want of room.
+fn finish(store: &mut Store, config: &CollectorConfig, incident: &mut Incident, now_ms: i64) -> Result<u64> {
     if incident.state == "resolved" && incident.opened_at.is_none() {
         // Bad for fewer than open_after windows: it never was an incident.
-        return if incident.id == 0 { Ok(()) } else { store.delete_incident(incident.id) };
+        return if incident.id == 0 { Ok(0) } else { store.delete_incident(incident.id).map(|_| 0) };
     }
     let customers = store.customers_by_id(&incident.customers)?;
     incident.affected_customers = customers.len() as i64;
     incident.value_at_risk = (customers.iter().map(|c| c.monthly_value).sum::<f64>() * 100.0).round() / 100.0;
     incident.severity = severity(incident).into();
+    let before = match incident.id {
+        0 => None,
+        id => store.incident(id)?.map(|i| (i.state, i.severity, i.affected_customers)),
+    };
     store.save_incident(incident)?;
+    let event = delivery::incident_event(before.as_ref().map(|(s, v, n)| (s.as_str(), v.as_str(), *n)), incident);
+    let mut dropped = match event {
+        Some(event) if !config.webhooks.is_empty() => {
+            delivery::enqueue_incident(store, config, incident, event, now_ms)?
+        }
+        _ => 0,
+    };
     match incident.state.as_str() {
         "open" => {
-            actions::suggest(store, incident, &config.actions, now_ms)?;
+            let added = actions::suggest(store, incident, &config.actions, now_ms)?;
+            dropped += delivery::enqueue_actions(store, config, &added, Some(incident), now_ms)?;
         }
         "resolved" => store.end_actions(incident.id, now_ms)?,
         _ => {}
     }
-    Ok(())
+    Ok(dropped)
 }
 
 fn severity(i: &Incident) -> &'static str {

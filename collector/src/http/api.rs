@@ -22,6 +22,9 @@ pub fn router(state: Shared) -> Router<Shared> {
         .route("/api/v1/incidents/{id}", get(incident))
         .route("/api/v1/incidents/{id}/ack", post(ack))
         .route("/api/v1/actions", get(actions))
+        .route("/api/v1/deliveries", get(deliveries))
+        .route("/api/v1/deliveries/{id}", get(delivery))
+        .route("/api/v1/deliveries/{id}/retry", post(retry_delivery))
         .route("/api/v1/journeys", get(journeys))
         .route("/api/v1/agent-config", get(agent_config).put(set_agent_config))
         .route("/metrics", get(metrics))
@@ -287,6 +290,61 @@ async fn actions(State(state): State<Shared>, Query(q): Query<ActionQuery>) -> R
         let limit = q.limit.unwrap_or(1000).clamp(1, 100_000);
         let list = store.actions(q.customer_id.as_deref(), q.current.unwrap_or(false), limit)?;
         Ok(Json(json!({"actions": list})))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct DeliveryQuery {
+    state: Option<String>,
+    webhook: Option<String>,
+    /// `incident:ID` or `action:ID`.
+    subject: Option<String>,
+    limit: Option<i64>,
+}
+
+/// Webhook messages, newest first, with their delivery state, and the count in each state.
+async fn deliveries(State(state): State<Shared>, Query(q): Query<DeliveryQuery>) -> Result<Json<Value>, ApiError> {
+    if q.state.as_deref().is_some_and(|s| !["pending", "sent", "failed"].contains(&s)) {
+        return Err(ApiError::BadRequest("state must be pending, sent or failed".into()));
+    }
+    with_store(&state, move |store, _| {
+        let filter = crate::store::deliveries::DeliveryFilter {
+            state: q.state.as_deref(),
+            webhook: q.webhook.as_deref(),
+            subject: q.subject.as_deref(),
+        };
+        let list = store.deliveries(&filter, q.limit.unwrap_or(100).clamp(1, 10_000))?;
+        let counts: serde_json::Map<String, Value> =
+            store.delivery_counts()?.into_iter().map(|(s, n)| (s, json!(n))).collect();
+        Ok(Json(json!({"deliveries": list, "counts": counts})))
+    })
+    .await
+}
+
+/// One message, with the body it is sent with.
+async fn delivery(State(state): State<Shared>, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
+    with_store(&state, move |store, _| {
+        let d = store.delivery(id)?.ok_or(ApiError::NoDelivery(id))?;
+        let mut v = serde_json::to_value(&d).expect("plain data");
+        v["body"] = serde_json::from_str(&d.body).unwrap_or(Value::Null);
+        Ok(Json(v))
+    })
+    .await
+}
+
+/// Queues a failed message again (after the receiver is mended), under its own key.
+async fn retry_delivery(
+    State(state): State<Shared>,
+    Extension(user): Extension<User>,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    operator(&user)?;
+    with_store(&state, move |store, _| {
+        if !store.retry_delivery(id, crate::clock::now_ms())? {
+            return Err(ApiError::NoDelivery(id));
+        }
+        Ok(Json(serde_json::to_value(store.delivery(id)?).expect("plain data")))
     })
     .await
 }

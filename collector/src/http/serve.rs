@@ -15,7 +15,9 @@
 //! - A state-changing request whose `Origin` (or, without one, `Referer`) names another host
 //!   or port than its `Host` is refused: a page elsewhere cannot make an operator's browser
 //!   acknowledge incidents. Requests with neither (scripts, operators' systems) pass to
-//!   authentication as before. A reverse proxy in front must pass the `Host` header on.
+//!   authentication as before, and so do requests with a bearer token whatever they name: a
+//!   browser never adds a token on its own, so a token proves the caller chose to send it.
+//!   A reverse proxy in front must pass the `Host` header on.
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
@@ -86,6 +88,13 @@ fn foreign_origin(request: &Request) -> Option<String> {
         return None;
     }
     let headers = request.headers();
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "));
+    if bearer {
+        return None;
+    }
     let named = match headers.get(header::ORIGIN) {
         Some(origin) => origin.to_str().unwrap_or("?").to_string(),
         None => {

@@ -55,6 +55,8 @@ pub enum ApiError {
     NoCustomer(String),
     #[error("no incident {0}")]
     NoIncident(i64),
+    #[error("no failed delivery {0}")]
+    NoDelivery(i64),
     /// An agent configuration that cannot be pushed.
     #[error("{0}")]
     Config(#[from] ConfigError),
@@ -70,7 +72,7 @@ impl ApiError {
         match self {
             ApiError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::NoCustomer(_) | ApiError::NoIncident(_) => StatusCode::NOT_FOUND,
+            ApiError::NoCustomer(_) | ApiError::NoIncident(_) | ApiError::NoDelivery(_) => StatusCode::NOT_FOUND,
             ApiError::Config(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::ReadOnly(_) => StatusCode::FORBIDDEN,
             ApiError::Task(_) => StatusCode::INTERNAL_SERVER_ERROR,

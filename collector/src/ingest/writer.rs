@@ -214,6 +214,7 @@ impl Writer {
                         self.metrics.unknown_subscribers.fetch_add(s.unknown_subscribers, Relaxed);
                         self.metrics.incidents_opened.fetch_add(s.opened, Relaxed);
                         self.metrics.incidents_resolved.fetch_add(s.resolved, Relaxed);
+                        self.metrics.deliveries_dropped.fetch_add(s.deliveries_dropped, Relaxed);
                     }
                 }
                 Err(e) => {
@@ -236,7 +237,8 @@ impl Writer {
             }
         }
         if agents {
-            correlate::evaluate_agents(&mut self.store, &self.config, now_ms)?;
+            let dropped = correlate::evaluate_agents(&mut self.store, &self.config, now_ms)?;
+            self.metrics.deliveries_dropped.fetch_add(dropped, Relaxed);
         }
         self.metrics.open_incidents.store(self.store.open_incident_count()?, Relaxed);
         Ok(())

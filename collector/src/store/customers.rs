@@ -4,8 +4,8 @@ use super::{Result, Row, Store, Value, json, marks};
 use crate::customers::Customer;
 use std::collections::{HashMap, HashSet};
 
-pub(crate) const CUSTOMER_COLUMNS: &str =
-    "customer_id, subscriber_id, segment, plan, region, access_node, monthly_value, contact_opt_out, attributes";
+pub(crate) const CUSTOMER_COLUMNS: &str = "customer_id, subscriber_id, segment, plan, region, access_node, monthly_value, contact_opt_out, attributes, \
+     contact_channels, partner_offers, dependent";
 
 /// An `agent_subscribers s` row whose line no other agent has reported on since: a line moves
 /// with its gateway, and an agent that falls silent speaks only for the lines it still serves.
@@ -23,6 +23,9 @@ pub(crate) fn customer(r: &Row) -> Customer {
         monthly_value: r.real(6),
         contact_opt_out: r.int(7) != 0,
         attributes: serde_json::from_str(&r.text(8)).unwrap_or_default(),
+        contact_channels: r.text(9).split(';').filter(|c| !c.is_empty()).map(str::to_string).collect(),
+        partner_offers: r.int(10) != 0,
+        dependent: r.int(11) != 0,
     }
 }
 
@@ -41,12 +44,14 @@ impl Store {
                     !s.db.query("SELECT 1 FROM customers WHERE customer_id = ?", &[c.customer_id.as_str().into()])?.is_empty();
                 s.db.execute(
                     "INSERT INTO customers (customer_id, subscriber_id, segment, plan, region, access_node, monthly_value, \
-                     contact_opt_out, attributes, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                     contact_opt_out, attributes, updated_ms, contact_channels, partner_offers, dependent) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
                      ON CONFLICT (customer_id) DO UPDATE SET subscriber_id = excluded.subscriber_id, \
                      segment = excluded.segment, plan = excluded.plan, region = excluded.region, \
                      access_node = excluded.access_node, monthly_value = excluded.monthly_value, \
                      contact_opt_out = excluded.contact_opt_out, attributes = excluded.attributes, \
-                     updated_ms = excluded.updated_ms",
+                     updated_ms = excluded.updated_ms, contact_channels = excluded.contact_channels, \
+                     partner_offers = excluded.partner_offers, dependent = excluded.dependent",
                     &[
                         c.customer_id.as_str().into(),
                         c.subscriber_id.as_str().into(),
@@ -58,6 +63,9 @@ impl Store {
                         c.contact_opt_out.into(),
                         json(&c.attributes).into(),
                         now_ms.into(),
+                        c.contact_channels.join(";").into(),
+                        c.partner_offers.into(),
+                        c.dependent.into(),
                     ],
                 )?;
                 new += usize::from(!existed);

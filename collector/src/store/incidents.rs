@@ -32,7 +32,7 @@ pub(crate) fn incident(r: &Row) -> Incident {
 }
 
 pub(crate) const ACTION_COLUMNS: &str =
-    "id, incident_id, customer_id, action, contact, reason, created_ms, ended_ms, rule";
+    "id, incident_id, customer_id, action, contact, reason, created_ms, ended_ms, rule, channels";
 
 pub(crate) fn action(r: &Row) -> Action {
     Action {
@@ -42,6 +42,7 @@ pub(crate) fn action(r: &Row) -> Action {
         customer_id: r.text(2),
         action: r.text(3),
         contact: r.int(4) != 0,
+        channels: r.text(9).split(';').filter(|c| !c.is_empty()).map(str::to_string).collect(),
         reason: r.text(5),
         created_ms: r.int(6),
         ended_ms: r.opt_int(7),
@@ -133,11 +134,13 @@ impl Store {
         self.incident(id)
     }
 
-    /// Stores an action unless the same one exists for the incident and customer.
-    pub fn insert_action(&mut self, a: &Action) -> Result<bool> {
-        let n = self.db.execute(
-            "INSERT INTO actions (incident_id, customer_id, action, contact, reason, created_ms, rule) \
-             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (incident_id, customer_id, action) WHERE incident_id > 0 DO NOTHING",
+    /// Stores an action unless the same one exists for the incident and customer; returns its
+    /// id if it is new.
+    pub fn insert_action(&mut self, a: &Action) -> Result<Option<i64>> {
+        let rows = self.db.query(
+            "INSERT INTO actions (incident_id, customer_id, action, contact, reason, created_ms, rule, channels) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (incident_id, customer_id, action) WHERE incident_id > 0 \
+             DO NOTHING RETURNING id",
             &[
                 a.incident_id.unwrap_or(0).into(),
                 a.customer_id.as_str().into(),
@@ -146,9 +149,10 @@ impl Store {
                 a.reason.as_str().into(),
                 a.created_ms.into(),
                 a.rule.as_deref().unwrap_or("").into(),
+                a.channels.join(";").into(),
             ],
         )?;
-        Ok(n == 1)
+        Ok(rows.first().map(|r| r.int(0)))
     }
 
     /// Whether a journey rule chose an action for this customer since `since_ms`.

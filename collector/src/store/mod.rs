@@ -11,6 +11,7 @@ use crate::store::customers::STILL_THE_AGENTS;
 pub mod agents;
 pub mod backend;
 pub mod customers;
+pub mod deliveries;
 pub mod incidents;
 pub mod journeys;
 mod postgres;
@@ -107,6 +108,7 @@ impl Store {
                 "DELETE FROM journey_stats WHERE window_start < ?",
                 "DELETE FROM line_quality WHERE window_start < ?",
                 "DELETE FROM incidents WHERE resolved_at < ?",
+                "DELETE FROM deliveries WHERE state <> 'pending' AND created_ms < ?",
             ] {
                 n += s.db.execute(sql, &[before_ms.into()])?;
             }

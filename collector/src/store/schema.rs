@@ -228,6 +228,37 @@ CREATE TABLE line_quality (
 CREATE INDEX line_quality_window ON line_quality (window_start);
 ",
     ),
+    (
+        // Contact rules from the customer record and the channels an action may use; the
+        // outbox of webhook messages, written in the transaction that decided them, so a
+        // message is queued exactly when its incident or action is stored.
+        7,
+        "
+ALTER TABLE customers ADD COLUMN contact_channels TEXT NOT NULL DEFAULT '';
+ALTER TABLE customers ADD COLUMN partner_offers BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE customers ADD COLUMN dependent BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE actions ADD COLUMN channels TEXT NOT NULL DEFAULT '';
+CREATE TABLE deliveries (
+    id {ID},
+    webhook TEXT NOT NULL,
+    event TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL UNIQUE,
+    body TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts BIGINT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    next_attempt_ms BIGINT NOT NULL,
+    claimed_until BIGINT NOT NULL,
+    last_attempt_ms BIGINT,
+    sent_ms BIGINT,
+    last_status BIGINT,
+    reason TEXT NOT NULL
+);
+CREATE INDEX deliveries_due ON deliveries (state, webhook, next_attempt_ms);
+CREATE INDEX deliveries_subject ON deliveries (subject);
+",
+    ),
 ];
 
 /// Data moves that SQL alone cannot do, run after the version's SQL in the same transaction.
