@@ -73,6 +73,7 @@ fn proposal(incident: &Incident, customer: &Customer, config: &ActionsConfig) ->
 /// What to do for one customer, once their contact rules are applied.
 struct Choice {
     kind: &'static str,
+    intended: &'static str,
     contact: bool,
     channels: Vec<String>,
     reason: String,
@@ -88,9 +89,10 @@ fn respect_preferences(
     (kind, contact, reason): (&'static str, bool, String),
     now_ms: i64,
 ) -> Result<Choice> {
-    let refuse = |why: String| Choice { kind: "none", contact: false, channels: Vec::new(), reason: why };
+    let refuse =
+        |why: String| Choice { kind: "none", intended: kind, contact: false, channels: Vec::new(), reason: why };
     if !contact {
-        return Ok(Choice { kind, contact, channels: Vec::new(), reason });
+        return Ok(Choice { kind, intended: kind, contact, channels: Vec::new(), reason });
     }
     if customer.contact_opt_out {
         return Ok(refuse(format!("would suggest {kind}, but the customer opted out of contact ({reason})")));
@@ -121,7 +123,31 @@ fn respect_preferences(
         true => reason,
         false => format!("{reason}; by {}", channels.join(", then ")),
     };
-    Ok(Choice { kind, contact, channels, reason })
+    Ok(Choice { kind, intended: kind, contact, channels, reason })
+}
+
+/// Whether this customer is in the hold-out for `subject` (an incident, or a rule's window):
+/// a hash, not a draw, so every collector and every re-evaluation picks the same customers.
+fn held_out(config: &ActionsConfig, customer: &Customer, subject: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new().chain_update(&customer.customer_id).chain_update([0]).chain_update(subject).finalize();
+    let draw = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes")) as f64 / 2f64.powi(64);
+    draw < config.holdout_share
+}
+
+/// A choice turned into the hold-out's nothing, when the customer is picked for it.
+fn holdout(config: &ActionsConfig, customer: &Customer, subject: &str, choice: Choice) -> Choice {
+    if !config.holdout_actions.iter().any(|a| a == choice.kind) || !held_out(config, customer, subject) {
+        return choice;
+    }
+    let reason = format!(
+        "picked at random for the hold-out ({:.0}% of eligible customers get nothing, to measure what {} changes); \
+         would be: {}",
+        config.holdout_share * 100.0,
+        choice.kind,
+        choice.reason
+    );
+    Choice { kind: "holdout", intended: choice.intended, contact: false, channels: Vec::new(), reason }
 }
 
 fn or_nothing(channels: &[String]) -> String {
@@ -136,7 +162,7 @@ pub fn journey_rules(
     store: &mut Store,
     customer: &Customer,
     journey: &str,
-    window_end: i64,
+    (window_start, window_end): (i64, i64),
     config: &ActionsConfig,
     now_ms: i64,
 ) -> Result<Vec<Action>> {
@@ -156,7 +182,9 @@ pub fn journey_rules(
         }
         let proposal = (action_name(rule), rule.contact, rule_reason(rule, customer, failures));
         let choice = respect_preferences(store, customer, config, proposal, now_ms)?;
-        let action = Action { incident_id: None, rule: Some(key), ..new_action(customer, choice, now_ms) };
+        let choice = holdout(config, customer, &format!("{key}@{window_start}"), choice);
+        let action =
+            Action { incident_id: None, rule: Some(key), ..new_action(customer, choice, window_start, now_ms) };
         added.extend(store.insert_action(&action)?.map(|id| Action { id, ..action }));
     }
     Ok(added)
@@ -177,13 +205,15 @@ fn rule_reason(rule: &JourneyRule, customer: &Customer, failures: u64) -> String
     )
 }
 
-fn new_action(customer: &Customer, choice: Choice, now_ms: i64) -> Action {
+fn new_action(customer: &Customer, choice: Choice, window_ms: i64, now_ms: i64) -> Action {
     Action {
         id: 0,
         incident_id: None,
         rule: None,
         customer_id: customer.customer_id.clone(),
         action: choice.kind.to_string(),
+        intended: choice.intended.to_string(),
+        window_ms,
         contact: choice.contact,
         channels: choice.channels,
         reason: choice.reason,
@@ -203,10 +233,13 @@ pub fn suggest(store: &mut Store, incident: &Incident, config: &ActionsConfig, n
         }
         let proposed = proposal(incident, &customer, config);
         let choice = respect_preferences(store, &customer, config, proposed, now_ms)?;
-        let base = Action { incident_id: Some(incident.id), ..new_action(&customer, choice, now_ms) };
+        let choice = holdout(config, &customer, &format!("incident:{}", incident.id), choice);
+        let base =
+            Action { incident_id: Some(incident.id), ..new_action(&customer, choice, incident.last_window, now_ms) };
         added.extend(store.insert_action(&base)?.map(|id| Action { id, ..base.clone() }));
         let hold = Action {
             action: "hold_marketing".into(),
+            intended: "hold_marketing".into(),
             contact: false,
             channels: Vec::new(),
             reason: format!(

@@ -26,6 +26,29 @@ pub struct CollectorConfig {
     pub webhooks: Vec<WebhookConfig>,
     /// The outbox and retries behind the webhooks.
     pub delivery: DeliveryConfig,
+    /// How actions' results are measured.
+    pub outcomes: OutcomesConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutcomesConfig {
+    /// An action's recovery compares the incident's metric over this many minutes of windows
+    /// before the window that decided it ...
+    pub before_minutes: u64,
+    /// ... with this many after it; it is measured once the windows after are evaluated.
+    pub after_minutes: u64,
+    /// An incident that opens again within this many minutes of resolving came back.
+    pub recurrence_minutes: u64,
+    /// Customer contacts (outcomes of kind `contact`) this many days after an action count
+    /// against it.
+    pub contact_days: u64,
+}
+
+impl Default for OutcomesConfig {
+    fn default() -> Self {
+        OutcomesConfig { before_minutes: 60, after_minutes: 1440, recurrence_minutes: 4320, contact_days: 7 }
+    }
 }
 
 /// What a webhook may be sent.
@@ -43,7 +66,8 @@ pub struct WebhookConfig {
     pub url: String,
     /// Which of [`WEBHOOK_EVENTS`] it gets.
     pub events: Vec<String>,
-    /// For `action_proposed`: the action types it gets; empty: every one but `none`.
+    /// For `action_proposed`: the action types it gets; empty: every one but `none` and
+    /// `holdout`.
     #[serde(default)]
     pub actions: Vec<String>,
     /// Key of the HMAC-SHA256 signature header; without it, requests are not signed.
@@ -67,7 +91,11 @@ impl WebhookConfig {
 
     pub fn wants_action(&self, action: &str) -> bool {
         self.wants("action_proposed")
-            && if self.actions.is_empty() { action != "none" } else { self.actions.iter().any(|a| a == action) }
+            && if self.actions.is_empty() {
+                action != "none" && action != "holdout"
+            } else {
+                self.actions.iter().any(|a| a == action)
+            }
     }
 }
 
@@ -122,6 +150,7 @@ impl Default for CollectorConfig {
             working_latency: Default::default(),
             webhooks: Vec::new(),
             delivery: DeliveryConfig::default(),
+            outcomes: OutcomesConfig::default(),
         }
     }
 }
@@ -401,6 +430,20 @@ impl Default for PlanThresholds {
 }
 
 impl PlanThresholds {
+    /// The limit a metric is judged against: a p90 in µs for a latency, a share of failures
+    /// for a ratio; None for a metric the plan does not bound.
+    pub fn limit(&self, metric: &str) -> Option<f64> {
+        match metric {
+            "dns_failures" => Some(self.dns_failure_ratio),
+            "connect_failures" => Some(self.connect_failure_ratio),
+            m if m.starts_with(crate::correlate::JOURNEY_FAILURES) => Some(self.journey_failure_ratio),
+            m => match m.strip_prefix(crate::correlate::JOURNEY_LATENCY) {
+                Some(journey) => self.journey_p90_ms.get(journey).map(|ms| ms * 1000.0),
+                None => self.latency_us(m),
+            },
+        }
+    }
+
     /// The p90 threshold for a latency metric, in microseconds.
     pub fn latency_us(&self, metric: &str) -> Option<f64> {
         let ms = match metric {
@@ -435,6 +478,11 @@ pub struct ActionsConfig {
     /// The channels each contacting action may use, in order of preference; a customer's own
     /// `contact_channels` narrow them, and an action left with none contacts nobody.
     pub channels: BTreeMap<String, Vec<String>>,
+    /// The share of customers eligible for one of `holdout_actions` who are picked at random
+    /// (the same pick on every collector) to get nothing: the control group that measures
+    /// what the action changes. 0 turns it off.
+    pub holdout_share: f64,
+    pub holdout_actions: Vec<String>,
 }
 
 /// Action types that may contact the customer.
@@ -491,6 +539,8 @@ impl Default for ActionsConfig {
                 ("outage_notice".to_string(), vec!["sms".into(), "app".into(), "email".into()]),
                 ("wifi_help".to_string(), vec!["app".into(), "email".into(), "call".into()]),
             ]),
+            holdout_share: 0.05,
+            holdout_actions: vec!["outage_notice".into(), "wifi_help".into()],
         }
     }
 }
@@ -628,6 +678,9 @@ impl CollectorConfig {
                 fail(&format!("actions.channels.{action}"), &format!("{c:?} is not one of email, sms, app, call"));
             }
         }
+        if !(0.0..=0.5).contains(&self.actions.holdout_share) {
+            fail("actions.holdout_share", "must be from 0 to 0.5");
+        }
         let mut names = std::collections::BTreeSet::new();
         for (i, w) in self.webhooks.iter().enumerate() {
             let field = format!("webhooks[{i}]");
@@ -654,6 +707,10 @@ impl CollectorConfig {
             if w.timeout_secs == 0 || w.timeout_secs > 300 {
                 fail(&field, "timeout_secs must be from 1 to 300");
             }
+        }
+        let o = &self.outcomes;
+        if o.before_minutes == 0 || o.after_minutes == 0 || o.contact_days == 0 {
+            fail("outcomes", "before_minutes, after_minutes and contact_days must be at least 1");
         }
         let d = &self.delivery;
         if d.max_pending == 0 || d.retry_initial_ms == 0 || d.retry_max_ms < d.retry_initial_ms || d.give_up_hours == 0

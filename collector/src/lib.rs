@@ -19,6 +19,7 @@ pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod model;
+pub mod outcomes;
 pub mod quality;
 pub mod store;
 #[doc(hidden)]

@@ -32,6 +32,8 @@ enum Command {
     Serve,
     /// Load or update customer records from a CSV file.
     ImportCustomers { file: PathBuf },
+    /// Record outcomes (contacts, tickets closed, churn, satisfaction) from a CSV file.
+    ImportOutcomes { file: PathBuf },
     /// Validate a config file.
     CheckConfig { file: PathBuf },
     /// Read a password from standard input (one line) and print its bcrypt hash, for
@@ -68,6 +70,27 @@ fn import(config: &CollectorConfig, file: &PathBuf) -> anyhow::Result<bool> {
     Ok(parsed.errors.is_empty())
 }
 
+fn import_outcomes(config: &CollectorConfig, file: &PathBuf) -> anyhow::Result<bool> {
+    let input = std::fs::File::open(file).with_context(|| format!("{}", file.display()))?;
+    let rows =
+        edgeprobe_collector::outcomes::from_csv(input).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let mut store =
+        store::Store::open(&config.storage.url).with_context(|| format!("storage {}", config.storage.url))?;
+    let source = format!("import:{}", file.file_name().map_or("".into(), |n| n.to_string_lossy()));
+    let recorded =
+        edgeprobe_collector::outcomes::record(&mut store, config, rows, &source, edgeprobe_collector::clock::now_ms())?;
+    for r in &recorded.rejected {
+        eprintln!("{}:{}: {}", file.display(), r.item, r.reason);
+    }
+    eprintln!(
+        "recorded {} outcomes ({} already known), {} rows rejected",
+        recorded.accepted,
+        recorded.duplicates,
+        recorded.rejected.len()
+    );
+    Ok(recorded.rejected.is_empty())
+}
+
 fn main() -> ExitCode {
     // Release builds abort on any panic (`panic = "abort"`). Debug builds, which the tests
     // run, do the same, so a panic anywhere (a task's included, which tokio would otherwise
@@ -94,6 +117,7 @@ fn main() -> ExitCode {
                 Ok(true)
             }
             Command::ImportCustomers { file } => import(&load(cli.config.as_ref())?, &file),
+            Command::ImportOutcomes { file } => import_outcomes(&load(cli.config.as_ref())?, &file),
             Command::EmbeddedBroker => edgeprobe_collector::broker::run_child().map(|()| true),
             Command::HashPassword => {
                 let mut password = String::new();

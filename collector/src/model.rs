@@ -127,8 +127,14 @@ pub struct Action {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
     pub customer_id: String,
-    /// `outage_notice`, `wifi_help`, `service_ticket`, `smart_queue`, `hold_marketing` or `none`.
+    /// `outage_notice`, `wifi_help`, `service_ticket`, `smart_queue`, `hold_marketing`,
+    /// `holdout` (picked at random to get nothing, as the control) or `none`.
     pub action: String,
+    /// What the incident or rule called for before the customer's rules and the hold-out:
+    /// differs from `action` for a hold-out and for a contact the customer refused.
+    pub intended: String,
+    /// Start of the window that decided it: the time its recovery is measured from.
+    pub window_ms: i64,
     /// Whether the action contacts the customer (and so counts against the contact cap).
     pub contact: bool,
     /// For a contact, the channels it may use, in order of preference.

@@ -17,7 +17,7 @@ pub(crate) fn page(title: &str, user: &User, body: &str) -> Html<String> {
          content=\"width=device-width\"><title>{} · edgeprobe NOC</title><link rel=\"stylesheet\" \
          href=\"/static/console.css\"><script defer src=\"/static/console.js\"></script></head>\
          <body data-role=\"{role}\"><header><nav><a href=\"/\">Incidents</a><a href=\"/history\">History</a>\
-         <a href=\"/agents\">Agents</a><a href=\"/deliveries\">Deliveries</a></nav><span class=\"user\">{who}</span></header>\
+         <a href=\"/agents\">Agents</a><a href=\"/deliveries\">Deliveries</a><a href=\"/effectiveness\">Effectiveness</a></nav><span class=\"user\">{who}</span></header>\
          <p id=\"message\" role=\"status\"></p><main>{body}</main></body></html>",
         escape(title)
     ))

@@ -5,7 +5,9 @@
 
 use crate::console::html::when;
 use crate::console::live::{events, incident_rows_fragment};
-use crate::console::pages::{agents_page, customer_page, deliveries_page, history_page, incident_page, incidents_page};
+use crate::console::pages::{
+    agents_page, customer_page, deliveries_page, effectiveness_page, history_page, incident_page, incidents_page,
+};
 
 pub mod html;
 mod live;
@@ -27,6 +29,7 @@ pub fn router(state: Shared) -> Router<Shared> {
         .route("/customers/{id}", get(customer_page))
         .route("/agents", get(agents_page))
         .route("/deliveries", get(deliveries_page))
+        .route("/effectiveness", get(effectiveness_page))
         .route("/console/incidents", get(incident_rows_fragment))
         .route("/console/events", get(events))
         .route("/static/console.css", get(|| async { ([(header::CONTENT_TYPE, "text/css")], CSS) }))

@@ -597,3 +597,65 @@ fn subject_link(subject: &str) -> String {
         None => escape(&words(subject)).replace(':', " "),
     }
 }
+
+/// Which actions work: each action type and segment against the random hold-out.
+pub(crate) async fn effectiveness_page(
+    State(state): State<Shared>,
+    Extension(user): Extension<User>,
+) -> Result<Html<String>, ApiError> {
+    with_store(&state, move |store, st| {
+        let until = crate::clock::now_ms() + 1;
+        let effects = crate::outcomes::effectiveness(store, &st.config, until - 30 * 86_400_000, until)?;
+        let rate = |i: Option<crate::outcomes::Interval>| {
+            i.map_or("–".into(), |i| format!("{} <span class=\"muted\">({}–{})</span>", pct(i.value * 100.0), pct(i.low * 100.0), pct(i.high * 100.0)))
+        };
+        let diff = |i: Option<crate::outcomes::Interval>| {
+            i.map_or("–".into(), |i| format!("{:+.0} pts <span class=\"muted\">({:+.0} to {:+.0})</span>", i.value * 100.0, i.low * 100.0, i.high * 100.0))
+        };
+        let time = |i: Option<crate::outcomes::Interval>| {
+            i.map_or("–".into(), |i| format!("{} <span class=\"muted\">({}–{})</span>", span(i.value as i64), span(i.low as i64), span(i.high as i64)))
+        };
+        let arm = |a: &crate::outcomes::Arm| {
+            format!(
+                "<td class=\"num\">{}</td><td>{}</td><td>{}</td><td>{}</td>",
+                a.actions,
+                rate(a.recovery_rate),
+                time(a.time_to_recovery_ms),
+                rate(a.contact_rate)
+            )
+        };
+        let mut rows = String::new();
+        for e in &effects {
+            let _ = write!(
+                rows,
+                "<tr><td>{}</td><td>{}</td>{}{}<td>{}</td><td>{}</td><td class=\"num\">{}</td></tr>",
+                words(&e.action),
+                escape(&e.segment),
+                arm(&e.treated),
+                arm(&e.holdout),
+                diff(e.uplift.recovery_rate),
+                diff(e.uplift.contact_rate),
+                e.refused.actions,
+            );
+        }
+        if effects.is_empty() {
+            rows.push_str("<tr class=\"empty\"><td colspan=\"13\">No action measured in the last 30 days.</td></tr>");
+        }
+        let body = format!(
+            "<h1>Effectiveness <span class=\"muted\">last 30 days, hold-out {}</span></h1>\
+             <p class=\"muted\">Recovery: the incident's metric back within the plan in the {} min after the \
+             action. Contacts: customers who called or wrote within {} days. 95% intervals (Wilson; bootstrap for \
+             times; Newcombe for differences). Refused: no action because of the customer's own rules, not a control.</p>\
+             <table id=\"effectiveness\"><thead><tr><th rowspan=\"2\">action</th><th rowspan=\"2\">segment</th>\
+             <th colspan=\"4\">with the action</th><th colspan=\"4\">hold-out</th><th colspan=\"2\">uplift</th>\
+             <th rowspan=\"2\">refused</th></tr><tr><th>n</th><th>recovered</th><th>time to recover</th><th>contacted</th>\
+             <th>n</th><th>recovered</th><th>time to recover</th><th>contacted</th><th>recovery</th><th>contacts</th></tr>\
+             </thead><tbody>{rows}</tbody></table>",
+            pct(st.config.actions.holdout_share * 100.0),
+            st.config.outcomes.after_minutes,
+            st.config.outcomes.contact_days,
+        );
+        Ok(page("Effectiveness", &user, &body))
+    })
+    .await
+}

@@ -5,9 +5,8 @@
 //! [`MAX_POINTS`] points.
 
 use crate::console::html::escape;
-use crate::correlate::{is_ratio, journey_of};
 use crate::figures::{Figure, downsample};
-use edgeprobe_wire::{METRICS, SubscriberReport};
+use edgeprobe_wire::SubscriberReport;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -131,45 +130,9 @@ fn nice(v: f64) -> f64 {
     [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * p).find(|c| *c >= v).unwrap_or(10.0 * p)
 }
 
-/// One metric of `lines`, per window.
+/// One metric of `lines`, per window, at most `MAX_POINTS` of them.
 pub(crate) fn per_window(lines: &[(i64, SubscriberReport)], metric: &str) -> BTreeMap<i64, Figure> {
-    let mut out: BTreeMap<i64, Figure> = BTreeMap::new();
-    for (ws, line) in lines {
-        let w = out.entry(*ws).or_default();
-        let c = crate::store::counter_row(&line.counters);
-        let int = |v: i64| u64::try_from(v).unwrap_or(0);
-        match metric {
-            m if METRICS.contains(&m) => {
-                if let Some(h) = line.metrics.get(m).filter(|h| h.count > 0) {
-                    w.add(h);
-                }
-            }
-            "dns_failures" => {
-                w.bad += int(c.dns_failures);
-                w.total += int(c.dns_total);
-            }
-            "connect_failures" => {
-                w.bad += int(c.connect_failures);
-                w.total += int(c.connects + c.connect_failures);
-            }
-            m => {
-                let Some(name) = journey_of(m) else { continue };
-                let latency = !is_ratio(m);
-                for j in line.journeys.iter().filter(|j| j.journey == name) {
-                    if latency {
-                        if let Some(h) = j.latency.as_ref().filter(|h| h.count > 0) {
-                            w.add(h);
-                        }
-                    } else {
-                        w.bad += j.failed + j.timeout;
-                        w.total += j.ok + j.failed + j.timeout;
-                    }
-                }
-            }
-        }
-    }
-    out.retain(|_, w| w.has_latency() || w.total > 0);
-    downsample(out)
+    downsample(crate::figures::windows_of(lines, metric))
 }
 
 /// Percentile series (ms) of a latency metric per window, labelled `prefix` + p50/p90/p99.

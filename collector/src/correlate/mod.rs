@@ -235,7 +235,7 @@ fn evaluate(store: &mut Store, config: &CollectorConfig, window: (i64, i64), now
     }
     for (subscriber, journey) in failing {
         if let Some(customer) = customers.get(subscriber) {
-            let added = actions::journey_rules(store, customer, journey, window.1, &config.actions, now_ms)?;
+            let added = actions::journey_rules(store, customer, journey, window, &config.actions, now_ms)?;
             summary.deliveries_dropped += delivery::enqueue_actions(store, config, &added, None, now_ms)?;
         }
     }

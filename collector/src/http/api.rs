@@ -22,6 +22,8 @@ pub fn router(state: Shared) -> Router<Shared> {
         .route("/api/v1/incidents/{id}", get(incident))
         .route("/api/v1/incidents/{id}/ack", post(ack))
         .route("/api/v1/actions", get(actions))
+        .route("/api/v1/outcomes", get(outcomes).post(add_outcomes))
+        .route("/api/v1/effectiveness", get(effectiveness))
         .route("/api/v1/deliveries", get(deliveries))
         .route("/api/v1/deliveries/{id}", get(delivery))
         .route("/api/v1/deliveries/{id}/retry", post(retry_delivery))
@@ -97,12 +99,20 @@ async fn customer(State(state): State<Shared>, Path(id): Path<String>) -> Result
         let (qoe, score) = line_score(store, &st.config, &c)?;
         let incidents: Vec<Incident> =
             store.active_incidents()?.into_iter().filter(|i| i.customers.contains(&c.customer_id)).collect();
-        let actions = store.actions(Some(&c.customer_id), false, 50)?;
+        let mut actions = Vec::new();
+        for a in store.actions(Some(&c.customer_id), false, 50)? {
+            let result = store.action_result(a.id)?;
+            let mut v = serde_json::to_value(&a).expect("plain data");
+            v["result"] = json!(result);
+            actions.push(v);
+        }
+        let outcomes = store.outcomes(Some(&c.customer_id), 50)?;
         let now = crate::clock::now_ms();
         let journeys = customer_journeys(store, &c.subscriber_id, now - DAY_MS, now)?;
         // Working latency and Quality of Outcome: the latest window's, and the last day's.
         let quality = store.line_quality(&c.customer_id, now - DAY_MS)?;
         Ok(Json(json!({"customer": c, "qoe": qoe, "score": score, "incidents": incidents, "actions": actions,
+            "outcomes": outcomes,
             "journeys": journeys, "quality": quality.last(), "quality_history": quality})))
     })
     .await
@@ -290,6 +300,62 @@ async fn actions(State(state): State<Shared>, Query(q): Query<ActionQuery>) -> R
         let limit = q.limit.unwrap_or(1000).clamp(1, 100_000);
         let list = store.actions(q.customer_id.as_deref(), q.current.unwrap_or(false), limit)?;
         Ok(Json(json!({"actions": list})))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct OutcomeQuery {
+    customer_id: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn outcomes(State(state): State<Shared>, Query(q): Query<OutcomeQuery>) -> Result<Json<Value>, ApiError> {
+    with_store(&state, move |store, _| {
+        let list = store.outcomes(q.customer_id.as_deref(), q.limit.unwrap_or(1000).clamp(1, 100_000))?;
+        Ok(Json(json!({"outcomes": list})))
+    })
+    .await
+}
+
+/// Records what the operator's systems saw (one outcome or an array). Each item is judged on
+/// its own: 200 with what was accepted and what was refused and why, 422 when nothing was
+/// accepted.
+async fn add_outcomes(
+    State(state): State<Shared>,
+    Extension(user): Extension<User>,
+    Json(body): Json<Value>,
+) -> Result<axum::response::Response, ApiError> {
+    operator(&user)?;
+    let items = crate::outcomes::from_json(body).map_err(ApiError::BadRequest)?;
+    let recorded = with_store(&state, move |store, st| {
+        Ok(crate::outcomes::record(store, &st.config, items, &user.name, crate::clock::now_ms())?)
+    })
+    .await?;
+    let status = if recorded.accepted + recorded.duplicates == 0 && !recorded.rejected.is_empty() {
+        axum::http::StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        axum::http::StatusCode::OK
+    };
+    Ok((status, Json(json!(recorded))).into_response())
+}
+
+#[derive(Deserialize)]
+struct RangeQuery {
+    /// The last `days` (default 30), or windows from `since` to `until` (Unix ms).
+    days: Option<i64>,
+    since: Option<i64>,
+    until: Option<i64>,
+}
+
+/// Per action type and segment, the action against the hold-out.
+async fn effectiveness(State(state): State<Shared>, Query(q): Query<RangeQuery>) -> Result<Json<Value>, ApiError> {
+    let until = q.until.unwrap_or_else(|| crate::clock::now_ms() + 1);
+    let since = q.since.unwrap_or(until - q.days.unwrap_or(30).clamp(1, 3660) * DAY_MS);
+    with_store(&state, move |store, st| {
+        let rows = crate::outcomes::effectiveness(store, &st.config, since, until)?;
+        Ok(Json(json!({"since": since, "until": until, "holdout_share": st.config.actions.holdout_share,
+            "effects": rows})))
     })
     .await
 }

@@ -241,6 +241,8 @@ impl Writer {
             self.metrics.deliveries_dropped.fetch_add(dropped, Relaxed);
         }
         self.metrics.open_incidents.store(self.store.open_incident_count()?, Relaxed);
+        // Recovery of the actions whose windows after are in, a bounded batch a tick.
+        crate::outcomes::measure(&mut self.store, &self.config, now_ms, 500)?;
         Ok(())
     }
 

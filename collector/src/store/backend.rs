@@ -91,6 +91,12 @@ impl Row {
             _ => 0.0,
         }
     }
+    pub fn opt_real(&self, i: usize) -> Option<f64> {
+        match self.0.get(i) {
+            Some(Value::Null) | None => None,
+            _ => Some(self.real(i)),
+        }
+    }
     pub fn text(&self, i: usize) -> String {
         match self.0.get(i) {
             Some(Value::Text(v)) => v.clone(),

@@ -32,7 +32,7 @@ pub(crate) fn incident(r: &Row) -> Incident {
 }
 
 pub(crate) const ACTION_COLUMNS: &str =
-    "id, incident_id, customer_id, action, contact, reason, created_ms, ended_ms, rule, channels";
+    "id, incident_id, customer_id, action, contact, reason, created_ms, ended_ms, rule, channels, intended, window_ms";
 
 pub(crate) fn action(r: &Row) -> Action {
     Action {
@@ -41,6 +41,8 @@ pub(crate) fn action(r: &Row) -> Action {
         rule: Some(r.text(8)).filter(|r| !r.is_empty()),
         customer_id: r.text(2),
         action: r.text(3),
+        intended: r.text(10),
+        window_ms: r.int(11),
         contact: r.int(4) != 0,
         channels: r.text(9).split(';').filter(|c| !c.is_empty()).map(str::to_string).collect(),
         reason: r.text(5),
@@ -138,8 +140,8 @@ impl Store {
     /// id if it is new.
     pub fn insert_action(&mut self, a: &Action) -> Result<Option<i64>> {
         let rows = self.db.query(
-            "INSERT INTO actions (incident_id, customer_id, action, contact, reason, created_ms, rule, channels) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (incident_id, customer_id, action) WHERE incident_id > 0 \
+            "INSERT INTO actions (incident_id, customer_id, action, contact, reason, created_ms, rule, channels, \
+             intended, window_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (incident_id, customer_id, action) WHERE incident_id > 0 \
              DO NOTHING RETURNING id",
             &[
                 a.incident_id.unwrap_or(0).into(),
@@ -150,6 +152,8 @@ impl Store {
                 a.created_ms.into(),
                 a.rule.as_deref().unwrap_or("").into(),
                 a.channels.join(";").into(),
+                a.intended.as_str().into(),
+                a.window_ms.into(),
             ],
         )?;
         Ok(rows.first().map(|r| r.int(0)))

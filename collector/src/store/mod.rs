@@ -14,6 +14,7 @@ pub mod customers;
 pub mod deliveries;
 pub mod incidents;
 pub mod journeys;
+pub mod outcomes;
 mod postgres;
 pub mod quality;
 pub mod reports;
@@ -109,6 +110,8 @@ impl Store {
                 "DELETE FROM line_quality WHERE window_start < ?",
                 "DELETE FROM incidents WHERE resolved_at < ?",
                 "DELETE FROM deliveries WHERE state <> 'pending' AND created_ms < ?",
+                "DELETE FROM outcomes WHERE at_ms < ?",
+                "DELETE FROM action_results WHERE measured_ms < ? AND action_id NOT IN (SELECT id FROM actions)",
             ] {
                 n += s.db.execute(sql, &[before_ms.into()])?;
             }

@@ -231,13 +231,43 @@ CREATE INDEX line_quality_window ON line_quality (window_start);
     (
         // Contact rules from the customer record and the channels an action may use; the
         // outbox of webhook messages, written in the transaction that decided them, so a
-        // message is queued exactly when its incident or action is stored.
+        // message is queued exactly when its incident or action is stored; what the operator's
+        // systems saw afterwards, and each action's measured recovery, against the action it
+        // was meant to be (`intended`: a hold-out or a refusal names what it replaced) and the
+        // window that decided it.
         7,
         "
 ALTER TABLE customers ADD COLUMN contact_channels TEXT NOT NULL DEFAULT '';
 ALTER TABLE customers ADD COLUMN partner_offers BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE customers ADD COLUMN dependent BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE actions ADD COLUMN channels TEXT NOT NULL DEFAULT '';
+ALTER TABLE actions ADD COLUMN intended TEXT NOT NULL DEFAULT '';
+ALTER TABLE actions ADD COLUMN window_ms BIGINT NOT NULL DEFAULT 0;
+CREATE TABLE outcomes (
+    id {ID},
+    customer_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    at_ms BIGINT NOT NULL,
+    action_id BIGINT,
+    reason TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    score {REAL},
+    source TEXT NOT NULL,
+    external_id TEXT NOT NULL,
+    received_ms BIGINT NOT NULL
+);
+CREATE INDEX outcomes_customer ON outcomes (customer_id, at_ms);
+CREATE UNIQUE INDEX outcomes_external ON outcomes (source, external_id) WHERE external_id <> '';
+CREATE TABLE action_results (
+    action_id BIGINT PRIMARY KEY,
+    measured_ms BIGINT NOT NULL,
+    metric TEXT NOT NULL,
+    before_value {REAL},
+    after_value {REAL},
+    threshold {REAL},
+    recovered BIGINT,
+    recovery_ms BIGINT
+);
 CREATE TABLE deliveries (
     id {ID},
     webhook TEXT NOT NULL,
