@@ -254,6 +254,83 @@ pub fn suggest(store: &mut Store, incident: &Incident, config: &ActionsConfig, n
     Ok(added)
 }
 
+/// Which offer a bloated side calls for.
+fn offer_for(side: &str, customer: &Customer, config: &crate::config::OffersConfig) -> Option<(&'static str, String)> {
+    match side {
+        "access" => config.plan_upgrades.get(&customer.plan).map(|to| {
+            (
+                "offer:plan_upgrade",
+                format!("the access link's queue is the bottleneck: an upgrade from plan {} to {to}", customer.plan),
+            )
+        }),
+        _ if !config.extender.is_empty() => Some((
+            "offer:wifi_extender",
+            format!("the home side is the bottleneck: the partner's Wi-Fi extender ({})", config.extender),
+        )),
+        _ => None,
+    }
+}
+
+/// An offer for a line whose `side` (`home` or `access`) bloated in this window, outside any
+/// open incident of the customer's: made when the side bloated in `min_windows` of the last
+/// `lookback_hours`, the customer's segment and value allow it, and no offer of its kind was
+/// made in `every_days`. Opted-out customers, dependent lines, and partner offers to customers
+/// who refuse them get `none` with the reason instead. Returns what was stored.
+pub fn offer(
+    store: &mut Store,
+    config: &crate::config::CollectorConfig,
+    customer: &Customer,
+    side: &str,
+    window_ms: i64,
+    now_ms: i64,
+) -> Result<Vec<Action>> {
+    let o = &config.offers;
+    let segment_ok = o.segments.is_empty() || o.segments.iter().any(|s| s.eq_ignore_ascii_case(&customer.segment));
+    let Some((rule, what)) =
+        offer_for(side, customer, o).filter(|_| segment_ok && customer.monthly_value >= o.min_monthly_value)
+    else {
+        return Ok(Vec::new());
+    };
+    if store.has_rule_action(&customer.customer_id, rule, now_ms - o.every_days as i64 * 86_400_000)? {
+        return Ok(Vec::new());
+    }
+    let history = store.line_quality(&customer.customer_id, window_ms - o.lookback_hours as i64 * 3_600_000)?;
+    let bloated = history
+        .iter()
+        .filter(|q| q.window_start <= window_ms && if side == "home" { q.home.bloated } else { q.network.bloated })
+        .count() as u64;
+    if bloated < o.min_windows {
+        return Ok(Vec::new());
+    }
+    let reason = format!(
+        "{} customer worth {:.2} a month: round trips on the {side} side rose far above their idle level under load in \
+         {bloated} windows of the last {} h, outside any incident; {what}",
+        customer.segment, customer.monthly_value, o.lookback_hours
+    );
+    let refusal = if customer.dependent {
+        Some("a dependent line (parental control) gets no offers")
+    } else if rule == "offer:wifi_extender" && !customer.partner_offers {
+        Some("the customer takes no partner offers")
+    } else {
+        None
+    };
+    let choice = match refusal {
+        Some(why) => Choice {
+            kind: "none",
+            intended: "offer",
+            contact: false,
+            channels: Vec::new(),
+            reason: format!("would offer, but {why} ({reason})"),
+        },
+        None => {
+            let choice = respect_preferences(store, customer, &config.actions, ("offer", true, reason), now_ms)?;
+            holdout(&config.actions, customer, &format!("{rule}@{window_ms}"), choice)
+        }
+    };
+    let action = Action { rule: Some(rule.into()), ..new_action(customer, choice, window_ms, now_ms) };
+    Ok(store.insert_action(&action)?.map(|id| Action { id, ..action }).into_iter().collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,6 +430,79 @@ mod tests {
 
         // Suggesting again adds nothing.
         assert!(suggest(&mut store, &service, &config, 42 * hour).unwrap().is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn offers_follow_the_experience_and_the_customers_rules() {
+        use crate::quality::{LineQuality, SideFigures};
+        let dir = crate::testing::test_dir("offers");
+        let mut store = Store::open(dir.to_str().unwrap()).unwrap();
+        let c = |id: &str| Customer { plan: "basic".into(), monthly_value: 50.0, ..crate::testing::customer(id) };
+        let customers = [
+            Customer { partner_offers: true, ..c("keen") },
+            c("no-partner"),
+            Customer { dependent: true, partner_offers: true, ..c("child") },
+            Customer { contact_opt_out: true, partner_offers: true, ..c("quiet") },
+            Customer { monthly_value: 5.0, partner_offers: true, ..c("cheap") },
+            Customer { plan: "top".into(), ..c("top-plan") },
+        ];
+        store.upsert_customers(&customers, 0).unwrap();
+        let minute = 60_000;
+        // Every line bloats on both sides in windows 1 to 3.
+        let rows: Vec<LineQuality> = customers
+            .iter()
+            .flat_map(|c| {
+                (1..=3).map(|w| LineQuality {
+                    customer_id: c.customer_id.clone(),
+                    window_start: w * minute,
+                    home: SideFigures { bloated: true, ..Default::default() },
+                    network: SideFigures { bloated: true, ..Default::default() },
+                    ..Default::default()
+                })
+            })
+            .collect();
+        store.save_line_quality(&rows).unwrap();
+        let mut config = crate::config::CollectorConfig::default();
+        config.actions.holdout_share = 0.0;
+        config.offers = crate::config::OffersConfig {
+            enabled: true,
+            min_monthly_value: 10.0,
+            plan_upgrades: [("basic".to_string(), "fast".to_string())].into(),
+            extender: "MeshCo X1".into(),
+            ..Default::default()
+        };
+        let now = 10 * minute;
+        let offered = |store: &mut Store, id: &str, side: &str, window: i64| {
+            let c = customers.iter().find(|c| c.customer_id == id).unwrap();
+            offer(store, &config, c, side, window, now).unwrap()
+        };
+        // Two bloated windows are not yet three.
+        assert!(offered(&mut store, "keen", "home", 2 * minute).is_empty());
+        let home = offered(&mut store, "keen", "home", 3 * minute);
+        assert_eq!((home[0].action.as_str(), home[0].rule.as_deref()), ("offer", Some("offer:wifi_extender")));
+        assert!(home[0].reason.contains("MeshCo X1") && home[0].reason.contains("3 windows"), "{}", home[0].reason);
+        assert_eq!(home[0].channels, ["email", "app"]);
+        assert!(offered(&mut store, "keen", "home", 3 * minute).is_empty(), "once in every_days");
+        let access = offered(&mut store, "keen", "access", 3 * minute);
+        assert!(access[0].reason.contains("from plan basic to fast"), "{}", access[0].reason);
+        // Refusals name their reason; a partner's product needs consent, the operator's does not.
+        let why = |a: Vec<Action>| (a[0].action.clone(), a[0].intended.clone(), a[0].reason.clone());
+        let (action, intended, reason) = why(offered(&mut store, "no-partner", "home", 3 * minute));
+        assert_eq!((action.as_str(), intended.as_str()), ("none", "offer"));
+        assert!(reason.contains("no partner offers"), "{reason}");
+        assert_eq!(offered(&mut store, "no-partner", "access", 3 * minute)[0].action, "offer");
+        for side in ["home", "access"] {
+            let (action, _, reason) = why(offered(&mut store, "child", side, 3 * minute));
+            assert_eq!(action, "none");
+            assert!(reason.contains("dependent line"), "{reason}");
+            let (action, _, reason) = why(offered(&mut store, "quiet", side, 3 * minute));
+            assert_eq!(action, "none");
+            assert!(reason.contains("opted out"), "{reason}");
+        }
+        // Not worth the value rule, or no upgrade for the plan: nothing at all.
+        assert!(offered(&mut store, "cheap", "home", 3 * minute).is_empty());
+        assert!(offered(&mut store, "top-plan", "access", 3 * minute).is_empty());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -28,6 +28,45 @@ pub struct CollectorConfig {
     pub delivery: DeliveryConfig,
     /// How actions' results are measured.
     pub outcomes: OutcomesConfig,
+    /// Offers where the line's experience says they help.
+    pub offers: OffersConfig,
+}
+
+/// Offers outside incidents: a plan upgrade for a line whose access link's queue bloats under
+/// load again and again, a partner's Wi-Fi extender for one whose home side does. Off until
+/// an operator turns them on: selling is a commercial decision.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OffersConfig {
+    pub enabled: bool,
+    /// A side must have bloated in at least `min_windows` windows of the last `lookback_hours`.
+    pub lookback_hours: u64,
+    pub min_windows: u64,
+    /// At most one offer of each kind per customer in this many days.
+    pub every_days: u64,
+    /// Customers of these segments only; empty: every segment.
+    pub segments: Vec<String>,
+    /// Customers worth at least this much a month.
+    pub min_monthly_value: f64,
+    /// The plan to offer, by the customer's plan; a plan not listed gets no upgrade offer.
+    pub plan_upgrades: BTreeMap<String, String>,
+    /// The partner's Wi-Fi extender, as the reason names it; empty: no extender offers.
+    pub extender: String,
+}
+
+impl Default for OffersConfig {
+    fn default() -> Self {
+        OffersConfig {
+            enabled: false,
+            lookback_hours: 24,
+            min_windows: 3,
+            every_days: 30,
+            segments: Vec::new(),
+            min_monthly_value: 0.0,
+            plan_upgrades: BTreeMap::new(),
+            extender: String::new(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -151,6 +190,7 @@ impl Default for CollectorConfig {
             webhooks: Vec::new(),
             delivery: DeliveryConfig::default(),
             outcomes: OutcomesConfig::default(),
+            offers: OffersConfig::default(),
         }
     }
 }
@@ -486,7 +526,7 @@ pub struct ActionsConfig {
 }
 
 /// Action types that may contact the customer.
-pub const CONTACT_ACTIONS: [&str; 3] = ["outage_notice", "wifi_help", "service_ticket"];
+pub const CONTACT_ACTIONS: [&str; 4] = ["outage_notice", "wifi_help", "service_ticket", "offer"];
 
 /// "A premium customer whose video starts failed three times today gets a service ticket."
 #[derive(Clone, Debug, Deserialize, serde::Serialize)]
@@ -538,9 +578,10 @@ impl Default for ActionsConfig {
             channels: BTreeMap::from([
                 ("outage_notice".to_string(), vec!["sms".into(), "app".into(), "email".into()]),
                 ("wifi_help".to_string(), vec!["app".into(), "email".into(), "call".into()]),
+                ("offer".to_string(), vec!["email".into(), "app".into()]),
             ]),
             holdout_share: 0.05,
-            holdout_actions: vec!["outage_notice".into(), "wifi_help".into()],
+            holdout_actions: vec!["outage_notice".into(), "wifi_help".into(), "offer".into()],
         }
     }
 }
@@ -707,6 +748,10 @@ impl CollectorConfig {
             if w.timeout_secs == 0 || w.timeout_secs > 300 {
                 fail(&field, "timeout_secs must be from 1 to 300");
             }
+        }
+        let f = &self.offers;
+        if f.enabled && (f.lookback_hours == 0 || f.min_windows == 0 || f.every_days == 0) {
+            fail("offers", "lookback_hours, min_windows and every_days must be at least 1");
         }
         let o = &self.outcomes;
         if o.before_minutes == 0 || o.after_minutes == 0 || o.contact_days == 0 {

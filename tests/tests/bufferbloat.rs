@@ -102,11 +102,16 @@ fn loaded_round_trips_show_the_queue_on_its_side_and_idle_ones_do_not() {
     }
 }
 
-const CUSTOMERS: &str = "customer_id,subscriber_id,segment,plan,region,access_node,monthly_value,contact_opt_out
-N1,sub-n1,residential,fiber-300,north,OLT-N,40,false
-H1,sub-h1,residential,fiber-300,north,OLT-H,40,false
-Z1,sub-z1,residential,fiber-300,north,OLT-Z,40,false
+const CUSTOMERS: &str =
+    "customer_id,subscriber_id,segment,plan,region,access_node,monthly_value,contact_opt_out,partner_offers
+N1,sub-n1,residential,fiber-300,north,OLT-N,40,false,false
+H1,sub-h1,residential,fiber-300,north,OLT-H,40,false,true
+Z1,sub-z1,residential,fiber-300,north,OLT-Z,40,false,true
 ";
+
+/// Offers from the first bloated window, so one is made before the incident opens.
+const OFFERS: &str = "[offers]\nenabled = true\nmin_windows = 1\nextender = \"MeshCo X1\"\n\
+                      [offers.plan_upgrades]\nfiber-300 = \"fiber-1g\"\n[actions]\nholdout_share = 0.0";
 
 fn scenario(storage: &str, tag: &str) {
     let dir = std::env::temp_dir().join(format!("edgeprobe-bloat-{tag}-{}", std::process::id()));
@@ -118,6 +123,7 @@ fn scenario(storage: &str, tag: &str) {
     let config = CollectorToml::external(&url, storage, http)
         .section("[correlation]\nopen_after = 2\nresolve_after = 2\ngrace_secs = 0\nsettle_secs = 3\ntick_secs = 1")
         .section("[working_latency]\nmin_samples = 10")
+        .section(OFFERS)
         .to_string();
     let collector = Collector::start(&dir, "collector", http, &config);
     let csv = dir.join("customers.csv");
@@ -172,11 +178,30 @@ fn scenario(storage: &str, tag: &str) {
 
     let actions = collector.get("/api/v1/actions")["actions"].as_array().unwrap().clone();
     let action = |id: &str| {
-        actions.iter().find(|a| a["customer_id"] == id && a["action"] != "hold_marketing").map(|a| a["action"].clone())
+        let incident = |a: &&Value| !a["incident_id"].is_null() && a["action"] != "hold_marketing";
+        actions.iter().filter(incident).find(|a| a["customer_id"] == id).map(|a| a["action"].clone())
     };
     assert_eq!(action("N1"), Some(json!("smart_queue")), "{actions:#?}");
     assert_eq!(action("H1"), Some(json!("wifi_help")), "{actions:#?}");
     assert_eq!(action("Z1"), None, "{actions:#?}");
+    // Offers, outside the open incident: an upgrade where the access queue bloats, the
+    // partner's extender where the home side does (H1 takes partner offers); none for the
+    // control line, and none once the incident is open.
+    let offer = |id: &str| actions.iter().find(|a| a["customer_id"] == id && a["intended"] == "offer");
+    let n1 = offer("N1").unwrap_or_else(|| panic!("{actions:#?}"));
+    assert_eq!((&n1["action"], &n1["rule"]), (&json!("offer"), &json!("offer:plan_upgrade")), "{n1}");
+    assert!(n1["reason"].as_str().unwrap().contains("from plan fiber-300 to fiber-1g"), "{n1}");
+    let h1 = offer("H1").unwrap_or_else(|| panic!("{actions:#?}"));
+    assert_eq!(h1["rule"], "offer:wifi_extender", "{h1}");
+    assert!(h1["reason"].as_str().unwrap().contains("MeshCo X1"), "{h1}");
+    assert!(offer("Z1").is_none(), "{actions:#?}");
+    for (id, o) in [("N1", n1), ("H1", h1)] {
+        // open_after = 2: the incident opens in the window after its first.
+        let first = bloat.iter().find(|i| i["scope"]["customer_id"] == id).unwrap()["first_window"].as_i64().unwrap();
+        let opened = first + INTERVAL_SECS as i64 * 1000;
+        assert!(o["window_ms"].as_i64().unwrap() < opened, "{id}: offered inside the open incident: {o}");
+        assert_eq!(actions.iter().filter(|a| a["customer_id"] == id && a["intended"] == "offer").count(), 1);
+    }
 
     // The customer view: working latency by side, and QoO by profile, per window.
     for (id, side) in [("N1", "network"), ("H1", "home")] {

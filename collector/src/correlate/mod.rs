@@ -223,6 +223,24 @@ fn evaluate(store: &mut Store, config: &CollectorConfig, window: (i64, i64), now
         summary.deliveries_dropped += finish(store, config, &mut incident, now_ms)?;
     }
 
+    // Offers where a side bloated in this window, for customers in no open incident. (Every
+    // bloated window makes a pending bufferbloat candidate, so pending ones cannot count: an
+    // offer answers a limit that recurs without ever holding for `open_after` windows.)
+    if config.offers.enabled {
+        let busy: BTreeSet<String> =
+            store.active_incidents()?.into_iter().filter(|i| i.state == "open").flat_map(|i| i.customers).collect();
+        let by_id: HashMap<&str, &Customer> = customers.values().map(|c| (c.customer_id.as_str(), c)).collect();
+        for q in quality.iter().filter(|q| !busy.contains(&q.customer_id)) {
+            let Some(customer) = by_id.get(q.customer_id.as_str()) else { continue };
+            for (side, bloated) in [("home", q.home.bloated), ("access", q.network.bloated)] {
+                if bloated {
+                    let added = actions::offer(store, config, customer, side, window.0, now_ms)?;
+                    summary.deliveries_dropped += delivery::enqueue_actions(store, config, &added, None, now_ms)?;
+                }
+            }
+        }
+    }
+
     // Journeys: the window's figures per group, and the rules on customers' own failures.
     store.save_journey_stats(window.0, &journeys::journey_stats(&reports, &customers))?;
     let mut failing: BTreeSet<(&str, &str)> = BTreeSet::new();
