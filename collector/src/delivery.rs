@@ -71,18 +71,14 @@ pub fn enqueue_incident(
         "incident_updated" => format!("{}/{}/{}", incident.last_window, incident.severity, incident.affected_customers),
         _ => incident.opened_at.unwrap_or(0).to_string(),
     };
-    let mut dropped = 0;
+    let mut room = Room::of(store, &config.delivery)?;
     for w in config.webhooks.iter().filter(|w| w.wants(event)) {
         let body = alertmanager(incident, &w.name, &config.delivery, now_ms).to_string();
         let key = idempotency_key(&w.name, event, &subject, &version);
-        dropped += queue(
-            store,
-            &config.delivery,
-            Outgoing { webhook: &w.name, event, subject: subject.clone(), idempotency_key: key, body },
-            now_ms,
-        )?;
+        let m = Outgoing { webhook: &w.name, event, subject: subject.clone(), idempotency_key: key, body };
+        room.queue(store, m, now_ms)?;
     }
-    Ok(dropped)
+    Ok(room.dropped)
 }
 
 /// Queues `action_proposed` for each new action, to every webhook that wants its type.
@@ -93,14 +89,18 @@ pub fn enqueue_actions(
     incident: Option<&Incident>,
     now_ms: i64,
 ) -> Result<u64> {
-    let mut dropped = 0;
-    for a in actions {
-        let wanted: Vec<&WebhookConfig> = config.webhooks.iter().filter(|w| w.wants_action(&a.action)).collect();
-        if wanted.is_empty() {
-            continue;
-        }
-        let Some(customer) = store.customer(&a.customer_id)? else { continue };
-        let body = action_payload(a, &customer, incident, &config.delivery).to_string();
+    let sent = |a: &&Action| config.webhooks.iter().any(|w| w.wants_action(&a.action));
+    let ids: Vec<String> = actions.iter().filter(sent).map(|a| a.customer_id.clone()).collect();
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let customers: std::collections::HashMap<String, Customer> =
+        store.customers_by_id(&ids)?.into_iter().map(|c| (c.customer_id.clone(), c)).collect();
+    let mut room = Room::of(store, &config.delivery)?;
+    for a in actions.iter().filter(sent) {
+        let wanted = config.webhooks.iter().filter(|w| w.wants_action(&a.action));
+        let Some(customer) = customers.get(&a.customer_id) else { continue };
+        let body = action_payload(a, customer, incident, &config.delivery).to_string();
         let subject = format!("action:{}", a.id);
         for w in wanted {
             let key = idempotency_key(&w.name, "action_proposed", &subject, &a.created_ms.to_string());
@@ -111,21 +111,34 @@ pub fn enqueue_actions(
                 idempotency_key: key,
                 body: body.clone(),
             };
-            dropped += queue(store, &config.delivery, m, now_ms)?;
+            room.queue(store, m, now_ms)?;
         }
     }
-    Ok(dropped)
+    Ok(room.dropped)
 }
 
-/// Queues one message, or keeps it as failed, with the reason, when the outbox is full.
-/// Returns 1 if it was dropped so.
-fn queue(store: &mut Store, config: &DeliveryConfig, m: Outgoing<'_>, now_ms: i64) -> Result<u64> {
-    if store.pending_deliveries()? < config.max_pending as i64 {
-        store.enqueue_delivery(&m, now_ms, None)?;
-        return Ok(0);
+/// The outbox's room, counted once for a batch of messages rather than for each.
+struct Room {
+    left: i64,
+    max: u64,
+    dropped: u64,
+}
+
+impl Room {
+    fn of(store: &mut Store, config: &DeliveryConfig) -> Result<Room> {
+        Ok(Room { left: config.max_pending as i64 - store.pending_deliveries()?, max: config.max_pending, dropped: 0 })
     }
-    let why = format!("not sent: the outbox held delivery.max_pending = {} messages", config.max_pending);
-    Ok(u64::from(store.enqueue_delivery(&m, now_ms, Some(&why))?))
+
+    /// Queues a message, or keeps it as failed, with the reason, when the outbox is full.
+    fn queue(&mut self, store: &mut Store, m: Outgoing<'_>, now_ms: i64) -> Result<()> {
+        if self.left > 0 {
+            self.left -= i64::from(store.enqueue_delivery(&m, now_ms, None)?);
+            return Ok(());
+        }
+        let why = format!("not sent: the outbox held delivery.max_pending = {} messages", self.max);
+        self.dropped += u64::from(store.enqueue_delivery(&m, now_ms, Some(&why))?);
+        Ok(())
+    }
 }
 
 /// `externalURL`: where receivers link back to.
@@ -480,5 +493,46 @@ mod tests {
         assert_eq!(rfc3339(951_782_400_123), "2000-02-29T00:00:00.123Z");
         assert_eq!(rfc3339(1_796_601_599_999), "2026-12-06T23:59:59.999Z");
         assert_eq!(rfc3339(-1), "1969-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn the_outbox_is_bounded_and_a_message_is_queued_once() {
+        let dir = crate::testing::test_dir("outbox");
+        let mut store = Store::open(dir.to_str().unwrap()).unwrap();
+        let mut config = CollectorConfig::default();
+        config.delivery.max_pending = 2;
+        config.webhooks = vec![WebhookConfig {
+            name: "pager".into(),
+            url: "http://127.0.0.1:9/".into(),
+            events: vec!["incident_opened".into()],
+            actions: vec![],
+            secret: None,
+            headers: Default::default(),
+            timeout_secs: 1,
+        }];
+        let mut dropped = 0;
+        for id in 1..=3 {
+            let mut i = incident("open", "major", 3);
+            (i.id, i.opened_at) = (id, Some(1000));
+            dropped += enqueue_incident(&mut store, &config, &i, "incident_opened", 5).unwrap();
+            // Deciding it again (a second collector, a re-evaluation) queues nothing more.
+            dropped += enqueue_incident(&mut store, &config, &i, "incident_opened", 6).unwrap();
+        }
+        assert_eq!(dropped, 1);
+        assert_eq!(store.pending_deliveries().unwrap(), 2);
+        let failed = store
+            .deliveries(&crate::store::deliveries::DeliveryFilter { state: Some("failed"), ..Default::default() }, 10)
+            .unwrap();
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].subject, "incident:3");
+        assert!(failed[0].reason.contains("max_pending = 2"), "{}", failed[0].reason);
+        // Sent, the room is back; a failed one may be queued again.
+        let due = store.due_deliveries("pager", 10, 10).unwrap();
+        assert!(store.claim_delivery(due[0].id, 10, 100).unwrap());
+        assert!(!store.claim_delivery(due[0].id, 10, 100).unwrap(), "claimed once");
+        store.delivery_attempted(due[0].id, 11, Some(204), "", None).unwrap();
+        assert!(store.retry_delivery(failed[0].id, 12).unwrap());
+        assert_eq!(store.pending_deliveries().unwrap(), 2);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

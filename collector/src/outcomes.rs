@@ -290,11 +290,16 @@ pub fn measure(store: &mut Store, config: &CollectorConfig, now_ms: i64, limit: 
     let data_clock = store.latest_evaluated_window()?.unwrap_or(0);
     let due_before = (data_clock - after).max(now_ms - after - 3_600_000);
     let due = store.actions_to_measure(due_before, limit)?;
-    for a in &due {
-        let result = measure_one(store, config, a)?;
-        store.save_action_result(a.id, &result, now_ms)?;
+    if due.is_empty() {
+        return Ok(0);
     }
-    Ok(due.len())
+    store.transaction(false, |store| {
+        for a in &due {
+            let result = measure_one(store, config, a)?;
+            store.save_action_result(a.id, &result, now_ms)?;
+        }
+        Ok(due.len())
+    })
 }
 
 /// A figure with its 95% interval.

@@ -141,7 +141,7 @@ impl Store {
     pub fn insert_action(&mut self, a: &Action) -> Result<Option<i64>> {
         let rows = self.db.query(
             "INSERT INTO actions (incident_id, customer_id, action, contact, reason, created_ms, rule, channels, \
-             intended, window_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (incident_id, customer_id, action) WHERE incident_id > 0 \
+             intended, window_ms, unmeasured) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (incident_id, customer_id, action) WHERE incident_id > 0 \
              DO NOTHING RETURNING id",
             &[
                 a.incident_id.unwrap_or(0).into(),
@@ -154,6 +154,8 @@ impl Store {
                 a.channels.join(";").into(),
                 a.intended.as_str().into(),
                 a.window_ms.into(),
+                // Only what effectiveness compares waits to be measured.
+                (!matches!(a.intended.as_str(), "" | "none" | "hold_marketing") && a.window_ms > 0).into(),
             ],
         )?;
         Ok(rows.first().map(|r| r.int(0)))

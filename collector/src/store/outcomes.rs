@@ -134,18 +134,18 @@ impl Store {
     }
 
     /// Actions not yet measured whose window started at or before `due_before`: every arm of
-    /// every measured kind (treated, hold-out, refused), not marketing holds.
+    /// every measured kind (treated, hold-out, refused), not marketing holds. A partial index
+    /// holds only these, so the writer's look each tick costs nothing when none is due.
     pub fn actions_to_measure(&mut self, due_before: i64, limit: i64) -> Result<Vec<crate::model::Action>> {
         let sql = format!(
-            "SELECT {} FROM actions a WHERE a.window_ms > 0 AND a.window_ms <= ? \
-             AND a.intended NOT IN ('', 'none', 'hold_marketing') \
-             AND NOT EXISTS (SELECT 1 FROM action_results r WHERE r.action_id = a.id) ORDER BY a.id LIMIT ?",
+            "SELECT {} FROM actions a WHERE a.unmeasured = 1 AND a.window_ms <= ? ORDER BY a.window_ms LIMIT ?",
             super::incidents::ACTION_COLUMNS.split(", ").map(|c| format!("a.{c}")).collect::<Vec<_>>().join(", ")
         );
         Ok(self.db.query(&sql, &[due_before.into(), limit.into()])?.iter().map(super::incidents::action).collect())
     }
 
     pub fn save_action_result(&mut self, action_id: i64, r: &ActionResult, now_ms: i64) -> Result<()> {
+        self.db.execute("UPDATE actions SET unmeasured = 0 WHERE id = ?", &[action_id.into()])?;
         self.db.execute(
             "INSERT INTO action_results (action_id, measured_ms, metric, before_value, after_value, threshold, \
              recovered, recovery_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (action_id) DO NOTHING",

@@ -243,6 +243,8 @@ ALTER TABLE customers ADD COLUMN dependent BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE actions ADD COLUMN channels TEXT NOT NULL DEFAULT '';
 ALTER TABLE actions ADD COLUMN intended TEXT NOT NULL DEFAULT '';
 ALTER TABLE actions ADD COLUMN window_ms BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE actions ADD COLUMN unmeasured BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX actions_unmeasured ON actions (window_ms) WHERE unmeasured = 1;
 CREATE TABLE outcomes (
     id {ID},
     customer_id TEXT NOT NULL,
