@@ -236,6 +236,8 @@ fn scenario(storage: &str, tag: &str) {
         .sum();
     assert_eq!(segments, treated.len() as f64);
     assert!(collector.get_text("/effectiveness").contains("outage notice"));
+    let page = collector.get_text(&format!("/customers/{}", holdout_a[0]["customer_id"].as_str().unwrap()));
+    assert!(page.contains("recovered after") && page.contains("no internet"), "the results and the call: {page}");
 
     // Bad outcomes are refused, each with its reason; the good one among them is kept.
     let a1 = treated_a[0]["id"].as_i64().unwrap();

@@ -247,6 +247,63 @@ pub(crate) fn action_rows(actions: &[Action], with_customer: bool) -> String {
     )
 }
 
+/// What came of a customer's actions: each measured recovery, and what the operator's systems
+/// reported afterwards.
+fn results_rows(store: &mut crate::store::Store, customer_id: &str, actions: &[Action]) -> Result<String, ApiError> {
+    let mut rows = String::new();
+    for a in actions {
+        let Some(r) = store.action_result(a.id)? else { continue };
+        let value = |v: Option<f64>| match v {
+            Some(v) if is_ratio(&r.metric) => pct(v * 100.0),
+            Some(v) => ms(v / 1000.0),
+            None => "–".into(),
+        };
+        let outcome = match (r.recovered, r.recovery_ms) {
+            (Some(true), Some(t)) => format!("recovered after {}", span(t)),
+            (Some(false), _) => "not recovered".into(),
+            _ => "not judged (no limit or no data after)".into(),
+        };
+        let _ = write!(
+            rows,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{outcome}</td></tr>",
+            escape(&words(&a.action)),
+            escape(&words(&a.intended)),
+            escape(&r.metric),
+            value(r.before_value),
+            value(r.after_value),
+        );
+    }
+    let mut out = String::new();
+    if !rows.is_empty() {
+        let _ = write!(
+            out,
+            "<h2>Results</h2><table id=\"results\"><thead><tr><th>action</th><th>intended</th><th>metric</th>\
+             <th>before</th><th>after</th><th>recovery</th></tr></thead><tbody>{rows}</tbody></table>"
+        );
+    }
+    let outcomes = store.outcomes(Some(customer_id), 50)?;
+    if !outcomes.is_empty() {
+        let mut rows = String::new();
+        for o in &outcomes {
+            let _ = write!(
+                rows,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                when(o.at_ms),
+                escape(&words(&o.kind)),
+                escape(&o.channel),
+                o.score.map_or(String::new(), |s| format!("{s:.0}")),
+                escape(&o.reason)
+            );
+        }
+        let _ = write!(
+            out,
+            "<h2>Outcomes</h2><table id=\"outcomes\"><thead><tr><th>when</th><th>what</th><th>channel</th><th>score</th>\
+             <th>reason</th></tr></thead><tbody>{rows}</tbody></table>"
+        );
+    }
+    Ok(out)
+}
+
 pub(crate) async fn incident_page(
     State(state): State<Shared>,
     Extension(user): Extension<User>,
@@ -468,13 +525,14 @@ pub(crate) async fn customer_page(
             );
         }
         let actions = store.actions(Some(&c.customer_id), false, 100)?;
+        let results = results_rows(store, &c.customer_id, &actions)?;
         let body = format!(
             "<h1>Customer {id}</h1><p class=\"meta\">{segment} · plan {plan} · {region} / {node} · {value} a month{opt}</p>\
              {score}<h2>{range_label}</h2>{nav}<div class=\"charts\">{plots}</div><h2>Journeys</h2><div class=\"charts\">{journey_plots}</div>\
              <h2>Top services</h2><table id=\"services\"><thead><tr><th>service</th><th>MB</th><th>connects</th>\
              <th>windows</th><th>p90 TTFB (or TLS)</th></tr></thead><tbody>{svc_rows}</tbody></table>\
              <h2>Incidents</h2><table id=\"customer-incidents\"><thead><tr><th>id</th><th>kind</th><th>scope</th><th>state</th>\
-             <th>probable cause</th></tr></thead><tbody>{inc_rows}</tbody></table><h2>Actions</h2>{actions}",
+             <th>probable cause</th></tr></thead><tbody>{inc_rows}</tbody></table><h2>Actions</h2>{actions}{results}",
             id = escape(&c.customer_id),
             segment = escape(&c.segment),
             plan = escape(&c.plan),
