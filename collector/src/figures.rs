@@ -1,8 +1,7 @@
 //! Figures shared by the store, correlation and the console: merging stored histograms, and
 //! turning windows into series.
 
-use crate::correlate::{is_ratio, journey_of};
-use edgeprobe_wire::{METRICS, SubscriberReport, WireHistogram};
+use edgeprobe_wire::WireHistogram;
 use std::collections::BTreeMap;
 
 /// Merges a V2-encoded histogram into `into`; bytes that do not decode add nothing.
@@ -84,48 +83,6 @@ impl Figure {
             }
         })
     }
-}
-
-/// One metric of `lines`, per window: merged histograms for a latency, failures over attempts
-/// for a ratio.
-pub fn windows_of(lines: &[(i64, SubscriberReport)], metric: &str) -> BTreeMap<i64, Figure> {
-    let mut out: BTreeMap<i64, Figure> = BTreeMap::new();
-    for (ws, line) in lines {
-        let w = out.entry(*ws).or_default();
-        let c = crate::store::counter_row(&line.counters);
-        let int = |v: i64| u64::try_from(v).unwrap_or(0);
-        match metric {
-            m if METRICS.contains(&m) => {
-                if let Some(h) = line.metrics.get(m).filter(|h| h.count > 0) {
-                    w.add(h);
-                }
-            }
-            "dns_failures" => {
-                w.bad += int(c.dns_failures);
-                w.total += int(c.dns_total);
-            }
-            "connect_failures" => {
-                w.bad += int(c.connect_failures);
-                w.total += int(c.connects + c.connect_failures);
-            }
-            m => {
-                let Some(name) = journey_of(m) else { continue };
-                let latency = !is_ratio(m);
-                for j in line.journeys.iter().filter(|j| j.journey == name) {
-                    if latency {
-                        if let Some(h) = j.latency.as_ref().filter(|h| h.count > 0) {
-                            w.add(h);
-                        }
-                    } else {
-                        w.bad += j.failed + j.timeout;
-                        w.total += j.ok + j.failed + j.timeout;
-                    }
-                }
-            }
-        }
-    }
-    out.retain(|_, w| w.has_latency() || w.total > 0);
-    out
 }
 
 /// Points per plot at most: a day of one-minute windows becomes 288 five-minute points, each

@@ -16,10 +16,11 @@
 //!   they chose, so they differ.
 
 use crate::config::CollectorConfig;
-use crate::correlate::is_ratio;
+use crate::correlate::{is_ratio, journey_of};
 use crate::figures::Figure;
 use crate::store::outcomes::{ActionResult, Measured, Outcome};
 use crate::store::{Result, Store};
+use edgeprobe_wire::{METRICS, SubscriberReport};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -224,6 +225,48 @@ pub fn from_csv(input: impl std::io::Read) -> std::result::Result<Items, String>
     Ok(out)
 }
 
+/// One metric of `lines`, per window: merged histograms for a latency, failures over attempts
+/// for a ratio.
+pub fn windows_of(lines: &[(i64, SubscriberReport)], metric: &str) -> BTreeMap<i64, Figure> {
+    let mut out: BTreeMap<i64, Figure> = BTreeMap::new();
+    for (ws, line) in lines {
+        let w = out.entry(*ws).or_default();
+        let c = crate::store::counter_row(&line.counters);
+        let int = |v: i64| u64::try_from(v).unwrap_or(0);
+        match metric {
+            m if METRICS.contains(&m) => {
+                if let Some(h) = line.metrics.get(m).filter(|h| h.count > 0) {
+                    w.add(h);
+                }
+            }
+            "dns_failures" => {
+                w.bad += int(c.dns_failures);
+                w.total += int(c.dns_total);
+            }
+            "connect_failures" => {
+                w.bad += int(c.connect_failures);
+                w.total += int(c.connects + c.connect_failures);
+            }
+            m => {
+                let Some(name) = journey_of(m) else { continue };
+                let latency = !is_ratio(m);
+                for j in line.journeys.iter().filter(|j| j.journey == name) {
+                    if latency {
+                        if let Some(h) = j.latency.as_ref().filter(|h| h.count > 0) {
+                            w.add(h);
+                        }
+                    } else {
+                        w.bad += j.failed + j.timeout;
+                        w.total += j.ok + j.failed + j.timeout;
+                    }
+                }
+            }
+        }
+    }
+    out.retain(|_, w| w.has_latency() || w.total > 0);
+    out
+}
+
 /// The metric an action's recovery is judged on: the incident's, or the rule's journey.
 fn metric_of(store: &mut Store, a: &crate::model::Action) -> Result<Option<String>> {
     if let Some(rule) = &a.rule {
@@ -232,6 +275,20 @@ fn metric_of(store: &mut Store, a: &crate::model::Action) -> Result<Option<Strin
     match a.incident_id {
         Some(id) => Ok(store.incident(id)?.map(|i| i.metric)),
         None => Ok(None),
+    }
+}
+
+/// The limit a metric is judged against: a p90 in µs for a latency, a share of failures
+/// for a ratio; None for a metric the plan does not bound.
+fn limit(plan: &crate::config::PlanThresholds, metric: &str) -> Option<f64> {
+    match metric {
+        "dns_failures" => Some(plan.dns_failure_ratio),
+        "connect_failures" => Some(plan.connect_failure_ratio),
+        m if m.starts_with(crate::correlate::JOURNEY_FAILURES) => Some(plan.journey_failure_ratio),
+        m => match m.strip_prefix(crate::correlate::JOURNEY_LATENCY) {
+            Some(journey) => plan.journey_p90_ms.get(journey).map(|ms| ms * 1000.0),
+            None => plan.latency_us(m),
+        },
     }
 }
 
@@ -253,8 +310,8 @@ fn measure_one(store: &mut Store, config: &CollectorConfig, a: &crate::model::Ac
     let o = &config.outcomes;
     let (before, after) = (o.before_minutes as i64 * 60_000, o.after_minutes as i64 * 60_000);
     let lines = store.subscriber_lines(&customer.subscriber_id, a.window_ms - before, a.window_ms + after + 1)?;
-    let windows = crate::figures::windows_of(&lines, &metric);
-    let threshold = config.plan(&customer.plan).limit(&metric);
+    let windows = windows_of(&lines, &metric);
+    let threshold = limit(config.plan(&customer.plan), &metric);
     let (mut before_fig, mut after_fig) = (Figure::default(), Figure::default());
     let mut first_good = None;
     let mut judged_after = false;

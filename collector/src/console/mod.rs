@@ -5,14 +5,13 @@
 
 use crate::console::html::when;
 use crate::console::live::{events, incident_rows_fragment};
-use crate::console::pages::{
-    agents_page, customer_page, deliveries_page, effectiveness_page, history_page, incident_page, incidents_page,
-};
+use crate::console::pages::{agents_page, customer_page, history_page, incident_page, incidents_page};
 
 pub mod html;
 mod live;
 mod pages;
 mod plots;
+mod results;
 
 pub use live::watch_incidents;
 
@@ -28,8 +27,8 @@ pub fn router(state: Shared) -> Router<Shared> {
         .route("/incidents/{id}", get(incident_page))
         .route("/customers/{id}", get(customer_page))
         .route("/agents", get(agents_page))
-        .route("/deliveries", get(deliveries_page))
-        .route("/effectiveness", get(effectiveness_page))
+        .route("/deliveries", get(results::deliveries_page))
+        .route("/effectiveness", get(results::effectiveness_page))
         .route("/console/incidents", get(incident_rows_fragment))
         .route("/console/events", get(events))
         .route("/static/console.css", get(|| async { ([(header::CONTENT_TYPE, "text/css")], CSS) }))

@@ -132,7 +132,7 @@ fn nice(v: f64) -> f64 {
 
 /// One metric of `lines`, per window, at most `MAX_POINTS` of them.
 pub(crate) fn per_window(lines: &[(i64, SubscriberReport)], metric: &str) -> BTreeMap<i64, Figure> {
-    downsample(crate::figures::windows_of(lines, metric))
+    downsample(crate::outcomes::windows_of(lines, metric))
 }
 
 /// Percentile series (ms) of a latency metric per window, labelled `prefix` + p50/p90/p99.
