@@ -18,7 +18,7 @@ from hdrh.histogram import HdrHistogram
 from hdr_decode import percentile  # the rank rule of the Java and Rust libraries
 
 REPORT = {0: "v", 1: "agent_id", 2: "boot_id", 3: "seq", 4: "window_start", 5: "window_end", 6: "capture",
-          7: "subscribers", 8: "agent"}
+          7: "subscribers", 8: "agent", 9: "part", 10: "parts"}
 CAPTURE = {0: "packets", 1: "bytes", 2: "kernel_drops", 3: "unparsed", 4: "evictions"}
 EVICTIONS = {0: "flows", 1: "dns", 2: "streams", 3: "fragments", 4: "subscribers", 5: "samples",
              6: "dhcp_bindings", 7: "service_names", 8: "episodes"}

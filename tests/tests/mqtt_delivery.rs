@@ -209,6 +209,8 @@ fn a_report_of_a_hundred_lines_is_delivered_whole() {
         capture: Default::default(),
         subscribers: (0..100).map(line).collect(),
         agent: None,
+        part: 0,
+        parts: 0,
     };
     let size = edgeprobe_wire::encode(&report, edgeprobe_wire::Encoding::Cbor).len();
     assert!(size > 3 * 10 * 1024, "the report is {size} bytes");
@@ -225,4 +227,97 @@ fn a_report_of_a_hundred_lines_is_delivered_whole() {
     let got = received.lock().unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].subscribers.len(), 100);
+}
+
+/// An edge agent of 50,000 lines: its window's report, some 16 MB, goes out in parts under a
+/// broker that refuses messages over 300 kB, each part a report; the collector stores every
+/// part and evaluates the window with every line once all parts are in.
+#[test]
+fn an_edge_window_of_fifty_thousand_lines_arrives_in_parts() {
+    if !prerequisite(mosquitto().is_some(), "mosquitto (apt-get install mosquitto)") {
+        return;
+    }
+    use edgeprobe_agent::publish::mqtt::{Identity, MqttConfig, Publisher};
+    use edgeprobe_tests::collector::{Collector, CollectorToml, free_port};
+    use edgeprobe_wire::histogram::{new_histogram, record};
+    const LINES: u64 = 50_000;
+    const LIMIT: usize = 300_000;
+    let dir = tempdir("edge-parts");
+    let broker = Broker::start(&dir.join("broker"), &format!("message_size_limit {LIMIT}"));
+    let received = subscribe(broker.port, "parts-sub");
+    let http = free_port();
+    let config = CollectorToml::external(&broker.url(), dir.join("db").display(), http)
+        .section("[correlation]\ngrace_secs = 0\nsettle_secs = 2\ntick_secs = 1\nparts_wait_secs = 30")
+        .to_string();
+    let collector = Collector::start(&dir, "collector", http, &config);
+    collector.wait_metric("edgeprobe_collector_mqtt_connected", 1.0, Duration::from_secs(20));
+    let mut h = new_histogram();
+    for v in 0..20 {
+        record(&mut h, 1_000 + v * 7_919);
+    }
+    // Encoded once: compressing 150,000 histograms would be most of the test's time.
+    let encoded = edgeprobe_wire::WireHistogram::from_histogram(&h);
+    let w = || Some(encoded.clone());
+    let line = |i: u64| edgeprobe_wire::SubscriberReport {
+        subscriber: format!("line-{i:05}"),
+        metrics: edgeprobe_wire::Metrics { dns: w(), connect_network: w(), http_ttfb: w(), ..Default::default() },
+        counters: edgeprobe_wire::Counters { connects: 3, bytes_down: 40_000 + i, ..Default::default() },
+        services: vec![],
+        journeys: vec![],
+        resolvers: vec![],
+        dns_late: None,
+    };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let window_start = (now - 120) / 60 * 60 * 1000;
+    let mut report = edgeprobe_wire::Report {
+        v: edgeprobe_wire::SCHEMA_VERSION,
+        agent_id: "gw-edge".into(),
+        boot_id: "b".into(),
+        seq: 7,
+        window_start,
+        window_end: window_start + 60_000,
+        capture: Default::default(),
+        subscribers: (0..LINES).map(line).collect(),
+        agent: None,
+        part: 0,
+        parts: 0,
+    };
+    report.capture.packets = 123_456;
+    let size = edgeprobe_wire::encode(&report, edgeprobe_wire::Encoding::Cbor).len();
+    assert!(size > 10 * LIMIT, "the report is {size} bytes");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    // The spool holds the whole window while the broker acknowledges it.
+    let config = MqttConfig { url: broker.url(), spool_max_bytes: 64 << 20, ..MqttConfig::default() };
+    let identity = Identity { agent_id: "gw-edge".into(), boot_id: "b".into(), capabilities: vec![] };
+    let left = runtime.block_on(async {
+        let publisher = Publisher::start(config, identity, None).await.unwrap();
+        publisher.publish(report).await.unwrap();
+        publisher.shutdown(Duration::from_secs(60)).await
+    });
+    assert_eq!(left, 0, "every part acknowledged");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let lines = || received.lock().unwrap().iter().map(|r| r.subscribers.len() as u64).sum::<u64>();
+    while lines() < LINES && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let got = received.lock().unwrap().clone();
+    let parts = got[0].parts;
+    assert!(parts as usize >= size / LIMIT, "{parts} parts for {size} bytes");
+    let mut numbers: Vec<u32> = got.iter().map(|r| r.part).collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, (0..parts).collect::<Vec<_>>(), "each part once");
+    let mut names: Vec<&str> = got.iter().flat_map(|r| r.subscribers.iter().map(|s| s.subscriber.as_str())).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len() as u64, LINES, "every line once");
+    assert!(got.iter().all(|r| r.seq == 7 && r.parts == parts));
+    assert_eq!(got.iter().map(|r| r.capture.packets).sum::<u64>(), 123_456, "capture health once");
+    // The collector: every part stored, none a duplicate, and the window evaluated with all
+    // 50,000 lines (none has a customer record, so each counts as unknown once).
+    collector.wait_metric("edgeprobe_collector_reports_stored_total", f64::from(parts), Duration::from_secs(60));
+    collector.wait_metric("edgeprobe_collector_windows_evaluated_total", 1.0, Duration::from_secs(120));
+    assert_eq!(collector.metric("edgeprobe_collector_reports_duplicate_total"), 0.0);
+    assert_eq!(collector.metric("edgeprobe_collector_unknown_subscribers_total"), LINES as f64);
+    let agents = collector.get("/api/v1/agents");
+    assert_eq!(agents["agents"][0]["capture"]["packets"], 123_456, "{agents}");
 }

@@ -17,7 +17,7 @@ use super::spool::{ReportId, Spool};
 use anyhow::Context;
 use edgeprobe_core::config::PushedConfig;
 use edgeprobe_wire::mqtt::{config_topic, parse_url, report_topic, state_topic};
-use edgeprobe_wire::{AgentHealth, Encoding, MAX_REPORT_BYTES, Report, encode};
+use edgeprobe_wire::{AgentHealth, Encoding, MAX_REPORT_BYTES, Report};
 use rumqttc::{
     AsyncClient, ConnectionError, Event, LastWill, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport,
 };
@@ -57,6 +57,11 @@ pub struct MqttConfig {
     pub spool_flush_secs: u64,
     /// `cbor` (default) or `json`.
     pub encoding: String,
+    /// A window's report larger than this goes out in parts of at most this size, each a
+    /// report of some of the lines: brokers cap messages (Mosquitto's `message_size_limit`,
+    /// managed brokers often at 256 KiB), and one message of an edge node's thousands of lines
+    /// would pass the cap. From 16 KiB to the 4 MiB report limit.
+    pub max_message_bytes: usize,
 }
 
 impl Default for MqttConfig {
@@ -76,6 +81,7 @@ impl Default for MqttConfig {
             spool_max_bytes: 4 << 20,
             spool_flush_secs: 30,
             encoding: "cbor".into(),
+            max_message_bytes: 256 << 10,
         }
     }
 }
@@ -101,6 +107,9 @@ impl MqttConfig {
         let sources = [self.password.is_some(), self.password_file.is_some(), self.password_env.is_some()];
         if sources.iter().filter(|s| **s).count() > 1 {
             out.push(("password", "give one of password, password_file, password_env".into()));
+        }
+        if !(16 << 10..=MAX_REPORT_BYTES).contains(&self.max_message_bytes) {
+            out.push(("max_message_bytes", format!("must be from 16384 to {MAX_REPORT_BYTES}")));
         }
         if self.spool_max_bytes < 4096 {
             out.push(("spool_max_bytes", "must be at least 4096".into()));
@@ -222,7 +231,7 @@ impl Publisher {
         .with_context(|| format!("spool directory {:?}", config.spool_dir))?;
         let (commands, rx) = mpsc::channel(64);
         let encoding = if config.encoding == "json" { Encoding::Json } else { Encoding::Cbor };
-        tokio::spawn(run(options, identity, spool, encoding, rx, pushed));
+        tokio::spawn(run(options, identity, spool, (encoding, config.max_message_bytes), rx, pushed));
         Ok(Publisher { commands })
     }
 
@@ -307,6 +316,9 @@ struct State {
     identity: Identity,
     spool: Spool,
     encoding: Encoding,
+    /// Reports larger than this go out in parts.
+    max_message: usize,
+    codec: edgeprobe_wire::Codec,
     connected: bool,
     /// Publishes handed to rumqttc in this connection, in order, until their packet id is known.
     sent: VecDeque<Option<ReportId>>,
@@ -325,7 +337,7 @@ async fn run(
     options: MqttOptions,
     identity: Identity,
     spool: Spool,
-    encoding: Encoding,
+    (encoding, max_message): (Encoding, usize),
     mut commands: mpsc::Receiver<Command>,
     pushed: Option<ConfigSink>,
 ) {
@@ -354,6 +366,8 @@ async fn run(
         identity,
         spool,
         encoding,
+        max_message,
+        codec: Default::default(),
         connected: false,
         sent: VecDeque::new(),
         in_flight: Vec::new(),
@@ -419,15 +433,23 @@ async fn run(
 }
 
 impl State {
-    fn queue(&mut self, mut report: Report) {
+    /// Queues a window's report: in parts of at most `max_message` bytes when it is larger.
+    fn queue(&mut self, report: Report) {
+        for part in self.codec.split(report, self.max_message, self.encoding) {
+            self.queue_part(part);
+        }
+    }
+
+    fn queue_part(&mut self, mut report: Report) {
         // Room first, so this report can count the drops it causes. The counters below change
         // the size by a few bytes at most.
-        let estimate = encode(&report, self.encoding).len() + 96;
+        let estimate = self.codec.encode(&report, self.encoding).len() + 96;
         if estimate > MAX_REPORT_BYTES {
-            // The collector refuses it, and the broker link would fail on it forever.
+            // The collector refuses it, and the broker link would fail on it forever: one
+            // line alone this large is past any split.
             eprintln!(
                 "edgeprobe: a report of {estimate} bytes ({} lines) exceeds the {MAX_REPORT_BYTES}-byte limit and is \
-                 dropped; lower measure.max_subscribers or services_per_subscriber",
+                 dropped; lower measure.services_per_subscriber",
                 report.subscribers.len()
             );
             self.failures += 1;
@@ -442,8 +464,14 @@ impl State {
             publish_failures: self.failures,
             spool_write_errors: self.spool.write_errors,
         });
-        let id = ReportId { window_start: report.window_start, boot_id: report.boot_id.clone(), seq: report.seq };
-        self.spool.push(id, encode(&report, self.encoding), carried);
+        let id = ReportId {
+            window_start: report.window_start,
+            boot_id: report.boot_id.clone(),
+            seq: report.seq,
+            part: report.part,
+        };
+        let payload = self.codec.encode(&report, self.encoding);
+        self.spool.push(id, payload, carried);
         self.hand_over();
     }
 

@@ -26,6 +26,8 @@ pub struct ReportId {
     pub window_start: u64,
     pub boot_id: String,
     pub seq: u64,
+    /// The part of a window's report split in parts; 0 for a whole one.
+    pub part: u32,
 }
 
 const DROPPED_FILE: &str = "dropped";
@@ -33,7 +35,8 @@ const DROPPED_FILE: &str = "dropped";
 impl ReportId {
     /// The file name, with the drop count the report carries.
     fn file_name(&self, carried: u64) -> String {
-        format!("{:013}-{}-{:010}-{carried}{SUFFIX}", self.window_start, self.boot_id, self.seq)
+        let part = if self.part > 0 { format!("p{:05}", self.part) } else { String::new() };
+        format!("{:013}-{}-{:010}{part}-{carried}{SUFFIX}", self.window_start, self.boot_id, self.seq)
     }
 
     fn parse(name: &str) -> Option<(ReportId, u64)> {
@@ -41,7 +44,12 @@ impl ReportId {
         let (window, rest) = stem.split_once('-')?;
         let (rest, carried) = rest.rsplit_once('-')?;
         let (boot, seq) = rest.rsplit_once('-')?;
-        let id = ReportId { window_start: window.parse().ok()?, boot_id: boot.to_string(), seq: seq.parse().ok()? };
+        let (seq, part) = match seq.split_once('p') {
+            Some((seq, part)) => (seq, part.parse().ok()?),
+            None => (seq, 0),
+        };
+        let id =
+            ReportId { window_start: window.parse().ok()?, boot_id: boot.to_string(), seq: seq.parse().ok()?, part };
         Some((id, carried.parse().ok()?))
     }
 }
@@ -226,7 +234,7 @@ mod tests {
     use super::*;
 
     fn id(seq: u64) -> ReportId {
-        ReportId { window_start: 1_700_000_000_000 + seq * 60_000, boot_id: "b1".into(), seq }
+        ReportId { window_start: 1_700_000_000_000 + seq * 60_000, boot_id: "b1".into(), seq, part: 0 }
     }
 
     fn dir(name: &str) -> PathBuf {
@@ -249,6 +257,24 @@ mod tests {
         let s = Spool::open(Some(&d), 1 << 20, Duration::from_secs(3600)).unwrap();
         let seqs: Vec<u64> = s.pending().map(|(i, _)| i.seq).collect();
         assert_eq!(seqs, [1, 2]);
+    }
+
+    /// Parts of one window's report are spooled apart, in order, and read back as parts; a
+    /// spool written before parts existed reads as whole reports.
+    #[test]
+    fn parts_survive_a_restart_in_order() {
+        let d = dir("parts");
+        let mut s = Spool::open(Some(&d), 1 << 20, Duration::from_secs(3600)).unwrap();
+        for part in [0, 1, 2, 10] {
+            s.push(ReportId { part, ..id(7) }, vec![1; 10], 0);
+        }
+        s.push(id(8), vec![1; 10], 0);
+        s.flush(true);
+        drop(s);
+        fs::write(d.join("1700000000000-b1-0000000000-0.report"), [2; 10]).unwrap();
+        let s = Spool::open(Some(&d), 1 << 20, Duration::from_secs(3600)).unwrap();
+        let ids: Vec<(u64, u32)> = s.pending().map(|(i, _)| (i.seq, i.part)).collect();
+        assert_eq!(ids, [(0, 0), (7, 0), (7, 1), (7, 2), (7, 10), (8, 0)]);
     }
 
     #[test]

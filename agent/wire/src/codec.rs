@@ -5,6 +5,7 @@
 //! Decoding checks the size first, then the version, then every histogram's bytes: a decoded
 //! report's summary figures are always those of its histograms.
 
+use crate::SubscriberReport;
 use crate::error::{DecodeError, MAX_REPORT_BYTES};
 use crate::named::from_cbor;
 use crate::packed::{Codec, first_key_is_text};
@@ -43,6 +44,47 @@ impl Codec {
             Encoding::Cbor => self.encode_packed(report),
             Encoding::Json => serde_json::to_vec(report).expect("reports always serialize"),
         }
+    }
+
+    /// `report` in parts of at most about `max_bytes` each once encoded, numbered, the first
+    /// keeping the capture health; one part, as it was, when it fits. A line larger than
+    /// `max_bytes` by itself goes alone in a part.
+    pub fn split(&mut self, mut report: Report, max_bytes: usize, encoding: Encoding) -> Vec<Report> {
+        // Room for what a part adds after this (part numbers, the agent's health) and for the
+        // array's length growing.
+        const SLACK: usize = 160;
+        if self.encode(&report, encoding).len() + SLACK <= max_bytes {
+            return vec![report];
+        }
+        let lines = std::mem::take(&mut report.subscribers);
+        let base = self.encode(&report, encoding).len() + SLACK;
+        let mut groups: Vec<Vec<SubscriberReport>> = vec![Vec::new()];
+        let mut size = base;
+        for line in lines {
+            let bytes = match encoding {
+                Encoding::Cbor => self.encode_line(&line).len(),
+                Encoding::Json => serde_json::to_vec(&line).map_or(0, |v| v.len() + 1),
+            };
+            let current = groups.last_mut().expect("never empty");
+            if !current.is_empty() && size + bytes > max_bytes {
+                groups.push(Vec::new());
+                size = base;
+            }
+            size += bytes;
+            groups.last_mut().expect("never empty").push(line);
+        }
+        let parts = groups.len() as u32;
+        groups
+            .into_iter()
+            .enumerate()
+            .map(|(i, subscribers)| Report {
+                subscribers,
+                part: i as u32,
+                parts,
+                capture: if i == 0 { report.capture.clone() } else { Default::default() },
+                ..report.clone()
+            })
+            .collect()
     }
 
     /// Decodes packed or named CBOR, or JSON, of any schema version this build reads.

@@ -32,7 +32,19 @@ pub struct Report {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[n(8)]
     pub agent: Option<AgentHealth>,
+    /// A window's report too large for one message goes out in `parts` parts, each with some
+    /// of the lines, numbered from 0 by `part`, all under the same `seq`; the first carries the
+    /// capture health. Both 0 (absent) for a report in one piece.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    #[cbor(n(9), with = "crate::packed::or_default", has_nil)]
+    pub part: u32,
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    #[cbor(n(10), with = "crate::packed::or_default", has_nil)]
+    pub parts: u32,
 }
+
+/// The most parts one window's report may be split into: 4,096 parts of the 4 MiB limit.
+pub const MAX_PARTS: u32 = 4096;
 
 /// The agent's delivery health when the report was sent.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
@@ -477,6 +489,12 @@ impl Report {
     /// does not divide a day or not aligned to its span, and counts past [`MAX_COUNT`] (bytes
     /// past [`MAX_BYTES`]). Histograms' counts are checked as they are read.
     pub fn check(&self) -> Result<(), crate::DecodeError> {
+        if self.parts > MAX_PARTS || self.part >= self.parts.max(1) {
+            return Err(crate::DecodeError::Field(format!(
+                "part {} of {} parts: parts must be at most {MAX_PARTS} and part below them",
+                self.part, self.parts
+            )));
+        }
         let span = self.window_end.checked_sub(self.window_start).filter(|s| *s > 0);
         let span = span.filter(|s| s % 1000 == 0 && MAX_WINDOW_MS % s == 0);
         if span.is_none_or(|s| self.window_start % s != 0) {
@@ -631,5 +649,9 @@ fn truncate(s: &str) -> &str {
 }
 
 fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+fn is_zero_u32(v: &u32) -> bool {
     *v == 0
 }

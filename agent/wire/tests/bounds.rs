@@ -43,6 +43,8 @@ fn report(n: u64) -> Report {
             dns_late: None,
         }],
         agent: None,
+        part: 0,
+        parts: 0,
     }
 }
 
@@ -182,4 +184,39 @@ fn deep_nesting_in_named_cbor_costs_no_stack() {
     assert_eq!(from_cbor::<Report>(&hostile).unwrap(), report(1));
     // Unclosed, it is an error, not a crash.
     assert!(from_cbor::<Report>(&hostile[..100_003]).is_err());
+}
+
+/// A window's report of many lines goes out in numbered parts under a size, every line in
+/// exactly one, each part a report the collector takes; part numbers out of range are refused.
+#[test]
+fn a_large_report_splits_into_parts_that_each_decode() {
+    let mut big = report(10);
+    big.capture.packets = 12_345;
+    let line = big.subscribers[0].clone();
+    big.subscribers = (0..3000).map(|i| SubscriberReport { subscriber: format!("line-{i}"), ..line.clone() }).collect();
+    for encoding in [Encoding::Cbor, Encoding::Json] {
+        let mut codec = Codec::default();
+        let whole = codec.encode(&big, encoding).len();
+        let max = 64 * 1024;
+        let parts = codec.split(big.clone(), max, encoding);
+        assert!(parts.len() >= whole / max, "{encoding:?}: {} parts for {whole} bytes", parts.len());
+        let mut lines = Vec::new();
+        for (i, p) in parts.iter().enumerate() {
+            let bytes = codec.encode(p, encoding);
+            assert!(bytes.len() <= max, "{encoding:?} part {i}: {} bytes", bytes.len());
+            let back = codec.decode(&bytes).unwrap();
+            assert_eq!((back.part, back.parts, back.seq), (i as u32, parts.len() as u32, big.seq));
+            assert_eq!(back.capture.packets, if i == 0 { 12_345 } else { 0 }, "capture health once");
+            lines.extend(back.subscribers.into_iter().map(|s| s.subscriber));
+        }
+        let want: Vec<String> = big.subscribers.iter().map(|s| s.subscriber.clone()).collect();
+        assert_eq!(lines, want, "{encoding:?}: every line once, in order");
+    }
+    // Small enough: one piece, as it was.
+    assert_eq!(Codec::default().split(report(10), 64 * 1024, Encoding::Cbor), vec![report(10)]);
+    for (part, parts) in [(1, 1), (3, 2), (0, MAX_PARTS + 1), (1, 0)] {
+        for result in decode_all(&Report { part, parts, ..report(10) }) {
+            assert!(matches!(result, Err(DecodeError::Field(_))), "{part}/{parts}: {result:?}");
+        }
+    }
 }

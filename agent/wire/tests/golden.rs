@@ -97,6 +97,8 @@ fn sample_report() -> Report {
         },
         subscribers: vec![line],
         agent: None,
+        part: 0,
+        parts: 0,
     }
 }
 

@@ -247,6 +247,9 @@ pub struct CorrelationConfig {
     pub grace_secs: u64,
     /// ... and once no report for it has arrived for this long (late or replayed data).
     pub settle_secs: u64,
+    /// A window where an agent's report sent in parts lacks some waits up to this long after
+    /// its last arrival for the rest, then is evaluated with what came.
+    pub parts_wait_secs: u64,
     /// How often the collector looks for windows to evaluate.
     pub tick_secs: u64,
     /// A group (access node, region, service, resolver) fails when at least this share of its
@@ -277,6 +280,7 @@ impl Default for CorrelationConfig {
             resolve_after: 3,
             grace_secs: 20,
             settle_secs: 5,
+            parts_wait_secs: 60,
             tick_secs: 2,
             group_fraction: 0.5,
             group_min_customers: 2,

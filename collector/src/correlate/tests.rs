@@ -71,6 +71,8 @@ fn report(agent: &str, seq: u64, n: i64, lines: Vec<SubscriberReport>) -> Report
         capture: CaptureHealth::default(),
         subscribers: lines,
         agent: None,
+        part: 0,
+        parts: 0,
     }
 }
 

@@ -204,7 +204,8 @@ impl Writer {
     /// after it go on.
     pub fn evaluate(&mut self, now_ms: i64, agents: bool) -> crate::store::Result<()> {
         let c = &self.config.correlation;
-        let ready = self.store.ready_windows(now_ms, c.grace_secs as i64 * 1000, c.settle_secs as i64 * 1000)?;
+        let (grace, settle, parts) = (c.grace_secs as i64, c.settle_secs as i64, c.parts_wait_secs as i64);
+        let ready = self.store.ready_windows(now_ms, grace * 1000, settle * 1000, parts * 1000)?;
         for window in ready {
             match correlate::evaluate_window(&mut self.store, &self.config, window, now_ms) {
                 Ok(summary) => {
@@ -298,6 +299,8 @@ mod tests {
                 dns_late: None,
             }],
             agent: None,
+            part: 0,
+            parts: 0,
         }
     }
 

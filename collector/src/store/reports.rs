@@ -270,15 +270,17 @@ impl Store {
     pub fn store_reports_in_tx(&mut self, batch: &[(&Incoming, i64)]) -> Result<Vec<Stored>> {
         let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         // 1. The dedup key: only reports whose key is new are stored further.
-        let mut new_keys: HashSet<(String, String, i64)> = HashSet::new();
+        let mut new_keys: HashSet<(String, String, i64, i64)> = HashSet::new();
         for chunk in batch.chunks(400) {
-            let mut params = Vec::with_capacity(chunk.len() * 8);
+            let mut params = Vec::with_capacity(chunk.len() * 10);
             for (incoming, received) in chunk {
                 let r = &incoming.report;
                 params.extend([
                     r.agent_id.as_str().into(),
                     r.boot_id.as_str().into(),
                     r.seq.into(),
+                    i64::from(r.part).into(),
+                    i64::from(r.parts.max(1)).into(),
                     clamp(r.window_start).into(),
                     clamp(r.window_end).into(),
                     (*received).into(),
@@ -287,13 +289,14 @@ impl Store {
                 ]);
             }
             let sql = rows_sql(
-                "INSERT INTO reports (agent_id, boot_id, seq, window_start, window_end, received_ms, subscribers, capture)",
-                &row_shape(8),
+                "INSERT INTO reports (agent_id, boot_id, seq, part, parts, window_start, window_end, received_ms, \
+                 subscribers, capture)",
+                &row_shape(10),
                 chunk.len(),
-                "ON CONFLICT (agent_id, boot_id, seq) DO NOTHING RETURNING agent_id, boot_id, seq",
+                "ON CONFLICT (agent_id, boot_id, seq, part) DO NOTHING RETURNING agent_id, boot_id, seq, part",
             );
             for row in self.db.query(&sql, &params)? {
-                new_keys.insert((row.text(0), row.text(1), row.int(2)));
+                new_keys.insert((row.text(0), row.text(1), row.int(2), row.int(3)));
             }
         }
         let mut outcome = Vec::with_capacity(batch.len());
@@ -302,7 +305,7 @@ impl Store {
         for (incoming, received) in batch {
             let r = &incoming.report;
             // A key twice in one batch is new only the first time.
-            let new = new_keys.remove(&(r.agent_id.clone(), r.boot_id.clone(), clamp(r.seq)));
+            let new = new_keys.remove(&(r.agent_id.clone(), r.boot_id.clone(), clamp(r.seq), i64::from(r.part)));
             outcome.push(if new { Stored::New } else { Stored::Duplicate });
             if new {
                 fresh.push((r, *received));
@@ -350,14 +353,16 @@ impl Store {
              THEN excluded.last_window_ms ELSE agent_subscribers.last_window_ms END",
         )?;
 
-        // 3. Agents: a row each, with the batch's count and its latest report's health.
-        let mut agents: BTreeMap<&str, (i64, i64, i64, &Report)> = BTreeMap::new();
+        // 3. Agents: a row each, with the batch's count and its latest report's health; the
+        // capture health from the latest report that carries it (a first or only part).
+        let mut agents: BTreeMap<&str, (i64, i64, i64, &Report, Option<&Report>)> = BTreeMap::new();
         for (r, received) in &fresh {
-            let e = agents.entry(&r.agent_id).or_insert((0, 0, 0, r));
-            *e = (e.0 + 1, e.1.max(*received), e.2.max(clamp(r.window_start)), r);
+            let e = agents.entry(&r.agent_id).or_insert((0, 0, 0, r, None));
+            let capture = if r.part == 0 { Some(*r) } else { e.4 };
+            *e = (e.0 + 1, e.1.max(*received), e.2.max(clamp(r.window_start)), r, capture);
         }
         let mut rows: Vec<Value> = Vec::new();
-        for (agent, (count, received, ws, last)) in &agents {
+        for (agent, (count, received, ws, last, capture)) in &agents {
             rows.extend([
                 (*agent).into(),
                 last.boot_id.as_str().into(),
@@ -365,7 +370,7 @@ impl Store {
                 (*received).into(),
                 (*ws).into(),
                 (*count).into(),
-                json(&last.capture).into(),
+                capture.map(|c| json(&c.capture)).into(),
                 last.agent.as_ref().map(json).into(),
             ]);
         }
@@ -379,7 +384,7 @@ impl Store {
              reports = agents.reports + excluded.reports, \
              last_window_ms = CASE WHEN agents.last_window_ms IS NULL OR excluded.last_window_ms > agents.last_window_ms \
              THEN excluded.last_window_ms ELSE agents.last_window_ms END, \
-             capture = excluded.capture, health = COALESCE(excluded.health, agents.health)",
+             capture = COALESCE(excluded.capture, agents.capture), health = COALESCE(excluded.health, agents.health)",
         )?;
 
         // 4. Windows, noted for evaluation; a report for one already evaluated is late.
@@ -418,11 +423,20 @@ impl Store {
 
     /// Windows not yet evaluated that ended `grace_ms` ago and have been quiet for `settle_ms`,
     /// oldest first.
-    pub fn ready_windows(&mut self, now_ms: i64, grace_ms: i64, settle_ms: i64) -> Result<Vec<(i64, i64)>> {
+    pub fn ready_windows(
+        &mut self,
+        now_ms: i64,
+        grace_ms: i64,
+        settle_ms: i64,
+        parts_wait_ms: i64,
+    ) -> Result<Vec<(i64, i64)>> {
+        // A window where an agent's report in parts lacks some waits for them, a while.
         let rows = self.db.query(
-            "SELECT window_start, window_end FROM windows WHERE evaluated = 0 AND window_end <= ? \
-             AND last_arrival_ms <= ? ORDER BY window_start",
-            &[(now_ms - grace_ms).into(), (now_ms - settle_ms).into()],
+            "SELECT window_start, window_end FROM windows w WHERE evaluated = 0 AND window_end <= ? \
+             AND last_arrival_ms <= ? AND (last_arrival_ms <= ? OR NOT EXISTS (SELECT 1 FROM reports r \
+             WHERE r.window_start = w.window_start AND r.parts > 1 GROUP BY r.agent_id, r.boot_id, r.seq \
+             HAVING COUNT(*) < MAX(r.parts))) ORDER BY window_start",
+            &[(now_ms - grace_ms).into(), (now_ms - settle_ms).into(), (now_ms - settle_ms.max(parts_wait_ms)).into()],
         )?;
         Ok(rows.iter().map(|r| (r.int(0), r.int(1))).collect())
     }

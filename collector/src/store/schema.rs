@@ -291,6 +291,32 @@ CREATE INDEX deliveries_due ON deliveries (state, webhook, next_attempt_ms);
 CREATE INDEX deliveries_subject ON deliveries (subject);
 ",
     ),
+    (
+        // A window's report may come in parts (an edge agent's thousands of lines past a
+        // broker's message limit): the dedup key takes the part, and the part count says when
+        // a window has all of an agent's report.
+        8,
+        "
+CREATE TABLE reports_parts (
+    agent_id TEXT NOT NULL,
+    boot_id TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    part BIGINT NOT NULL,
+    parts BIGINT NOT NULL,
+    window_start BIGINT NOT NULL,
+    window_end BIGINT NOT NULL,
+    received_ms BIGINT NOT NULL,
+    subscribers BIGINT NOT NULL,
+    capture TEXT NOT NULL,
+    PRIMARY KEY (agent_id, boot_id, seq, part)
+);
+INSERT INTO reports_parts (agent_id, boot_id, seq, part, parts, window_start, window_end, received_ms, subscribers, \
+    capture) SELECT agent_id, boot_id, seq, 0, 1, window_start, window_end, received_ms, subscribers, capture FROM reports;
+DROP TABLE reports;
+ALTER TABLE reports_parts RENAME TO reports;
+CREATE INDEX reports_window ON reports (window_start);
+",
+    ),
 ];
 
 /// Data moves that SQL alone cannot do, run after the version's SQL in the same transaction.

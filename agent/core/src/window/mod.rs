@@ -501,6 +501,8 @@ impl Windows {
             capture: health,
             subscribers,
             agent: None,
+            part: 0,
+            parts: 0,
         };
         self.seq += 1;
         Some(report)
