@@ -8,6 +8,10 @@ use edgeprobe_core::subscriber::SubscriberConfig;
 use serde::Deserialize;
 use std::path::Path;
 
+/// A line's share of a window's report, at least: the ingest benchmark's lines, with their
+/// histograms and a few services, take about 330 bytes each.
+const LINE_BYTES: usize = 330;
+
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct AgentConfig {
@@ -93,6 +97,22 @@ impl AgentConfig {
         for (field, reason) in config.mqtt.problems() {
             let (line, column) = find_key(text, "mqtt", field);
             errors.push(ConfigError { file: file.into(), line, column, message: format!("mqtt.{field}: {reason}") });
+        }
+        // Every part of a window's report waits in the spool until the broker has it: a spool
+        // smaller than a full window loses parts before they are sent.
+        let window = config.measure.max_subscribers.saturating_mul(LINE_BYTES);
+        if config.mqtt.problems().is_empty() && config.mqtt.spool_max_bytes < window {
+            let (line, column) = find_key(text, "mqtt", "spool_max_bytes");
+            errors.push(ConfigError {
+                file: file.into(),
+                line,
+                column,
+                message: format!(
+                    "mqtt.spool_max_bytes: a window of measure.max_subscribers = {} lines takes at least {window} bytes \
+                     ({LINE_BYTES} a line) and must fit in the spool; raise spool_max_bytes",
+                    config.measure.max_subscribers
+                ),
+            });
         }
         for e in config.subscribers.problems() {
             let (line, column) = find_key(text, "subscribers", e.field);
@@ -224,6 +244,14 @@ mod tests {
         );
         AgentConfig::parse("a.toml", &fine).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_spool_must_hold_a_window_of_lines() {
+        let err = AgentConfig::parse("a.toml", "[measure]\nmax_subscribers = 50000\n").unwrap_err();
+        assert!(err[0].message.starts_with("mqtt.spool_max_bytes: a window of"), "{}", err[0].message);
+        let ok = "[measure]\nmax_subscribers = 50000\n[mqtt]\nspool_max_bytes = 33554432\n";
+        assert!(AgentConfig::parse("a.toml", ok).is_ok());
     }
 
     #[test]
