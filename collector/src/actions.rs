@@ -156,7 +156,7 @@ fn or_nothing(channels: &[String]) -> String {
 
 /// Applies the journey rules to a customer who had failed episodes of `journey` in the window
 /// ending at `window_end`: where the customer's failures within a rule's hours reach its count,
-/// and the rule has not acted for them within those hours, its action is stored. Returns how
+/// and the rule has not acted for them within those hours, its action is stored. Returns
 /// those added.
 pub fn journey_rules(
     store: &mut Store,

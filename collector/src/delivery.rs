@@ -366,9 +366,10 @@ impl Sender {
         let d = &self.config.delivery;
         let now = crate::clock::now_ms();
         let lease = now + (w.timeout_secs as i64 + 5) * 1000;
-        for m in store.due_deliveries(&w.name, now, BATCH)? {
-            if !store.claim_delivery(m.id, now, lease)? {
-                continue;
+        for m in store.pending_in_order(&w.name, BATCH)? {
+            // Not yet due, or another collector is sending it: the rest wait behind it.
+            if m.next_attempt_ms > now || !store.claim_delivery(m.id, now, lease)? {
+                break;
             }
             let sent_at = crate::clock::now_ms();
             let attempt = post(agent, w, &m, sent_at);
@@ -399,7 +400,6 @@ impl Sender {
                     }
                     store.delivery_attempted(m.id, done, status, &reason, Some(done + wait))?;
                     self.metrics.delivery(&w.name, "retry");
-                    // The rest wait behind it.
                     break;
                 }
             }
@@ -527,7 +527,7 @@ mod tests {
         assert_eq!(failed[0].subject, "incident:3");
         assert!(failed[0].reason.contains("max_pending = 2"), "{}", failed[0].reason);
         // Sent, the room is back; a failed one may be queued again.
-        let due = store.due_deliveries("pager", 10, 10).unwrap();
+        let due = store.pending_in_order("pager", 10).unwrap();
         assert!(store.claim_delivery(due[0].id, 10, 100).unwrap());
         assert!(!store.claim_delivery(due[0].id, 10, 100).unwrap(), "claimed once");
         store.delivery_attempted(due[0].id, 11, Some(204), "", None).unwrap();

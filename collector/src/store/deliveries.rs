@@ -103,18 +103,12 @@ impl Store {
         Ok(n == 1)
     }
 
-    /// A webhook's pending messages due by `now_ms`, oldest first.
-    pub fn due_deliveries(&mut self, webhook: &str, now_ms: i64, limit: i64) -> Result<Vec<Delivery>> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM deliveries WHERE state = 'pending' AND webhook = ? AND next_attempt_ms <= ? \
-             AND claimed_until <= ? ORDER BY id LIMIT ?"
-        );
-        Ok(self
-            .db
-            .query(&sql, &[webhook.into(), now_ms.into(), now_ms.into(), limit.into()])?
-            .iter()
-            .map(delivery)
-            .collect())
+    /// A webhook's first pending messages, oldest first, due or not: the sender stops at the
+    /// first that is not due, so a receiver gets its messages in order.
+    pub fn pending_in_order(&mut self, webhook: &str, limit: i64) -> Result<Vec<Delivery>> {
+        let sql =
+            format!("SELECT {COLUMNS} FROM deliveries WHERE state = 'pending' AND webhook = ? ORDER BY id LIMIT ?");
+        Ok(self.db.query(&sql, &[webhook.into(), limit.into()])?.iter().map(delivery).collect())
     }
 
     /// The earliest time a pending message of `webhook` falls due, if any is pending.
