@@ -98,10 +98,12 @@ impl AgentConfig {
             let (line, column) = find_key(text, "mqtt", field);
             errors.push(ConfigError { file: file.into(), line, column, message: format!("mqtt.{field}: {reason}") });
         }
-        // Every part of a window's report waits in the spool until the broker has it: a spool
-        // smaller than a full window loses parts before they are sent.
+        // Every part of a window's report waits in the spool until the broker has it: an edge
+        // agent's spool smaller than a full window loses parts before they are sent. (A
+        // gateway's window is a home's few devices, whatever max_subscribers allows.)
         let window = config.measure.max_subscribers.saturating_mul(LINE_BYTES);
-        if config.mqtt.problems().is_empty() && config.mqtt.spool_max_bytes < window {
+        let edge = config.subscribers.mode == edgeprobe_core::config::Mode::Edge;
+        if edge && config.mqtt.problems().is_empty() && config.mqtt.spool_max_bytes < window {
             let (line, column) = find_key(text, "mqtt", "spool_max_bytes");
             errors.push(ConfigError {
                 file: file.into(),
@@ -248,10 +250,12 @@ mod tests {
 
     #[test]
     fn the_spool_must_hold_a_window_of_lines() {
-        let err = AgentConfig::parse("a.toml", "[measure]\nmax_subscribers = 50000\n").unwrap_err();
+        let edge = "[measure]\nmax_subscribers = 50000\n[subscribers]\nmode = \"edge\"\n";
+        let err = AgentConfig::parse("a.toml", edge).unwrap_err();
         assert!(err[0].message.starts_with("mqtt.spool_max_bytes: a window of"), "{}", err[0].message);
-        let ok = "[measure]\nmax_subscribers = 50000\n[mqtt]\nspool_max_bytes = 33554432\n";
-        assert!(AgentConfig::parse("a.toml", ok).is_ok());
+        assert!(AgentConfig::parse("a.toml", &format!("{edge}[mqtt]\nspool_max_bytes = 33554432\n")).is_ok());
+        let gateway = "[measure]\nmax_subscribers = 50000\n[mqtt]\nspool_max_bytes = 4096\n";
+        assert!(AgentConfig::parse("a.toml", gateway).is_ok(), "a gateway's window is a home's devices");
     }
 
     #[test]
